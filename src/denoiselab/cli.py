@@ -1,0 +1,279 @@
+"""The command line: the only layer that parses argv and reads or writes files by name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import DenoiselabError
+
+SAMPLER_HELP = "sampler name (ddpm, ddim, ...; see `denoiselab sample --help`)"
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
+    from .training.checkpoint import atomic_write
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), x.float().numpy().astype(np.float32)))
+    elif path.suffix == ".png":
+        if kind == "points":
+            from .viz.plots import plot_samples_over_data
+
+            plot_samples_over_data(x, x[:0], path, title=f"{len(x)} samples")
+        else:
+            from .viz.images import save_grid
+
+            save_grid(x, path)
+    else:
+        raise DenoiselabError(f"unknown output type {path.suffix!r} for {path}: use .npy or .png")
+
+
+def _sampler_opts(args) -> dict:
+    opts = {}
+    if args.sampler == "ddim":
+        opts["eta"] = args.eta
+    if args.sampler == "ddpm" and args.variance:
+        opts["variance"] = args.variance
+    return opts
+
+
+def _draw(run, args, num: int, callback=None):
+    from .samplers.api import generate
+
+    kind, shape = run.kind, run.sample_shape
+    cond = None
+    if getattr(args, "cls", None) is not None:
+        raise DenoiselabError("this model is unconditional: drop --class")
+    x, nfe = generate(run.denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                      spacing=args.spacing, cond=cond, callback=callback, batch_size=args.batch_size,
+                      **_sampler_opts(args))
+    return x, nfe, kind
+
+
+# -- commands -------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from . import pipeline
+    from .config import apply_overrides, get_preset
+    out = Path(args.out)
+    if args.resume:
+        cfg = pipeline.read_config(out)
+        cfg = apply_overrides(cfg, args.set)
+    else:
+        cfg = apply_overrides(get_preset(args.preset), args.set)
+    if args.dry_run:
+        print(cfg.to_json())
+        return 0
+    if not args.resume and (out / pipeline.CONFIG).exists():
+        raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    data = pipeline.build_data(cfg)
+    trainer = pipeline.make_trainer(cfg, out, data, progress=not args.quiet)
+    net = trainer.net
+    if args.resume:
+        trainer.resume()
+        _log(f"resuming {out} at step {trainer.step}")
+    out.mkdir(parents=True, exist_ok=True)
+    from .training.checkpoint import atomic_write
+
+    atomic_write(out / pipeline.CONFIG, lambda tmp: Path(tmp).write_text(cfg.to_json()))
+    n_params = sum(p.numel() for p in net.parameters())
+    _log(f"training {cfg.preset}: {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {cfg.data.name}, "
+         f"{cfg.train.steps} steps, batch {cfg.train.batch_size}")
+    result = trainer.fit()
+    _log(f"done: step {result['steps']}, loss {result.get('loss', float('nan')):.4f}, "
+         f"{result['seconds']:.1f} s; checkpoint {trainer.checkpoint_path}")
+    if not args.no_pictures:
+        for p in pipeline.run_pictures(out, data):
+            _log(f"wrote {p}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .pipeline import load_run
+
+    run = load_run(Path(args.run_dir))
+    t0 = time.perf_counter()
+    x, nfe, kind = _draw(run, args, args.num)
+    if not torch.isfinite(x).all():
+        raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
+    _save_array(Path(args.out), x, kind)
+    _log(f"wrote {args.num} samples to {args.out}: sampler {args.sampler}, {args.steps} steps, "
+         f"NFE {nfe}, {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation.report import evaluate_points
+
+    src = Path(args.samples)
+    if src.is_dir():
+        from .pipeline import load_run
+
+        run = load_run(src)
+        _log(f"sampling {args.num} points from {src} ({args.sampler}, {args.steps} steps)")
+        x, _, kind = _draw(run, args, args.num)
+        if kind != "points":
+            raise DenoiselabError("image evaluation is not available yet: evaluate 2D runs")
+    elif src.suffix == ".npy" and src.is_file():
+        x = torch.from_numpy(np.load(src)).float()
+    else:
+        raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
+    results = evaluate_points(x, args.ref, seed=args.ref_seed)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for name, r in results["metrics"].items():
+            print(f"{name:10s} {r['value']:10.4f}   (floor {r['floor']:.4f}: real vs real)")
+    if src.is_dir():
+        from .evaluation.report import append_metrics
+
+        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps})
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .viz import plots
+
+    out = Path(args.out) if args.out else None
+    if args.what == "schedules":
+        p = plots.plot_schedules(out or Path("schedules.png"), T=args.T)
+    elif args.what == "loss":
+        if not args.target:
+            raise DenoiselabError("plot loss needs a run directory: denoiselab plot loss RUN_DIR")
+        metrics = Path(args.target) / "metrics.jsonl"
+        if not metrics.is_file():
+            raise DenoiselabError(f"{metrics} not found: is {args.target} a run directory?")
+        p = plots.plot_loss(metrics, out or Path(args.target) / "loss.png")
+    elif args.what == "forward":
+        from .data import load_toy
+        from .schedules import make_schedule
+
+        p = plots.plot_forward_points(load_toy(args.target or "swiss-roll", 2048, 0), make_schedule(args.schedule, args.T),
+                                      out or Path("forward.png"))
+    else:  # argparse restricts choices
+        raise DenoiselabError(f"unknown plot {args.what!r}")
+    _log(f"wrote {p}")
+    return 0
+
+
+def cmd_animate(args) -> int:
+    from .pipeline import load_run, reverse_gif
+
+    run = load_run(Path(args.run_dir))
+    p = reverse_gif(run, Path(args.out), sampler=args.sampler, steps=args.steps, seed=args.seed,
+                    num=args.num, frames=args.frames, opts=_sampler_opts(args))
+    _log(f"wrote {p}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = "ddpm") -> None:
+    from .samplers import SAMPLERS, SPACINGS
+
+    p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS), help=SAMPLER_HELP)
+    p.add_argument("--steps", type=int, default=steps, help="solver steps (the output reports the NFE)")
+    p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
+    p.add_argument("--spacing", default="leading", choices=SPACINGS, help="timestep spacing of the grid")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0 deterministic, 1 = DDPM posterior)")
+    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
+    p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
+    p.add_argument("--class", dest="cls", type=int, default=None, help="class label (conditional models)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import PRESETS
+
+    ap = argparse.ArgumentParser(prog="denoiselab", description="Train, sample, watch, edit and evaluate diffusion models.")
+    ap.add_argument("--version", action="version", version=f"denoiselab {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a preset")
+    p.add_argument("--preset", default="swiss-roll", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: steps, batch_size, lr, seed, train.ema_decay, model.width, ...")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-pictures", action="store_true", help="skip the pictures after training")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--num", type=int, default=2048)
+    p.add_argument("--out", required=True, help=".npy (float32, the data's frame) or .png (a picture)")
+    _add_sampling(p)
+    p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="score samples or a run against reference data")
+    p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
+    p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, moons, ...) or a .npy file")
+    p.add_argument("--ref-seed", type=int, default=10_000, help="seed of the reference draw")
+    p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_sampling(p)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="plots: schedules, loss, forward")
+    p.add_argument("what", choices=["schedules", "loss", "forward"])
+    p.add_argument("target", nargs="?", help="run directory (loss) or data set (forward)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--T", type=int, default=1000)
+    p.add_argument("--schedule", default="linear")
+    p.set_defaults(fn=cmd_plot)
+
+    p = sub.add_parser("animate", help="GIF of the reverse process of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="output .gif")
+    p.add_argument("--num", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
+    _add_sampling(p, steps=50, sampler="ddim")
+    p.set_defaults(fn=cmd_animate)
+
+    p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--quick", action="store_true", help="a short run for smoke tests")
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "fn", None):
+        ap.print_help()
+        return 0
+    try:
+        return args.fn(args) or 0
+    except DenoiselabError as e:
+        print(f"denoiselab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("denoiselab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Time embeddings shared by every network."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer-style sinusoidal features of (possibly fractional) t: [cos(t f_k), sin(t f_k)],
+    f_k = max_period^(-k / (dim/2)) (Vaswani et al. 2017, sec. 3.5; used by Ho et al. 2020)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features followed by a two-layer MLP (Linear, SiLU, Linear)."""
+
+    def __init__(self, dim_out: int, freq_dim: int = 256, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or dim_out
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, dim_out))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t[None]
+        return self.mlp(sinusoidal_embedding(t, self.freq_dim))

@@ -1,0 +1,180 @@
+"""Builds the pieces of a run from its config: schedule, network, denoiser, data, objective.
+
+The CLI and the benchmarks go through here, so a run directory is sampled exactly the way it
+was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import process
+from .config import DiffusionConfig, RunConfig
+from .data import TensorData, build_dataset
+from .denoiser import Denoiser
+from .errors import DenoiselabError
+from .models import build_model
+from .schedules import NoiseSchedule, make_schedule
+from .training.checkpoint import load_checkpoint
+from .training.trainer import CHECKPOINT
+
+CONFIG = "config.json"
+
+
+def build_schedule(d: DiffusionConfig) -> NoiseSchedule:
+    if d.schedule == "custom":
+        return make_schedule("custom", betas=list(d.betas))
+    if d.schedule == "cosine":
+        return make_schedule("cosine", d.T)
+    return make_schedule(d.schedule, d.T, beta_start=d.beta_start, beta_end=d.beta_end)
+
+
+def build_data(cfg: RunConfig) -> TensorData:
+    return build_dataset(cfg.data.name, cfg.data.options, cfg.data.num, cfg.train.seed)
+
+
+def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Module:
+    opts = dict(cfg.model.options)
+    return build_model(cfg.model.name, **opts)
+
+
+def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Denoiser:
+    d = cfg.diffusion
+    if d.kind != "vp":
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp")
+    return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
+
+
+def build_objective(cfg: RunConfig):
+    """objective(net, x0, cond, generator) -> loss, for the trainer."""
+    d = cfg.diffusion
+    if d.kind != "vp":
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp")
+    schedule = build_schedule(d)
+    if d.parameterization not in ("eps", "x0", "v"):
+        raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
+
+    def objective(net, x0, cond, generator):
+        t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator)
+        return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond)
+
+    return objective
+
+
+def data_info(data: TensorData) -> dict:
+    """What sampling needs to know about the data, stored in every checkpoint."""
+    return {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+            "class_names": list(data.class_names)}
+
+
+def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True):
+    from .training.trainer import Trainer
+
+    net = build_net(cfg, data)
+    return Trainer(net, build_objective(cfg), data, cfg.train, out, cfg.to_dict(), progress=progress,
+                   on_preview=preview_hook(cfg, data, out), extra=data_info(data))
+
+
+def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
+    """Image runs: a sample grid every preview_every steps (2D runs need none)."""
+    return None
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    net: torch.nn.Module
+    denoiser: Denoiser
+    step: int
+    run_dir: Path
+    info: dict
+
+    @property
+    def kind(self) -> str:
+        return self.info.get("kind", "points")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.info.get("sample_shape", (2,)))
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise DenoiselabError(f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME --out {run_dir}`)")
+    if not path.is_file():
+        raise DenoiselabError(f"{run_dir} has no {CONFIG}: is it a run directory made by `denoiselab train`?")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise DenoiselabError(f"{path} is not a valid run config ({e}): retrain or fix the file") from None
+
+
+def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:
+    """Load a trained run for sampling: the architecture comes from the checkpoint's own config."""
+    run_dir = Path(run_dir)
+    read_config(run_dir)  # clear error if this is not a run directory
+    ck = load_checkpoint(run_dir / CHECKPOINT)
+    cfg = RunConfig.from_dict(ck["config"])
+    net = build_net(cfg)
+    weights = ck["ema"] if (use_ema and ck["ema"] is not None) else ck["model"]
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise DenoiselabError(f"checkpoint weights do not fit the model in its config: {str(e).splitlines()[0]}") from None
+    net.eval()
+    return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"])
+
+
+def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: int, frames: int, opts: dict):
+    """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result."""
+    from .samplers.api import generate
+
+    keep_every = max(1, steps // frames)
+    shots: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def callback(d):
+        if d["i"] % keep_every == 0:
+            shots.append((d["t"], d["x"].clone(), d["x0_hat"].clone()))
+
+    x, _ = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
+                    callback=callback, **opts)
+    shots.append((-1, x, x))
+    return shots
+
+
+def reverse_gif(run: LoadedRun, path: Path, *, sampler: str = "ddim", steps: int = 50, seed: int = 0,
+                num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None) -> Path:
+    from .viz.plots import gif_reverse_points
+
+    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts or {})
+    if run.kind == "points":
+        if data is None:
+            data = build_dataset(run.config.data.name, run.config.data.options, 2048, 1).x
+        return gif_reverse_points([s[1] for s in shots], [max(s[0], 0) for s in shots], path, data=data)
+    from .viz.images import gif_reverse_images
+
+    return gif_reverse_images(shots, path)
+
+
+def run_pictures(out: Path, data: TensorData) -> list[Path]:
+    """The pictures every run directory gets after training."""
+    from .samplers.api import generate
+    from .viz import plots
+
+    out = Path(out)
+    written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
+    run = load_run(out)
+    if run.kind == "points":
+        ref = data.x[:2048]
+        written.append(plots.plot_forward_points(ref, run.denoiser.schedule, out / "forward.png"))
+        x, _ = generate(run.denoiser, 2048, (2,), sampler="ddim", steps=50, seed=0)
+        written.append(plots.plot_samples_over_data(x, ref, out / "samples.png", title="DDIM, 50 steps"))
+        written.append(reverse_gif(run, out / "reverse.gif", data=ref))
+    return written

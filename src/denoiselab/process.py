@@ -1,0 +1,140 @@
+"""The forward process, its posterior, and the conversions between predictions.
+
+Glossary (Ho et al. 2020; Salimans & Ho 2022 for v; Lipman et al. 2023 / Liu et al. 2023 for flows):
+
+| symbol      | meaning                                                                  |
+| ----------- | ------------------------------------------------------------------------ |
+| ``x0``      | clean data x_0; ``x0_hat`` a network's estimate of it                    |
+| ``xt``      | noisy sample x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps     |
+| ``eps``     | the standard normal noise; ``eps_hat`` its estimate                      |
+| ``v``       | sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0  (Salimans & Ho 2022, 4)   |
+| ``a``, ``s``| sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), the signal and noise scales |
+
+Flow matching (rectified flow) uses a continuous time tau in [0, 1] with the interpolant
+x_tau = (1 - tau) eps + tau x0 and the velocity target u = x0 - eps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .schedules import NoiseSchedule
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample scalars (N,) -> (N, 1, ..., 1) in the dtype of ``like``."""
+    v = torch.as_tensor(v)
+    if v.ndim == 0:
+        v = v.expand(like.shape[0])
+    return v.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def scales(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, s) = (sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) broadcast against ``like``; t may be fractional."""
+    ab = schedule.alpha_bar_at(t)
+    return _bcast(ab.sqrt(), like), _bcast((1 - ab).sqrt(), like)
+
+
+# -- Forward process ----------------------------------------------------------------------
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I); Ho et al. 2020, eq. 4."""
+    a, s = scales(schedule, t, x0)
+    return a * x0 + s * eps
+
+
+def q_mean_var(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a, s = scales(schedule, t, x0)
+    return a * x0, (s * s).expand_as(x0)
+
+
+def posterior_coefs(schedule: NoiseSchedule, t: torch.Tensor, s: torch.Tensor | None = None):
+    """Coefficients of q(x_s | x_t, x_0) for s < t (s = t - 1 by default; s = -1 means clean data).
+
+    Ho et al. 2020, eqs. 6-7, generalised to any earlier step s (as in respacing, Nichol &
+    Dhariwal 2021): with alpha_{t|s} = abar_t / abar_s and beta_{t|s} = 1 - alpha_{t|s},
+      mean = sqrt(abar_s) beta_{t|s} / (1 - abar_t) x_0 + sqrt(alpha_{t|s}) (1 - abar_s) / (1 - abar_t) x_t
+      var  = (1 - abar_s) / (1 - abar_t) beta_{t|s}
+    Returns (coef_x0, coef_xt, var, beta_{t|s}) as float64 tensors.
+    """
+    t = torch.as_tensor(t, dtype=torch.float64)
+    s = t - 1 if s is None else torch.as_tensor(s, dtype=torch.float64)
+    ab_t = schedule.alpha_bar_at(t)
+    ab_s = schedule.alpha_bar_at(s)
+    alpha_ts = ab_t / ab_s
+    beta_ts = 1 - alpha_ts
+    coef_x0 = ab_s.sqrt() * beta_ts / (1 - ab_t)
+    coef_xt = alpha_ts.sqrt() * (1 - ab_s) / (1 - ab_t)
+    var = (1 - ab_s) / (1 - ab_t) * beta_ts
+    return coef_x0, coef_xt, var, beta_ts
+
+
+def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None):
+    """Mean and variance of q(x_s | x_t, x_0); Ho et al. 2020, eqs. 6-7."""
+    c0, ct, var, _ = posterior_coefs(schedule, t, s)
+    mean = _bcast(c0, xt) * x0 + _bcast(ct, xt) * xt
+    return mean, _bcast(var, xt).expand_as(xt)
+
+
+# -- Conversions between predictions (all exact, from x_t = a x0 + s eps) -----------------
+
+def x0_from_eps(xt, eps, a, s):
+    return (xt - s * eps) / a
+
+
+def eps_from_x0(xt, x0, a, s):
+    return (xt - a * x0) / s
+
+
+def v_from(x0, eps, a, s):
+    """Salimans & Ho 2022, sec. 4: v = a eps - s x0."""
+    return a * eps - s * x0
+
+
+def x0_from_v(xt, v, a, s):
+    # a^2 + s^2 = 1: x0 = a x_t - s v, eps = s x_t + a v.
+    return a * xt - s * v
+
+
+def eps_from_v(xt, v, a, s):
+    return s * xt + a * v
+
+
+# -- Flow matching / rectified flow -------------------------------------------------------
+
+def flow_interpolant(x0: torch.Tensor, eps: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """x_tau = (1 - tau) eps + tau x0; tau = 0 is noise, tau = 1 is data (Lipman et al. 2023, eq. 22 with sigma_min = 0)."""
+    tau = _bcast(tau, x0)
+    return (1 - tau) * eps + tau * x0
+
+
+def flow_velocity(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The conditional velocity d x_tau / d tau = x0 - eps (Liu et al. 2023, eq. 1)."""
+    return x0 - eps
+
+
+# -- Training objectives: one line each, so they compare by eye (after EDM's loss.py) ---------
+
+def training_target(parameterization: str, x0, eps, a, s):
+    """What the network regresses onto: eps (Ho et al. 2020, eq. 14), x0, or v (Salimans & Ho 2022)."""
+    if parameterization == "eps":
+        return eps
+    if parameterization == "x0":
+        return x0
+    if parameterization == "v":
+        return v_from(x0, eps, a, s)
+    raise ValueError(f"unknown parameterization {parameterization!r}")
+
+
+def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None) -> torch.Tensor:
+    """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization."""
+    a, s = scales(schedule, t, x0)
+    xt = a * x0 + s * eps
+    target = training_target(parameterization, x0, eps, a, s)
+    return (net(xt, t.to(x0.dtype), cond) - target).pow(2).mean()
+
+
+def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch.Tensor:
+    """Conditional flow matching loss ||u_theta(x_tau, tau) - (x0 - eps)||^2 (Lipman et al. 2023, eq. 23)."""
+    xt = flow_interpolant(x0, eps, tau)
+    return (net(xt, tau.to(x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()

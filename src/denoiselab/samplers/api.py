@@ -1,0 +1,55 @@
+"""One entry point that builds the grid and the per-sample noise, then runs a named sampler."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..errors import DenoiselabError
+from ..rng import SampleNoise
+from .common import initial_noise
+from .timesteps import discrete_timesteps
+
+
+class CountingDenoiser:
+    """Wraps a denoiser and counts network evaluations (NFE) per sample batch."""
+
+    def __init__(self, denoiser):
+        self.inner = denoiser
+        self.schedule = denoiser.schedule
+        self.nfe = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, x, t, cond=None):
+        self.nfe += 1
+        return self.inner(x, t, cond)
+
+
+@torch.no_grad()
+def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
+             seed: int = 0, spacing: str = "leading", cond: Optional[torch.Tensor] = None, callback=None,
+             batch_size: int = 0, offset: int = 0, **opts) -> tuple[torch.Tensor, int]:
+    """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
+
+    ``batch_size`` bounds memory; batching never changes the result.
+    """
+    from . import SAMPLERS  # registry lives in the package
+
+    if sampler not in SAMPLERS:
+        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    fn = SAMPLERS[sampler]
+    timesteps = discrete_timesteps(denoiser.schedule.T, steps, spacing)
+    counting = CountingDenoiser(denoiser)
+    batch_size = batch_size or num
+    outs = []
+    for start in range(0, num, batch_size):
+        n = min(batch_size, num - start)
+        noise = SampleNoise(seed, n, offset + start)
+        x_T = initial_noise(noise, n, sample_shape)
+        c = cond[start:start + n] if cond is not None else None
+        counting.nfe = 0
+        outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts))
+    return torch.cat(outs), counting.nfe
