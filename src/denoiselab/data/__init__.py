@@ -61,7 +61,25 @@ def _toy_builder(name: str) -> Callable[..., TensorData]:
     return build
 
 
-DATASETS: dict[str, Callable[..., TensorData]] = {name: _toy_builder(name) for name in TOY_DATASETS}
+def _mnist(options: dict, num: int, seed: int) -> TensorData:
+    from .images import load_mnist5k
+
+    x, y = load_mnist5k()
+    return TensorData(x=x, y=y, kind="images", num_classes=10, class_names=tuple(str(i) for i in range(10)))
+
+
+def _digits(options: dict, num: int, seed: int) -> TensorData:
+    from .images import load_sklearn_digits
+
+    x, y = load_sklearn_digits()
+    return TensorData(x=x, y=y, kind="images", num_classes=10, class_names=tuple(str(i) for i in range(10)))
+
+
+DATASETS: dict[str, Callable[..., TensorData]] = {
+    **{name: _toy_builder(name) for name in TOY_DATASETS},
+    "mnist": _mnist,
+    "digits": _digits,
+}
 
 
 def build_dataset(name: str, options: dict | None = None, num: int = 0, seed: int = 0) -> TensorData:
