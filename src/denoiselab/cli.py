@@ -44,10 +44,12 @@ def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
 
 def _sampler_opts(args) -> dict:
     opts = {}
-    if args.sampler == "ddim":
+    if args.sampler in ("ddim", "euler-ancestral") and args.eta is not None:
         opts["eta"] = args.eta
     if args.sampler == "ddpm" and args.variance:
         opts["variance"] = args.variance
+    if args.sampler in ("euler", "heun") and args.churn:
+        opts["s_churn"] = args.churn
     return opts
 
 
@@ -59,7 +61,7 @@ def _draw(run, args, num: int, callback=None):
     if getattr(args, "cls", None) is not None:
         raise DenoiselabError("this model is unconditional: drop --class")
     x, nfe = generate(run.denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                      spacing=args.spacing, cond=cond, callback=callback, batch_size=args.batch_size,
+                      grid=args.grid, spacing=args.spacing, cond=cond, callback=callback, batch_size=args.batch_size,
                       **_sampler_opts(args))
     return x, nfe, kind
 
@@ -111,7 +113,10 @@ def cmd_sample(args) -> int:
     if not torch.isfinite(x).all():
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     _save_array(Path(args.out), x, kind)
-    _log(f"wrote {args.num} samples to {args.out}: sampler {args.sampler}, {args.steps} steps, "
+    from .samplers.grids import default_grid
+
+    grid = args.grid or args.spacing or default_grid(args.sampler, run.denoiser)
+    _log(f"wrote {args.num} samples to {args.out}: sampler {args.sampler}, {args.steps} steps on the {grid} grid, "
          f"NFE {nfe}, {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -190,13 +195,19 @@ def cmd_demo(args) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = "ddpm") -> None:
-    from .samplers import SAMPLERS, SPACINGS
+    from .samplers import GRIDS, SAMPLERS, SPACINGS
 
     p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS), help=SAMPLER_HELP)
     p.add_argument("--steps", type=int, default=steps, help="solver steps (the output reports the NFE)")
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
-    p.add_argument("--spacing", default="leading", choices=SPACINGS, help="timestep spacing of the grid")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0 deterministic, 1 = DDPM posterior)")
+    p.add_argument("--grid", default=None, choices=list(GRIDS),
+                   help="time grid: uniform, quadratic, karras (rho 7), logsnr, or a DDPM spacing (leading, "
+                        "trailing, linspace); default: leading for ddpm/ddim, karras for the ODE solvers, "
+                        "uniform for flows")
+    p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
+    p.add_argument("--eta", type=float, default=None,
+                   help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral: noise scale (default 1)")
+    p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
     p.add_argument("--class", dest="cls", type=int, default=None, help="class label (conditional models)")

@@ -16,7 +16,7 @@ import torch
 from . import process as P
 from .schedules import NoiseSchedule
 
-PARAMETERIZATIONS = ("eps", "x0", "v")
+PARAMETERIZATIONS = ("eps", "x0", "v")  # of VP models; a FlowDenoiser predicts velocity
 
 
 class Denoiser:
@@ -37,6 +37,22 @@ class Denoiser:
 
     def scales(self, t, like):
         return P.scales(self.schedule, t, like)
+
+    # -- The time axis as grids and samplers see it: every process is x_t = a x0 + s eps with
+    # sigma = s / a (Karras et al. 2022, eq. 4); the time t is the process's own. --
+    def t_from_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self.schedule.t_from_sigma(sigma)
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """(sigma_min, sigma_max) the network was trained on: sigma at t = 0 and t = T - 1."""
+        sig = self.schedule.sigmas
+        return float(sig[0]), float(sig[-1])
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        """(t at the noise end, t of clean data): grids run from the first towards the second."""
+        return float(self.schedule.T - 1), -1.0
 
     def raw(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """The network's output on (x_t, t)."""
@@ -65,6 +81,59 @@ class Denoiser:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             eps = P.eps_from_x0(x, x0, a, s)
         return x0, eps
+
+
+class FlowDenoiser(Denoiser):
+    """Adapter for a flow-matching (rectified flow) network that predicts the velocity.
+
+    Time ``t`` is tau in [0, 1] with x_tau = tau x0 + (1 - tau) eps (tau = 0 noise, tau = 1 data;
+    Lipman et al. 2023 eq. 22 with sigma_min = 0; Liu et al. 2023): a process with a = tau,
+    s = 1 - tau and sigma = (1 - tau) / tau. The network sees tau * time_scale, as in
+    ``process.flow_loss``. From v_hat = x0_hat - eps_hat and x = tau x0 + (1 - tau) eps:
+      x0_hat = x + (1 - tau) v_hat,   eps_hat = x - tau v_hat.
+    """
+
+    # EDM's sigma range (Karras et al. 2022, sec. 5) for grids that need finite ends; the flow
+    # itself is trained on every tau in [0, 1], i.e. sigma in [0, inf].
+    SIGMA_RANGE = (0.002, 80.0)
+
+    def __init__(self, net: Callable, time_scale: float = 1000.0, clip_x0: Optional[float] = None):
+        self.net = net
+        self.schedule = None
+        self.parameterization = "velocity"
+        self.time_scale = float(time_scale)
+        self.clip_x0 = clip_x0
+
+    def scales(self, t, like):
+        tau = torch.as_tensor(t, dtype=torch.float64)
+        return P._bcast(tau, like), P._bcast(1 - tau, like)
+
+    def raw(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        return self.net(x, t * self.time_scale, cond)
+
+    def from_output(self, x: torch.Tensor, t, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tau, s = self.scales(t, x)
+        x0 = x + s * out
+        eps = x - tau * out
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+            eps = P.eps_from_x0(x, x0, tau, s)
+        return x0, eps
+
+    def t_from_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
+        # tau = a / (a + s) = 1 / (1 + sigma); sigma = inf gives tau = 0 (pure noise).
+        return 1 / (1 + torch.as_tensor(sigma, dtype=torch.float64))
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        return self.SIGMA_RANGE
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        return 0.0, 1.0
 
 
 class AnalyticGaussianDenoiser(Denoiser):

@@ -6,11 +6,22 @@ with the step index ``i``, the step ``t``, the current ``x``, ``x0_hat`` and ``x
 
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
+from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m
+from .grids import GRIDS, make_grid
+from .inversion import ddim_invert
+from .karras import sample_euler, sample_euler_ancestral, sample_heun
 from .timesteps import SPACINGS, discrete_timesteps
 
 SAMPLERS = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "euler-ancestral": sample_euler_ancestral,
+    "dpmpp-2m": sample_dpmpp_2m,
+    "dpmpp-3m": sample_dpmpp_3m,
 }
 
-__all__ = ["SAMPLERS", "SPACINGS", "discrete_timesteps", "initial_noise", "randn", "sample_ddim", "sample_ddpm"]
+__all__ = ["GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "discrete_timesteps", "initial_noise", "make_grid", "randn",
+           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_3m", "sample_euler",
+           "sample_euler_ancestral", "sample_heun"]

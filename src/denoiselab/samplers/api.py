@@ -9,7 +9,7 @@ import torch
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
 from .common import initial_noise
-from .timesteps import discrete_timesteps
+from .grids import default_grid, make_grid
 
 
 class CountingDenoiser:
@@ -30,18 +30,23 @@ class CountingDenoiser:
 
 @torch.no_grad()
 def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
-             seed: int = 0, spacing: str = "leading", cond: Optional[torch.Tensor] = None, callback=None,
+             seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None,
+             grid_opts: Optional[dict] = None, cond: Optional[torch.Tensor] = None, callback=None,
              batch_size: int = 0, offset: int = 0, **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
-    ``batch_size`` bounds memory; batching never changes the result.
+    ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the
+    discrete spacings); None picks the sampler's default (``grids.default_grid``). ``steps``
+    counts solver steps, i.e. grid points. ``batch_size`` bounds memory; batching never changes
+    the result.
     """
     from . import SAMPLERS  # registry lives in the package
 
     if sampler not in SAMPLERS:
         raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     fn = SAMPLERS[sampler]
-    timesteps = discrete_timesteps(denoiser.schedule.T, steps, spacing)
+    grid = grid or spacing or default_grid(sampler, denoiser)
+    timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
     counting = CountingDenoiser(denoiser)
     batch_size = batch_size or num
     outs = []

@@ -27,3 +27,27 @@ def initial_noise(noise: Noise, num: int, sample_shape: tuple[int, ...]) -> torc
 def bcast(v, like: torch.Tensor) -> torch.Tensor:
     v = torch.as_tensor(v, dtype=like.dtype)
     return v.reshape(-1, *([1] * (like.ndim - 1))) if v.ndim else v
+
+
+def scales_at(denoiser, t) -> tuple[float, float]:
+    """(a, s) of the denoiser's process at time t as float64 numbers; t = None is clean data (1, 0)."""
+    if t is None:
+        return 1.0, 0.0
+    a, s = denoiser.scales(torch.tensor([float(t)], dtype=torch.float64), torch.empty(1, dtype=torch.float64))
+    return float(a), float(s)
+
+
+def sigma_of(a: float, s: float) -> float:
+    """sigma = s / a (Karras et al. 2022, eq. 4), inf at pure noise (a = 0)."""
+    return s / a if a > 0 else float("inf")
+
+
+def grid_pairs(timesteps) -> list[tuple[float, "float | None"]]:
+    """(t, t_next) along the grid, the last step going to clean data (t_next = None)."""
+    ts = [t.item() if isinstance(t, torch.Tensor) else t for t in timesteps]
+    return list(zip(ts, ts[1:] + [None]))
+
+
+def tvec(t: float, x: torch.Tensor) -> torch.Tensor:
+    """The time t for every sample of the batch x."""
+    return torch.full((x.shape[0],), float(t), dtype=torch.float64)

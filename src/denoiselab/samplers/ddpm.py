@@ -9,14 +9,15 @@ from __future__ import annotations
 import torch
 
 from ..process import posterior_coefs
-from .common import Callback, Noise, bcast, randn
+from ..errors import DenoiselabError
+from .common import Callback, Noise, bcast, grid_pairs, randn, scales_at, tvec
 
 VARIANCES = ("beta_tilde", "beta")
 
 
 def _pairs(timesteps: torch.Tensor):
-    ts = [int(t) for t in timesteps]
-    return list(zip(ts, ts[1:] + [-1]))
+    """(t, s) along the grid, s = -1 (clean data) last; t may be fractional."""
+    return [(t, -1 if s is None else s) for t, s in grid_pairs(timesteps)]
 
 
 @torch.no_grad()
@@ -30,9 +31,11 @@ def sample_ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
     """
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    if denoiser.schedule is None:
+        raise DenoiselabError("sampler 'ddpm' needs a VP model with a beta schedule: use euler-ancestral or ddim")
     x = x_T
     for i, (t, s) in enumerate(_pairs(timesteps)):
-        x0_hat, _ = denoiser(x, torch.full((x.shape[0],), float(t)), cond)
+        x0_hat, _ = denoiser(x, tvec(t, x), cond)
         c0, ct, var, beta_ts = posterior_coefs(denoiser.schedule, torch.tensor(float(t)), torch.tensor(float(s)))
         # Posterior mean, Ho et al. 2020 eq. 7.
         x_next = bcast(c0, x) * x0_hat + bcast(ct, x) * x
@@ -52,18 +55,21 @@ def sample_ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
 
     x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,
     sigma^2 = eta^2 (1 - abar_s)/(1 - abar_t) (1 - abar_t/abar_s). eta = 1 is the DDPM posterior.
+    Written for any process x_t = a_t x0 + s_t eps (VP: a^2 = abar; flows: a = tau, s = 1 - tau):
+    x_s = a_s x0_hat + sqrt(s_s^2 - sigma^2) eps_hat + sigma z with
+    sigma^2 = eta^2 s_s^2 (1 - (sigma_s / sigma_t)^2), which is eq. 16 when a^2 + s^2 = 1.
     """
-    sched = denoiser.schedule
     x = x_T
-    for i, (t, s) in enumerate(_pairs(timesteps)):
-        x0_hat, eps_hat = denoiser(x, torch.full((x.shape[0],), float(t)), cond)
-        ab_t = sched.alpha_bar_at(torch.tensor(float(t)))
-        ab_s = sched.alpha_bar_at(torch.tensor(float(s)))
-        var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+    for i, (t, s) in enumerate(grid_pairs(timesteps)):
+        x0_hat, eps_hat = denoiser(x, tvec(t, x), cond)
+        a_t, s_t = scales_at(denoiser, t)
+        a_s, s_s = scales_at(denoiser, s)
+        ratio = (s_s * a_t) / (a_s * s_t)  # sigma_s / sigma_t; 0 from pure noise (a_t = 0)
+        var = eta**2 * s_s**2 * max(0.0, 1 - ratio**2)
         # DDIM update, eq. 12.
-        x_next = bcast(ab_s.sqrt(), x) * x0_hat + bcast((1 - ab_s - var).clamp(min=0).sqrt(), x) * eps_hat
-        if eta > 0 and s >= 0:
-            x_next = x_next + bcast(var.sqrt(), x) * randn(noise, i + 1, x)
+        x_next = a_s * x0_hat + max(0.0, s_s**2 - var) ** 0.5 * eps_hat
+        if var > 0:
+            x_next = x_next + var**0.5 * randn(noise, i + 1, x)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
         x = x_next

@@ -1,0 +1,133 @@
+"""Time grids: where a sampler evaluates the denoiser, built outside the samplers and passed in.
+
+Glossary (Karras et al. 2022, sec. 3; Lu et al. 2022, sec. 3):
+
+| symbol    | meaning                                                                   |
+| --------- | ------------------------------------------------------------------------- |
+| ``N``     | solver steps; a grid holds N times, and the last step goes to clean data |
+| ``t``     | the denoiser's own time (VP: fractional step index; flow: tau in [0, 1])  |
+| ``sigma`` | noise level s / a of x_t = a x0 + s eps; clean data is sigma = 0          |
+| ``u``     | normalised time: 1 at the grid's noise end, 0 at clean data              |
+| ``rho``   | Karras et al. 2022, eq. 5: spacing exponent of sigma^(1/rho)             |
+| ``lambda``| log-SNR = -2 log sigma (DPM-Solver's half-log-SNR is -log sigma)         |
+
+A grid is a 1-D float64 tensor of N times in the order the sampler visits them (noise first),
+excluding clean data, which every sampler appends as its final target. The discrete spacings of
+a trained DDPM (``leading``, ``trailing``, ``linspace``) return int64 indices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..errors import DenoiselabError
+from .timesteps import SPACINGS, discrete_timesteps
+
+F64 = torch.float64
+
+
+def _normalised_times(denoiser, u: torch.Tensor) -> torch.Tensor:
+    """Map u in (0, 1] (1 = the noise end) onto the denoiser's time axis, linearly."""
+    t_noise, t_clean = denoiser.time_range
+    return t_clean + u * (t_noise - t_clean)
+
+
+def uniform_grid(denoiser, steps: int) -> torch.Tensor:
+    """Uniform in the model's own time: u_i = 1 - i/N (VP: t = T-1, ..., T/N - 1; flow: tau = 0, 1/N, ...)."""
+    u = 1 - torch.arange(steps, dtype=F64) / steps
+    return _normalised_times(denoiser, u)
+
+
+def quadratic_grid(denoiser, steps: int) -> torch.Tensor:
+    """Quadratic in time, denser near the data (Song et al. 2021, DDIM sec. D.2), with the ends
+    of the uniform grid (u from 1 to 1/N), so every point stays inside the trained range."""
+    if steps == 1:
+        return _normalised_times(denoiser, torch.ones(1, dtype=F64))
+    ramp = 1 - torch.arange(steps, dtype=F64) / (steps - 1)
+    u = 1 / steps + (1 - 1 / steps) * ramp**2
+    return _normalised_times(denoiser, u)
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. 2022, eq. 5: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho."""
+    if steps == 1:
+        return torch.tensor([sigma_max], dtype=F64)
+    ramp = torch.arange(steps, dtype=F64) / (steps - 1)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def logsnr_sigmas(sigma_min: float, sigma_max: float, steps: int) -> torch.Tensor:
+    """Uniform in log-SNR lambda = -2 log sigma between the ends (Lu et al. 2022, sec. 3.3 "logSNR")."""
+    if steps == 1:
+        return torch.tensor([sigma_max], dtype=F64)
+    return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=F64))
+
+
+def _sigma_ends(denoiser, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    lo, hi = denoiser.sigma_range
+    lo, hi = sigma_min or lo, sigma_max or hi
+    if not 0 < lo < hi < math.inf:
+        raise DenoiselabError(f"grid needs 0 < sigma_min < sigma_max < inf, got {lo:g} and {hi:g}")
+    return lo, hi
+
+
+def karras_grid(denoiser, steps: int, rho: float = 7.0, sigma_min: float | None = None,
+                sigma_max: float | None = None) -> torch.Tensor:
+    """Karras et al. 2022 (rho = 7) between the model's trained sigma_min and sigma_max."""
+    lo, hi = _sigma_ends(denoiser, sigma_min, sigma_max)
+    return denoiser.t_from_sigma(karras_sigmas(lo, hi, steps, rho)).to(F64)
+
+
+def logsnr_grid(denoiser, steps: int, sigma_min: float | None = None, sigma_max: float | None = None) -> torch.Tensor:
+    lo, hi = _sigma_ends(denoiser, sigma_min, sigma_max)
+    return denoiser.t_from_sigma(logsnr_sigmas(lo, hi, steps)).to(F64)
+
+
+def _discrete(name: str) -> Callable[..., torch.Tensor]:
+    def grid(denoiser, steps: int) -> torch.Tensor:
+        if denoiser.schedule is None:
+            raise DenoiselabError(f"grid {name!r} picks steps of a discrete DDPM schedule; this model has none: "
+                                  f"use {', '.join(CONTINUOUS)}")
+        return discrete_timesteps(denoiser.schedule.T, steps, name)
+
+    grid.__doc__ = f"The {name!r} subsequence of a trained DDPM's steps (see timesteps.discrete_timesteps)."
+    return grid
+
+
+GRIDS: dict[str, Callable[..., torch.Tensor]] = {
+    "uniform": uniform_grid,
+    "quadratic": quadratic_grid,
+    "karras": karras_grid,
+    "logsnr": logsnr_grid,
+    **{name: _discrete(name) for name in SPACINGS},
+}
+CONTINUOUS = ("uniform", "quadratic", "karras", "logsnr")
+
+# The grid each sampler uses when none is named: the discrete samplers keep their classic
+# DDIM spacing; the ODE solvers use the grid that measured best on the 2D benchmark
+# (benchmarks/samplers.py); flows step uniformly in tau, as trained.
+DEFAULT_GRIDS = {"ddpm": "leading", "ddim": "leading"}
+DEFAULT_CONTINUOUS_GRID = "karras"
+DEFAULT_FLOW_GRID = "uniform"
+
+
+def default_grid(sampler: str, denoiser) -> str:
+    if denoiser.schedule is None:
+        return DEFAULT_FLOW_GRID
+    return DEFAULT_GRIDS.get(sampler, DEFAULT_CONTINUOUS_GRID)
+
+
+def make_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
+    """The named grid of ``steps`` times for this denoiser (``opts``: rho, sigma_min, sigma_max)."""
+    if name not in GRIDS:
+        raise DenoiselabError(f"unknown grid {name!r}: choose one of {', '.join(GRIDS)}")
+    if steps < 1:
+        raise DenoiselabError(f"steps must be at least 1, got {steps}")
+    try:
+        return GRIDS[name](denoiser, steps, **opts)
+    except TypeError as e:
+        raise DenoiselabError(f"bad options for grid {name!r}: {e}") from None
