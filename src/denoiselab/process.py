@@ -138,3 +138,8 @@ def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch
     """Conditional flow matching loss ||u_theta(x_tau, tau) - (x0 - eps)||^2 (Lipman et al. 2023, eq. 23)."""
     xt = flow_interpolant(x0, eps, tau)
     return (net(xt, tau.to(x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()
+
+
+def denoise_loss(net, x0, eps, sigma: float) -> torch.Tensor:
+    """Single-step denoiser loss ||D(x0 + sigma eps) - x0||^2 at one fixed sigma (CS180 project 5, part B.1)."""
+    return (net(x0 + sigma * eps, None, None) - x0).pow(2).mean()

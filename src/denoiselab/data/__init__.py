@@ -19,6 +19,7 @@ class TensorData:
     kind: str = "points"                  # "points" or "images"
     num_classes: int = 0
     class_names: tuple = ()
+    hflip: bool = False                   # images: mirror each drawn sample with probability 1/2
     _perm: tuple = field(default=(None, None, None), repr=False, compare=False)
 
     @property
@@ -45,7 +46,13 @@ class TensorData:
             idx.append(take)
             filled += len(take)
         index = torch.cat(idx)
-        return self.x[index], (self.y[index] if self.y is not None else None)
+        x = self.x[index]
+        if self.hflip:
+            # The flips are a pure function of (step, seed) too, so resuming stays exact.
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_777_777)
+            flip = torch.rand(batch_size, generator=g) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x, (self.y[index] if self.y is not None else None)
 
     def _epoch_perm(self, epoch: int, seed: int) -> torch.Tensor:
         if self._perm[:2] != (epoch, seed):
@@ -61,24 +68,74 @@ def _toy_builder(name: str) -> Callable[..., TensorData]:
     return build
 
 
+def _images(x, y, names, options: dict, known: tuple[str, ...] = ()) -> TensorData:
+    """Common options of every image set: ``range`` ("-1,1" default, or "0,1" as in CS180) and
+    ``flip`` (random horizontal flips at batch time)."""
+    unknown = set(options) - {"range", "flip", *known}
+    if unknown:
+        raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(unknown))}: "
+                              f"image sets take range, flip{''.join(', ' + k for k in known)}")
+    rng = str(options.get("range", "-1,1")).replace(" ", "")
+    if rng == "0,1":
+        x = (x + 1) / 2
+    elif rng != "-1,1":
+        raise DenoiselabError(f"data.range must be -1,1 or 0,1, got {rng!r}")
+    return TensorData(x=x, y=y, kind="images", num_classes=len(names) if y is not None else 0,
+                      class_names=tuple(names) if y is not None else (), hflip=bool(options.get("flip", False)))
+
+
 def _mnist(options: dict, num: int, seed: int) -> TensorData:
     from .images import load_mnist5k
 
     x, y = load_mnist5k()
-    return TensorData(x=x, y=y, kind="images", num_classes=10, class_names=tuple(str(i) for i in range(10)))
+    return _images(x, y, tuple(str(i) for i in range(10)), options)
+
+
+def _folder(options: dict, num: int, seed: int) -> TensorData:
+    from .image_files import load_image_folder, report_skipped
+
+    if "path" not in options:
+        raise DenoiselabError("data set 'folder' needs a path: --set data.path=DIR")
+    keys = ("path", "image_size", "channels", "labels", "limit")
+    x, y, names, skipped = load_image_folder(options["path"], int(options.get("image_size", 64)),
+                                             int(options.get("channels", 3)), options.get("labels", "parent"),
+                                             int(options.get("limit", 0)))
+    report_skipped(skipped, options["path"])
+    return _images(x, y, names, options, keys)
+
+
+def _idx(options: dict, num: int, seed: int) -> TensorData:
+    from .image_files import load_idx
+
+    if "path" not in options:
+        raise DenoiselabError("data set 'idx' needs the folder of the IDX files: --set data.path=DIR")
+    x, y, names = load_idx(options["path"], options.get("split", "train"), options.get("classes", "digits"))
+    return _images(x, y, names, options, ("path", "split", "classes"))
+
+
+def _cifar10(options: dict, num: int, seed: int) -> TensorData:
+    from .image_files import load_cifar10
+
+    if "path" not in options:
+        raise DenoiselabError("data set 'cifar10' needs the cifar-10-batches-py folder: --set data.path=DIR")
+    x, y, names = load_cifar10(options["path"], options.get("split", "train"))
+    return _images(x, y, names, options, ("path", "split"))
 
 
 def _digits(options: dict, num: int, seed: int) -> TensorData:
     from .images import load_sklearn_digits
 
     x, y = load_sklearn_digits()
-    return TensorData(x=x, y=y, kind="images", num_classes=10, class_names=tuple(str(i) for i in range(10)))
+    return _images(x, y, tuple(str(i) for i in range(10)), options)
 
 
 DATASETS: dict[str, Callable[..., TensorData]] = {
     **{name: _toy_builder(name) for name in TOY_DATASETS},
     "mnist": _mnist,
     "digits": _digits,
+    "folder": _folder,
+    "idx": _idx,
+    "cifar10": _cifar10,
 }
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import DenoiselabError
+from .cs180 import CS180UNet
 from .mlp import ResidualMLP, TimeLinearNet
+from .unet import UNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "timelinear": TimeLinearNet,
     "mlp": ResidualMLP,
+    "unet": UNet,
+    "cs180-unet": CS180UNet,
 }
 
 
@@ -22,4 +26,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise DenoiselabError(f"bad options for model {name!r}: {e}") from None
 
 
-__all__ = ["MODELS", "ResidualMLP", "TimeLinearNet", "build_model"]
+__all__ = ["MODELS", "CS180UNet", "ResidualMLP", "TimeLinearNet", "UNet", "build_model"]
