@@ -59,9 +59,11 @@ class SampleNoise:
         idx = torch.arange(self.offset, self.offset + self.num, dtype=torch.int64)
         sample_key = hash32(idx ^ key)[:, None]  # one key per sample
         ctr = torch.arange(2 * n_pairs, dtype=torch.int64)[None, :]
-        bits = hash32(hash32(sample_key + ctr * 0x632BE5AB) ^ sample_key)
+        # One round of the mixer over (sample key + counter * odd constant); the sample keys are
+        # themselves hashed, so streams of neighbouring samples do not overlap.
+        bits = hash32(sample_key + ctr * 0x632BE5AB)
         # 24-bit uniforms in (0, 1): never exactly 0, so log() is finite.
-        u = ((bits >> 8).to(torch.float64) + 0.5) / float(1 << 24)
+        u = ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
         u1, u2 = u[:, :n_pairs], u[:, n_pairs:]
         r = torch.sqrt(-2.0 * torch.log(u1))
         z = torch.cat([r * torch.cos(2 * math.pi * u2), r * torch.sin(2 * math.pi * u2)], dim=1)[:, :n_el]

@@ -83,6 +83,9 @@ class NoiseSchedule:
         if (alpha_bar[1:] >= alpha_bar[:-1]).any() or alpha_bar[-1] <= 0:
             raise DenoiselabError("alpha_bar must be strictly decreasing and positive")
         object.__setattr__(self, "alpha_bar", alpha_bar)
+        # log-SNR with t = -1 prepended (log-SNR 80: alpha_bar = 1 in float64), for alpha_bar_at.
+        log_snr = torch.log(alpha_bar) - torch.log1p(-alpha_bar)
+        object.__setattr__(self, "_log_snr_ext", torch.cat([torch.full((1,), 80.0, dtype=F64), log_snr]))
 
     # -- derived quantities (all float64, index t = 0..T-1) --
     @property
@@ -105,7 +108,7 @@ class NoiseSchedule:
 
     @property
     def log_snr(self) -> torch.Tensor:
-        return torch.log(self.alpha_bar) - torch.log1p(-self.alpha_bar)
+        return self._log_snr_ext[1:]
 
     @property
     def beta_tilde(self) -> torch.Tensor:
@@ -115,8 +118,7 @@ class NoiseSchedule:
     def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
         """alpha_bar at integer or fractional t (fractional: linear in log-SNR), t = -1 -> 1."""
         t = torch.as_tensor(t, dtype=F64)
-        ls = self.log_snr
-        ext = torch.cat([torch.full((1,), 80.0, dtype=F64), ls])  # t = -1: log-SNR 80 (alpha_bar = 1 in f64)
+        ext = self._log_snr_ext
         u = (t + 1).clamp(0, self.T)
         lo = u.floor().long().clamp(max=self.T - 1)
         w = u - lo
@@ -147,3 +149,19 @@ def make_schedule(name: str, T: int = 1000, betas: Sequence[float] | None = None
     if T < 1:
         raise DenoiselabError(f"T must be a positive number of steps, got {T}")
     return NoiseSchedule(SCHEDULES[name](T, **kwargs))
+
+
+def respace(schedule: NoiseSchedule, kept: Sequence[int] | torch.Tensor) -> NoiseSchedule:
+    """The schedule of a trained DDPM restricted to the steps ``kept`` (Nichol & Dhariwal 2021, sec. 4).
+
+    With S the kept steps in increasing order, beta^S_i = 1 - alpha_bar_{S_i} / alpha_bar_{S_{i-1}}
+    (alpha_bar before the first step is 1), so the respaced schedule's alpha_bar at step i equals
+    the original alpha_bar at step S_i; step i of the new schedule is network time S_i.
+    """
+    idx = torch.as_tensor(kept, dtype=torch.int64).flatten()
+    idx = torch.unique(idx)  # sorted, no repeats
+    if idx.numel() < 1 or idx[0] < 0 or idx[-1] >= schedule.T:
+        raise DenoiselabError(f"kept steps must be indices in [0, {schedule.T - 1}], got {kept!r}")
+    ab = schedule.alpha_bar[idx]
+    ab_prev = torch.cat([torch.ones(1, dtype=F64), ab[:-1]])
+    return NoiseSchedule(1 - ab / ab_prev)

@@ -83,10 +83,13 @@ def plot_forward_points(points: torch.Tensor, schedule: NoiseSchedule, path: Pat
     return save_fig(fig, path)
 
 
-def plot_samples_over_data(samples: torch.Tensor, data: torch.Tensor, path: Path, title: str = "") -> Path:
+def plot_samples_over_data(samples: torch.Tensor, data: torch.Tensor | None, path: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(5, 5))
-    lim = max(4.5, float(data.abs().max()) * 1.1)
-    _scatter(ax, data, lim, c="0.7", label="data", s=2)
+    frame = data if data is not None and len(data) else samples
+    # The 99.5th percentile, so a few stray samples do not shrink the picture to a dot.
+    lim = max(4.5, float(torch.quantile(frame.abs().flatten().float(), 0.995)) * 1.15)
+    if data is not None and len(data):
+        _scatter(ax, data, lim, c="0.7", label="data", s=2)
     _scatter(ax, samples, lim, c="tab:red", label="samples", s=2)
     ax.legend(loc="upper right", markerscale=4)
     ax.set_title(title or "Samples over data")

@@ -1,0 +1,129 @@
+"""Schedules and the forward process against closed forms, in float64."""
+
+import math
+
+import pytest
+import torch
+
+from denoiselab import process as P
+from denoiselab.errors import DenoiselabError
+from denoiselab.schedules import SCHEDULES, NoiseSchedule, make_schedule
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedule_invariants(name):
+    s = make_schedule(name, 1000)
+    assert s.betas.dtype == F64
+    assert ((s.betas > 0) & (s.betas < 1)).all()
+    assert (s.alpha_bar[1:] < s.alpha_bar[:-1]).all()
+    assert torch.allclose(s.alpha_bar, torch.cumprod(1 - s.betas, 0))
+    assert torch.allclose(s.log_snr, torch.log(s.alpha_bar / (1 - s.alpha_bar)))
+    assert s.alpha_bar[-1] < 0.01  # ends near pure noise
+
+
+def test_linear_matches_ho_et_al():
+    s = make_schedule("linear", 1000)
+    assert s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(0.02)
+    # Known value: alpha_bar_T of the DDPM schedule is about 4.04e-5.
+    assert s.alpha_bar[-1].item() == pytest.approx(4.036e-5, rel=1e-3)
+
+
+def test_cosine_matches_closed_form():
+    T, s_ = 1000, 0.008
+    s = make_schedule("cosine", T)
+    f = lambda t: math.cos((t / T + s_) / (1 + s_) * math.pi / 2) ** 2  # noqa: E731
+    for t in (0, 10, 500, 900):
+        assert s.alpha_bar[t].item() == pytest.approx(f(t + 1) / f(0), rel=1e-9)
+
+
+def test_custom_betas_and_bad_betas():
+    s = make_schedule("custom", betas=[0.1, 0.2, 0.3])
+    assert s.T == 3
+    assert s.alpha_bar[-1].item() == pytest.approx(0.9 * 0.8 * 0.7)
+    for bad in ([0.1, 1.0], [0.0, 0.1], [-0.1], [float("nan")]):
+        with pytest.raises(DenoiselabError, match="inside"):
+            NoiseSchedule(torch.tensor(bad))
+    with pytest.raises(DenoiselabError, match="unknown schedule"):
+        make_schedule("zigzag", 10)
+
+
+def test_fractional_alpha_bar_and_sigma_inverse():
+    s = make_schedule("linear", 1000)
+    t = torch.arange(1000, dtype=F64)
+    assert torch.allclose(s.alpha_bar_at(t), s.alpha_bar, rtol=1e-10)
+    assert s.alpha_bar_at(torch.tensor(-1.0)).item() == pytest.approx(1.0)
+    tf = torch.tensor([0.0, 3.5, 250.25, 998.9], dtype=F64)
+    back = s.t_from_sigma(((1 - s.alpha_bar_at(tf)) / s.alpha_bar_at(tf)).sqrt())
+    assert torch.allclose(back, tf, atol=1e-6)
+
+
+def test_q_sample_moments():
+    s = make_schedule("linear", 1000)
+    x0 = torch.full((200_000, 1), 1.5, dtype=F64)
+    g = torch.Generator().manual_seed(0)
+    for t in (0, 100, 999):
+        tt = torch.full((len(x0),), t)
+        xt = P.q_sample(s, x0, tt, torch.randn(x0.shape, generator=g, dtype=F64))
+        ab = s.alpha_bar[t].item()
+        assert xt.mean().item() == pytest.approx(math.sqrt(ab) * 1.5, abs=0.01)
+        assert xt.var().item() == pytest.approx(1 - ab, rel=0.02, abs=1e-5)
+
+
+def test_posterior_matches_ho_eqs_6_7_and_bayes():
+    s = make_schedule("cosine", 100)
+    t = torch.tensor(40)
+    c0, ct, var, _ = P.posterior_coefs(s, t)
+    ab, abp, b = s.alpha_bar[40], s.alpha_bar[39], s.betas[40]
+    # Ho et al. 2020, eq. 7.
+    assert c0.item() == pytest.approx((abp.sqrt() * b / (1 - ab)).item(), rel=1e-12)
+    assert ct.item() == pytest.approx(((1 - b).sqrt() * (1 - abp) / (1 - ab)).item(), rel=1e-12)
+    assert var.item() == pytest.approx(s.beta_tilde[40].item(), rel=1e-12)
+    # Bayes: q(x_{t-1}|x_0) = N(sqrt(abp) x0, 1-abp), q(x_t|x_{t-1}) = N(sqrt(1-b) x_{t-1}, b).
+    prec = 1 / (1 - abp) + (1 - b) / b
+    assert var.item() == pytest.approx((1 / prec).item(), rel=1e-10)
+    x0, xt = torch.tensor([0.7], dtype=F64), torch.tensor([-0.3], dtype=F64)
+    mean, _ = P.q_posterior(s, x0, xt, t.expand(1))
+    want = (abp.sqrt() * x0 / (1 - abp) + (1 - b).sqrt() * xt / b) / prec
+    assert torch.allclose(mean, want, rtol=1e-10)
+
+
+def test_posterior_empirical_by_sampling():
+    """Draw x_{t-1} ~ q(.|x0), x_t ~ q(.|x_{t-1}), keep x_t in a thin bin: match the posterior."""
+    s = make_schedule("linear", 50, beta_start=0.01, beta_end=0.2)
+    g = torch.Generator().manual_seed(1)
+    n, t = 2_000_000, 20
+    x0 = torch.full((n,), 0.5, dtype=F64)
+    xp = s.alpha_bar[t - 1].sqrt() * x0 + (1 - s.alpha_bar[t - 1]).sqrt() * torch.randn(n, generator=g, dtype=F64)
+    xt = (1 - s.betas[t]).sqrt() * xp + s.betas[t].sqrt() * torch.randn(n, generator=g, dtype=F64)
+    sel = (xt - 0.2).abs() < 0.01
+    mean, var = P.q_posterior(s, torch.tensor([0.5], dtype=F64), torch.tensor([0.2], dtype=F64), torch.tensor([t]))
+    assert xp[sel].mean().item() == pytest.approx(mean.item(), abs=0.01)
+    assert xp[sel].var().item() == pytest.approx(var.item(), rel=0.05)
+
+
+@pytest.mark.parametrize("t", [0, 1, 500, 999])
+def test_eps_x0_v_round_trips(t):
+    s = make_schedule("linear", 1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(8, 3, generator=g, dtype=F64), torch.randn(8, 3, generator=g, dtype=F64)
+    a, sg = P.scales(s, torch.full((8,), t), x0)
+    xt = a * x0 + sg * eps
+    v = P.v_from(x0, eps, a, sg)
+    assert torch.allclose(P.x0_from_eps(xt, eps, a, sg), x0, atol=1e-8)
+    assert torch.allclose(P.eps_from_x0(xt, x0, a, sg), eps, atol=1e-6 if t == 0 else 1e-9)
+    assert torch.allclose(P.x0_from_v(xt, v, a, sg), x0, atol=1e-10)
+    assert torch.allclose(P.eps_from_v(xt, v, a, sg), eps, atol=1e-10)
+
+
+def test_training_targets_are_zero_loss_for_the_exact_predictor():
+    s = make_schedule("linear", 100)
+    x0 = torch.randn(16, 2, dtype=F64)
+    eps = torch.randn(16, 2, dtype=F64)
+    t = torch.randint(0, 100, (16,))
+    for param in ("eps", "x0", "v"):
+        def oracle(xt, tt, cond, param=param):
+            a, sg = P.scales(s, t, x0)
+            return P.training_target(param, x0, eps, a, sg)
+        assert P.diffusion_loss(oracle, s, param, x0, t, eps).item() < 1e-20
