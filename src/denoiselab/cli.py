@@ -33,7 +33,7 @@ def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
         if kind == "points":
             from .viz.plots import plot_samples_over_data
 
-            plot_samples_over_data(x, x[:0], path, title=f"{len(x)} samples")
+            plot_samples_over_data(x, None, path, title=f"{len(x)} samples")
         else:
             from .viz.images import save_grid
 

@@ -76,14 +76,27 @@ def data_info(data: TensorData) -> dict:
 def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True):
     from .training.trainer import Trainer
 
-    net = build_net(cfg, data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
+        net = build_net(cfg, data)
     return Trainer(net, build_objective(cfg), data, cfg.train, out, cfg.to_dict(), progress=progress,
                    on_preview=preview_hook(cfg, data, out), extra=data_info(data))
 
 
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
-    """Image runs: a sample grid every preview_every steps (2D runs need none)."""
-    return None
+    """Image runs: a sample grid every preview_every steps (2D runs need none), drawn with DDIM
+    (25 steps) from fixed seeds so successive previews show the same samples maturing."""
+    if data.kind != "images" or not cfg.train.preview_every or cfg.diffusion.kind != "vp":
+        return None
+    from .samplers.api import generate
+    from .viz.images import save_grid
+
+    def on_preview(step: int, net: torch.nn.Module) -> None:
+        net.eval()
+        x, _ = generate(build_denoiser(cfg, net), 36, data.sample_shape, sampler="ddim", steps=25, seed=0)
+        save_grid(x, Path(out) / "previews" / f"step{step:07d}.png", nrow=6)
+
+    return on_preview
 
 
 @dataclass

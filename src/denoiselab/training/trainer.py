@@ -94,8 +94,10 @@ class Trainer:
             self.generator.set_state(ck["rng_state"])
         self.step = int(ck["step"])
 
-    def fit(self) -> dict:
+    def fit(self, until: Optional[int] = None) -> dict:
+        """Train to cfg.steps (or stop early at step ``until``, as an interruption would), then checkpoint."""
         cfg = self.cfg
+        stop = cfg.steps if until is None else min(until, cfg.steps)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
