@@ -38,6 +38,7 @@ class DiffusionConfig:
     betas: tuple = ()                 # for schedule "custom"
     parameterization: str = "eps"     # eps | x0 | v (vp); the flow net predicts velocity
     clip_x0: float = 0.0              # 0 = no clipping (2D); 1.0 for images in [-1, 1]
+    p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,52 @@ def toy_default(name: str) -> Callable[[], RunConfig]:
     return preset
 
 
+def swiss_roll_flow() -> RunConfig:
+    """Rectified flow (Liu et al. 2023) on the swiss roll: the tuned 2D network and training of the
+    swiss-roll preset with the velocity target; sampled with Heun in tau (benchmarks/samplers.py)."""
+    base = toy_default("swiss-roll")()
+    return dataclasses.replace(base, preset="swiss-roll-flow", diffusion=DiffusionConfig(kind="flow"),
+                               sample=SampleConfig(sampler="heun", steps=10))
+
+
+def cs180_flow(class_conditioned: bool) -> Callable[[], RunConfig]:
+    """CS180 (Fall 2025) project 5 part B.2 / B.5: flow matching on MNIST with the teaching UNet,
+    x_t = (1 - t) noise + t data, velocity target, t fed to the net as t in [0, 1] (the UNet's T is
+    1000, the flow time scale); D = 64, batch 64, Adam 1e-2 decayed by 0.1^(1/epochs) per epoch
+    over 10 epochs (per-step decay here; 10 epochs of the full 60k MNIST are 9,375 steps, kept on
+    MNIST-5k), Euler sampling. The class-conditioned UNet (B.5) drops labels with p_uncond = 0.1
+    for classifier-free guidance (the project samples with guidance scale 5)."""
+
+    def preset() -> RunConfig:
+        name = "cs180-flow-class" if class_conditioned else "cs180-flow"
+        opts = {"in_channels": 1, "D": 64, "image_size": 28, "T": 1000}
+        if class_conditioned:
+            opts["num_classes"] = 10
+        return RunConfig(
+            preset=name,
+            data=DataConfig(name="mnist"),
+            model=ModelConfig(name="cs180-unet", options=opts),
+            diffusion=DiffusionConfig(kind="flow", p_uncond=0.1 if class_conditioned else 0.0),
+            train=TrainConfig(steps=9375, batch_size=64, lr=1e-2, optimizer="adam", lr_schedule="exponential",
+                              lr_final=0.1, log_every=100, preview_every=2000),
+            sample=SampleConfig(sampler="euler", steps=50, num=64),
+        )
+
+    preset.__doc__ = cs180_flow.__doc__
+    return preset
+
+
+FLOW_PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "swiss-roll-flow": swiss_roll_flow,
+    "cs180-flow": cs180_flow(False),
+    "cs180-flow-class": cs180_flow(True),
+}
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "kaist": kaist,
     **{n: toy_default(n) for n in ("swiss-roll", "moons", "circles", "s-curve", "checkerboard", "gaussians")},
+    **FLOW_PRESETS,
 }
 
 

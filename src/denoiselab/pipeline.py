@@ -16,7 +16,7 @@ import torch
 from . import process
 from .config import DiffusionConfig, RunConfig
 from .data import TensorData, build_dataset
-from .denoiser import Denoiser
+from .denoiser import Denoiser, FlowDenoiser
 from .errors import DenoiselabError
 from .models import build_model
 from .schedules import NoiseSchedule, make_schedule
@@ -24,6 +24,8 @@ from .training.checkpoint import load_checkpoint
 from .training.trainer import CHECKPOINT
 
 CONFIG = "config.json"
+# Flow networks see tau * 1000, the range of the VP step index their time embeddings are built for.
+FLOW_TIME_SCALE = 1000.0
 
 
 def build_schedule(d: DiffusionConfig) -> NoiseSchedule:
@@ -45,16 +47,37 @@ def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Mod
 
 def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Denoiser:
     d = cfg.diffusion
+    if d.kind == "flow":
+        return FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None)
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp or flow")
     return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
+
+
+def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator) -> Optional[torch.Tensor]:
+    """Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label is replaced
+    by -1 ("no label", which every conditional network maps to its null class) with prob. p_uncond."""
+    if cond is None or p_uncond <= 0:
+        return cond
+    drop = torch.rand(cond.shape, generator=generator) < p_uncond
+    return torch.where(drop, torch.full_like(cond, -1), cond)
 
 
 def build_objective(cfg: RunConfig):
     """objective(net, x0, cond, generator) -> loss, for the trainer."""
     d = cfg.diffusion
+    if d.kind == "flow":
+
+        def flow_objective(net, x0, cond, generator):
+            # Conditional flow matching with tau ~ U[0, 1] (Lipman et al. 2023, eq. 23).
+            tau = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
+            eps = torch.randn(x0.shape, generator=generator)
+            cond = drop_labels(cond, d.p_uncond, generator)
+            return process.flow_loss(net, x0, tau, eps, cond, time_scale=FLOW_TIME_SCALE)
+
+        return flow_objective
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp or flow")
     schedule = build_schedule(d)
     if d.parameterization not in ("eps", "x0", "v"):
         raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
@@ -62,6 +85,7 @@ def build_objective(cfg: RunConfig):
     def objective(net, x0, cond, generator):
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
+        cond = drop_labels(cond, d.p_uncond, generator)
         return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond)
 
     return objective
@@ -86,7 +110,7 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
     """Image runs: a sample grid every preview_every steps (2D runs need none), drawn with DDIM
     (25 steps) from fixed seeds so successive previews show the same samples maturing."""
-    if data.kind != "images" or not cfg.train.preview_every or cfg.diffusion.kind != "vp":
+    if data.kind != "images" or not cfg.train.preview_every or cfg.diffusion.kind not in ("vp", "flow"):
         return None
     from .samplers.api import generate
     from .viz.images import save_grid
@@ -186,7 +210,8 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
     run = load_run(out)
     if run.kind == "points":
         ref = data.x[:2048]
-        written.append(plots.plot_forward_points(ref, run.denoiser.schedule, out / "forward.png"))
+        if run.denoiser.schedule is not None:  # flows have no beta schedule to plot
+            written.append(plots.plot_forward_points(ref, run.denoiser.schedule, out / "forward.png"))
         x, _ = generate(run.denoiser, 2048, (2,), sampler="ddim", steps=50, seed=0)
         written.append(plots.plot_samples_over_data(x, ref, out / "samples.png", title="DDIM, 50 steps"))
         written.append(reverse_gif(run, out / "reverse.gif", data=ref))

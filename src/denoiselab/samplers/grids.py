@@ -31,6 +31,10 @@ F64 = torch.float64
 
 def _normalised_times(denoiser, u: torch.Tensor) -> torch.Tensor:
     """Map u in (0, 1] (1 = the noise end) onto the denoiser's time axis, linearly."""
+    T = denoiser.schedule.T if denoiser.schedule is not None else None
+    if T is not None and len(u) > T:
+        # More points than trained steps would put t below 0, where alpha_bar rounds to 1.
+        raise DenoiselabError(f"a time grid on this model takes at most T = {T} steps, got {len(u)}")
     t_noise, t_clean = denoiser.time_range
     return t_clean + u * (t_noise - t_clean)
 
