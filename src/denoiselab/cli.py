@@ -121,32 +121,76 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _image_reference(ref: str, sample_shape: tuple):
+    """--ref for images: a data-set name or an image folder read at the samples' size."""
+    from .data import DATASETS, build_dataset
+
+    if Path(ref).is_dir():
+        data = build_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
+    elif ref in DATASETS:
+        data = build_dataset(ref)
+    else:
+        raise DenoiselabError(f"reference {ref!r} is neither an image data set (mnist, digits, ...) nor a folder")
+    if data.kind != "images" or len(data) == 0:
+        raise DenoiselabError(f"reference {ref!r} holds no images: name an image data set or a folder of images")
+    return data
+
+
+def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
+    from .evaluation.featurenet import default_cache_dir
+    from .evaluation.images import domain_extractor, evaluate_images, inception_extractor
+
+    ref = _image_reference(args.ref, tuple(x.shape[1:]))
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    domain = None
+    if labels is not None or not args.inception_weights:
+        domain = domain_extractor(ref, cache, log=_log)
+    extractor = inception_extractor(Path(args.inception_weights)) if args.inception_weights else domain
+    return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
+                           bootstrap=args.bootstrap, seed=args.seed, log=_log)
+
+
 def cmd_evaluate(args) -> int:
-    from .evaluation.report import evaluate_points
+    from .evaluation.report import append_metrics, evaluate_points, format_results, write_report
 
     src = Path(args.samples)
     if src.is_dir():
         from .pipeline import load_run
 
         run = load_run(src)
-        _log(f"sampling {args.num} points from {src} ({args.sampler}, {args.steps} steps)")
+        # Images: a fast sampler unless asked otherwise (thousands of samples x 1000 steps is hours on a CPU).
+        args.sampler = args.sampler or ("ddim" if run.kind == "images" else "ddpm")
+        args.steps = args.steps or (50 if run.kind == "images" else 1000)
+        _log(f"sampling {args.num} {run.kind} from {src} ({args.sampler}, {args.steps} steps)")
         x, _, kind = _draw(run, args, args.num)
-        if kind != "points":
-            raise DenoiselabError("image evaluation is not available yet: evaluate 2D runs")
     elif src.suffix == ".npy" and src.is_file():
-        x = torch.from_numpy(np.load(src)).float()
+        try:
+            x = torch.from_numpy(np.load(src)).float()
+        except (OSError, ValueError) as e:
+            raise DenoiselabError(f"cannot read {src} as a numeric .npy array ({e})") from None
     else:
         raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
-    results = evaluate_points(x, args.ref, seed=args.ref_seed)
-    if args.json:
-        print(json.dumps(results, indent=2))
+    labels = None
+    if args.labels:
+        try:
+            labels = np.load(args.labels)
+        except (OSError, ValueError) as e:
+            raise DenoiselabError(f"cannot read --labels {args.labels} as a .npy array of class ids ({e})") from None
+    elif args.cls is not None and not src.is_dir():
+        labels = np.full(len(x), args.cls)
+    if x.ndim == 2:
+        results = evaluate_points(x, args.ref, seed=args.ref_seed)
+    elif x.ndim == 4:
+        results = _evaluate_images(x, args, labels)
     else:
-        for name, r in results["metrics"].items():
-            print(f"{name:10s} {r['value']:10.4f}   (floor {r['floor']:.4f}: real vs real)")
+        raise DenoiselabError(f"samples of shape {tuple(x.shape)}: expected (N, 2) points or (N, C, H, W) images in [-1, 1]")
+    for w in results.get("warnings", []):
+        _log(f"warning: {w}")
+    print(json.dumps(results, indent=2) if args.json else format_results(results))
     if src.is_dir():
-        from .evaluation.report import append_metrics
-
-        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps})
+        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps,
+                             "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        _log(f"appended to {src / 'metrics.jsonl'}; report {write_report(src)}")
     return 0
 
 
@@ -240,11 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score samples or a run against reference data")
     p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
-    p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, moons, ...) or a .npy file")
+    p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
+                   "an image folder, or a .npy file of 2D points")
     p.add_argument("--ref-seed", type=int, default=10_000, help="seed of the reference draw")
     p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_sampling(p)
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="pytorch-fid's pt_inception-2015-12-05 .pth: FID in the standard Inception space "
+                        "(default: the domain feature network, trained once on --ref and cached)")
+    p.add_argument("--cache-dir", default=None, help="feature network and reference feature cache "
+                   "(default $DENOISELAB_CACHE or ~/.cache/denoiselab)")
+    p.add_argument("--labels", default=None, metavar="NPY",
+                   help="intended class of each sample (.npy of ints): adds the conditional accuracy")
+    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the intervals (0: none)")
+    _add_sampling(p, steps=0, sampler=None)
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("plot", help="plots: schedules, loss, forward")

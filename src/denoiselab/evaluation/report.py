@@ -56,3 +56,62 @@ def evaluate_points(x: torch.Tensor, ref: str, seed: int = 10_000) -> dict:
 def append_metrics(run_dir: Path, record: dict) -> None:
     with open(Path(run_dir) / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def format_results(results: dict) -> str:
+    """One line per metric: value, interval or standard error, and the floor (real vs real)."""
+    lines = []
+    feats = results.get("features")
+    if feats:
+        acc = feats.get("heldout_accuracy")
+        extra = f", held-out accuracy {acc:.4f}" if acc is not None else ""
+        lines.append(f"features: {feats['network']} ({feats['dim']}-d{extra}); {results['num']} samples vs "
+                     f"{results['num_ref']} reference images of {results['ref']}; floor from {results['num_floor']} real images")
+    for name, r in results["metrics"].items():
+        v = r["value"]
+        text = f"{name:15s} {v:12.6g}"
+        if "se" in r:
+            text += f" +- {r['se']:.2g}"
+        if "ci" in r:
+            text += f"  [95% CI {r['ci'][0]:.6g}, {r['ci'][1]:.6g}]"
+        lines.append(f"{text:60s} (floor {r['floor']:.6g}: real vs real)")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path) -> Path:
+    """RUN_DIR/evaluation.md: every evaluation recorded in metrics.jsonl, newest first."""
+    from ..training.checkpoint import atomic_write
+
+    run_dir = Path(run_dir)
+    records = []
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "evaluate" in rec:
+                records.append(rec)
+    out = ["# Evaluation", "", f"Run `{run_dir.name}`: {len(records)} evaluation(s), newest first. "
+           "Each score is read against its floor, the same metric for real data against real data.", ""]
+    for rec in reversed(records):
+        res = rec["evaluate"]
+        sampler = f"{rec.get('sampler')}, {rec.get('steps')} steps" if rec.get("sampler") else "samples file"
+        out += [f"## {rec.get('time', '')} against {res.get('ref')} ({res.get('num')} samples; {sampler})", ""]
+        feats = res.get("features")
+        if feats:
+            acc = feats.get("heldout_accuracy")
+            out += [f"Features: {feats['network']}, {feats['dim']}-d"
+                    + (f", held-out accuracy {acc:.4f}" if acc is not None else "") + ".", ""]
+        out += ["| metric | value | 95% interval | floor |", "| --- | --- | --- | --- |"]
+        for name, r in res["metrics"].items():
+            ci = f"{r['ci'][0]:.5g} to {r['ci'][1]:.5g}" if "ci" in r else ""
+            se = f" +- {r['se']:.2g}" if "se" in r else ""
+            out.append(f"| {name} | {r['value']:.5g}{se} | {ci} | {r['floor']:.5g} |")
+        for w in res.get("warnings", []):
+            out.append(f"\n> warning: {w}")
+        out.append("")
+    report = run_dir / "evaluation.md"
+    atomic_write(report, lambda tmp: Path(tmp).write_text("\n".join(out) + "\n"))
+    return report
