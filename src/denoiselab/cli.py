@@ -150,35 +150,6 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
                            bootstrap=args.bootstrap, seed=args.seed, log=_log)
 
 
-def _image_reference(ref: str, sample_shape: tuple):
-    """--ref for images: a data-set name or an image folder read at the samples' size."""
-    from .data import DATASETS, build_dataset
-
-    if Path(ref).is_dir():
-        data = build_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
-    elif ref in DATASETS:
-        data = build_dataset(ref)
-    else:
-        raise DenoiselabError(f"reference {ref!r} is neither an image data set (mnist, digits, ...) nor a folder")
-    if data.kind != "images" or len(data) == 0:
-        raise DenoiselabError(f"reference {ref!r} holds no images: name an image data set or a folder of images")
-    return data
-
-
-def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
-    from .evaluation.featurenet import default_cache_dir
-    from .evaluation.images import domain_extractor, evaluate_images, inception_extractor
-
-    ref = _image_reference(args.ref, tuple(x.shape[1:]))
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    domain = None
-    if labels is not None or not args.inception_weights:
-        domain = domain_extractor(ref, cache, log=_log)
-    extractor = inception_extractor(Path(args.inception_weights)) if args.inception_weights else domain
-    return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
-                           bootstrap=args.bootstrap, seed=args.seed, log=_log)
-
-
 def cmd_evaluate(args) -> int:
     from .evaluation.report import append_metrics, evaluate_points, format_results, write_report
 
