@@ -53,6 +53,11 @@ def _sampler_opts(args) -> dict:
     return opts
 
 
+def _grid_opts(args) -> dict:
+    """--sigma-min/--sigma-max/--rho; a grid that takes none of them says so (grids.make_grid)."""
+    return {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
+
+
 def _draw(run, args, num: int, callback=None):
     from .samplers.api import generate
 
@@ -61,8 +66,8 @@ def _draw(run, args, num: int, callback=None):
     if getattr(args, "cls", None) is not None:
         raise DenoiselabError("this model is unconditional: drop --class")
     x, nfe = generate(run.denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                      grid=args.grid, spacing=args.spacing, cond=cond, callback=callback, batch_size=args.batch_size,
-                      **_sampler_opts(args))
+                      grid=args.grid, spacing=args.spacing, grid_opts=_grid_opts(args), cond=cond, callback=callback,
+                      batch_size=args.batch_size, **_sampler_opts(args))
     return x, nfe, kind
 
 
@@ -229,6 +234,39 @@ def cmd_animate(args) -> int:
     return 0
 
 
+def cmd_benchmark_samplers(args) -> int:
+    from . import sampler_benchmark as B
+    from .pipeline import load_run
+    from .training.checkpoint import atomic_write
+
+    run = load_run(Path(args.run_dir))
+    torch.set_num_threads(args.threads) if args.threads else None
+    if run.kind == "points":
+        scorer, metric = None, "chamfer"
+    else:
+        from .evaluation.featurenet import default_cache_dir
+
+        scorer, metric = B.image_scorer(run, default_cache_dir(), log=_log), "FID"
+    rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds,
+                           num=args.num, scorer=scorer, batch_size=args.batch_size, log=_log)
+    if not rows:
+        raise DenoiselabError("no sampler and grid in the list can run on this model: widen --samplers/--grids")
+    table = B.format_table(rows, metric)
+    best = B.best_by_nfe(rows)
+    summary = "\n".join(f"best within NFE {n}: {r.sampler} on {r.grid} (NFE {r.nfe}), {metric} {r.mean:.3f} +- {r.sd:.3f}"
+                         for n, r in sorted(best.items()))
+    print(table)
+    print()
+    print(summary)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samplers"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
+    p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
+               f"({len(args.seeds)} seeds, {args.num} samples)")
+    _log(f"wrote {out / 'samplers.md'} and {p}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -246,8 +284,13 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
     p.add_argument("--grid", default=None, choices=list(GRIDS),
                    help="time grid: uniform, quadratic, karras (rho 7), logsnr, or a DDPM spacing (leading, "
-                        "trailing, linspace); default: leading for ddpm/ddim, karras for the ODE solvers, "
+                        "trailing, linspace); default: leading for ddpm/ddim, logsnr for the ODE solvers, "
                         "uniform for flows")
+    p.add_argument("--sigma-min", type=float, default=None,
+                   help="karras/logsnr grids: smallest sigma before the final denoising step (default: the model's)")
+    p.add_argument("--sigma-max", type=float, default=None,
+                   help="karras/logsnr grids: largest sigma, where sampling starts (default: the model's)")
+    p.add_argument("--rho", type=float, default=None, help="karras grid: the spacing exponent (default 7)")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
     p.add_argument("--eta", type=float, default=None,
                    help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral: noise scale (default 1)")
@@ -315,6 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
     _add_sampling(p, steps=50, sampler="ddim")
     p.set_defaults(fn=cmd_animate)
+
+    from .sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+
+    p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
+    p.add_argument("run_dir")
+    p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME")
+    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), metavar="GRID",
+                   help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
+    p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES), help="evaluation budgets")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
+    p.add_argument("--num", type=int, default=2048, help="samples per seed")
+    p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
+    p.set_defaults(fn=cmd_benchmark_samplers)
 
     p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
     p.add_argument("--out", default="demo-output")

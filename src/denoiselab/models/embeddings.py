@@ -12,8 +12,10 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     """Transformer-style sinusoidal features of (possibly fractional) t: [cos(t f_k), sin(t f_k)],
     f_k = max_period^(-k / (dim/2)) (Vaswani et al. 2017, sec. 3.5; used by Ho et al. 2020)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
+    # float32 unless t is float64 (a network run in double precision, e.g. to compare solvers).
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)

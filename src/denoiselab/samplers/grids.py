@@ -72,7 +72,14 @@ def logsnr_sigmas(sigma_min: float, sigma_max: float, steps: int) -> torch.Tenso
 
 
 def _sigma_ends(denoiser, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    """The grid's sigma range: the model's trained one unless narrowed (a VP model knows no sigma
+    outside [sigma(0), sigma(T-1)]; a flow is trained on every sigma)."""
     lo, hi = denoiser.sigma_range
+    if denoiser.schedule is not None:
+        tol = 1e-6
+        if (sigma_min and sigma_min < lo * (1 - tol)) or (sigma_max and sigma_max > hi * (1 + tol)):
+            raise DenoiselabError(f"this model is trained on sigma in [{lo:.4g}, {hi:.4g}]: "
+                                  "choose sigma_min and sigma_max inside it")
     lo, hi = sigma_min or lo, sigma_max or hi
     if not 0 < lo < hi < math.inf:
         raise DenoiselabError(f"grid needs 0 < sigma_min < sigma_max < inf, got {lo:g} and {hi:g}")
@@ -112,10 +119,10 @@ GRIDS: dict[str, Callable[..., torch.Tensor]] = {
 CONTINUOUS = ("uniform", "quadratic", "karras", "logsnr")
 
 # The grid each sampler uses when none is named: the discrete samplers keep their classic
-# DDIM spacing; the ODE solvers use the grid that measured best on the 2D benchmark
-# (benchmarks/samplers.py); flows step uniformly in tau, as trained.
+# DDIM spacing; the ODE solvers use log-SNR-uniform steps, which measured best on the 2D
+# benchmark (benchmarks/samplers.py); flows step uniformly in tau, as trained.
 DEFAULT_GRIDS = {"ddpm": "leading", "ddim": "leading"}
-DEFAULT_CONTINUOUS_GRID = "karras"
+DEFAULT_CONTINUOUS_GRID = "logsnr"
 DEFAULT_FLOW_GRID = "uniform"
 
 
@@ -133,5 +140,6 @@ def make_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
         raise DenoiselabError(f"steps must be at least 1, got {steps}")
     try:
         return GRIDS[name](denoiser, steps, **opts)
-    except TypeError as e:
-        raise DenoiselabError(f"bad options for grid {name!r}: {e}") from None
+    except TypeError:
+        raise DenoiselabError(f"grid {name!r} takes no options {sorted(opts)}: sigma_min and sigma_max shape the "
+                              "karras and logsnr grids, rho the karras grid") from None

@@ -1,0 +1,99 @@
+"""Our DPM-Solver++ (2M and 3M) against diffusers' ``DPMSolverMultistepScheduler`` on the same
+trained model, the same grid and the same starting noise: the largest difference between the
+two sets of samples (target: below 1e-4).
+
+diffusers is a benchmark-only peer (``pip install -e .[bench]``); it is imported here and
+nowhere else. Both run the network at the same integer timesteps: diffusers' own "linspace"
+and "trailing" spacings, and a Karras (rho 7) grid rounded to integer steps, passed to
+diffusers as custom timesteps.
+
+    python benchmarks/dpm_solver_diffusers.py RUN_DIR [--num 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from denoiselab import pipeline
+from denoiselab.rng import SampleNoise
+from denoiselab.samplers import SAMPLERS, initial_noise, make_grid
+
+PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+
+
+def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int) -> torch.Tensor:
+    from diffusers import DPMSolverMultistepScheduler
+
+    den = run.denoiser
+    sched = DPMSolverMultistepScheduler(num_train_timesteps=den.schedule.T, trained_betas=den.schedule.betas.numpy(),
+                                        solver_order=order, algorithm_type="dpmsolver++",
+                                        prediction_type=PREDICTION[den.parameterization], final_sigmas_type="zero",
+                                        lower_order_final=True, thresholding=False)
+    sched.set_timesteps(timesteps=timesteps)
+    if x_T.dtype == torch.float64:
+        # diffusers keeps its sigma table in float32; in the float64 comparison give it the exact
+        # float64 sigmas of the same timesteps, so only the two algorithms differ.
+        sig = den.schedule.sigmas[torch.tensor(timesteps)]
+        sched.sigmas = torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
+    x = x_T.clone()
+    for t in sched.timesteps:
+        out = den.raw(x, torch.full((x.shape[0],), float(t)))
+        x = sched.step(out, t, x).prev_sample
+    return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--num", type=int, default=2048)
+    ap.add_argument("--steps", nargs="+", type=int, default=[10, 20])
+    ap.add_argument("--float64", action="store_true",
+                    help="run the network and both solvers in float64 (isolates the algorithms from float32 rounding, "
+                         "which the ODE amplifies for points between the arms of the roll)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    try:
+        import diffusers
+    except ImportError:
+        sys.exit("diffusers is not installed: pip install -e .[bench]")
+    run = pipeline.load_run(args.run_dir)
+    if run.denoiser.schedule is None:
+        sys.exit("diffusers' DPMSolverMultistepScheduler needs a VP model")
+    x_T = initial_noise(SampleNoise(0, args.num), args.num, run.sample_shape)
+    run64 = pipeline.load_run(args.run_dir)
+    run64.net.double()
+    if args.float64:
+        run, x_T = run64, x_T.double()
+    # The float32 floor: our own solver in float32 against itself in float64. The probability-flow
+    # ODE amplifies rounding for points that start between two arms of the roll, so the largest
+    # difference of any two float32 implementations cannot be much below it.
+    print(f"| solver | grid | steps | max abs diff | mean abs diff | float32 floor (max) | sample scale (std) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    worst = 0.0
+    for steps in args.steps:
+        grids = {
+            "linspace": make_grid(run.denoiser, "linspace", steps + 1)[:-1],  # diffusers drops t = 0
+            "trailing": make_grid(run.denoiser, "trailing", steps),
+            "karras (rounded)": make_grid(run.denoiser, "karras", steps).round().long(),
+        }
+        for name, ts in grids.items():
+            ts_list = [int(t) for t in ts]
+            for order, solver in ((2, "dpmpp-2m"), (3, "dpmpp-3m")):
+                ours = SAMPLERS[solver](run.denoiser, x_T, torch.tensor(ts_list))
+                theirs = diffusers_sample(run, x_T, ts_list, order)
+                ours64 = SAMPLERS[solver](run64.denoiser, x_T.double(), torch.tensor(ts_list))
+                d = (ours - theirs).abs()
+                floor = (ours.double() - ours64).abs().max().item()
+                worst = max(worst, d.max().item())
+                print(f"| {solver} | {name} | {len(ts_list)} | {d.max().item():.2e} | {d.mean().item():.2e} | "
+                      f"{floor:.2e} | {ours.std().item():.3f} |", flush=True)
+    print(f"\nworst max abs difference {worst:.2e} (target 1e-4); diffusers {diffusers.__version__}, "
+          f"torch {torch.__version__}, model {run.config.preset} ({run.denoiser.parameterization}), "
+          f"{'float64' if args.float64 else 'float32'}")
+
+
+if __name__ == "__main__":
+    main()
