@@ -123,7 +123,8 @@ def evaluate_features(fake, real, *, k: int = 3, kid_subsets: int = 100, kid_sub
         "recall": {"value": pr["recall"]},
     }
     if bootstrap > 0:
-        metrics["FID"]["ci"] = _normal_interval(fid, _bootstrap_fid(fake, mu_r, s_r, bootstrap, g), level)
+        lo, hi = _normal_interval(fid, _bootstrap_fid(fake, mu_r, s_r, bootstrap, g), level)
+        metrics["FID"]["ci"] = [max(lo, 0.0), hi]   # a squared distance
         z = NormalDist().inv_cdf((1 + level) / 2) * (kd["se"] if math.isfinite(kd["se"]) else 0.0)
         metrics["KID"]["ci"] = [kd["value"] - z, kd["value"] + z]
         for name, hits in (("precision", pr["precision_hits"]), ("recall", pr["recall_hits"])):
