@@ -30,7 +30,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    kind: str = "vp"                  # "vp" (DDPM family) or "flow" (rectified flow)
+    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow) or "denoise" (one step)
     schedule: str = "linear"
     T: int = 1000
     beta_start: float = 1e-4
@@ -39,6 +39,7 @@ class DiffusionConfig:
     parameterization: str = "eps"     # eps | x0 | v (vp); the flow net predicts velocity
     clip_x0: float = 0.0              # 0 = no clipping (2D); 1.0 for images in [-1, 1]
     p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
+    sigma: float = 0.0                # kind "denoise": the noise level of a single-step denoiser
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class TrainConfig:
     ckpt_every: int = 0               # 0 = only at the end
     preview_every: int = 0            # images: a sample grid every N steps (0 = never)
     threads: int = 0                  # torch threads; 0 = leave torch's default
+    autocast: str = "none"            # none | bf16 (CPU/GPU mixed precision for the forward pass)
+    compile: bool = False             # torch.compile the network for training
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,97 @@ def toy_default(name: str) -> Callable[[], RunConfig]:
     return preset
 
 
+def mnist() -> RunConfig:
+    """Tuned default for MNIST-5k on a 2-core CPU (benchmarks/unet_throughput.py, mnist_quality.py):
+    a lean 1.1M-parameter UNet that folds 2x2 pixel blocks into channels (so it runs at 14x14
+    and 7x7, widths 40/80, one residual block per level, attention at 7x7) in channels_last
+    layout; eps prediction, AdamW 2e-3 with cosine decay, EMA, batch 64, 2,500 steps."""
+    return RunConfig(
+        preset="mnist",
+        data=DataConfig(name="mnist"),
+        model=ModelConfig(name="unet", options={"in_channels": 1, "image_size": 28, "patch": 2, "ch": 40,
+                                                "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [7],
+                                                "groups": 8, "dropout": 0.0, "channels_last": True}),
+        diffusion=DiffusionConfig(schedule="linear", T=1000, parameterization="eps", clip_x0=1.0),
+        train=TrainConfig(steps=2500, batch_size=64, lr=2e-3, optimizer="adamw", warmup=100, lr_schedule="cosine",
+                          lr_final=0.05, ema_decay=0.995, grad_clip=1.0, log_every=50, preview_every=500),
+        sample=SampleConfig(sampler="ddim", steps=50, num=64),
+    )
+
+
+def cs180_time() -> RunConfig:
+    """CS180 project 5 part B.2: the teaching UNet with additive t/T injection on MNIST, T = 300,
+    linear betas 1e-4..0.02, D = 64, batch 128, Adam 1e-3 decayed by 0.1^(1/epochs) per epoch over
+    20 epochs (so lr ends at 0.1 lr; per-step decay here). 20 epochs of the full 60k MNIST are
+    9,380 steps; on MNIST-5k the same step count is kept."""
+    return RunConfig(
+        preset="cs180-time",
+        data=DataConfig(name="mnist"),
+        model=ModelConfig(name="cs180-unet", options={"in_channels": 1, "D": 64, "image_size": 28, "T": 300}),
+        diffusion=DiffusionConfig(schedule="linear", T=300, beta_start=1e-4, beta_end=0.02, parameterization="eps",
+                                  clip_x0=1.0),
+        train=TrainConfig(steps=9380, batch_size=128, lr=1e-3, optimizer="adam", lr_schedule="exponential",
+                          lr_final=0.1, log_every=100, preview_every=2000),
+        sample=SampleConfig(sampler="ddpm", steps=300, num=64),
+    )
+
+
+def cs180_denoiser() -> RunConfig:
+    """CS180 project 5 part B.1: a single-step denoiser D(z) ~ x for z = x + sigma eps at sigma = 0.5
+    (the unconditional teaching UNet, D = 128, batch 256, Adam 1e-4, 5 epochs of MNIST), shown on
+    sigma in {0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0}. Data in [0, 1] as in the project."""
+    return RunConfig(
+        preset="cs180-denoiser",
+        data=DataConfig(name="mnist", options={"range": "0,1"}),
+        model=ModelConfig(name="cs180-unet", options={"in_channels": 1, "D": 128, "image_size": 28,
+                                                      "time_conditioned": False}),
+        diffusion=DiffusionConfig(kind="denoise", sigma=0.5),
+        train=TrainConfig(steps=1170, batch_size=256, lr=1e-4, optimizer="adam", log_every=50),
+    )
+
+
+def pokemon() -> RunConfig:
+    """The Saarland "Pokemon diffusion" seminar: 32x32 sprites from an image folder (transparent
+    backgrounds composited on white, horizontal flips), linear schedule, x0 prediction, batch 256.
+    Point it at your sprites with --set data.path=DIR."""
+    return RunConfig(
+        preset="pokemon",
+        data=DataConfig(name="folder", options={"path": "pokemon", "image_size": 32, "flip": True}),
+        model=ModelConfig(name="unet", options={"in_channels": 3, "image_size": 32, "ch": 64, "ch_mult": [1, 2, 2, 2],
+                                                "num_res_blocks": 2, "attn_resolutions": [16], "dropout": 0.1}),
+        diffusion=DiffusionConfig(schedule="linear", T=1000, parameterization="x0", clip_x0=1.0),
+        train=TrainConfig(steps=50_000, batch_size=256, lr=2e-4, optimizer="adam", warmup=500, ema_decay=0.9999,
+                          grad_clip=1.0, log_every=100, ckpt_every=5000, preview_every=5000),
+        sample=SampleConfig(sampler="ddim", steps=100, num=64),
+    )
+
+
+def afhq64() -> RunConfig:
+    """KAIST CS479 assignment 3, task 2 (AFHQ 64x64): T = 1000 linear, UNet ch 128, mults 1,2,2,2,
+    4 residual blocks, attention at 32x32, dropout 0.1, Adam 2e-4 with 200 warm-up steps, batch 12.
+    Point it at the AFHQ folder with --set data.path=DIR (labels from the cat/dog/wild sub-folders)."""
+    return RunConfig(
+        preset="afhq64",
+        data=DataConfig(name="folder", options={"path": "afhq", "image_size": 64, "flip": True}),
+        model=ModelConfig(name="unet", options={"in_channels": 3, "image_size": 64, "ch": 128, "ch_mult": [1, 2, 2, 2],
+                                                "num_res_blocks": 4, "attn_resolutions": [32], "dropout": 0.1}),
+        diffusion=DiffusionConfig(schedule="linear", T=1000, beta_start=1e-4, beta_end=0.02, parameterization="eps",
+                                  clip_x0=1.0),
+        train=TrainConfig(steps=100_000, batch_size=12, lr=2e-4, optimizer="adam", warmup=200, ema_decay=0.9999,
+                          log_every=100, ckpt_every=5000, preview_every=5000),
+        sample=SampleConfig(sampler="ddpm", steps=1000, num=64),
+    )
+
+
+IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "mnist": mnist,
+    "cs180-time": cs180_time,
+    "cs180-denoiser": cs180_denoiser,
+    "pokemon": pokemon,
+    "afhq64": afhq64,
+}
+
+
 def swiss_roll_flow() -> RunConfig:
     """Rectified flow (Liu et al. 2023) on the swiss roll: the tuned 2D network and training of the
     swiss-roll preset with the velocity target; sampled with Heun in tau (benchmarks/samplers.py)."""
@@ -243,6 +337,7 @@ FLOW_PRESETS: dict[str, Callable[[], RunConfig]] = {
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "kaist": kaist,
     **{n: toy_default(n) for n in ("swiss-roll", "moons", "circles", "s-curve", "checkerboard", "gaussians")},
+    **IMAGE_PRESETS,
     **FLOW_PRESETS,
 }
 

@@ -45,12 +45,14 @@ def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Mod
     return build_model(cfg.model.name, **opts)
 
 
-def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Denoiser:
+def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     d = cfg.diffusion
+    if d.kind == "denoise":
+        return None  # a single-step denoiser is not a diffusion model: no sampler can use it
     if d.kind == "flow":
         return FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None)
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp or flow")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow or denoise")
     return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
 
 
@@ -66,6 +68,14 @@ def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.
 def build_objective(cfg: RunConfig):
     """objective(net, x0, cond, generator) -> loss, for the trainer."""
     d = cfg.diffusion
+    if d.kind == "denoise":
+        if d.sigma <= 0:
+            raise DenoiselabError("a single-step denoiser needs a noise level: --set diffusion.sigma=0.5")
+
+        def denoise_objective(net, x0, cond, generator):
+            return process.denoise_loss(net, x0, torch.randn(x0.shape, generator=generator), d.sigma)
+
+        return denoise_objective
     if d.kind == "flow":
 
         def flow_objective(net, x0, cond, generator):
@@ -77,7 +87,7 @@ def build_objective(cfg: RunConfig):
 
         return flow_objective
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp or flow")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow or denoise")
     schedule = build_schedule(d)
     if d.parameterization not in ("eps", "x0", "v"):
         raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
@@ -207,6 +217,8 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
 
     out = Path(out)
     written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
+    if data.kind == "images":
+        return written + image_pictures(out, data)
     run = load_run(out)
     if run.kind == "points":
         ref = data.x[:2048]
@@ -215,4 +227,49 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
         x, _ = generate(run.denoiser, 2048, (2,), sampler="ddim", steps=50, seed=0)
         written.append(plots.plot_samples_over_data(x, ref, out / "samples.png", title="DDIM, 50 steps"))
         written.append(reverse_gif(run, out / "reverse.gif", data=ref))
+    return written
+
+
+def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) -> list[Path]:
+    """Image runs: sample grid (the preset's sampler), reverse-process GIF, forward-process grid
+    and GIF of a few training images, pixel histograms at t = T, schedules compared on one image;
+    the histogram and schedule numbers go to ``pictures.json``. Single-step denoisers get their
+    sigma sweep instead."""
+    from .samplers.api import generate
+    from .training.checkpoint import atomic_write
+    from .viz import images as V
+
+    out = Path(out)
+    run = load_run(out)
+    cfg = run.config
+    g = torch.Generator().manual_seed(seed)
+    pick = data.x[torch.randperm(len(data), generator=g)[:16]]
+    numbers: dict = {}
+    if cfg.diffusion.kind == "denoise":
+        path, mse = V.plot_denoiser_sigmas(pick[:6], lambda z: run.net(z, None, None), out / "denoiser_sigmas.png",
+                                           value_range=(0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0))
+        numbers["denoiser_mse_by_sigma"] = mse
+        written = [path]
+    else:
+        s = cfg.sample
+        opts = {"eta": s.eta} if s.sampler == "ddim" else {}
+        x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed, **opts)
+        written = [V.save_grid(x, out / "samples.png")]
+        numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
+        # DDIM with at most 50 steps: the GIF never costs more than the preset's own sampling.
+        gif_steps = min(50, s.steps)
+        written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=16,
+                                   frames=min(25, gif_steps)))
+        schedule = run.denoiser.schedule
+        if schedule is None:  # flows have no beta schedule: no forward-process pictures
+            atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
+            return written
+        written.append(V.plot_forward_grid(pick[:6], schedule, out / "forward.png"))
+        written.append(V.gif_forward_images(pick, schedule, out / "forward.gif"))
+        path, numbers["pixel_histograms"] = V.plot_pixel_histograms(data.x[:1000], schedule, out / "histograms.png")
+        written.append(path)
+        path, numbers["schedule_survival"] = V.plot_schedule_images(pick[:1], out / "schedule_images.png", T=schedule.T,
+                                                                    batch=data.x[:256])
+        written.append(path)
+    atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
     return written

@@ -68,6 +68,10 @@ class Trainer:
         self.ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        if cfg.autocast not in ("none", "bf16"):
+            raise DenoiselabError(f"unknown autocast {cfg.autocast!r}: use none or bf16")
+        # The objective sees the compiled net; checkpoints and EMA keep the plain module.
+        self.train_net = torch.compile(net) if cfg.compile else net
 
     @property
     def checkpoint_path(self) -> Path:
@@ -109,12 +113,14 @@ class Trainer:
         t0 = time.perf_counter()
         last = {}
         try:
-            while self.step < cfg.steps:
+            while self.step < stop:
                 lr = lr_at(cfg, self.step)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 x0, cond = self.data.batch(self.step, cfg.batch_size, cfg.seed)
-                loss = self.objective(self.net, x0, cond, self.generator)
+                with torch.autocast("cuda" if x0.is_cuda else "cpu", dtype=torch.bfloat16,
+                                    enabled=cfg.autocast == "bf16"):
+                    loss = self.objective(self.train_net, x0, cond, self.generator)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
