@@ -199,11 +199,41 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _image_data(target: str | None, image_size: int):
+    """A data set by name (mnist, digits, ...) or an image folder by path, for the image plots."""
+    from .data import build_dataset
+
+    if target and Path(target).is_dir():
+        data = build_dataset("folder", {"path": target, "image_size": image_size})
+    else:
+        data = build_dataset(target or "mnist", {}, 2048, 0)
+    if data.kind != "images":
+        raise DenoiselabError(f"{target!r} is not an image data set: name mnist, digits or an image folder")
+    return data
+
+
 def cmd_plot(args) -> int:
     from .viz import plots
 
     out = Path(args.out) if args.out else None
-    if args.what == "schedules":
+    if args.what in ("histogram", "schedule-images"):
+        from .schedules import make_schedule
+        from .viz import images
+
+        data = _image_data(args.target, args.image_size)
+        if args.what == "histogram":
+            p, st = images.plot_pixel_histograms(data.x[:1000], make_schedule(args.schedule, args.T),
+                                                 out or Path("histogram.png"))
+            for key in ("data", "x_T"):
+                for ch, v in st[key].items():
+                    print(f"{key:5s} {ch:6s} mean {v['mean']:+.4f}  std {v['std']:.4f}  KS {v['ks']:.4f}")
+        else:
+            p, st = images.plot_schedule_images(data.x[:1], out or Path("schedule_images.png"), T=args.T,
+                                                batch=data.x[:256])
+            for name, v in st.items():
+                print(f"{name:10s} steps with corr(x_t, x_0) > 0.5: {v['steps_corr_above_0.5']:5d}   "
+                      f"corr at T/2: {v['corr_at_T_half']:.3f}")
+    elif args.what == "schedules":
         p = plots.plot_schedules(out or Path("schedules.png"), T=args.T)
     elif args.what == "loss":
         if not args.target:
@@ -227,6 +257,16 @@ def cmd_plot(args) -> int:
 def cmd_animate(args) -> int:
     from .pipeline import load_run, reverse_gif
 
+    if args.run_dir == "forward":
+        from .schedules import make_schedule
+        from .viz.images import gif_forward_images
+
+        data = _image_data(args.data, args.image_size)
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:min(args.num, 64)]
+        p = gif_forward_images(data.x[idx], make_schedule(args.schedule, args.T), Path(args.out), frames=args.frames,
+                               seed=args.seed)
+        _log(f"wrote {p}")
+        return 0
     run = load_run(Path(args.run_dir))
     p = reverse_gif(run, Path(args.out), sampler=args.sampler, steps=args.steps, seed=args.seed,
                     num=args.num, frames=args.frames, opts=_sampler_opts(args))
@@ -343,16 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p, steps=0, sampler=None)
     p.set_defaults(fn=cmd_evaluate)
 
-    p = sub.add_parser("plot", help="plots: schedules, loss, forward")
-    p.add_argument("what", choices=["schedules", "loss", "forward"])
-    p.add_argument("target", nargs="?", help="run directory (loss) or data set (forward)")
+    p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images")
+    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images"])
+    p.add_argument("target", nargs="?", help="run directory (loss), data set (forward) or image data set / "
+                   "image folder (histogram, schedule-images; default mnist)")
+    p.add_argument("--image-size", type=int, default=64, help="side of images read from a folder")
     p.add_argument("--out", default=None)
     p.add_argument("--T", type=int, default=1000)
     p.add_argument("--schedule", default="linear")
     p.set_defaults(fn=cmd_plot)
 
-    p = sub.add_parser("animate", help="GIF of the reverse process of a trained run")
-    p.add_argument("run_dir")
+    p = sub.add_parser("animate", help="GIF of the reverse process of a trained run, or `animate forward`")
+    p.add_argument("run_dir", help="a run directory (reverse process), or the word forward (forward process of --data)")
+    p.add_argument("--data", default="mnist", help="animate forward: image data set name or image folder")
+    p.add_argument("--image-size", type=int, default=64, help="animate forward: side of images read from a folder")
+    p.add_argument("--schedule", default="linear", help="animate forward: noise schedule")
+    p.add_argument("--T", type=int, default=1000, help="animate forward: number of steps")
     p.add_argument("--out", required=True, help="output .gif")
     p.add_argument("--num", type=int, default=1024)
     p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
