@@ -33,6 +33,7 @@ class FeatureExtractor:
     embed: Callable[[torch.Tensor], torch.Tensor]
     classify: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     info: dict = field(default_factory=dict)
+    batch: int = 250                            # images per forward pass (memory only)
 
 
 def domain_extractor(data: TensorData, cache_dir: Path, cfg: FeatureNetConfig = FeatureNetConfig(),
@@ -46,13 +47,15 @@ def inception_extractor(weights: Path, quantize: bool = False) -> FeatureExtract
 
     net = load_fid_inception(weights, quantize=quantize)
     h = hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()
+    # 50 images per pass, as pytorch-fid: at 299 x 299 the activations of 250 take several GB.
     return FeatureExtractor("inception", f"inception-{h[:24]}{'-q' if quantize else ''}", net, None,
-                            {"weights": str(weights), "sha256": h})
+                            {"weights": str(weights), "sha256": h}, batch=50)
 
 
 @torch.no_grad()
-def extract(extractor: FeatureExtractor, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
-    out = torch.cat([extractor.embed(x[i:i + batch]).float() for i in range(0, len(x), batch)])
+def extract(extractor: FeatureExtractor, x: torch.Tensor) -> torch.Tensor:
+    b = extractor.batch
+    out = torch.cat([extractor.embed(x[i:i + b]).float() for i in range(0, len(x), b)])
     if not torch.isfinite(out).all():
         raise DenoiselabError(f"{extractor.name} features contain NaN or inf: check the samples and the feature network")
     return out
