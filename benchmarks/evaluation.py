@@ -140,6 +140,8 @@ def main() -> int:
         "duplicated images: 20 unique x 100 vs itself": (np.repeat(uniq, 100, 0), np.repeat(uniq, 100, 0)),
         "duplicated images vs 2000 real, 512-d": (np.repeat(uniq, 100, 0), base),
         "identical sets, 30 samples, 512-d": (uniq[:10].repeat(3, 0), uniq[:10].repeat(3, 0)),
+        "identical float32 features, 200 x 1024-d": (relu_features(200, 1024, 10).astype(np.float32),
+                                                     relu_features(200, 1024, 10).astype(np.float32)),
         "constant features (zero covariance)": (np.ones((100, 64)), np.ones((100, 64)) + 1e-3),
         "rank 5 features vs rank 5, 256-d": (rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256)),
                                              rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256))),
