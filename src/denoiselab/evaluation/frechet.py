@@ -7,7 +7,7 @@
 | ``A`` | sqrt(sigma1), the PSD square root from the eigen-decomposition |
 | ``M`` | A sigma2 A, symmetric PSD; tr sqrt(sigma1 sigma2) = tr sqrt(M) |
 
-Heusel et al. 2017 (TTUR), eq. 6, i.e. the squared 2-Wasserstein distance between Gaussians
+Heusel et al. 2017 (TTUR), the definition of FID: the squared 2-Wasserstein distance between Gaussians
 (Dowson & Landau 1982):
 
     d^2 = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^{1/2}).
@@ -80,7 +80,7 @@ def trace_sqrt_product(sigma1, sigma2, sqrt_sigma1: torch.Tensor | None = None) 
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma1: torch.Tensor | None = None) -> float:
-    """Heusel et al. 2017, eq. 6, in float64; finite and >= 0 for every finite PSD input."""
+    """The FID formula of Heusel et al. 2017, in float64; finite and >= 0 for every finite PSD input."""
     mu1, mu2, sigma1, sigma2 = _as64(mu1), _as64(mu2), _as64(sigma1), _as64(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise DenoiselabError(f"Frechet distance needs matching statistics, got means {tuple(mu1.shape)} and "

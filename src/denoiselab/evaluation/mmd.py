@@ -11,7 +11,7 @@ Unbiased estimator, Gretton et al. 2012, eq. 3 (Lemma 6):
     MMD^2_u = 1/(m(m-1)) sum_{i != j} k(x_i, x_j) + 1/(n(n-1)) sum_{i != j} k(y_i, y_j)
               - 2/(mn) sum_{i, j} k(x_i, y_j).
 
-KID (Binkowski et al. 2018, Demystifying MMD GANs, sec. 5 "KID") is this estimate with the cubic
+KID (Binkowski et al. 2018, Demystifying MMD GANs, where KID is defined) is this estimate with the cubic
 polynomial kernel, averaged over random subsets of both sets (subset size 1000 and 100 subsets,
 as in that paper's code and torch-fidelity); its spread over subsets gives the standard error.
 """
@@ -31,7 +31,7 @@ RBF_BANDWIDTHS = (0.1, 0.3, 1.0, 3.0)  # 2D frame (data std about 2): a sum of s
 
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Binkowski et al. 2018, sec. 5: k(a, b) = (a.b / D + 1)^3."""
+    """KID's kernel (Binkowski et al. 2018): k(a, b) = (a.b / D + 1)^3."""
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 

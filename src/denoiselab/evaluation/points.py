@@ -8,7 +8,7 @@ of samples under a Gaussian-mixture data set's true density (MMD lives in mmd.py
 | ``F^{-1}`` | quantile function of a 1-D projection |
 | ``p(x)`` | the true mixture density (data.GaussianMixture.log_prob) |
 
-Sliced 2-Wasserstein distance (Rabin et al. 2011; Bonneel et al. 2015, eq. 5):
+Sliced 2-Wasserstein distance (defined by Rabin et al. 2011; as in Bonneel et al. 2015):
 
     SW_2(P, Q)^2 = mean_l int_0^1 |F^{-1}_{theta_l . x}(u) - F^{-1}_{theta_l . y}(u)|^2 du.
 

@@ -1,4 +1,4 @@
-"""Improved precision and recall, Kynkaanniemi et al. 2019, eqs. 1-3.
+"""Improved precision and recall, Kynkaanniemi et al. 2019, sec. 3 (eq. 1 and the two definitions after it).
 
 | symbol | meaning |
 | --- | --- |
@@ -7,7 +7,7 @@
 | ``r(phi')`` | radius of phi' in Phi: |phi' - NN_k(phi', Phi)| |
 
     f(phi, Phi) = 1 if |phi - phi'| <= r(phi') for some phi' in Phi, else 0          (eq. 1)
-    precision  = 1/n_g sum_g f(phi_g, Phi_r),   recall = 1/n_r sum_r f(phi_r, Phi_g)  (eqs. 2, 3)
+    precision  = 1/n_g sum_g f(phi_g, Phi_r),   recall = 1/n_r sum_r f(phi_r, Phi_g)
 
 Squared distances come from Gram matrices, |a|^2 + |b|^2 - 2 a.b, in float32 (the products
 dominate the cost); a point compared with its own copy must land inside the radius, so the
@@ -53,7 +53,7 @@ def precision_recall(real, fake, k: int = 3, grams: tuple | None = None) -> dict
     """{"precision", "recall"} plus the per-sample indicators (for bootstrap intervals).
 
     ``grams`` = (real real^T, fake fake^T, real fake^T) when already computed. One sweep over the
-    real-vs-fake distances gives both eq. 2 (columns) and eq. 3 (rows).
+    real-vs-fake distances gives both precision (columns) and recall (rows).
     """
     r = torch.as_tensor(np.asarray(real) if not torch.is_tensor(real) else real, dtype=torch.float32)
     g = torch.as_tensor(np.asarray(fake) if not torch.is_tensor(fake) else fake, dtype=torch.float32)
@@ -63,8 +63,8 @@ def precision_recall(real, fake, k: int = 3, grams: tuple | None = None) -> dict
     # float32 products carry a relative error of a few ulp of |a||b|: widen every radius by that much.
     tol = 1e-5 * float((nr.max() * ng.max()).sqrt())
     rad_r, rad_g = rad_r + tol, rad_g + tol
-    in_real = torch.zeros(len(g), dtype=torch.bool)   # generated sample inside the real manifold (eq. 2)
-    in_fake = torch.empty(len(r), dtype=torch.bool)   # real sample inside the generated manifold (eq. 3)
+    in_real = torch.zeros(len(g), dtype=torch.bool)   # generated sample inside the real manifold: precision
+    in_fake = torch.empty(len(r), dtype=torch.bool)   # real sample inside the generated manifold: recall
     for i in range(0, len(r), CHUNK):
         d = _sq_dists(_block(r, g, grg, i, i + CHUNK), nr[i:i + CHUNK], ng)
         in_fake[i:i + CHUNK] = (d <= rad_g[None, :]).any(1)
