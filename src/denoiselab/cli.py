@@ -325,7 +325,7 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     p.add_argument("--grid", default=None, choices=list(GRIDS),
                    help="time grid: uniform, quadratic, karras (rho 7), logsnr, or a DDPM spacing (leading, "
                         "trailing, linspace); default: leading for ddpm/ddim, logsnr for the ODE solvers, "
-                        "uniform for flows")
+                        "quadratic for flows")
     p.add_argument("--sigma-min", type=float, default=None,
                    help="karras/logsnr grids: smallest sigma before the final denoising step (default: the model's)")
     p.add_argument("--sigma-max", type=float, default=None,

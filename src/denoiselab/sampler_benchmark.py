@@ -145,7 +145,8 @@ def best_by_nfe(rows: Sequence[Row]) -> dict[int, Row]:
 
 
 def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
-    """Quality against NFE, one panel per grid, one line per sampler (log-log)."""
+    """Quality against NFE, one panel per grid, one line per sampler (log-log; ddim lies under
+    euler, which is the same update)."""
     from .training.checkpoint import atomic_write
     from .viz.common import plt
 
@@ -162,6 +163,9 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
                 ax.plot(*zip(*pts), marker="o", label=s)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        budgets = sorted({r.budget for r in rows})
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
         if finite:
             ax.set_ylim(min(finite) * 0.7, min(max(finite), 1e4) * 1.5)
         ax.set_title(f"grid {g}")
