@@ -73,8 +73,11 @@ def _bootstrap_fid(fake: torch.Tensor, mu_r: torch.Tensor, sigma_r: torch.Tensor
     out = np.empty(reps)
     for b in range(reps):
         w = torch.bincount(torch.randint(0, n, (n,), generator=g), minlength=n).float()
-        m = (w @ xc).double() / n
-        s = ((xc * w[:, None]).T @ xc).double() / (n - 1) - (n / (n - 1)) * torch.outer(m, m)
+        # About 37% of the rows are not drawn: leave them out of the product.
+        keep = w > 0
+        xk, wk = xc[keep], w[keep]
+        m = (wk @ xk).double() / n
+        s = ((xk * wk[:, None]).T @ xk).double() / (n - 1) - (n / (n - 1)) * torch.outer(m, m)
         diff = mu_full + m - mu_r
         out[b] = max(float(diff @ diff) + float(torch.trace(s)) + tr_r - 2 * trace_sqrt_product(None, s, a), 0.0)
     return out
