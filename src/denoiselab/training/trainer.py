@@ -43,7 +43,8 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    kw = dict(lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay, foreach=True)
+    # fused: one kernel per optimizer step instead of a dozen per parameter group (CPU and CUDA).
+    kw = dict(lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, **kw)
     if cfg.optimizer == "adamw":
