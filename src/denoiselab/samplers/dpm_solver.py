@@ -64,7 +64,7 @@ def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int) ->
             q = min(q, 2)
         ratio = s_n / s
         if q == 1:
-            # DPM-Solver++ 1st order (= DDIM), Lu et al. 2022, eq. 9.
+            # DPM-Solver++ 1st order, which is DDIM (Lu et al. 2022, sec. 4).
             x_next = ratio * x + a_n * phi * x0_hat
         elif q == 2:
             # Multistep 2nd order, Algorithm 2 (midpoint form).

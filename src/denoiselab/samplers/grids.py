@@ -46,8 +46,9 @@ def uniform_grid(denoiser, steps: int) -> torch.Tensor:
 
 
 def quadratic_grid(denoiser, steps: int) -> torch.Tensor:
-    """Quadratic in time, denser near the data (Song et al. 2021, DDIM sec. D.2), with the ends
-    of the uniform grid (u from 1 to 1/N), so every point stays inside the trained range."""
+    """Quadratic in time, denser near the data (the "quadratic" sub-sequence of DDIM, Song et al.
+    2021), with the ends of the uniform grid (u from 1 to 1/N), so every point stays inside the
+    trained range."""
     if steps == 1:
         return _normalised_times(denoiser, torch.ones(1, dtype=F64))
     ramp = 1 - torch.arange(steps, dtype=F64) / (steps - 1)
@@ -65,7 +66,8 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
 
 
 def logsnr_sigmas(sigma_min: float, sigma_max: float, steps: int) -> torch.Tensor:
-    """Uniform in log-SNR lambda = -2 log sigma between the ends (Lu et al. 2022, sec. 3.3 "logSNR")."""
+    """Uniform in log-SNR lambda = -2 log sigma between the ends (the "logSNR" step schedule of
+    DPM-Solver, Lu et al. 2022)."""
     if steps == 1:
         return torch.tensor([sigma_max], dtype=F64)
     return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=F64))
