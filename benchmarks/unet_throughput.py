@@ -96,7 +96,14 @@ def main() -> None:
           f"({100 * (twin_params / ours_params - 1):+.1f}%); batch {args.batch}, {size}x{size}, "
           f"{args.threads} threads, torch {torch.__version__}")
 
-    candidates = {"diffusers UNet2DModel fp32": (DiffusersAdapter(twin), False)}
+    # Two diffusers references: the twin with our widths at full resolution, and the classic
+    # three-level 32/64/64 MNIST UNet (about 1.1M parameters as well).
+    classic = diffusers_twin({"ch": 32, "ch_mult": (1, 2, 2), "num_res_blocks": 1, "attn_resolutions": (7,),
+                              "groups": 8}, size)
+    classic_params = n_params(classic)
+    print(f"diffusers UNet2DModel 32/64/64: {classic_params / 1e6:.3f}M ({100 * (classic_params / ours_params - 1):+.1f}%)")
+    candidates = {"diffusers UNet2DModel fp32": (DiffusersAdapter(twin), False),
+                  "diffusers UNet2DModel 32/64/64 fp32": (DiffusersAdapter(classic), False)}
     if args.variants == "all":
         for cl in (False, True):
             for ac in (False, True):
@@ -129,7 +136,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, ts in times.items():
         med = statistics.median(ts)
-        p = twin_params if name.startswith("diffusers") else ours_params
+        p = (classic_params if "32/64/64" in name else twin_params) if name.startswith("diffusers") else ours_params
         print(f"| {name} | {p / 1e6:.3f}M | {med:.3f} | {args.batch / med:.0f} | {ref / med:.2f}x |")
 
 

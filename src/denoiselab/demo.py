@@ -55,7 +55,7 @@ def demo_2d(root: Path, quick: bool) -> list[str]:
 def demo_mnist(root: Path, quick: bool) -> list[str]:
     """The `mnist` preset on the 5,000 embedded digits: samples, the reverse and forward processes,
     pixel histograms and schedules compared; the quick run only checks that everything connects."""
-    over = (["steps=20", "batch_size=16", "preview_every=10", "sample.steps=5", "log_every=5"] if quick else [])
+    over = (["steps=20", "batch_size=16", "preview_every=20", "sample.steps=5", "log_every=5"] if quick else [])
     t0 = time.perf_counter()
     run_dir, secs = _train("mnist", root / "mnist", over)
     total = time.perf_counter() - t0
