@@ -205,7 +205,7 @@ def mnist() -> RunConfig:
     """Tuned default for MNIST-5k on a 2-core CPU (benchmarks/unet_throughput.py, mnist_quality.py):
     a lean 1.1M-parameter UNet that folds 2x2 pixel blocks into channels (so it runs at 14x14
     and 7x7, widths 40/80, one residual block per level, attention at 7x7) in channels_last
-    layout; eps prediction, AdamW 2e-3 with cosine decay, EMA, batch 64, 2,500 steps."""
+    layout; eps prediction, AdamW 2e-3 with cosine decay, EMA, batch 64, 2,000 steps."""
     return RunConfig(
         preset="mnist",
         data=DataConfig(name="mnist"),
@@ -213,7 +213,7 @@ def mnist() -> RunConfig:
                                                 "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [7],
                                                 "groups": 8, "dropout": 0.0, "channels_last": True}),
         diffusion=DiffusionConfig(schedule="linear", T=1000, parameterization="eps", clip_x0=1.0),
-        train=TrainConfig(steps=2500, batch_size=64, lr=2e-3, optimizer="adamw", warmup=100, lr_schedule="cosine",
+        train=TrainConfig(steps=2000, batch_size=64, lr=2e-3, optimizer="adamw", warmup=100, lr_schedule="cosine",
                           lr_final=0.05, ema_decay=0.995, grad_clip=1.0, log_every=50, preview_every=500),
         sample=SampleConfig(sampler="ddim", steps=50, num=64),
     )
