@@ -306,6 +306,7 @@ def test_cs180_presets(tmp_path):
     mse = json.loads((out / "pictures.json").read_text())["denoiser_mse_by_sigma"]
     assert list(mse) == ["0", "0.2", "0.4", "0.5", "0.6", "0.8", "1"]
     assert (out / "denoiser_sigmas.png").stat().st_size > 0
+    assert main(["sample", str(out), "--num", "2", "--out", str(tmp_path / "x.png")]) == 2  # clear error
 
 
 def test_demo_mnist_part_quick(tmp_path):

@@ -59,7 +59,10 @@ def _grid_opts(args) -> dict:
 
 
 def _draw(run, args, num: int, callback=None):
+    from .pipeline import require_sampler
     from .samplers.api import generate
+
+    require_sampler(run)
 
     kind, shape = run.kind, run.sample_shape
     cond = None

@@ -179,9 +179,17 @@ def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:
     return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"])
 
 
+def require_sampler(run: LoadedRun) -> None:
+    if run.denoiser is None:
+        raise DenoiselabError(f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
+                              "sampled; its pictures are denoiser_sigmas.png in the run directory")
+
+
 def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: int, frames: int, opts: dict):
     """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result."""
     from .samplers.api import generate
+
+    require_sampler(run)
 
     keep_every = max(1, steps // frames)
     shots: list[tuple[int, torch.Tensor, torch.Tensor]] = []
