@@ -51,3 +51,9 @@ def grid_pairs(timesteps) -> list[tuple[float, "float | None"]]:
 def tvec(t: float, x: torch.Tensor) -> torch.Tensor:
     """The time t for every sample of the batch x."""
     return torch.full((x.shape[0],), float(t), dtype=torch.float64)
+
+
+def report(callback: Callback, i: int, t, x: torch.Tensor, x0_hat: torch.Tensor, x_next: torch.Tensor) -> None:
+    """Hand one step to the callback: the one place that defines what callbacks receive."""
+    if callback is not None:
+        callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})

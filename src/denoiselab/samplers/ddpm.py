@@ -10,7 +10,7 @@ import torch
 
 from ..process import posterior_coefs
 from ..errors import DenoiselabError
-from .common import Callback, Noise, bcast, grid_pairs, randn, scales_at, tvec
+from .common import bcast, Callback, grid_pairs, Noise, randn, report, scales_at, tvec
 
 VARIANCES = ("beta_tilde", "beta")
 
@@ -42,8 +42,7 @@ def sample_ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
         if s >= 0:
             std = (var if variance == "beta_tilde" else beta_ts).sqrt()
             x_next = x_next + bcast(std, x) * randn(noise, i + 1, x)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
 
@@ -70,7 +69,6 @@ def sample_ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
         x_next = a_s * x0_hat + max(0.0, s_s**2 - var) ** 0.5 * eps_hat
         if var > 0:
             x_next = x_next + var**0.5 * randn(noise, i + 1, x)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x

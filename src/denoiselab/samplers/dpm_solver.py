@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .common import Callback, Noise, grid_pairs, scales_at, tvec
+from .common import Callback, grid_pairs, Noise, report, scales_at, tvec
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' threshold for lowering the order at the end
 
@@ -82,8 +82,7 @@ def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int) ->
             em1 = math.expm1(-h)  # e^{-h} - 1
             x_next = (ratio * x - a_n * em1 * m0 + a_n * (em1 / h + 1) * d1
                       - a_n * ((em1 + h) / h**2 - 0.5) * d2)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
 

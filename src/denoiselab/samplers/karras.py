@@ -28,7 +28,7 @@ import math
 import torch
 
 from ..errors import DenoiselabError
-from .common import Callback, Noise, grid_pairs, randn, scales_at, sigma_of, tvec
+from .common import Callback, grid_pairs, Noise, randn, report, scales_at, sigma_of, tvec
 
 FRAMES = ("ve", "flow")
 
@@ -95,8 +95,7 @@ def _ode_sampler(denoiser, x_T, timesteps, *, noise, cond, callback, second_orde
             x0_2, eps_2 = denoiser(x_next, tvec(t_next, x), cond)
             d1, d2 = _frame_deriv(frame, x0_hat, eps_hat), _frame_deriv(frame, x0_2, eps_2)
             x_next = x_next + _frame_scale(frame, a_n, s_n) * (r_n - r) / 2 * (d2 - d1)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
 
@@ -150,7 +149,6 @@ def sample_euler_ancestral(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor,
         x_next = a_n * (x0_hat + sigma_down * eps_hat)
         if sigma_up > 0:
             x_next = x_next + a_n * sigma_up * s_noise * randn(noise, i + 1, x)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
