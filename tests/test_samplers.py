@@ -101,6 +101,27 @@ def test_callback_sees_every_step(gauss):
     assert seen[0][1] == 900 and seen[-1][1] == 0
 
 
+def test_progress_bar_counts_every_step_and_changes_nothing(gauss, monkeypatch):
+    import tqdm.auto
+
+    bars = []
+    real = tqdm.auto.tqdm
+
+    def spy(*a, **k):
+        k["delay"] = 0
+        bars.append(real(*a, **k))
+        return bars[-1]
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
+    seen = []
+    with_bar, _ = generate(gauss, 30, (2,), sampler="ddpm", steps=20, seed=3, batch_size=8, progress=True,
+                           callback=lambda d: seen.append(d["i"]))
+    plain, _ = generate(gauss, 30, (2,), sampler="ddpm", steps=20, seed=3, batch_size=8)
+    assert torch.equal(with_bar, plain)
+    assert len(bars) == 1 and bars[0].total == 20 * 4 and bars[0].n == 20 * 4
+    assert len(seen) == 20 * 4  # the user's callback still sees every step
+
+
 def test_mixture_denoiser_recovers_modes():
     means = torch.tensor([[-3.0, 0.0], [3.0, 0.0]], dtype=F64)
     d = AnalyticMixtureDenoiser(make_schedule("cosine", 1000), means, torch.tensor([0.1, 0.1]), torch.tensor([0.3, 0.7]))

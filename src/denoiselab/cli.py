@@ -70,7 +70,7 @@ def _draw(run, args, num: int, callback=None):
         raise DenoiselabError("this model is unconditional: drop --class")
     x, nfe = generate(run.denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
                       grid=args.grid, spacing=args.spacing, grid_opts=_grid_opts(args), cond=cond, callback=callback,
-                      batch_size=args.batch_size, **_sampler_opts(args))
+                      batch_size=args.batch_size, progress=True, **_sampler_opts(args))
     return x, nfe, kind
 
 

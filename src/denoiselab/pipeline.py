@@ -199,7 +199,7 @@ def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: 
             shots.append((d["t"], d["x"].clone(), d["x0_hat"].clone()))
 
     x, _ = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
-                    callback=callback, **opts)
+                    callback=callback, progress=True, **opts)
     shots.append((-1, x, x))
     return shots
 
@@ -261,7 +261,8 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
     else:
         s = cfg.sample
         opts = {"eta": s.eta} if s.sampler == "ddim" else {}
-        x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed, **opts)
+        x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
+                          progress=True, **opts)
         written = [V.save_grid(x, out / "samples.png")]
         numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
         # DDIM with at most 50 steps: the GIF never costs more than the preset's own sampling.

@@ -115,7 +115,7 @@ def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Seq
                 try:
                     for seed in seeds:
                         x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
-                                          grid=grid, grid_opts=opts, batch_size=batch_size)
+                                          grid=grid, grid_opts=opts, batch_size=batch_size, progress=True)
                         scores.append(scorer(x, seed) if torch.isfinite(x).all() else float("inf"))
                 except DenoiselabError as e:
                     if log:

@@ -87,9 +87,10 @@ class ResidualMLP(nn.Module):
                 feats = feats * torch.exp(-(t.to(x.dtype) / self.fourier_t_gate) ** 2)[:, None]
             x = torch.cat([x, feats], dim=1)
         # The input layer stays in float32 under autocast: bf16 would round coordinates
-        # of size 2-4 to steps of 1/64, coarser than the structure being learned.
+        # of size 2-4 to steps of 1/64, coarser than the structure being learned. (Weight
+        # dtype, not float32: a net cast to float64 stays float64.)
         with torch.autocast(x.device.type, enabled=False):
-            h = self.inp(x.float())
+            h = self.inp(x.to(self.inp.weight.dtype))
         emb = self.temb(sinusoidal_embedding(t, self.freq_dim))
         if self.class_emb is not None and cond is not None:
             emb = emb + self.class_emb(cond)

@@ -32,7 +32,7 @@ class CountingDenoiser:
 def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
              seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None,
              grid_opts: Optional[dict] = None, cond: Optional[torch.Tensor] = None, callback=None,
-             batch_size: int = 0, offset: int = 0, **opts) -> tuple[torch.Tensor, int]:
+             batch_size: int = 0, offset: int = 0, progress: bool = False, **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
     ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the
@@ -49,12 +49,34 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
     counting = CountingDenoiser(denoiser)
     batch_size = batch_size or num
+    bar, callback = _progress(progress, callback, len(timesteps) * -(-num // batch_size), f"{sampler} {steps}")
     outs = []
-    for start in range(0, num, batch_size):
-        n = min(batch_size, num - start)
-        noise = SampleNoise(seed, n, offset + start)
-        x_T = initial_noise(noise, n, sample_shape)
-        c = cond[start:start + n] if cond is not None else None
-        counting.nfe = 0
-        outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts))
+    try:
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            noise = SampleNoise(seed, n, offset + start)
+            x_T = initial_noise(noise, n, sample_shape)
+            c = cond[start:start + n] if cond is not None else None
+            counting.nfe = 0
+            outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts))
+    finally:
+        if bar is not None:
+            bar.close()
     return torch.cat(outs), counting.nfe
+
+
+def _progress(progress: bool, callback, total: int, desc: str):
+    """A progress bar ticked once per solver step (every sampler reports each step through the
+    callback). It shows only if sampling lasts over two seconds, so short calls stay quiet."""
+    if not progress:
+        return None, callback
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", delay=2.0, leave=False, dynamic_ncols=True)
+
+    def tick(d: dict) -> None:
+        bar.update(1)
+        if callback is not None:
+            callback(d)
+
+    return bar, tick
