@@ -5,7 +5,8 @@ three sampling seeds and prints the mean and spread of the chamfer distance agai
 points of the data set (seed 10_000 + s), next to the floor: two independent draws of real data.
 
     python benchmarks/toy2d.py                       # kaist and swiss-roll presets
-    python benchmarks/toy2d.py --presets swiss-roll --set steps=4000
+    python benchmarks/toy2d.py --presets swiss-roll --set train.steps=4000
+    python benchmarks/toy2d.py --presets kaist --train-seeds 0 1 2 3 4   # spread over trainings
 """
 
 from __future__ import annotations
@@ -60,18 +61,32 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="keep runs here (default: a temp dir)")
     ap.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:50"])
+    ap.add_argument("--train-seeds", nargs="+", type=int, default=None,
+                    help="train once per seed and add a row per sampler with the mean and spread over the "
+                         "trainings (a short, un-averaged run like kaist's varies a lot from seed to seed)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="toy2d-"))
     rows = []
     for name in args.presets:
-        cfg = apply_overrides(get_preset(name), args.set)
-        secs = train(cfg, root / name)
-        run = pipeline.load_run(root / name)
-        for spec in args.samplers:
-            sampler, steps = spec.split(":")
-            cds = chamfer_over_seeds(run, sampler, int(steps))
-            rows.append((name, cfg.data.name, f"{sampler}-{steps}", fmt(cds), f"{secs:7.1f}"))
-            print(*rows[-1], sep=" | ", flush=True)
+        base = apply_overrides(get_preset(name), args.set)
+        seeds = args.train_seeds if args.train_seeds is not None else [base.train.seed]
+        per_sampler: dict[str, list[float]] = {}
+        for seed in seeds:
+            cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
+            label = name if args.train_seeds is None else f"{name} (train seed {seed})"
+            out = root / (name if args.train_seeds is None else f"{name}-seed{seed}")
+            secs = train(cfg, out)
+            run = pipeline.load_run(out)
+            for spec in args.samplers:
+                sampler, steps = spec.split(":")
+                cds = chamfer_over_seeds(run, sampler, int(steps))
+                per_sampler.setdefault(f"{sampler}-{steps}", []).append(statistics.mean(cds))
+                rows.append((label, cfg.data.name, f"{sampler}-{steps}", fmt(cds), f"{secs:7.1f}"))
+                print(*rows[-1], sep=" | ", flush=True)
+        if len(seeds) > 1:
+            for key, means in per_sampler.items():
+                rows.append((f"{name}: mean over {len(seeds)} trainings", base.data.name, key,
+                             f"{fmt(means)} (min {min(means):.3f}, max {max(means):.3f})", ""))
     floors = {}
     for data_name in sorted({r[1] for r in rows}):
         floors[data_name] = fmt([chamfer_distance(load_toy(data_name, N, 20_000 + s), load_toy(data_name, N, 10_000 + s))
