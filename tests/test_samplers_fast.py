@@ -93,9 +93,15 @@ def test_samplers_are_deterministic_for_a_seed(mixture, sampler):
     torch.testing.assert_close(a, d)
 
 
+def test_dpmpp_2m_sde_at_eta_0_is_the_ode_solver(mixture, x_T):
+    ts = make_grid(mixture, "logsnr", 12)
+    torch.testing.assert_close(SAMPLERS["dpmpp-2m-sde"](mixture, x_T, ts, eta=0.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
+                               rtol=0, atol=0)
+
+
 def test_samplers_recover_the_mixture(mixture):
     means = mixture.means.float()
-    for sampler in ("heun", "dpmpp-2m", "dpmpp-3m", "euler-ancestral"):
+    for sampler in ("heun", "dpmpp-2m", "dpmpp-3m", "euler-ancestral", "dpmpp-2m-sde"):
         x, _ = generate(mixture, 2000, (2,), sampler=sampler, steps=40, grid="karras", seed=1)
         near = torch.cdist(x, means).argmin(1)
         frac = (near == 1).float().mean().item()

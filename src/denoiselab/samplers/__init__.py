@@ -6,7 +6,7 @@ with the step index ``i``, the step ``t``, the current ``x``, ``x0_hat`` and ``x
 
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
-from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_3m
+from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m
 from .grids import GRIDS, make_grid
 from .inversion import ddim_invert
 from .karras import sample_euler, sample_euler_ancestral, sample_heun
@@ -20,8 +20,9 @@ SAMPLERS = {
     "euler-ancestral": sample_euler_ancestral,
     "dpmpp-2m": sample_dpmpp_2m,
     "dpmpp-3m": sample_dpmpp_3m,
+    "dpmpp-2m-sde": sample_dpmpp_2m_sde,
 }
 
 __all__ = ["GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "discrete_timesteps", "initial_noise", "make_grid", "randn",
-           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_3m", "sample_euler",
+           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_euler",
            "sample_euler_ancestral", "sample_heun"]

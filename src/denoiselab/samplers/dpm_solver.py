@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .common import Callback, grid_pairs, Noise, report, scales_at, tvec
+from .common import Callback, grid_pairs, Noise, randn, report, scales_at, tvec
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' threshold for lowering the order at the end
 
@@ -39,7 +39,8 @@ def _lam(a: float, s: float) -> float:
     return math.log(a) - math.log(s)
 
 
-def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int) -> torch.Tensor:
+def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, eta: float = 0.0,
+                     noise: Noise = None, s_noise: float = 1.0) -> torch.Tensor:
     pairs = grid_pairs(timesteps)
     n = len(pairs)
     x = x_T
@@ -63,7 +64,23 @@ def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int) ->
         elif i == n - 2 and n < LOWER_ORDER_FINAL_BELOW:
             q = min(q, 2)
         ratio = s_n / s
-        if q == 1:
+        if eta > 0:
+            # SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde):
+            # the data-prediction SDE, linear part exact, a fraction eta of the step's noise
+            # re-injected. eta = 1 is the reverse SDE (diffusers' "sde-dpmsolver++"), eta = 0
+            # the ODE solver above.
+            #   x_next = (s_n / s) e^{-eta h} x + a_n (1 - e^{-(1+eta) h}) D + s_n sqrt(1 - e^{-2 eta h}) z
+            if t_next is None:
+                x_next = x0_hat  # h = inf: the step lands on the data prediction, no noise left
+            else:
+                phi_sde = -math.expm1(-(1.0 + eta) * h)
+                x_next = ratio * math.exp(-eta * h) * x + a_n * phi_sde * x0_hat
+                if q >= 2:
+                    # 2nd-order multistep correction (midpoint form, as in the ODE solver).
+                    (l0, m0), (l1, m1) = hist[0], hist[1]
+                    x_next = x_next + 0.5 * a_n * phi_sde * (m0 - m1) / ((l0 - l1) / h)
+                x_next = x_next + s_n * math.sqrt(-math.expm1(-2.0 * eta * h)) * s_noise * randn(noise, i + 1, x)
+        elif q == 1:
             # DPM-Solver++ 1st order, which is DDIM (Lu et al. 2022, sec. 4).
             x_next = ratio * x + a_n * phi * x0_hat
         elif q == 2:
@@ -99,3 +116,13 @@ def sample_dpmpp_3m(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noi
                     callback: Callback = None) -> torch.Tensor:
     """DPM-Solver++(3M): the 3rd-order multistep data-prediction solver. Deterministic; NFE = grid points."""
     return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=3)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                        callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022): the 2nd-order multistep solver of the reverse SDE
+    in its data-prediction form. Stochastic: fresh noise every step corrects part of the
+    network's error, as ancestral DDPM does; eta = 0 gives dpmpp-2m. NFE = grid points."""
+    return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=2, eta=eta, noise=noise,
+                            s_noise=s_noise)
