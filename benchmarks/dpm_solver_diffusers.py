@@ -1,4 +1,4 @@
-"""Our DPM-Solver++ (2M and 3M) against diffusers' ``DPMSolverMultistepScheduler`` on the same
+"""Our DPM-Solver++ (2M, 3M and 2M SDE) against diffusers' ``DPMSolverMultistepScheduler`` on the same
 trained model, the same grid and the same starting noise: the largest difference between the
 two sets of samples (target: below 1e-4).
 
@@ -19,7 +19,7 @@ import torch
 
 from denoiselab import pipeline
 from denoiselab.rng import SampleNoise
-from denoiselab.samplers import SAMPLERS, initial_noise, make_grid
+from denoiselab.samplers import SAMPLERS, initial_noise, make_grid, randn
 
 PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
@@ -35,7 +35,9 @@ class _Float64Torch:
         return getattr(torch, name)
 
 
-def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int) -> torch.Tensor:
+def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int, sde_noise=None) -> torch.Tensor:
+    """diffusers' solver on our network; ``sde_noise(i, like)`` (the SDE variant) hands step i the
+    same standard normal draw our sampler takes, through ``step(variance_noise=...)``."""
     import diffusers.schedulers.scheduling_dpmsolver_multistep as module
     from diffusers import DPMSolverMultistepScheduler
 
@@ -43,7 +45,8 @@ def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int) -
 
     den = run.denoiser
     sched = DPMSolverMultistepScheduler(num_train_timesteps=den.schedule.T, trained_betas=den.schedule.betas.numpy(),
-                                        solver_order=order, algorithm_type="dpmsolver++",
+                                        solver_order=order,
+                                        algorithm_type="sde-dpmsolver++" if sde_noise else "dpmsolver++",
                                         prediction_type=PREDICTION[den.parameterization], final_sigmas_type="zero",
                                         lower_order_final=True, thresholding=False)
     sched.set_timesteps(timesteps=timesteps)
@@ -53,9 +56,10 @@ def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int) -
         sig = den.schedule.sigmas[torch.tensor(timesteps)]
         sched.sigmas = torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
     x = x_T.clone()
-    for t in sched.timesteps:
+    for i, t in enumerate(sched.timesteps):
         out = den.raw(x, torch.full((x.shape[0],), float(t)))
-        x = sched.step(out, t, x).prev_sample
+        extra = {"variance_noise": sde_noise(i, x)} if sde_noise else {}
+        x = sched.step(out, t, x, **extra).prev_sample
     return x
 
 
@@ -95,10 +99,13 @@ def main() -> None:
         }
         for name, ts in grids.items():
             ts_list = [int(t) for t in ts]
-            for order, solver in ((2, "dpmpp-2m"), (3, "dpmpp-3m")):
-                ours = SAMPLERS[solver](run.denoiser, x_T, torch.tensor(ts_list))
-                theirs = diffusers_sample(run, x_T, ts_list, order)
-                ours64 = SAMPLERS[solver](run64.denoiser, x_T.double(), torch.tensor(ts_list))
+            for order, solver in ((2, "dpmpp-2m"), (3, "dpmpp-3m"), (2, "dpmpp-2m-sde")):
+                # The SDE solver draws step i's noise as stream i + 1 of the run's per-sample noise.
+                noise = SampleNoise(0, args.num) if solver.endswith("sde") else None
+                sde_noise = (lambda i, like: randn(noise, i + 1, like)) if noise else None
+                ours = SAMPLERS[solver](run.denoiser, x_T, torch.tensor(ts_list), noise=noise)
+                theirs = diffusers_sample(run, x_T, ts_list, order, sde_noise)
+                ours64 = SAMPLERS[solver](run64.denoiser, x_T.double(), torch.tensor(ts_list), noise=noise)
                 d = (ours - theirs).abs()
                 floor = "n/a" if args.float64 else f"{(ours.double() - ours64).abs().max().item():.2e}"
                 worst = max(worst, d.max().item())
