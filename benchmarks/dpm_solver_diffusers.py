@@ -83,6 +83,9 @@ def main() -> None:
     x_T = initial_noise(SampleNoise(0, args.num), args.num, run.sample_shape)
     run64 = pipeline.load_run(args.run_dir)
     run64.net.double()
+    # diffusers' solver has no x0 clipping (its "thresholding" is the dynamic kind), so an image
+    # model's clip is switched off on our side too: both run the bare network.
+    run.denoiser.clip_x0 = run64.denoiser.clip_x0 = None
     if args.float64:
         run, x_T = run64, x_T.double()
     # The float32 floor: our own solver in float32 against itself in float64. The probability-flow

@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from ..errors import DenoiselabError
 from .common import Callback, grid_pairs, Noise, randn, report, scales_at, tvec
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' threshold for lowering the order at the end
@@ -65,11 +66,13 @@ def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, et
             q = min(q, 2)
         ratio = s_n / s
         if eta > 0:
-            # SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde):
-            # the data-prediction SDE, linear part exact, a fraction eta of the step's noise
-            # re-injected. eta = 1 is the reverse SDE (diffusers' "sde-dpmsolver++"), eta = 0
-            # the ODE solver above.
+            # SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde)
+            # on the family of reverse SDEs dx = [f x - (1 + tau^2)/2 g^2 score] dt + tau g dw,
+            # which all share the data's marginals (Xue et al. 2023, SA-Solver, sec. 4), with
+            # eta = tau^2; linear part exact (ibid., sec. 5, data-prediction form):
             #   x_next = (s_n / s) e^{-eta h} x + a_n (1 - e^{-(1+eta) h}) D + s_n sqrt(1 - e^{-2 eta h}) z
+            # eta = 1 is the reverse SDE (diffusers' "sde-dpmsolver++"); eta = 0 the ODE solver
+            # above; eta > 1 adds Langevin-like noise that corrects more of the network's error.
             if t_next is None:
                 x_next = x0_hat  # h = inf: the step lands on the data prediction, no noise left
             else:
@@ -123,6 +126,10 @@ def sample_dpmpp_2m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *,
                         callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022): the 2nd-order multistep solver of the reverse SDE
     in its data-prediction form. Stochastic: fresh noise every step corrects part of the
-    network's error, as ancestral DDPM does; eta = 0 gives dpmpp-2m. NFE = grid points."""
+    network's error, as ancestral DDPM does. ``eta`` (>= 0) picks the SDE of the family with
+    the same marginals: 0 gives dpmpp-2m, 1 the reverse SDE, more re-injects more noise.
+    NFE = grid points."""
+    if eta < 0:
+        raise DenoiselabError(f"dpmpp-2m-sde: eta must be >= 0 (got {eta}); 0 is the ODE, 1 the reverse SDE")
     return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=2, eta=eta, noise=noise,
                             s_noise=s_noise)
