@@ -214,3 +214,14 @@ def test_cli_sample_reports_grid_and_nfe(tmp_path, capsys):
     assert "karras grid, NFE 6" in capsys.readouterr().err
     assert np.load(out).shape == (16, 2)
     assert main(["sample", str(run), "--num", "16", "--sampler", "ddpm", "--steps", "6", "--out", str(out)]) == 2
+
+
+def test_benchmark_sampler_specs_take_options():
+    from denoiselab.sampler_benchmark import parse_sampler
+
+    assert parse_sampler("dpmpp-2m-sde") == ("dpmpp-2m-sde", {})
+    assert parse_sampler("dpmpp-2m-sde:eta=2") == ("dpmpp-2m-sde", {"eta": 2.0})
+    assert parse_sampler("heun:s-churn=1:s_noise=1.003") == ("heun", {"s_churn": 1.0, "s_noise": 1.003})
+    for bad in ("warp-drive", "heun:eta=2", "ddim:eta", "ddim:eta=fast"):
+        with pytest.raises(DenoiselabError):
+            parse_sampler(bad)

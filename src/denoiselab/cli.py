@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
     p.add_argument("run_dir")
-    p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME")
+    p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME",
+                   help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
     p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), metavar="GRID",
                    help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
     p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES), help="evaluation budgets")

@@ -10,6 +10,7 @@ the reference. A "tuned" grid is a continuous grid with narrowed sigma ends, pas
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from dataclasses import dataclass
@@ -59,6 +60,30 @@ def parse_grid(spec: str) -> tuple[str, dict]:
         raise DenoiselabError(f"grid {spec!r}: the sigma ends must be numbers") from None
 
 
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """``dpmpp-2m-sde`` -> ("dpmpp-2m-sde", {}); ``dpmpp-2m-sde:eta=2`` -> (..., {"eta": 2.0})."""
+    name, *pairs = spec.split(":")
+    if name not in SAMPLERS:
+        raise DenoiselabError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
+    opts = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        try:
+            if not eq:
+                raise ValueError
+            opts[key.replace("-", "_")] = float(value)
+        except ValueError:
+            raise DenoiselabError(f"sampler {spec!r}: write NAME or NAME:KEY=NUMBER[:KEY=NUMBER], "
+                                  "e.g. dpmpp-2m-sde:eta=2") from None
+    known = [p for p in inspect.signature(SAMPLERS[name]).parameters
+             if p not in ("denoiser", "x_T", "timesteps", "noise", "cond", "callback")]
+    for key in opts:
+        if key not in known:
+            raise DenoiselabError(f"sampler {spec!r}: {name} has no option {key!r}; "
+                                  f"it takes {', '.join(known) or 'none'}")
+    return name, opts
+
+
 def steps_for_nfe(sampler: str, nfe: int) -> int:
     """Solver steps that spend at most ``nfe`` evaluations (Heun: 2 N - 1)."""
     return max(1, (nfe + 1) // 2) if sampler == "heun" else nfe
@@ -98,16 +123,15 @@ def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Seq
                   log: Optional[Callable[[str], None]] = None) -> list[Row]:
     """Score every (sampler, grid, NFE); pairs a model cannot run (a DDPM spacing on a flow, the
     ddpm sampler on a flow) are skipped."""
-    for s in samplers:
-        if s not in SAMPLERS:
-            raise DenoiselabError(f"unknown sampler {s!r}: choose from {', '.join(SAMPLERS)}")
+    parsed = {spec: parse_sampler(spec) for spec in samplers}
     if scorer is None:
         if run.kind != "points":
             raise DenoiselabError("image runs need a scorer: pass one built by image_scorer")
         scorer = points_scorer(run.config.data.name, num)
     rows: list[Row] = []
     for nfe_target in nfes:
-        for sampler in samplers:
+        for sampler_spec in samplers:
+            sampler, sampler_opts = parsed[sampler_spec]
             for spec in grids:
                 grid, opts = parse_grid(spec)
                 steps = steps_for_nfe(sampler, nfe_target)
@@ -115,16 +139,17 @@ def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Seq
                 try:
                     for seed in seeds:
                         x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
-                                          grid=grid, grid_opts=opts, batch_size=batch_size, progress=True)
+                                          grid=grid, grid_opts=opts, batch_size=batch_size, progress=True,
+                                          **sampler_opts)
                         scores.append(scorer(x, seed) if torch.isfinite(x).all() else float("inf"))
                 except DenoiselabError as e:
                     if log:
-                        log(f"skip {sampler} on {spec}: {e}")
+                        log(f"skip {sampler_spec} on {spec}: {e}")
                     continue
-                rows.append(Row(sampler, spec, nfe_target, steps, nfe, scores, time.perf_counter() - t0))
+                rows.append(Row(sampler_spec, spec, nfe_target, steps, nfe, scores, time.perf_counter() - t0))
                 if log:
                     r = rows[-1]
-                    log(f"{sampler:16s} {spec:16s} steps {steps:4d} NFE {nfe:4d}  {r.mean:10.3f} +- {r.sd:.3f}")
+                    log(f"{sampler_spec:16s} {spec:16s} steps {steps:4d} NFE {nfe:4d}  {r.mean:10.3f} +- {r.sd:.3f}")
     return rows
 
 
