@@ -305,7 +305,7 @@ def cmd_benchmark_samplers(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
     p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
-               f"({len(args.seeds)} seeds, {args.num} samples)")
+               f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}, {args.num} samples each)")
     _log(f"wrote {out / 'samplers.md'} and {p}")
     return 0
 

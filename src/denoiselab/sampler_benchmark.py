@@ -173,6 +173,8 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
     """Quality against NFE, one panel per grid, one line per sampler (log-log; ddim lies under
     euler, which is the same update)."""
     from .training.checkpoint import atomic_write
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
     from .viz.common import plt
 
     grids = list(dict.fromkeys(r.grid for r in rows))
@@ -191,6 +193,9 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
         budgets = sorted({r.budget for r in rows})
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.minorticks_off()
+        # Readable numbers on the log axis: ticks at 1, 2 and 5 per decade, printed plainly.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         if finite:
             ax.set_ylim(min(finite) * 0.7, min(max(finite), 1e4) * 1.5)
         ax.set_title(f"grid {g}")
