@@ -169,9 +169,11 @@ def best_by_nfe(rows: Sequence[Row]) -> dict[int, Row]:
     return best
 
 
-def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
+def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "",
+         references: Optional[dict[str, float]] = None) -> Path:
     """Quality against NFE, one panel per grid, one line per sampler (log-log; ddim lies under
-    euler, which is the same update)."""
+    euler, which is the same update). ``references`` draws labelled horizontal lines, e.g. the
+    1000-step DDPM score the few-step samplers are measured against."""
     from .training.checkpoint import atomic_write
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
@@ -182,7 +184,7 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
     cols = min(4, len(grids))
     nrows = (len(grids) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False, sharey=True)
-    finite = [r.mean for r in rows if r.mean < float("inf")]
+    finite = [r.mean for r in rows if r.mean < float("inf")] + list((references or {}).values())
     for ax, g in zip(axes.flat, grids):
         for s in samplers:
             pts = sorted((r.nfe, r.mean) for r in rows if r.grid == g and r.sampler == s and r.mean < float("inf"))
@@ -198,6 +200,8 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "") -> Path:
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         if finite:
             ax.set_ylim(min(finite) * 0.7, min(max(finite), 1e4) * 1.5)
+        for label, value in (references or {}).items():
+            ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=label)
         ax.set_title(f"grid {g}")
         ax.set_xlabel("NFE")
         ax.grid(True, which="both", alpha=0.3)
