@@ -17,7 +17,9 @@ with D = m0 (1st order), the 2nd-order multistep D = (1 + 1/(2 r0)) m0 - 1/(2 r0
 (Algorithm 2; diffusers' "midpoint" form), and the 3rd-order update below. Lower orders are
 used while the history is short; the last step (to sigma = 0, h = inf) is 1st order, and with
 fewer than 15 steps the step before it is at most 2nd order (diffusers' ``lower_order_final``,
-which keeps few-step sampling stable).
+which keeps few-step sampling stable). ``dpmpp-2m-sde`` runs the same multistep scheme on the
+reverse SDE (eta > 0, see the step below): fresh noise each step, which is what lets 10 steps
+match 1000 ancestral DDPM steps on MNIST where every ODE solver stops short.
 """
 
 from __future__ import annotations
