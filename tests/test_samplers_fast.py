@@ -213,6 +213,13 @@ def test_cli_sample_reports_grid_and_nfe(tmp_path, capsys):
                  "--out", str(out)]) == 0
     assert "karras grid, NFE 6" in capsys.readouterr().err
     assert np.load(out).shape == (16, 2)
+    bench = ["benchmark-samplers", str(run), "--samplers", "dpmpp-2m-sde:eta=2", "--grids", "quadratic", "--nfe", "4",
+             "--num", "64", "--seeds", "0", "--out", str(tmp_path / "bench")]
+    assert main(bench + ["--reference", "floor=0.4"]) == 0
+    assert "dpmpp-2m-sde:eta=2" in (tmp_path / "bench" / "samplers.md").read_text()
+    assert (tmp_path / "bench" / "samplers.png").stat().st_size > 0
+    assert main(bench + ["--reference", "no-number"]) == 2
+    assert "--reference 'no-number'" in capsys.readouterr().err
     assert main(["sample", str(run), "--num", "16", "--sampler", "ddpm", "--steps", "6", "--out", str(out)]) == 2
 
 

@@ -290,6 +290,15 @@ def cmd_benchmark_samplers(args) -> int:
         from .evaluation.featurenet import default_cache_dir
 
         scorer, metric = B.image_scorer(run, default_cache_dir(), log=_log), "FID"
+    references = {}
+    for ref in args.reference:
+        label, eq, value = ref.rpartition("=")
+        try:
+            references[label] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not label:
+            raise DenoiselabError(f"--reference {ref!r}: write LABEL=NUMBER, e.g. \"ddpm 1000=2.41\"")
     rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds,
                            num=args.num, scorer=scorer, batch_size=args.batch_size, log=_log)
     if not rows:
@@ -305,7 +314,8 @@ def cmd_benchmark_samplers(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
     p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
-               f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}, {args.num} samples each)")
+               f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}, {args.num} samples each)",
+               references=references)
     _log(f"wrote {out / 'samplers.md'} and {p}")
     return 0
 
@@ -337,7 +347,7 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
     p.add_argument("--eta", type=float, default=None,
                    help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde: "
-                        "fraction of the step's noise re-injected (default 1; 0 = the ODE)")
+                        "how much noise each step re-injects (default 1; 0 = the ODE; dpmpp-2m-sde takes any eta >= 0)")
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
@@ -423,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
+    p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
+                   help="a horizontal line on the plot, e.g. \"ddpm 1000=2.41\" (repeatable)")
     p.set_defaults(fn=cmd_benchmark_samplers)
 
     p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
