@@ -226,6 +226,16 @@ def mnist() -> RunConfig:
     )
 
 
+def mnist_class() -> RunConfig:
+    """The ``mnist`` preset's UNet and budget, class-conditional for classifier-free guidance
+    (Ho & Salimans 2022): a label embedding with a null class added to the time embedding, labels
+    dropped with p_uncond = 0.1 during training."""
+    base = mnist()
+    model = dataclasses.replace(base.model, options={**base.model.options, "num_classes": 10})
+    return dataclasses.replace(base, preset="mnist-class", model=model,
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1))
+
+
 def cs180_time() -> RunConfig:
     """CS180 project 5 part B.2: the teaching UNet with additive t/T injection on MNIST, T = 300,
     linear betas 1e-4..0.02, D = 64, batch 128, Adam 1e-3 decayed by 0.1^(1/epochs) per epoch over
@@ -292,6 +302,7 @@ def afhq64() -> RunConfig:
 
 IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mnist": mnist,
+    "mnist-class": mnist_class,
     "cs180-time": cs180_time,
     "cs180-denoiser": cs180_denoiser,
     "pokemon": pokemon,
