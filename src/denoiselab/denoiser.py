@@ -65,8 +65,12 @@ class Denoiser:
         out = self.raw(x, t, cond)
         return self.from_output(x, t, out)
 
-    def from_output(self, x: torch.Tensor, t, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Turn a raw network output into (x0_hat, eps_hat); guidance wrappers combine raw outputs."""
+    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_hat, eps_hat) before the x0 clip: guidance wrappers combine these, then clip once."""
+        return self.from_output(x, t, self.raw(x, t, cond), clip=False)
+
+    def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn a raw network output into (x0_hat, eps_hat)."""
         a, s = self.scales(t, x)
         if self.parameterization == "eps":
             eps = out
@@ -77,10 +81,15 @@ class Denoiser:
         else:
             x0 = P.x0_from_v(x, out, a, s)
             eps = P.eps_from_v(x, out, a, s)
-        if self.clip_x0 is not None:
-            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-            eps = P.eps_from_x0(x, x0, a, s)
-        return x0, eps
+        return self.clip_pair(x, t, x0, eps) if clip else (x0, eps)
+
+    def clip_pair(self, x: torch.Tensor, t, x0: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clamp x0_hat to [-clip_x0, clip_x0] and recompute eps_hat from it (no-op without clip_x0)."""
+        if self.clip_x0 is None:
+            return x0, eps
+        a, s = self.scales(t, x)
+        x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        return x0, P.eps_from_x0(x, x0, a, s)
 
 
 class FlowDenoiser(Denoiser):
@@ -114,14 +123,11 @@ class FlowDenoiser(Denoiser):
             t = t.expand(x.shape[0])
         return self.net(x, t * self.time_scale, cond)
 
-    def from_output(self, x: torch.Tensor, t, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         tau, s = self.scales(t, x)
         x0 = x + s * out
         eps = x - tau * out
-        if self.clip_x0 is not None:
-            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-            eps = P.eps_from_x0(x, x0, tau, s)
-        return x0, eps
+        return self.clip_pair(x, t, x0, eps) if clip else (x0, eps)
 
     def t_from_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
         # tau = a / (a + s) = 1 / (1 + sigma); sigma = inf gives tau = 0 (pure noise).
@@ -154,6 +160,25 @@ class AnalyticGaussianDenoiser(Denoiser):
         return mu + a * var / (a * a * var + s * s) * (x - a * mu)
 
 
+def mixture_posterior(x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+                      weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed forms for data sum_k w_k N(mu_k, var_k I) seen through x_t = a x0 + s eps (float64).
+
+    Returns (E[x0 | x_t, k] per component, shape (N, K, D); log r_k(x_t) = log p(k | x_t), shape (N, K)),
+    with r_k from N(x_t; a mu_k, (a^2 var_k + s^2) I) and
+    E[x0 | x_t, k] = mu_k + a var_k / (a^2 var_k + s^2) (x_t - a mu_k).
+    """
+    flat = x.double().reshape(x.shape[0], -1)
+    a1, s1 = a.double().reshape(-1, 1, 1), s.double().reshape(-1, 1, 1)  # (N, 1, 1)
+    mu = means[None]  # (1, K, D)
+    tot = a1 * a1 * variances[None, :, None] + s1 * s1  # (N, K, 1)
+    diff = flat[:, None, :] - a1 * mu
+    d = flat.shape[1]
+    logp = torch.log(weights)[None] - 0.5 * (diff.pow(2) / tot).sum(-1) - 0.5 * d * torch.log(tot[..., 0])
+    comp = mu + a1 * variances[None, :, None] / tot * diff
+    return comp, torch.log_softmax(logp, dim=1)
+
+
 class AnalyticMixtureDenoiser(Denoiser):
     """Optimal denoiser for an isotropic Gaussian mixture sum_k w_k N(mu_k, var_k I) (closed form).
 
@@ -167,16 +192,31 @@ class AnalyticMixtureDenoiser(Denoiser):
         self.variances = torch.as_tensor(variances, dtype=torch.float64)
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
 
-    def raw(self, x, t, cond=None):
+    def posterior(self, x, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x0 | x_t, k], log p(k | x_t)): see :func:`mixture_posterior`."""
         a, s = self.scales(torch.as_tensor(t, dtype=torch.float64), x.double())
-        xd = x.double()
-        flat = xd.reshape(x.shape[0], -1)
-        a1, s1 = a.reshape(-1, 1, 1), s.reshape(-1, 1, 1)  # (N, 1, 1)
-        mu = self.means[None]  # (1, K, D)
-        tot = a1 * a1 * self.variances[None, :, None] + s1 * s1  # (N, K, 1)
-        diff = flat[:, None, :] - a1 * mu
-        d = flat.shape[1]
-        logp = torch.log(self.weights)[None] - 0.5 * (diff.pow(2) / tot).sum(-1) - 0.5 * d * torch.log(tot[..., 0])
-        r = torch.softmax(logp, dim=1)[..., None]
-        comp = mu + a1 * self.variances[None, :, None] / tot * diff
-        return (r * comp).sum(1).reshape(x.shape).to(x.dtype)
+        return mixture_posterior(x, a, s, self.means, self.variances, self.weights)
+
+    def log_class_probs(self, x, t) -> torch.Tensor:
+        """log p(k | x_t): the exact noise-aware classifier of the mixture's components."""
+        return self.posterior(x, t)[1].to(x.dtype)
+
+    def raw(self, x, t, cond=None):
+        comp, logr = self.posterior(x, t)
+        return (logr.exp()[..., None] * comp).sum(1).reshape(x.shape).to(x.dtype)
+
+
+class ConditionalMixtureDenoiser(AnalyticMixtureDenoiser):
+    """The mixture's components as classes: cond k gives the k-th component's closed-form
+    E[x0 | x_t, k], cond -1 (or None) the whole mixture's E[x0 | x_t]. The optimal class-conditional
+    denoiser with a null class, for testing guidance without training anything."""
+
+    def raw(self, x, t, cond=None):
+        comp, logr = self.posterior(x, t)
+        mix = (logr.exp()[..., None] * comp).sum(1)
+        if cond is None:
+            return mix.reshape(x.shape).to(x.dtype)
+        cond = torch.as_tensor(cond).long().reshape(-1).expand(x.shape[0])
+        picked = comp[torch.arange(x.shape[0]), cond.clamp(min=0)]
+        out = torch.where((cond >= 0)[:, None], picked, mix)
+        return out.reshape(x.shape).to(x.dtype)

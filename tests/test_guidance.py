@@ -1,0 +1,249 @@
+"""Classifier-free guidance and classifier guidance as denoiser wrappers.
+
+The closed-form optimal denoiser of a Gaussian mixture whose components are the classes
+(``ConditionalMixtureDenoiser``) gives exact answers: guided sampling at scale 1 must recover
+the asked component, and classifier guidance with the mixture's exact p(k | x_t) at scale 1
+must equal the conditional denoiser (Bayes: grad log p(x_t | k) = grad log p(x_t) + grad log p(k | x_t)).
+"""
+
+import math
+
+import pytest
+import torch
+
+from denoiselab import process as P
+from denoiselab.denoiser import AnalyticMixtureDenoiser, ConditionalMixtureDenoiser, Denoiser, FlowDenoiser, mixture_posterior
+from denoiselab.guidance import ClassifierFreeGuidance, ClassifierGuidance, guided
+from denoiselab.models import CS180UNet, UNet
+from denoiselab.pipeline import drop_labels
+from denoiselab.samplers import SAMPLERS
+from denoiselab.samplers.api import generate
+from denoiselab.schedules import make_schedule
+
+F64 = torch.float64
+MEANS = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0]], dtype=F64)
+VARS = torch.tensor([0.25, 0.16, 0.09], dtype=F64)
+WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    return ConditionalMixtureDenoiser(make_schedule("linear", 1000), MEANS, VARS, WEIGHTS)
+
+
+class FlowMixtureNet:
+    """The mixture's exact flow velocity v = x0_hat - eps_hat at tau = t / 1000 (x_tau = tau x0 + (1 - tau) eps)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, t, cond=None):
+        self.calls += 1
+        tau = (torch.as_tensor(t, dtype=F64) / 1000).expand(x.shape[0])
+        s = (1 - tau).clamp(min=1e-9)
+        comp, logr = mixture_posterior(x, tau, s, MEANS, VARS, WEIGHTS)
+        x0 = (logr.exp()[..., None] * comp).sum(1)
+        if cond is not None:
+            cond = torch.as_tensor(cond).long()
+            x0 = torch.where((cond >= 0)[:, None], comp[torch.arange(len(x)), cond.clamp(min=0)], x0)
+        eps = (x - tau[:, None] * x0) / s[:, None]
+        return (x0 - eps).to(x.dtype)
+
+
+def _random_unet(kind: str, num_classes: int = 3) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(1)
+    if kind == "unet":
+        net = UNet(in_channels=1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, groups=4,
+                   num_classes=num_classes, heads=2)
+    else:
+        net = CS180UNet(in_channels=1, D=4, image_size=8, T=1000, num_classes=num_classes)
+    with torch.no_grad():  # the UNet's zero-initialised output layers would make every prediction 0
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return net.double().eval()  # float64: x0 = (x - s eps) / a divides by a = 0.006 at t = 999
+
+
+# -- Classifier-free guidance: the formula ----------------------------------------------------
+
+@pytest.mark.parametrize("param", ["eps", "x0", "v", "flow"])
+@pytest.mark.parametrize("kind", ["unet", "cs180"])
+def test_cfg_scale_one_is_conditional_and_zero_unconditional(param, kind):
+    net = _random_unet(kind)
+    den = FlowDenoiser(net, clip_x0=1.0) if param == "flow" else Denoiser(net, make_schedule("linear", 1000), param, clip_x0=1.0)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 1, 8, 8, generator=g, dtype=F64)
+    t = torch.tensor([0.1, 0.3, 0.5, 0.2, 0.9, 0.7], dtype=F64) if param == "flow" else torch.tensor([10., 200, 999, 500, 3, 640], dtype=F64)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    with torch.no_grad():
+        cond, uncond = den(x, t, y), den(x, t, torch.full_like(y, -1))
+        for w, want in ((1.0, cond), (0.0, uncond)):
+            got = ClassifierFreeGuidance(den, w)(x, t, y)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b)
+        # Scale 3: eps combined from the unclipped halves, x0 from that eps, clipped once.
+        (x0c, ec), (x0u, eu) = den.unclipped(x, t, y), den.unclipped(x, t, torch.full_like(y, -1))
+        eps = eu + 3 * (ec - eu)
+        a, s = den.scales(t, x)
+        x0 = (x - s * eps) / a
+        want = den.clip_pair(x, t, x0, eps)
+        got = ClassifierFreeGuidance(den, 3.0)(x, t, y)
+        for a_, b_ in zip(got, want):
+            torch.testing.assert_close(a_, b_)
+    assert got[0].abs().max() <= 1.0  # the clip applied after combining
+
+
+def test_cfg_is_one_batched_forward():
+    calls = []
+
+    def net(x, t, cond):
+        calls.append((x.shape[0], cond.tolist()))
+        return x * 0.5 + cond.to(x.dtype)[:, None]
+
+    den = Denoiser(net, make_schedule("linear", 1000), "eps")
+    x = torch.randn(4, 2)
+    ClassifierFreeGuidance(den, 2.0)(x, torch.full((4,), 100.0), torch.tensor([0, 1, 2, 1]))
+    assert calls == [(8, [0, 1, 2, 1, -1, -1, -1, -1])]
+
+
+def test_cfg_uncond_tensor_is_broadcast_to_cond():
+    """A (1, D) null condition (e.g. an empty- or negative-prompt embedding) is expanded to cond's shape."""
+    seen = []
+
+    def net(x, t, cond):
+        seen.append(cond.clone())
+        return x * 0 + cond.sum(1, keepdim=True)
+
+    den = Denoiser(net, make_schedule("linear", 1000), "eps")
+    cond, null = torch.ones(3, 5), torch.full((1, 5), 2.0)
+    _, eps = ClassifierFreeGuidance(den, 4.0, uncond=null)(torch.zeros(3, 1), torch.full((3,), 10.0), cond)
+    assert seen[0].shape == (6, 5) and torch.equal(seen[0][3:], null.expand(3, 5))
+    torch.testing.assert_close(eps, torch.full((3, 1), 10.0 + 4 * (5.0 - 10.0)))
+
+
+def test_wrappers_delegate_the_process_but_not_the_network(mixture):
+    w = guided(mixture, scale=2.0)
+    assert w.schedule is mixture.schedule and w.sigma_range == mixture.sigma_range
+    assert w.time_range == mixture.time_range and w.parameterization == "x0"
+    torch.testing.assert_close(w.t_from_sigma(torch.tensor([1.0], dtype=F64)), mixture.t_from_sigma(torch.tensor([1.0], dtype=F64)))
+    with pytest.raises(AttributeError):
+        w.raw
+    assert guided(mixture) is mixture  # scale 1, no classifier: nothing to wrap
+
+
+# -- Guided sampling on the analytic mixture --------------------------------------------------
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_guided_sampling_at_scale_one_recovers_the_asked_component(mixture, sampler):
+    """CFG at w = 1 is the conditional model: every sampler lands in component k with its variance."""
+    k, n = 2, 600
+    steps = 250 if sampler in ("ddpm", "euler-ancestral", "dpmpp-2m-sde") else 100
+    den = ClassifierFreeGuidance(mixture, 1.0)
+    x, _ = generate(den, n, (2,), sampler=sampler, steps=steps, seed=3, cond=torch.full((n,), k))
+    x = x.double()
+    se = math.sqrt(VARS[k] / n)
+    assert (x.mean(0) - MEANS[k]).abs().max() < 5 * se
+    assert abs(x.var(0).mean() / VARS[k] - 1) < 0.2
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_runs_guided_vp_and_flow(mixture, sampler):
+    """Strong guidance (w = 4) on VP and on a flow: finite samples, all nearest to the asked component."""
+    y = torch.arange(90) % 3
+    dens = [ClassifierFreeGuidance(mixture, 4.0)]
+    if sampler != "ddpm":  # ddpm needs a beta schedule
+        dens.append(ClassifierFreeGuidance(FlowDenoiser(FlowMixtureNet()), 4.0))
+    for den in dens:
+        x, nfe = generate(den, 90, (2,), sampler=sampler, steps=20, seed=4, cond=y)
+        assert torch.isfinite(x).all() and nfe >= 20
+        nearest = torch.cdist(x.double(), MEANS).argmin(1)
+        assert torch.equal(nearest, y)
+
+
+def test_flow_cfg_combines_velocity_like_eps():
+    """For a flow, eps = x - tau v is affine in v, so guiding eps is guiding v: check against v_u + w (v_c - v_u)."""
+    net = FlowMixtureNet()
+    den = FlowDenoiser(net)
+    x = torch.randn(5, 2, dtype=F64)
+    tau = torch.tensor([0.0, 0.2, 0.5, 0.7, 0.95], dtype=F64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    v_c, v_u = net(x, tau * 1000, y), net(x, tau * 1000, torch.full_like(y, -1))
+    x0, eps = ClassifierFreeGuidance(den, 2.5)(x, tau, y)
+    v = v_u + 2.5 * (v_c - v_u)
+    torch.testing.assert_close(eps, x - tau[:, None] * v)
+    torch.testing.assert_close(x0, x + (1 - tau[:, None]) * v)
+
+
+# -- Classifier guidance -----------------------------------------------------------------------
+
+def test_classifier_guidance_with_the_exact_classifier_is_the_conditional_model(mixture):
+    """Bayes: the score of p(x_t) p(k | x_t) is the score of p(x_t | k) (Dhariwal & Nichol 2021, eq. 10-11)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(12, 2, generator=g, dtype=F64) * 3
+    t = torch.linspace(5, 990, 12, dtype=F64)
+    y = torch.arange(12) % 3
+    uncond = AnalyticMixtureDenoiser(mixture.schedule, MEANS, VARS, WEIGHTS)  # ignores cond
+    den = ClassifierGuidance(uncond, mixture.log_class_probs, 1.0)
+    x0, eps = den(x, t, y)
+    x0_k, eps_k = mixture(x, t, y)
+    torch.testing.assert_close(eps, eps_k)
+    torch.testing.assert_close(x0, x0_k, atol=1e-6, rtol=1e-6)  # x0 = (x - s eps) / a: a ~ 0.006 at t = 990
+    # Scale 0 and label -1 leave the unconditional model alone.
+    torch.testing.assert_close(den(x, t, torch.full_like(y, -1))[1], mixture(x, t, None)[1])
+
+
+def test_classifier_gradient_reaches_x_t_under_no_grad(mixture):
+    x = torch.randn(8, 2, dtype=F64)
+    t = torch.full((8,), 300.0, dtype=F64)
+    y = torch.arange(8) % 3
+    den = ClassifierGuidance(mixture, mixture.log_class_probs, 2.0)
+    with torch.no_grad():  # samplers run under no_grad
+        grad = den.grad_log_prob(x, t, y)
+    # Finite differences of log p(y | x_t) along each axis.
+    h = 1e-5
+    for d in range(2):
+        e = torch.zeros(2, dtype=F64)
+        e[d] = h
+        lp = lambda z: mixture.log_class_probs(z, t).gather(1, y[:, None])[:, 0]
+        torch.testing.assert_close(grad[:, d], (lp(x + e) - lp(x - e)) / (2 * h), atol=1e-6, rtol=1e-5)
+    assert grad.abs().sum() > 0
+
+
+def test_classifier_guided_sampling_on_the_unconditional_mixture(mixture):
+    """Classifier guidance turns the unconditional mixture into the asked component (DDIM, 30 steps)."""
+    uncond = AnalyticMixtureDenoiser(mixture.schedule, MEANS, VARS, WEIGHTS)  # ignores cond
+    den = guided(uncond, classifier=mixture.log_class_probs, classifier_scale=1.0)
+    y = torch.arange(300) % 3
+    x, _ = generate(den, 300, (2,), sampler="ddim", steps=30, seed=6, cond=y)
+    assert torch.equal(torch.cdist(x.double(), MEANS).argmin(1), y)
+
+
+def test_cfg_and_classifier_guidance_compose(mixture):
+    den = guided(mixture, scale=1.5, classifier=mixture.log_class_probs, classifier_scale=0.5)
+    assert isinstance(den, ClassifierGuidance) and isinstance(den.inner, ClassifierFreeGuidance)
+    x, t, y = torch.randn(6, 2, dtype=F64), torch.full((6,), 400.0, dtype=F64), torch.arange(6) % 3
+    _, eps = den(x, t, y)
+    _, e_cfg = ClassifierFreeGuidance(mixture, 1.5)(x, t, y)
+    a, s = mixture.scales(t, x)
+    want = e_cfg - s * 0.5 * ClassifierGuidance(mixture, mixture.log_class_probs, 1).grad_log_prob(x, t, y)
+    torch.testing.assert_close(eps, want)
+
+
+# -- Label dropout ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_label_dropout_happens_at_the_configured_rate(p):
+    n = 200_000
+    y = torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(7))
+    out = drop_labels(y, p, torch.Generator().manual_seed(8))
+    dropped = out == -1
+    assert abs(dropped.double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert torch.equal(out[~dropped], y[~dropped])
+    assert drop_labels(y, 0.0, torch.Generator()) is y
