@@ -8,6 +8,7 @@ must equal the conditional denoiser (Bayes: grad log p(x_t | k) = grad log p(x_t
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -247,3 +248,206 @@ def test_label_dropout_happens_at_the_configured_rate(p):
     assert abs(dropped.double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
     assert torch.equal(out[~dropped], y[~dropped])
     assert drop_labels(y, 0.0, torch.Generator()) is y
+
+
+# -- Runs, presets and the command line -------------------------------------------------------
+
+# Tiny image runs on the 8x8 sklearn digits: seconds to train, every code path of the real presets.
+DIGITS = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.ch=8", "--set", "steps=6",
+          "--set", "batch_size=16", "--set", "preview_every=0", "--quiet", "--no-pictures"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from denoiselab.cli import main
+
+    root = tmp_path_factory.mktemp("guide")
+    argv = {"class": ["--preset", "mnist-class"], "uncond": ["--preset", "mnist"],
+            "clf": ["--preset", "mnist-classifier"],
+            "clf300": ["--preset", "mnist-classifier", "--set", "diffusion.T=300"]}
+    for name, a in argv.items():
+        assert main(["train", *a, "--out", str(root / name), *DIGITS]) == 0
+    return root
+
+
+def _one_error(capsys, needle):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("denoiselab: error:") and needle in err[0], err
+
+
+@pytest.mark.parametrize("run,argv,needle", [
+    ("uncond", ["--class", "3"], "unconditional model: drop --class"),
+    ("uncond", ["--guidance", "3"], "unconditional model: --guidance"),
+    ("class", ["--class", "10"], "class 10 is out of range"),
+    ("class", ["--class", "-2"], "class -2 is out of range"),
+    ("uncond", ["--classifier", "{root}/clf", "--class", "11"], "class 11 is out of range"),
+    ("uncond", ["--classifier", "{root}/class", "--class", "1"], "not a classifier run"),
+    ("uncond", ["--classifier", "{root}/clf300", "--class", "1"], "another noise schedule"),
+    ("uncond", ["--classifier-scale", "2"], "needs --classifier"),
+    ("clf", [], "noise-aware classifier: it cannot be sampled"),
+])
+def test_bad_conditioning_gives_one_clear_line(runs, tmp_path, capsys, run, argv, needle):
+    from denoiselab.cli import main
+
+    argv = [a.replace("{root}", str(runs)) for a in argv]
+    assert main(["sample", str(runs / run), "--num", "4", "--steps", "3", "--sampler", "ddim",
+                 "--out", str(tmp_path / "x.npy"), *argv]) == 2
+    _one_error(capsys, needle)
+
+
+def test_sample_class_guidance_and_classifier(runs, tmp_path):
+    from denoiselab.cli import main
+
+    common = ["--num", "6", "--steps", "4", "--sampler", "ddim", "--seed", "5"]
+    outs = {}
+    for name, run, extra in [("w3", "class", ["--class", "2", "--guidance", "3"]),
+                             ("w3b", "class", ["--class", "2", "--guidance", "3", "--batch-size", "4"]),
+                             ("w1", "class", ["--class", "2", "--guidance", "1"]),
+                             ("default", "class", ["--class", "2"]),
+                             ("clf", "uncond", ["--classifier", str(runs / "clf"), "--class", "2",
+                                                "--classifier-scale", "5"]),
+                             ("noclf", "uncond", [])]:
+        assert main(["sample", str(runs / run), *common, "--out", str(tmp_path / f"{name}.npy"), *extra]) == 0
+        outs[name] = np.load(tmp_path / f"{name}.npy")
+    assert outs["w3"].shape == (6, 1, 8, 8) and np.isfinite(outs["w3"]).all()
+    np.testing.assert_allclose(outs["w3"], outs["w3b"], atol=1e-5)  # sample i depends only on (seed, i)
+    np.testing.assert_array_equal(outs["default"], outs["w3"])      # the preset's default scale is 3
+    assert np.abs(outs["w3"] - outs["w1"]).max() > 0  # tiny 6-step nets: the class barely matters yet
+    assert np.abs(outs["clf"] - outs["noclf"]).max() > 0
+
+
+def test_classifier_run_trains_loads_and_checks_its_schedule(runs):
+    from denoiselab import pipeline
+    from denoiselab.conditioning import check_classifier, load_classifier
+    from denoiselab.errors import DenoiselabError
+
+    clf = load_classifier(runs / "clf")
+    x = torch.zeros(3, 1, 8, 8)
+    assert clf.net(x, torch.tensor([0.0, 500.0, 999.0])).shape == (3, 10)
+    assert not any(p.requires_grad for p in clf.net.parameters())
+    run = pipeline.load_run(runs / "uncond")
+    check_classifier(run, clf)
+    with pytest.raises(DenoiselabError, match="another noise schedule"):
+        check_classifier(run, load_classifier(runs / "clf300"))
+
+
+def test_classifier_objective_is_cross_entropy_at_q_sample():
+    """The objective draws t ~ U{0..T-1}, eps ~ N(0, I) from the trainer's generator, scores x_t."""
+    from denoiselab.config import get_preset
+    from denoiselab.pipeline import build_objective, build_schedule
+
+    cfg = get_preset("mnist-classifier")
+    seen = {}
+
+    def net(xt, t, cond=None):
+        seen["xt"], seen["t"] = xt, t
+        return torch.stack([xt.flatten(1).mean(1), -xt.flatten(1).mean(1)], 1)
+
+    x0 = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 1, 0, 1])
+    loss = build_objective(cfg)(net, x0, y, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    t = torch.randint(0, cfg.diffusion.T, (5,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    torch.testing.assert_close(seen["xt"], P.q_sample(build_schedule(cfg.diffusion), x0, t, eps))
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(net(seen["xt"], t), y))
+
+
+def test_classifier_learns_digits_at_low_noise(tmp_path):
+    """A few hundred steps of the trainer make the noise-aware classifier see clean 8x8 digits."""
+    from denoiselab import pipeline
+    from denoiselab.config import apply_overrides, get_preset
+    from denoiselab.training.trainer import Trainer
+
+    cfg = apply_overrides(get_preset("mnist-classifier"), ["data.name=digits", "model.image_size=8", "model.ch=16",
+                                                            "steps=150", "batch_size=64", "ema_decay=0", "warmup=10"])
+    data = pipeline.build_data(cfg)
+    torch.manual_seed(0)
+    net = pipeline.build_net(pipeline.resolve_config(cfg, data))
+    Trainer(net, pipeline.build_objective(cfg), data, cfg.train, tmp_path, cfg.to_dict(), progress=False).fit()
+    net.eval()
+    with torch.no_grad():
+        acc = (net(data.x[:500], torch.zeros(500)).argmax(1) == data.y[:500]).double().mean().item()
+    assert acc > 0.6  # chance is 0.1
+
+
+def test_plot_guidance_and_animate(runs, tmp_path, capsys):
+    from denoiselab.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["plot", "guidance", str(runs / "class"), "--scales", "0", "3", "--classes", "1", "7",
+                 "--batch-size", "2", "--num-batches", "2", "--steps", "3", "--out", str(out)]) == 0
+    from PIL import Image
+
+    w, h = Image.open(out).size
+    assert w > h > 0  # 2 classes of 2x2 tiles side by side, 2 scale rows
+    capsys.readouterr()
+    assert main(["plot", "guidance", str(runs / "uncond"), "--steps", "3", "--out", str(out)]) == 2
+    _one_error(capsys, "unconditional")
+    assert main(["animate", str(runs / "class"), "--class", "4", "--num", "4", "--steps", "3",
+                 "--out", str(tmp_path / "a.gif")]) == 0
+
+
+def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_path, monkeypatch):
+    """samples.png of a class-conditional run: 4 rows x 10 columns, one class per column; a guided GIF."""
+    import dataclasses
+    import shutil
+
+    from PIL import Image
+
+    from denoiselab import pipeline
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs / "class", run_dir)
+    data = pipeline.build_data(pipeline.read_config(run_dir))
+    calls, real_gif, real_load = [], pipeline.reverse_gif, pipeline.load_run
+
+    def load(d, use_ema=True):  # 2 sampling steps instead of the preset's 50
+        r = real_load(d, use_ema)
+        r.config = dataclasses.replace(r.config, sample=dataclasses.replace(r.config.sample, steps=2))
+        return r
+
+    def gif(*a, **k):
+        calls.append(k)
+        return real_gif(*a, **k)
+
+    monkeypatch.setattr(pipeline, "load_run", load)
+    monkeypatch.setattr(pipeline, "reverse_gif", gif)
+    written = pipeline.image_pictures(run_dir, data)
+    grid = Image.open(run_dir / "samples.png")
+    side = (grid.size[0] - 2) / 10  # 10 columns of equal tiles with 2-pixel padding
+    assert abs(grid.size[1] - 2 - 4 * side) < 1e-6  # 4 rows
+    assert calls[0]["cond"].tolist() == list(range(10)) * 2 and calls[0]["nrow"] == 10
+    assert calls[0]["denoiser"].scale == 3.0  # the preset's guidance
+    assert run_dir / "reverse.gif" in written
+
+
+def test_presets_for_conditioning(tmp_path):
+    from denoiselab import pipeline
+    from denoiselab.config import apply_overrides, get_preset
+    from denoiselab.data import build_dataset
+    from denoiselab.errors import DenoiselabError
+    from denoiselab.models import CS180UNet
+
+    c = get_preset("cs180-class")
+    assert (c.model.name, c.model.options["num_classes"], c.diffusion.T, c.diffusion.p_uncond) == ("cs180-unet", 10, 300, 0.1)
+    assert (c.sample.guidance, c.sample.sampler, c.sample.steps) == (5.0, "ddpm", 300)
+    assert isinstance(pipeline.build_net(c), CS180UNet)
+    m = get_preset("mnist-class")
+    assert m.sample.guidance == 3.0 and m.diffusion.p_uncond == 0.1 and m.model.options["num_classes"] == 10
+    k = get_preset("mnist-classifier")
+    assert k.diffusion.kind == "classifier" and k.diffusion.T == get_preset("mnist").diffusion.T
+    # folder-class: the class count comes from the sub-folders.
+    from PIL import Image
+
+    for cls in ("cat", "dog", "fox"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(tmp_path / cls / f"{i}.png")
+    f = apply_overrides(get_preset("folder-class"), [f"data.path={tmp_path}", "data.image_size=8"])
+    data = pipeline.build_data(f)
+    assert pipeline.resolve_config(f, data).model.options["num_classes"] == 3
+    with pytest.raises(DenoiselabError, match="no labels"):
+        pipeline.resolve_config(f, build_dataset("swiss-roll", {}, 100, 0))
+    with pytest.raises(DenoiselabError, match="num_classes=2 but the data has 3 classes"):
+        pipeline.resolve_config(apply_overrides(f, ["model.num_classes=2"]), data)

@@ -64,11 +64,11 @@ def _draw(run, args, num: int, callback=None):
 
     require_sampler(run)
 
+    from .commands.guidance import conditioning
+
     kind, shape = run.kind, run.sample_shape
-    cond = None
-    if getattr(args, "cls", None) is not None:
-        raise DenoiselabError("this model is unconditional: drop --class")
-    x, nfe = generate(run.denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
+    denoiser, cond = conditioning(run, args, num)
+    x, nfe = generate(denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
                       grid=args.grid, spacing=args.spacing, grid_opts=_grid_opts(args), cond=cond, callback=callback,
                       batch_size=args.batch_size, progress=True, **_sampler_opts(args))
     return x, nfe, kind
@@ -91,6 +91,7 @@ def cmd_train(args) -> int:
     if not args.resume and (out / pipeline.CONFIG).exists():
         raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     data = pipeline.build_data(cfg)
+    cfg = pipeline.resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
     trainer = pipeline.make_trainer(cfg, out, data, progress=not args.quiet)
     net = trainer.net
     if args.resume:
@@ -236,6 +237,10 @@ def cmd_plot(args) -> int:
             for name, v in st.items():
                 print(f"{name:10s} steps with corr(x_t, x_0) > 0.5: {v['steps_corr_above_0.5']:5d}   "
                       f"corr at T/2: {v['corr_at_T_half']:.3f}")
+    elif args.what == "guidance":
+        from .commands.guidance import cmd_plot_guidance
+
+        p = cmd_plot_guidance(args, _log)
     elif args.what == "schedules":
         p = plots.plot_schedules(out or Path("schedules.png"), T=args.T)
     elif args.what == "loss":
@@ -270,9 +275,12 @@ def cmd_animate(args) -> int:
                                seed=args.seed)
         _log(f"wrote {p}")
         return 0
+    from .commands.guidance import conditioning
+
     run = load_run(Path(args.run_dir))
+    den, cond = conditioning(run, args, args.num)
     p = reverse_gif(run, Path(args.out), sampler=args.sampler, steps=args.steps, seed=args.seed,
-                    num=args.num, frames=args.frames, opts=_sampler_opts(args))
+                    num=args.num, frames=args.frames, opts=_sampler_opts(args), denoiser=den, cond=cond)
     _log(f"wrote {p}")
     return 0
 
@@ -351,7 +359,9 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
-    p.add_argument("--class", dest="cls", type=int, default=None, help="class label (conditional models)")
+    from .commands.guidance import add_sampling_options
+
+    add_sampling_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,14 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p, steps=0, sampler=None)
     p.set_defaults(fn=cmd_evaluate)
 
-    p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images")
-    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images"])
-    p.add_argument("target", nargs="?", help="run directory (loss), data set (forward) or image data set / "
+    p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images, guidance")
+    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images", "guidance"])
+    p.add_argument("target", nargs="?", help="run directory (loss, guidance), data set (forward) or image data set / "
                    "image folder (histogram, schedule-images; default mnist)")
     p.add_argument("--image-size", type=int, default=64, help="side of images read from a folder")
     p.add_argument("--out", default=None)
     p.add_argument("--T", type=int, default=1000)
     p.add_argument("--schedule", default="linear")
+    from .commands.guidance import add_plot_options
+
+    add_plot_options(p)
     p.set_defaults(fn=cmd_plot)
 
     p = sub.add_parser("animate", help="GIF of the reverse process of a trained run, or `animate forward`")

@@ -30,7 +30,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow) or "denoise" (one step)
+    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow), "denoise" (one step) or
+                                      # "classifier" (a noise-aware p(y | x_t) on this VP schedule)
     schedule: str = "linear"
     T: int = 1000
     beta_start: float = 1e-4
@@ -71,6 +72,8 @@ class SampleConfig:
     spacing: str = "leading"
     eta: float = 0.0
     num: int = 2048
+    guidance: float = 1.0             # conditional runs: default CFG scale w (1 = conditional model, 0 = unconditional);
+                                      # classifier runs: default classifier-guidance scale
 
 
 @dataclass(frozen=True)
@@ -229,11 +232,30 @@ def mnist() -> RunConfig:
 def mnist_class() -> RunConfig:
     """The ``mnist`` preset's UNet and budget, class-conditional for classifier-free guidance
     (Ho & Salimans 2022): a label embedding with a null class added to the time embedding, labels
-    dropped with p_uncond = 0.1 during training."""
+    dropped with p_uncond = 0.1 during training; sampled with guidance scale 3 (benchmarks/guidance.py)."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "num_classes": 10})
     return dataclasses.replace(base, preset="mnist-class", model=model,
-                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1))
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1),
+                               sample=dataclasses.replace(base.sample, guidance=3.0))
+
+
+def mnist_classifier() -> RunConfig:
+    """A noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol 2021) of
+    the unconditional ``mnist`` run: cross-entropy on x_t at uniform t of the ``mnist`` preset's
+    schedule (linear, T = 1000), the encoder half of a UNet (patch 2, widths 32/64)."""
+    base = mnist()
+    return RunConfig(
+        preset="mnist-classifier",
+        data=DataConfig(name="mnist"),
+        model=ModelConfig(name="classifier", options={"in_channels": 1, "num_classes": 10, "image_size": 28,
+                                                      "patch": 2, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+                                                      "groups": 8, "dropout": 0.1}),
+        diffusion=dataclasses.replace(base.diffusion, kind="classifier", clip_x0=0.0),
+        train=TrainConfig(steps=1500, batch_size=128, lr=2e-3, optimizer="adamw", weight_decay=0.05, warmup=100,
+                          lr_schedule="cosine", lr_final=0.05, ema_decay=0.995, grad_clip=1.0, log_every=50),
+        sample=SampleConfig(sampler="ddim", steps=50, num=64, guidance=1.0),
+    )
 
 
 def cs180_time() -> RunConfig:
@@ -250,6 +272,36 @@ def cs180_time() -> RunConfig:
         train=TrainConfig(steps=9380, batch_size=128, lr=1e-3, optimizer="adam", lr_schedule="exponential",
                           lr_final=0.1, log_every=100, preview_every=2000),
         sample=SampleConfig(sampler="ddpm", steps=300, num=64),
+    )
+
+
+def cs180_class() -> RunConfig:
+    """CS180 (Fall 2024) project 5 part B.3: the class-conditioned teaching UNet (one-hot c, zeroed
+    when dropped, through FCBlocks: unflatten <- c1 * unflatten + t1, up1 <- c2 * up1 + t2), DDPM
+    with T = 300 and the time-conditioned preset's training, labels dropped with p_uncond = 0.1,
+    sampled with classifier-free guidance scale 5 (the project's gamma = 5)."""
+    base = cs180_time()
+    model = dataclasses.replace(base.model, options={**base.model.options, "num_classes": 10})
+    return dataclasses.replace(base, preset="cs180-class", model=model,
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1),
+                               sample=dataclasses.replace(base.sample, guidance=5.0))
+
+
+def folder_class() -> RunConfig:
+    """Any labelled image folder (class = sub-folder, as the StanfordCars assignment uses), trained
+    class-conditionally for classifier-free guidance: the number of classes is read from the folder
+    (num_classes -1), labels dropped with p_uncond = 0.1, sampled with guidance 3. A 32x32 UNet
+    like the pokemon preset's; point it at the folder with --set data.path=DIR."""
+    return RunConfig(
+        preset="folder-class",
+        data=DataConfig(name="folder", options={"path": "images", "image_size": 32, "flip": True}),
+        model=ModelConfig(name="unet", options={"in_channels": 3, "image_size": 32, "ch": 64, "ch_mult": [1, 2, 2],
+                                                "num_res_blocks": 2, "attn_resolutions": [16], "dropout": 0.1,
+                                                "num_classes": -1}),
+        diffusion=DiffusionConfig(schedule="linear", T=1000, parameterization="eps", clip_x0=1.0, p_uncond=0.1),
+        train=TrainConfig(steps=50_000, batch_size=128, lr=2e-4, optimizer="adam", warmup=500, ema_decay=0.9999,
+                          grad_clip=1.0, log_every=100, ckpt_every=5000, preview_every=5000),
+        sample=SampleConfig(sampler="ddim", steps=100, num=64, guidance=3.0),
     )
 
 
@@ -303,10 +355,13 @@ def afhq64() -> RunConfig:
 IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mnist": mnist,
     "mnist-class": mnist_class,
+    "mnist-classifier": mnist_classifier,
     "cs180-time": cs180_time,
+    "cs180-class": cs180_class,
     "cs180-denoiser": cs180_denoiser,
     "pokemon": pokemon,
     "afhq64": afhq64,
+    "folder-class": folder_class,
 }
 
 
@@ -338,7 +393,7 @@ def cs180_flow(class_conditioned: bool) -> Callable[[], RunConfig]:
             diffusion=DiffusionConfig(kind="flow", p_uncond=0.1 if class_conditioned else 0.0),
             train=TrainConfig(steps=9375, batch_size=64, lr=1e-2, optimizer="adam", lr_schedule="exponential",
                               lr_final=0.1, log_every=100, preview_every=2000),
-            sample=SampleConfig(sampler="euler", steps=50, num=64),
+            sample=SampleConfig(sampler="euler", steps=50, num=64, guidance=5.0 if class_conditioned else 1.0),
         )
 
     preset.__doc__ = cs180_flow.__doc__

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from . import process
 from .config import DiffusionConfig, RunConfig
@@ -47,12 +48,12 @@ def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Mod
 
 def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     d = cfg.diffusion
-    if d.kind == "denoise":
-        return None  # a single-step denoiser is not a diffusion model: no sampler can use it
+    if d.kind in ("denoise", "classifier"):
+        return None  # a single-step denoiser or a classifier is not a diffusion model: no sampler can use it
     if d.kind == "flow":
         return FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None)
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow or denoise")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
     return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
 
 
@@ -86,8 +87,22 @@ def build_objective(cfg: RunConfig):
             return process.flow_loss(net, x0, tau, eps, cond, time_scale=FLOW_TIME_SCALE)
 
         return flow_objective
+    if d.kind == "classifier":
+        schedule = build_schedule(d)
+
+        def classifier_objective(net, x0, cond, generator):
+            # Noise-aware classifier (Dhariwal & Nichol 2021, sec. 4): cross-entropy of p(y | x_t, t)
+            # at t uniform over the schedule, x_t from q(x_t | x_0) (Ho et al. 2020, eq. 4).
+            if cond is None:
+                raise DenoiselabError("a classifier trains on labelled data: choose a data set with classes "
+                                      "(mnist, digits, a folder with one sub-folder per class)")
+            t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+            eps = torch.randn(x0.shape, generator=generator)
+            return F.cross_entropy(net(process.q_sample(schedule, x0, t, eps), t.to(x0.dtype)).float(), cond)
+
+        return classifier_objective
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow or denoise")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
     schedule = build_schedule(d)
     if d.parameterization not in ("eps", "x0", "v"):
         raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
@@ -101,6 +116,28 @@ def build_objective(cfg: RunConfig):
     return objective
 
 
+def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
+    """Fill in what a preset leaves to the data (``num_classes: -1`` = the data's class count) and
+    check that a class-conditional model or a classifier gets labelled data it can represent."""
+    import dataclasses
+
+    opts = dict(cfg.model.options)
+    k = opts.get("num_classes", 0) or 0
+    if k == -1:
+        if not data.num_classes:
+            raise DenoiselabError(f"{cfg.preset} learns classes from the data, but {cfg.data.name} has no labels: "
+                                  "use a folder with one sub-folder per class")
+        opts["num_classes"] = k = data.num_classes
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=opts))
+    if (k or cfg.diffusion.kind == "classifier") and data.num_classes > k:
+        have = "no labels" if not data.num_classes else f"{data.num_classes} classes"
+        raise DenoiselabError(f"the model has num_classes={k} but the data has {have}: "
+                              f"--set model.num_classes={data.num_classes or 'N'} (or -1: the data's count)")
+    if cfg.diffusion.kind == "classifier" and not data.num_classes:
+        raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
+    return cfg
+
+
 def data_info(data: TensorData) -> dict:
     """What sampling needs to know about the data, stored in every checkpoint."""
     return {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
@@ -110,6 +147,7 @@ def data_info(data: TensorData) -> dict:
 def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True):
     from .training.trainer import Trainer
 
+    cfg = resolve_config(cfg, data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
         net = build_net(cfg, data)
@@ -180,13 +218,18 @@ def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:
 
 
 def require_sampler(run: LoadedRun) -> None:
+    if run.denoiser is None and run.config.diffusion.kind == "classifier":
+        raise DenoiselabError(f"{run.run_dir} is a noise-aware classifier: it cannot be sampled; use it to guide "
+                              f"a run with `denoiselab sample RUN --classifier {run.run_dir} --class K`")
     if run.denoiser is None:
         raise DenoiselabError(f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
                               "sampled; its pictures are denoiser_sigmas.png in the run directory")
 
 
-def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: int, frames: int, opts: dict):
-    """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result."""
+def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: int, frames: int, opts: dict,
+                   denoiser=None, cond=None):
+    """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result.
+    ``denoiser`` (e.g. a guided one) and ``cond`` replace the run's own unconditional denoiser."""
     from .samplers.api import generate
 
     require_sampler(run)
@@ -198,24 +241,27 @@ def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: 
         if d["i"] % keep_every == 0:
             shots.append((d["t"], d["x"].clone(), d["x0_hat"].clone()))
 
-    x, _ = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
-                    callback=callback, progress=True, **opts)
+    x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
+                    cond=cond, callback=callback, progress=True, **opts)
     shots.append((-1, x, x))
     return shots
 
 
 def reverse_gif(run: LoadedRun, path: Path, *, sampler: str = "ddim", steps: int = 50, seed: int = 0,
-                num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None) -> Path:
+                num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None,
+                denoiser=None, cond=None, nrow: int | None = None) -> Path:
     from .viz.plots import gif_reverse_points
 
-    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts or {})
+    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts or {},
+                           denoiser=denoiser, cond=cond)
     if run.kind == "points":
         if data is None:
             data = build_dataset(run.config.data.name, run.config.data.options, 2048, 1).x
         return gif_reverse_points([s[1] for s in shots], [max(s[0], 0) for s in shots], path, data=data)
     from .viz.images import gif_reverse_images
 
-    return gif_reverse_images(shots, path)
+    # A class-conditional GIF shows every sample, one class per column; others the first 16.
+    return gif_reverse_images(shots, path, **({"num": num, "nrow": nrow} if nrow else {}))
 
 
 def run_pictures(out: Path, data: TensorData) -> list[Path]:
@@ -225,6 +271,10 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
 
     out = Path(out)
     written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
+    if load_run(out).config.diffusion.kind == "classifier":
+        from .conditioning import classifier_pictures
+
+        return written + classifier_pictures(out, data)
     if data.kind == "images":
         return written + image_pictures(out, data)
     run = load_run(out)
@@ -261,14 +311,29 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
     else:
         s = cfg.sample
         opts = {"eta": s.eta} if s.sampler == "ddim" else {}
-        x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
-                          progress=True, **opts)
-        written = [V.save_grid(x, out / "samples.png")]
-        numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
         # DDIM with at most 50 steps: the GIF never costs more than the preset's own sampling.
         gif_steps = min(50, s.steps)
-        written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=16,
-                                   frames=min(25, gif_steps)))
+        from .conditioning import guided_run, num_classes
+
+        k = num_classes(run)
+        if k:
+            # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
+            den, cond = guided_run(run, 4 * k)
+            x, nfe = generate(den, 4 * k, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
+                              cond=cond, progress=True, **opts)
+            written = [V.save_grid(x, out / "samples.png", nrow=k)]
+            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": 4 * k,
+                                  "guidance": s.guidance, "classes": "one per column"}
+            den, cond = guided_run(run, 2 * k)
+            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=2 * k,
+                                       frames=min(25, gif_steps), denoiser=den, cond=cond, nrow=k))
+        else:
+            x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
+                              progress=True, **opts)
+            written = [V.save_grid(x, out / "samples.png")]
+            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
+            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=16,
+                                       frames=min(25, gif_steps)))
         schedule = run.denoiser.schedule
         if schedule is None:  # flows have no beta schedule: no forward-process pictures
             atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))

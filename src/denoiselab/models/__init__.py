@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import DenoiselabError
+from .classifier import NoiseAwareClassifier
 from .cs180 import CS180UNet
 from .mlp import ResidualMLP, TimeLinearNet
 from .unet import UNet
@@ -14,6 +15,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "mlp": ResidualMLP,
     "unet": UNet,
     "cs180-unet": CS180UNet,
+    "classifier": NoiseAwareClassifier,
 }
 
 
@@ -26,4 +28,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise DenoiselabError(f"bad options for model {name!r}: {e}") from None
 
 
-__all__ = ["MODELS", "CS180UNet", "ResidualMLP", "TimeLinearNet", "UNet", "build_model"]
+__all__ = ["MODELS", "CS180UNet", "NoiseAwareClassifier", "ResidualMLP", "TimeLinearNet", "UNet", "build_model"]

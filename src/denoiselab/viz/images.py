@@ -79,12 +79,12 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
 
 
 def gif_reverse_images(shots: list[tuple[int, torch.Tensor, torch.Tensor]], path: Path, num: int = 16,
-                       fps: float = 10.0) -> Path:
+                       fps: float = 10.0, nrow: int | None = None) -> Path:
     """The reverse process: each frame shows x_t (left) beside the predicted x0 (right) for the
-    first ``num`` samples; the last shot (t = -1) is the final sample."""
+    first ``num`` samples (``nrow`` per row; default a square); the last shot (t = -1) is the final sample."""
     frames = []
     n = min(num, shots[0][1].shape[0])
-    nrow = max(1, math.ceil(math.sqrt(n)))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     scale = _auto_scale(shots[0][1].shape[-1])
     for t, xt, x0 in shots:
         left = _label(make_grid(xt[:n], nrow, scale=scale), "x_t" if t < 0 else f"x_t, t = {t}")

@@ -1,0 +1,136 @@
+"""Conditioning a loaded run: which labels to ask for, the guided denoiser, classifier runs.
+
+Between the guidance wrappers (``guidance.py``) and the faces that sample (CLI, pictures,
+benchmarks): it decides, once, what ``--class``, ``--guidance``, ``--classifier`` and
+``--classifier-scale`` mean for a run, and says in one line what is wrong when they do not fit.
+
+Conventions: the guidance scale w is Ho & Salimans' eps_u + w (eps_c - eps_u), so w = 1 is the
+conditional model and w = 0 the unconditional one; a run's default w is its ``sample.guidance``.
+A classifier run's ``sample.guidance`` is its default classifier-guidance scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .errors import DenoiselabError
+from .guidance import guided
+from .pipeline import LoadedRun, load_run
+
+# The schedule fields a classifier and the run it guides must share: the classifier's t must
+# mean the same noise level as the denoiser's.
+SCHEDULE_FIELDS = ("schedule", "T", "beta_start", "beta_end", "betas")
+
+
+def num_classes(run: LoadedRun) -> int:
+    """Classes of a class-conditional network (0: unconditional)."""
+    return int(run.config.model.options.get("num_classes", 0) or 0)
+
+
+def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this model") -> torch.Tensor:
+    """``cls`` for every sample, or 0, 1, ..., k-1, 0, 1, ... (equal numbers of each class) when None."""
+    if cls is None:
+        return torch.arange(num) % k
+    if not 0 <= int(cls) < k:
+        raise DenoiselabError(f"class {cls} is out of range: {where} has {k} classes (0-{k - 1})")
+    return torch.full((num,), int(cls), dtype=torch.long)
+
+
+def load_classifier(run_dir: Union[str, Path]) -> LoadedRun:
+    """A noise-aware classifier run (``diffusion.kind = classifier``), ready to guide."""
+    clf = load_run(Path(run_dir))
+    if clf.config.diffusion.kind != "classifier":
+        raise DenoiselabError(f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
+                              "train one with `denoiselab train --preset mnist-classifier --out DIR`")
+    for p in clf.net.parameters():
+        p.requires_grad_(False)  # guidance needs gradients with respect to x_t only
+    return clf
+
+
+def check_classifier(run: LoadedRun, clf: LoadedRun) -> None:
+    """The classifier must read x_t at the same noise levels and shape as the run it guides."""
+    d, c = run.config.diffusion, clf.config.diffusion
+    if d.kind != "vp":
+        raise DenoiselabError(f"classifier guidance needs a VP (DDPM-family) run; {run.run_dir} is a {d.kind} run")
+    diff = [f"{f} {getattr(c, f)!r} vs {getattr(d, f)!r}" for f in SCHEDULE_FIELDS if getattr(c, f) != getattr(d, f)]
+    if diff:
+        raise DenoiselabError(f"classifier {clf.run_dir} was trained on another noise schedule than {run.run_dir} "
+                              f"({'; '.join(diff)}): train it with the run's schedule (--set diffusion.T=..., ...)")
+    if tuple(clf.sample_shape) != tuple(run.sample_shape):
+        raise DenoiselabError(f"classifier {clf.run_dir} reads images of shape {clf.sample_shape}, the run makes "
+                              f"{run.sample_shape}: train the classifier on the run's data")
+
+
+def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance: Optional[float] = None,
+               classifier: Union[None, str, Path, LoadedRun] = None,
+               classifier_scale: Optional[float] = None) -> tuple[object, Optional[torch.Tensor]]:
+    """(denoiser, labels) for drawing ``num`` samples of ``run``.
+
+    Class-conditional runs: classifier-free guidance at ``guidance`` (default: the run's
+    ``sample.guidance``) towards ``cls`` (default: every class in turn). Any VP run with a
+    ``classifier`` run: classifier guidance at ``classifier_scale`` (default: the classifier's
+    ``sample.guidance``). Unconditional runs without a classifier take no class and no scale.
+    """
+    k = num_classes(run)
+    if classifier is None:
+        if classifier_scale is not None:
+            raise DenoiselabError("--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)")
+        if not k:
+            if cls is not None:
+                raise DenoiselabError(f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
+                                      "preset (mnist-class, ...), or guide it with --classifier CLF_RUN")
+            if guidance is not None:
+                raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
+                                      "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)")
+            return run.denoiser, None
+        labels = class_labels(num, k, cls, f"{run.run_dir}")
+        scale = run.config.sample.guidance if guidance is None else guidance
+        return guided(run.denoiser, scale=scale), labels
+    clf = classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier)
+    check_classifier(run, clf)
+    kc = num_classes(clf)
+    if k and k != kc:
+        raise DenoiselabError(f"the classifier knows {kc} classes, the run {k}: use a classifier of the run's data")
+    if guidance is not None and not k:
+        raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
+                              "the classifier's strength is --classifier-scale")
+    labels = class_labels(num, kc, cls, f"classifier {clf.run_dir}")
+    scale = (run.config.sample.guidance if guidance is None else guidance) if k else 1.0
+    cscale = clf.config.sample.guidance if classifier_scale is None else classifier_scale
+    return guided(run.denoiser, scale=scale, classifier=clf.net, classifier_scale=cscale), labels
+
+
+@torch.no_grad()
+def classifier_accuracy_by_t(clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, ts=(0, 100, 250, 500, 750, 999),
+                             seed: int = 0) -> dict:
+    """Accuracy of p(y | x_t, t) on images noised to each t (fixed noise): how far into the noise it sees."""
+    from .pipeline import build_schedule
+    from .process import q_sample
+
+    schedule = build_schedule(clf.config.diffusion)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    out = {}
+    for t in ts:
+        t = min(int(t), schedule.T - 1)
+        tt = torch.full((len(x0),), t)
+        xt = q_sample(schedule, x0, tt, eps)
+        pred = torch.cat([clf.net(xt[i:i + 500], tt[i:i + 500].float()).argmax(1) for i in range(0, len(xt), 500)])
+        out[str(t)] = float((pred == y).double().mean())
+    return out
+
+
+def classifier_pictures(out: Path, data) -> list[Path]:
+    """A classifier run's numbers: training-set accuracy at several noise levels, in ``pictures.json``."""
+    import json
+
+    from .training.checkpoint import atomic_write
+
+    clf = load_classifier(out)
+    n = min(2000, len(data))
+    numbers = {"train_accuracy_by_t": classifier_accuracy_by_t(clf, data.x[:n], data.y[:n])}
+    path = Path(out) / "pictures.json"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
+    return [path]
