@@ -88,6 +88,11 @@ class ClassifierFreeGuidance(_Wrapper):
         cond = torch.as_tensor(cond)
         if cond.ndim == 0:
             cond = cond.expand(x.shape[0])
+        # w = 1 and w = 0 need only one half: the same numbers at half the cost.
+        if self.scale == 1.0:
+            return self.inner.unclipped(x, t, cond)
+        if self.scale == 0.0:
+            return self.inner.unclipped(x, t, self.null_condition(cond))
         n = x.shape[0]
         # One batched forward of both halves (the CFG cost target: <= 2.2x an unguided step).
         x0_2, eps_2 = self.inner.unclipped(torch.cat([x, x]), _pair_time(t, n),

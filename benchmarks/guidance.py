@@ -1,0 +1,178 @@
+"""Conditioning targets on MNIST: classifier-free guidance sweep, classifier guidance, CFG cost.
+
+Reads trained runs (nothing is trained here):
+  --class-run       the class-conditional `mnist-class` run
+  --uncond-run      the unconditional `mnist` run (its FID is the bar; classifier guidance guides it)
+  --classifier-run  a `mnist-classifier` run (noise-aware classifier on the mnist schedule)
+
+Every row draws --num samples (equal numbers of each class, sample i from (seed, i)) with DDIM
+(--steps) and judges them with the evaluation's domain feature network (trained on MNIST-5k once,
+cached; its held-out accuracy is printed as the ceiling): asked-digit accuracy, FID in its feature
+space against the reference half (with the real-vs-real floor), and within-class diversity = mean
+pairwise feature distance between samples of the same class (real digits' value beside it). The
+CFG time ratio is guided (w = 3, one batched forward of both halves) over the conditional model
+alone (w = 1, one forward), same sampler, steps, batch and samples.
+
+    flock /work/cpu.lock env PYTHONPATH=src .venv/bin/python benchmarks/guidance.py \\
+        --class-run /work/runs/mnist-class --uncond-run /work/runs/mnist --classifier-run /work/runs/mnist-classifier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from denoiselab import pipeline
+from denoiselab.conditioning import check_classifier, class_labels, load_classifier, num_classes
+from denoiselab.data import build_dataset
+from denoiselab.evaluation.featurenet import default_cache_dir
+from denoiselab.evaluation.images import domain_extractor, evaluate_images, extract, reference_halves
+from denoiselab.guidance import guided
+from denoiselab.samplers.api import generate
+from denoiselab.viz.images import save_grid
+
+
+def training_time(run_dir: Path) -> dict:
+    """Wall time from the run's /usr/bin/time log (RUN_DIR.log beside it) and the trainer's own clock."""
+    out = {}
+    log = Path(str(run_dir).rstrip("/") + ".log")
+    if log.is_file():
+        m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", log.read_text())
+        if m:
+            parts = [float(p) for p in m.group(1).split(":")]
+            out["wall_s"] = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "time" in r and "loss" in r]
+        if rows:
+            out["train_loop_s"] = rows[-1]["time"]
+    return out
+
+
+def diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over classes of the mean pairwise distance between feature vectors of one class."""
+    vals = [torch.pdist(features[labels == c].double()).mean().item() for c in labels.unique()]
+    return sum(vals) / len(vals)
+
+
+class Judge:
+    def __init__(self, log):
+        self.ref = build_dataset("mnist")
+        self.cache = default_cache_dir()
+        self.ext = domain_extractor(self.ref, self.cache, log=log)
+        self.log = log
+        _, half_b = reference_halves(len(self.ref.x))
+        real = self.ref.x[half_b]
+        self.real_diversity = diversity(extract(self.ext, real), self.ref.y[half_b])
+
+    def __call__(self, x: torch.Tensor, labels) -> dict:
+        res = evaluate_images(x, self.ref, "mnist", self.ext, cache_dir=self.cache, labels=labels, bootstrap=0)
+        m = res["metrics"]
+        out = {"FID": m["FID"]["value"], "FID floor": m["FID"]["floor"]}
+        if labels is not None:
+            out["accuracy"] = m["class accuracy"]["value"]
+            out["diversity"] = diversity(extract(self.ext, x), torch.as_tensor(labels))
+        return out
+
+
+def draw(denoiser, n: int, shape, labels, args) -> tuple[torch.Tensor, float]:
+    t0 = time.perf_counter()
+    x, _ = generate(denoiser, n, shape, sampler="ddim", steps=args.steps, seed=args.seed, cond=labels,
+                    batch_size=args.batch_size)
+    return x, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--class-run", default="/work/runs/mnist-class")
+    ap.add_argument("--uncond-run", default="/work/runs/mnist")
+    ap.add_argument("--classifier-run", default=None)
+    ap.add_argument("--scales", type=float, nargs="+", default=[0, 1, 2, 3, 5, 7])
+    ap.add_argument("--classifier-scales", type=float, nargs="+", default=[1, 3, 10])
+    ap.add_argument("--num", type=int, default=1000, help="samples per row (equal numbers of each class)")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="directory for results.json, table.md and sample grids")
+    args = ap.parse_args()
+
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    judge = Judge(log)
+    log(f"judge: domain feature network, held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}; "
+        f"real digits' within-class diversity {judge.real_diversity:.3f}")
+    rows, results = [], {"judge_heldout_accuracy": judge.ext.info["heldout_accuracy"],
+                         "real_diversity": judge.real_diversity, "num": args.num, "steps": args.steps}
+
+    def row(name: str, r: dict, secs: float) -> None:
+        rows.append((name, r, secs))
+        results.setdefault("rows", []).append({"name": name, **r, "sample_s": secs})
+        log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items()) + f", {secs:.1f} s")
+
+    times = {}
+    cls_dir = Path(args.class_run)
+    if (cls_dir / "checkpoint.safetensors").is_file():
+        results["class_run_training"] = training_time(cls_dir)
+        run = pipeline.load_run(cls_dir)
+        k = num_classes(run)
+        labels = class_labels(args.num, k)
+        for w in args.scales:
+            x, secs = draw(guided(run.denoiser, scale=w), args.num, run.sample_shape, labels, args)
+            times[w] = secs
+            row(f"CFG w = {w:g}", judge(x, labels), secs)
+            if out:
+                order = torch.cat([torch.nonzero(labels == c)[:4, 0] for c in range(k)]).reshape(k, 4).T.reshape(-1)
+                save_grid(x[order], out / f"cfg_w{w:g}.png", nrow=k)
+        if 1.0 in times and 3.0 in times:
+            results["cfg_time_ratio_w3_over_w1"] = times[3.0] / times[1.0]
+    unc_dir = Path(args.uncond_run)
+    if (unc_dir / "checkpoint.safetensors").is_file():
+        results["uncond_run_training"] = training_time(unc_dir)
+        urun = pipeline.load_run(unc_dir)
+        x, secs = draw(urun.denoiser, args.num, urun.sample_shape, None, args)
+        row("unconditional mnist", judge(x, None), secs)
+        if args.classifier_run:
+            clf = load_classifier(args.classifier_run)
+            check_classifier(urun, clf)
+            results["classifier_training"] = training_time(Path(args.classifier_run))
+            labels = class_labels(args.num, num_classes(clf))
+            for s in args.classifier_scales:
+                den = guided(urun.denoiser, classifier=clf.net, classifier_scale=s)
+                x, secs = draw(den, args.num, urun.sample_shape, labels, args)
+                row(f"classifier guidance s = {s:g}", judge(x, labels), secs)
+                if out:
+                    order = torch.cat([torch.nonzero(labels == c)[:4, 0] for c in range(10)]).reshape(10, 4).T.reshape(-1)
+                    save_grid(x[order], out / f"clf_s{s:g}.png", nrow=10)
+
+    lines = [f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
+             f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
+             f"diversity {judge.real_diversity:.3f}", "",
+             "| run | accuracy | within-class diversity | FID (domain) | FID floor | sampling s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r, secs in rows:
+        acc = f"{100 * r['accuracy']:.1f}%" if "accuracy" in r else "-"
+        div = f"{r['diversity']:.3f}" if "diversity" in r else "-"
+        lines.append(f"| {name} | {acc} | {div} | {r['FID']:.3f} | {r['FID floor']:.3f} | {secs:.1f} |")
+    lines.append("")
+    for key in ("class_run_training", "uncond_run_training", "classifier_training"):
+        if key in results:
+            lines.append(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v:.0f}" for k, v in results[key].items()))
+    if "cfg_time_ratio_w3_over_w1" in results:
+        lines.append(f"CFG time ratio (w = 3 over w = 1, same sampler/steps/batch): {results['cfg_time_ratio_w3_over_w1']:.2f}x")
+    table = "\n".join(lines)
+    print(table)
+    if out:
+        (out / "table.md").write_text(table + "\n")
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
