@@ -6,6 +6,7 @@ the asked component, and classifier guidance with the mixture's exact p(k | x_t)
 must equal the conditional denoiser (Bayes: grad log p(x_t | k) = grad log p(x_t) + grad log p(k | x_t)).
 """
 
+import json
 import math
 
 import numpy as np
@@ -451,3 +452,18 @@ def test_presets_for_conditioning(tmp_path):
         pipeline.resolve_config(f, build_dataset("swiss-roll", {}, 100, 0))
     with pytest.raises(DenoiselabError, match="num_classes=2 but the data has 3 classes"):
         pipeline.resolve_config(apply_overrides(f, ["model.num_classes=2"]), data)
+
+
+def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, monkeypatch):
+    """`evaluate RUN` on a class-conditional run samples every class in turn and reports their accuracy."""
+    import denoiselab.evaluation.images as images_mod
+    from denoiselab.cli import main
+    from denoiselab.evaluation.featurenet import FeatureNetConfig
+
+    tiny = FeatureNetConfig(feature_dim=16, widths=(8, 8, 16), epochs=1, batch_size=256)
+    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (tiny, None))
+    argv = ["evaluate", str(runs / "class"), "--ref", "digits", "--num", "20", "--steps", "2", "--guidance", "2",
+            "--cache-dir", str(tmp_path / "c"), "--bootstrap", "0", "--json"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sorted(int(k) for k in res["metrics"]["class accuracy"]["per_class"]) == list(range(10))

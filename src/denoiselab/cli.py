@@ -187,6 +187,12 @@ def cmd_evaluate(args) -> int:
             raise DenoiselabError(f"cannot read --labels {args.labels} as a .npy array of class ids ({e})") from None
     elif args.cls is not None:
         labels = np.full(len(x), args.cls)
+    elif src.is_dir() and x.ndim == 4:
+        from .conditioning import class_labels, load_classifier, num_classes
+
+        # Class-conditional (or classifier-guided) sampling asked for every class in turn: score those labels.
+        k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
+        labels = class_labels(len(x), k).numpy() if k else None
     if x.ndim == 2:
         results = evaluate_points(x, args.ref, seed=args.ref_seed)
     elif x.ndim == 4:
