@@ -258,6 +258,17 @@ def mnist_classifier() -> RunConfig:
     )
 
 
+def mnist_text() -> RunConfig:
+    """Text-to-image on captioned colour MNIST (``data.captioned``: seven colours, captions such as
+    "a red seven" or "the digit 3 in green"): the ``mnist`` preset's UNet with 3 channels and the
+    pooled MiniLM prompt embedding (384-d) added to its time embedding, prompts dropped to the
+    empty prompt with p_uncond = 0.1 for classifier-free guidance (Ho & Salimans 2022)."""
+    base = mnist()
+    model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384})
+    return dataclasses.replace(base, preset="mnist-text", data=DataConfig(name="mnist-text"), model=model,
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1))
+
+
 def cs180_time() -> RunConfig:
     """CS180 project 5 part B.2: the teaching UNet with additive t/T injection on MNIST, T = 300,
     linear betas 1e-4..0.02, D = 64, batch 128, Adam 1e-3 decayed by 0.1^(1/epochs) per epoch over
@@ -356,6 +367,7 @@ IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mnist": mnist,
     "mnist-class": mnist_class,
     "mnist-classifier": mnist_classifier,
+    "mnist-text": mnist_text,
     "cs180-time": cs180_time,
     "cs180-class": cs180_class,
     "cs180-denoiser": cs180_denoiser,

@@ -43,7 +43,12 @@ def build_data(cfg: RunConfig) -> TensorData:
 
 def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Module:
     opts = dict(cfg.model.options)
-    return build_model(cfg.model.name, **opts)
+    net = build_model(cfg.model.name, **opts)
+    null = getattr(data, "null_cond", None)
+    if null is not None and hasattr(net, "null_cond"):
+        # Text models: the empty prompt's embedding is the null condition (saved with the weights).
+        net.null_cond.copy_(null)
+    return net
 
 
 def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
@@ -57,18 +62,25 @@ def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
 
 
-def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator) -> Optional[torch.Tensor]:
+def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator,
+                null: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
     """Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label is replaced
-    by -1 ("no label", which every conditional network maps to its null class) with prob. p_uncond."""
+    by -1 ("no label", which every conditional network maps to its null class) with prob. p_uncond;
+    each row of an (N, D) embedding condition by ``null`` (the empty prompt's embedding)."""
     if cond is None or p_uncond <= 0:
         return cond
-    drop = torch.rand(cond.shape, generator=generator) < p_uncond
+    drop = torch.rand(cond.shape[:1], generator=generator) < p_uncond
+    if cond.is_floating_point():
+        if null is None:
+            raise DenoiselabError("embedding conditions need a null embedding to drop to (the empty prompt's)")
+        return torch.where(drop.view(-1, *([1] * (cond.ndim - 1))), null.to(cond.dtype).expand_as(cond), cond)
     return torch.where(drop, torch.full_like(cond, -1), cond)
 
 
-def build_objective(cfg: RunConfig):
+def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
     """objective(net, x0, cond, generator) -> loss, for the trainer."""
     d = cfg.diffusion
+    null = getattr(data, "null_cond", None)  # text data: dropped prompts become the empty prompt
     if d.kind == "denoise":
         if d.sigma <= 0:
             raise DenoiselabError("a single-step denoiser needs a noise level: --set diffusion.sigma=0.5")
@@ -83,7 +95,7 @@ def build_objective(cfg: RunConfig):
             # Conditional flow matching with tau ~ U[0, 1] (Lipman et al. 2023, eq. 23).
             tau = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
             eps = torch.randn(x0.shape, generator=generator)
-            cond = drop_labels(cond, d.p_uncond, generator)
+            cond = drop_labels(cond, d.p_uncond, generator, null)
             return process.flow_loss(net, x0, tau, eps, cond, time_scale=FLOW_TIME_SCALE)
 
         return flow_objective
@@ -110,7 +122,7 @@ def build_objective(cfg: RunConfig):
     def objective(net, x0, cond, generator):
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
-        cond = drop_labels(cond, d.p_uncond, generator)
+        cond = drop_labels(cond, d.p_uncond, generator, null)
         return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond)
 
     return objective
@@ -140,8 +152,14 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
 
 def data_info(data: TensorData) -> dict:
     """What sampling needs to know about the data, stored in every checkpoint."""
-    return {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+    info = {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
             "class_names": list(data.class_names)}
+    if getattr(data, "null_cond", None) is not None:
+        from .text import ENCODER
+
+        info["condition"] = "text"
+        info["text_encoder"] = ENCODER
+    return info
 
 
 def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True):
@@ -151,7 +169,7 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
         net = build_net(cfg, data)
-    return Trainer(net, build_objective(cfg), data, cfg.train, out, cfg.to_dict(), progress=progress,
+    return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
                    on_preview=preview_hook(cfg, data, out), extra=data_info(data))
 
 

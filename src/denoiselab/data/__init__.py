@@ -129,6 +129,12 @@ def _digits(options: dict, num: int, seed: int) -> TensorData:
     return _images(x, y, tuple(str(i) for i in range(10)), options)
 
 
+def _mnist_text(options: dict, num: int, seed: int) -> TensorData:
+    from .captioned import build_captioned
+
+    return build_captioned(options, num, seed)
+
+
 DATASETS: dict[str, Callable[..., TensorData]] = {
     **{name: _toy_builder(name) for name in TOY_DATASETS},
     "mnist": _mnist,
@@ -136,6 +142,7 @@ DATASETS: dict[str, Callable[..., TensorData]] = {
     "folder": _folder,
     "idx": _idx,
     "cifar10": _cifar10,
+    "mnist-text": _mnist_text,
 }
 
 

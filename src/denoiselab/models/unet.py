@@ -1,5 +1,5 @@
 """The DDPM/ADM-style UNet for images. Signature ``net(x, t, cond=None)``: x (N, C, H, W),
-t (N,) float step index, cond (N,) int64 class labels or None.
+t (N,) float step index, cond (N,) int64 class labels, (N, cond_dim) float embeddings (text), or None.
 
 Layout after Ho et al. 2020 (appendix B) and Dhariwal & Nichol 2021 (ADM): per level
 ``num_res_blocks`` residual blocks (GroupNorm, SiLU, 3x3 conv, the time embedding added
@@ -12,6 +12,13 @@ its skip path and predicts zero, which makes the first steps stable at high lear
 Class conditioning: a learned embedding per class plus one "null" class (index
 ``num_classes``) added to the time embedding. ``cond=None`` or a label equal to the null index
 means "unconditional", which is what classifier-free guidance (Ho & Salimans 2022) needs.
+
+Text conditioning (``cond_dim`` > 0): a pooled prompt embedding c (e.g. the 384-d MiniLM sentence
+embedding) goes through Linear-SiLU-Linear and is added to the time embedding, as the class
+embedding is (GLIDE's pooled-token path, Nichol et al. 2022, sec. 2.3, without the token
+attention). ``cond=None`` means the null condition: the buffer ``null_cond``, which training sets
+to the empty prompt's embedding, so the network carries its own null and samples unconditionally
+without the text encoder.
 """
 
 from __future__ import annotations
@@ -113,7 +120,7 @@ class UNet(nn.Module):
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (), image_size: int = 32, dropout: float = 0.0,
                  heads: int = 4, groups: int = 32, mid_attn: bool = True, num_classes: int = 0,
-                 patch: int = 1, channels_last: bool = False):
+                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0):
         super().__init__()
         out_channels = out_channels or in_channels
         levels = len(ch_mult)
@@ -130,6 +137,13 @@ class UNet(nn.Module):
         emb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        if num_classes and cond_dim:
+            raise DenoiselabError("a UNet takes class labels (num_classes) or embeddings (cond_dim), not both: set one to 0")
+        self.cond_dim = cond_dim
+        self.cond_mlp = (nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                         if cond_dim else None)
+        if cond_dim:
+            self.register_buffer("null_cond", torch.zeros(cond_dim))
         attn_resolutions = set(int(r) for r in attn_resolutions)
 
         self.conv_in = nn.Conv2d(in_channels * patch * patch, ch, 3, padding=1)
@@ -177,6 +191,13 @@ class UNet(nn.Module):
             # Negative labels also mean "no label", so callers can drop labels with -1.
             cond = torch.where(cond < 0, torch.full_like(cond, self.null_class), cond)
             emb = emb + self.class_emb(cond)
+        elif self.cond_mlp is not None:
+            if cond is None:
+                cond = self.null_cond.expand(n, -1)
+            if cond.is_floating_point() is False or cond.shape[-1] != self.cond_dim:
+                raise DenoiselabError(f"this UNet is conditioned on {self.cond_dim}-d embeddings (a text model), got a "
+                                      f"condition of shape {tuple(cond.shape)}: pass a prompt, not a class")
+            emb = emb + self.cond_mlp(cond.to(emb.dtype).expand(n, -1))
         # Every block's embedding projection starts with SiLU (ADM emb_layers); apply it once here.
         return F.silu(emb)
 
