@@ -30,6 +30,23 @@ def num_classes(run: LoadedRun) -> int:
     return int(run.config.model.options.get("num_classes", 0) or 0)
 
 
+def is_text(run: LoadedRun) -> bool:
+    """A text-conditional network (pooled prompt embeddings, ``model.options.cond_dim``)."""
+    return bool(run.config.model.options.get("cond_dim", 0)) and hasattr(run.net, "null_cond")
+
+
+def text_condition(run: LoadedRun, num: int, prompts, negative_prompt: Optional[str] = None,
+                   guidance: Optional[float] = None) -> tuple[object, torch.Tensor]:
+    """(denoiser, embeddings) for a text run: sample i gets prompt i mod P; classifier-free guidance
+    at ``guidance`` (default: the run's ``sample.guidance``) contrasts against the negative prompt,
+    or against the empty prompt, the null condition the run was trained with."""
+    from .text import prompt_condition
+
+    cond, uncond = prompt_condition(run.net.null_cond, prompts, num, negative_prompt)
+    scale = run.config.sample.guidance if guidance is None else guidance
+    return guided(run.denoiser, scale=scale, uncond=uncond), cond
+
+
 def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this model") -> torch.Tensor:
     """``cls`` for every sample, or 0, 1, ..., k-1, 0, 1, ... (equal numbers of each class) when None."""
     if cls is None:
@@ -66,15 +83,32 @@ def check_classifier(run: LoadedRun, clf: LoadedRun) -> None:
 
 def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance: Optional[float] = None,
                classifier: Union[None, str, Path, LoadedRun] = None,
-               classifier_scale: Optional[float] = None) -> tuple[object, Optional[torch.Tensor]]:
+               classifier_scale: Optional[float] = None, prompts=None,
+               negative_prompt: Optional[str] = None) -> tuple[object, Optional[torch.Tensor]]:
     """(denoiser, labels) for drawing ``num`` samples of ``run``.
 
     Class-conditional runs: classifier-free guidance at ``guidance`` (default: the run's
     ``sample.guidance``) towards ``cls`` (default: every class in turn). Any VP run with a
     ``classifier`` run: classifier guidance at ``classifier_scale`` (default: the classifier's
     ``sample.guidance``). Unconditional runs without a classifier take no class and no scale.
+    Text runs: ``prompts`` (see :func:`text_condition`); without prompts, their null condition.
     """
     k = num_classes(run)
+    if is_text(run):
+        if cls is not None or classifier is not None or classifier_scale is not None:
+            raise DenoiselabError(f"{run.run_dir} is a text-conditional model: ask with --prompt \"a red seven\" "
+                                  "instead of --class or --classifier")
+        if prompts is None:
+            if guidance is not None or negative_prompt is not None:
+                raise DenoiselabError("--guidance and --negative-prompt steer a prompt: add --prompt \"...\"")
+            return run.denoiser, None
+        return text_condition(run, num, prompts, negative_prompt, guidance)
+    if prompts is not None or negative_prompt is not None:
+        if k:
+            raise DenoiselabError(f"{run.run_dir} is class-conditional, not text-conditional: use --class K "
+                                  "instead of --prompt")
+        raise DenoiselabError(f"{run.run_dir} is an unconditional model: drop --prompt (a text model is trained "
+                              "with --preset mnist-text)")
     if classifier is None:
         if classifier_scale is not None:
             raise DenoiselabError("--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)")

@@ -262,11 +262,13 @@ def mnist_text() -> RunConfig:
     """Text-to-image on captioned colour MNIST (``data.captioned``: seven colours, captions such as
     "a red seven" or "the digit 3 in green"): the ``mnist`` preset's UNet with 3 channels and the
     pooled MiniLM prompt embedding (384-d) added to its time embedding, prompts dropped to the
-    empty prompt with p_uncond = 0.1 for classifier-free guidance (Ho & Salimans 2022)."""
+    empty prompt with p_uncond = 0.1 for classifier-free guidance (Ho & Salimans 2022); sampled with
+    guidance scale 3 (benchmarks/text_guidance.py)."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384})
     return dataclasses.replace(base, preset="mnist-text", data=DataConfig(name="mnist-text"), model=model,
-                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1))
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1),
+                               sample=dataclasses.replace(base.sample, guidance=3.0))
 
 
 def cs180_time() -> RunConfig:

@@ -114,4 +114,29 @@ def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size:
     return torch.from_numpy(np.stack([found[p] for p in prompts]).astype(np.float32))
 
 
-__all__ = ["EMBED_DIM", "ENCODER", "default_cache_dir", "encode", "encoder_available", "load_encoder"]
+def prompt_condition(null_cond: torch.Tensor, prompts: Sequence[str], num: int, negative: Optional[str] = None,
+                     cache_dir: Optional[Path] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cond (num, D), uncond (1, D)) for sampling a text model: sample i gets prompt i mod P, and
+    guidance contrasts against the negative prompt's embedding, or against the model's own null
+    condition (the empty prompt's embedding it was trained with) when there is none."""
+    prompts = [p for p in (prompts or [])]
+    if not prompts:
+        raise DenoiselabError("the prompt list is empty: pass at least one prompt, e.g. --prompt \"a red seven\"")
+    blank = [i for i, p in enumerate(prompts) if not p.strip()]
+    if blank:
+        raise DenoiselabError(f"prompt {blank[0] + 1} is empty: write a prompt such as \"a red seven\", "
+                              "or drop --prompt to sample unconditionally")
+    if negative is not None and not negative.strip():
+        negative = None  # the empty negative prompt is the null condition itself
+    if not encoder_available():
+        raise DenoiselabError(MISSING)
+    texts = [p.strip() for p in prompts] + ([negative.strip()] if negative is not None else [])
+    emb = encode(texts, cache_dir)
+    table = emb[:len(prompts)]
+    cond = table[torch.arange(num) % len(prompts)]
+    uncond = emb[-1:] if negative is not None else null_cond.detach().reshape(1, -1).to(emb.dtype)
+    return cond, uncond
+
+
+__all__ = ["EMBED_DIM", "ENCODER", "default_cache_dir", "encode", "encoder_available", "load_encoder",
+           "prompt_condition"]

@@ -19,6 +19,11 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class", dest="cls", type=int, default=None, metavar="K",
                    help="class to sample (class-conditional runs, or with --classifier); default: every class in turn")
     p.add_argument("--guidance", type=float, default=None, metavar="W", help=GUIDANCE_HELP)
+    p.add_argument("--prompt", action="append", default=None, metavar="TEXT",
+                   help="text-conditional runs: the prompt, e.g. \"a red seven\" (repeat for several: sample i "
+                        "gets prompt i mod P)")
+    p.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="text-conditional runs: guidance steers away from this prompt instead of the empty one")
     p.add_argument("--classifier", default=None, metavar="CLF_RUN",
                    help="classifier guidance (Dhariwal & Nichol 2021) with a noise-aware classifier run "
                         "(e.g. of the mnist-classifier preset) trained on this run's schedule")
@@ -33,7 +38,8 @@ def conditioning(run, args, num: int):
 
     return guided_run(run, num, cls=getattr(args, "cls", None), guidance=getattr(args, "guidance", None),
                       classifier=getattr(args, "classifier", None),
-                      classifier_scale=getattr(args, "classifier_scale", None))
+                      classifier_scale=getattr(args, "classifier_scale", None), prompts=getattr(args, "prompt", None),
+                      negative_prompt=getattr(args, "negative_prompt", None))
 
 
 def add_plot_options(p: argparse.ArgumentParser) -> None:
