@@ -331,10 +331,24 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
         opts = {"eta": s.eta} if s.sampler == "ddim" else {}
         # DDIM with at most 50 steps: the GIF never costs more than the preset's own sampling.
         gif_steps = min(50, s.steps)
-        from .conditioning import guided_run, num_classes
+        from .conditioning import guided_run, is_text, num_classes
 
         k = num_classes(run)
-        if k:
+        if is_text(run):
+            # Text runs: "a <colour> <digit>" for every colour (rows) and digit (columns).
+            from .data.captioned import COLOURS, DIGIT_WORDS, caption
+
+            prompts = [caption("a {c} {w}", d, c) for c in COLOURS for d in range(len(DIGIT_WORDS))]
+            den, cond = guided_run(run, len(prompts), prompts=prompts)
+            x, nfe = generate(den, len(prompts), run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
+                              cond=cond, progress=True, **opts)
+            written = [V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
+            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": len(prompts),
+                                  "guidance": s.guidance, "prompts": "a <colour> <digit>: colours by row, digits by column"}
+            den, cond = guided_run(run, 10, prompts=prompts[:10])
+            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=10,
+                                       frames=min(25, gif_steps), denoiser=den, cond=cond, nrow=10))
+        elif k:
             # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
             den, cond = guided_run(run, 4 * k)
             x, nfe = generate(den, 4 * k, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
