@@ -221,3 +221,19 @@ def test_bad_prompt_input_gives_one_line_and_exit_2(which, args, needle, text_ru
 def test_empty_prompt_list_is_refused():
     with pytest.raises(DenoiselabError, match="prompt list is empty"):
         text.prompt_condition(torch.zeros(384), [], 4)
+
+
+def test_plot_guidance_takes_prompts(text_run, class_run, cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DENOISELAB_CACHE", str(cache))
+    out = tmp_path / "g.png"
+    assert main(["plot", "guidance", str(text_run), "--prompts", "a red seven", "a blue 3", "--scales", "1", "3",
+                 "--negative-prompt", "a green seven", "--batch-size", "1", "--steps", "2", "--out", str(out)]) == 0
+    from PIL import Image
+
+    w, h = Image.open(out).size
+    assert out.stat().st_size > 500 and h > w / 2  # two rows of scales, two prompt columns
+    capsys.readouterr()
+    assert main(["plot", "guidance", str(class_run), "--prompts", "a red seven", "--steps", "2",
+                 "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a text-conditional model" in err and len(err.splitlines()) == 1

@@ -49,6 +49,10 @@ def add_plot_options(p: argparse.ArgumentParser) -> None:
                    help="guidance scales, one row each (w = 1 conditional, 0 unconditional)")
     g.add_argument("--classes", type=int, nargs="+", default=None, metavar="K",
                    help="classes, one column block each (default: all)")
+    g.add_argument("--prompts", nargs="+", default=None, metavar="TEXT",
+                   help="text-conditional runs: prompts, one column block each (default: a few colour-digit prompts)")
+    g.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="text-conditional runs: guidance steers away from this prompt instead of the empty one")
     g.add_argument("--batch-size", type=int, default=4, help="samples per batch in each cell")
     g.add_argument("--num-batches", type=int, default=1, help="batches per cell (cell = batch size x batches samples)")
     g.add_argument("--sampler", default="ddim", help="sampler (default ddim)")
@@ -57,51 +61,67 @@ def add_plot_options(p: argparse.ArgumentParser) -> None:
 
 
 def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, num_batches: int = 1,
-                  sampler: str = "ddim", steps: int = 50, seed: int = 0, log=None) -> Path:
-    """Rows: guidance scales; columns: classes, each a block of batch_size x num_batches samples.
-    Every cell uses the same noise (sample i from (seed, i)), so along a column one sees the same
-    starting noise pulled harder towards its class as w grows."""
-    from ..conditioning import class_labels, guided_run, num_classes
+                  sampler: str = "ddim", steps: int = 50, seed: int = 0, log=None, prompts=None,
+                  negative_prompt=None) -> Path:
+    """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
+    batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
+    along a column one sees the same starting noise pulled harder towards its class as w grows."""
+    from ..conditioning import class_labels, guided_run, is_text, num_classes
     from ..samplers.api import generate
     from ..viz.images import make_grid, save_png
 
     k = num_classes(run)
-    if not k:
-        raise DenoiselabError(f"{run.run_dir} is an unconditional model: plot guidance needs a class-conditional run")
+    text = is_text(run)
+    if prompts is not None and not text:
+        raise DenoiselabError(f"{run.run_dir} is not a text-conditional model: drop --prompts"
+                              + (" and choose --classes" if k else ""))
+    if not k and not text:
+        raise DenoiselabError(f"{run.run_dir} is an unconditional model: plot guidance needs a class- or "
+                              "text-conditional run")
     if batch_size < 1 or num_batches < 1:
         raise DenoiselabError("--batch-size and --num-batches must be at least 1")
     if not scales:
         raise DenoiselabError("no guidance scales: give --scales W [W ...]")
-    classes = list(range(k)) if not classes else [int(c) for c in classes]
-    for c in classes:
-        class_labels(1, k, c, f"{run.run_dir}")  # range check, one clear line
+    if text:
+        if classes:
+            raise DenoiselabError(f"{run.run_dir} is a text-conditional model: choose columns with --prompts, not --classes")
+        from ..data.captioned import DEMO_PROMPTS
+
+        names = list(DEMO_PROMPTS) if prompts is None else list(prompts)
+        columns = [dict(prompts=[p], negative_prompt=negative_prompt) for p in names]
+    else:
+        classes = list(range(k)) if not classes else [int(c) for c in classes]
+        for c in classes:
+            class_labels(1, k, c, f"{run.run_dir}")  # range check, one clear line
+        class_names = list(run.info.get("class_names") or [])
+        names = [str(class_names[c]) if c < len(class_names) else str(c) for c in classes]
+        columns = [dict(cls=c) for c in classes]
     per = batch_size * num_batches
     rows = []
     for w in scales:
         cells = []
-        for c in classes:
-            den, labels = guided_run(run, per, cls=c, guidance=w)
+        for column in columns:
+            den, labels = guided_run(run, per, guidance=w, **column)
             x, _ = generate(den, per, run.sample_shape, sampler=sampler, steps=steps, seed=seed, cond=labels,
                             batch_size=batch_size, progress=True)
             cells.append(x)
         rows.append(cells)
         if log:
-            log(f"guidance {w:g}: {len(classes)} classes x {per} samples")
+            log(f"guidance {w:g}: {len(columns)} {'prompts' if text else 'classes'} x {per} samples")
     # One image per cell (a near-square tile of its samples), laid out scales x classes.
     import numpy as np
 
     from ..viz.images import _auto_scale, _label
 
     scale = _auto_scale(run.sample_shape[-1])
-    names = list(run.info.get("class_names") or [])
     side = max(1, int(np.ceil(np.sqrt(per))))
     tiles = [[make_grid(x, side, scale=scale) for x in cells] for cells in rows]
     h, wd = tiles[0][0].shape[:2]
     gap = 6
-    canvas = np.full((len(rows) * (h + 16 + gap), len(classes) * (wd + gap) + 70, 3), 255, np.uint8)
+    canvas = np.full((len(rows) * (h + 16 + gap), len(columns) * (wd + gap) + 70, 3), 255, np.uint8)
     for i, (w, row) in enumerate(zip(scales, tiles)):
-        for j, (c, tile) in enumerate(zip(classes, row)):
-            cap = _label(tile, str(names[c]) if c < len(names) else str(c))
+        for j, (name, tile) in enumerate(zip(names, row)):
+            cap = _label(tile, name)
             y0, x0 = i * (h + 16 + gap), 70 + j * (wd + gap)
             canvas[y0:y0 + cap.shape[0], x0:x0 + cap.shape[1]] = cap
         strip = _label(np.full((h, 64, 3), 255, np.uint8), f"w = {w:g}")
@@ -118,4 +138,5 @@ def cmd_plot_guidance(args, log) -> Path:
     require_sampler(run)
     out = Path(args.out) if args.out else Path(args.target) / "guidance.png"
     return plot_guidance(run, out, scales=args.scales, classes=args.classes, batch_size=args.batch_size,
-                         num_batches=args.num_batches, sampler=args.sampler, steps=args.steps, seed=args.seed, log=log)
+                         num_batches=args.num_batches, sampler=args.sampler, steps=args.steps, seed=args.seed, log=log,
+                         prompts=args.prompts, negative_prompt=args.negative_prompt)

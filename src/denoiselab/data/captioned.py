@@ -56,6 +56,8 @@ FULL_TEMPLATES = (
 # Captions that name only one of them, so that "a 7" or "something red" are prompts it knows too.
 DIGIT_TEMPLATES = ("a {w}", "the digit {d}")
 COLOUR_TEMPLATES = ("a {c} digit", "something {c}")
+# A few prompts for pictures (``plot guidance`` of a text run): different digits and colours.
+DEMO_PROMPTS = ("a red seven", "the digit 3 in green", "a blue two", "a yellow eight", "a white zero")
 P_PARTIAL = 0.1   # fraction of training captions that name only the digit or only the colour
 NULL_PROMPT = ""  # the null condition of classifier-free guidance
 
@@ -203,5 +205,5 @@ def build_captioned(options: dict, num: int, seed: int, cache_dir: Optional[Path
         colour=colour, _lookup={t: i for i, t in enumerate(texts)})
 
 
-__all__ = ["COLOURS", "CaptionedData", "DIGIT_WORDS", "FULL_TEMPLATES", "NULL_PROMPT", "PALETTE", "all_captions",
+__all__ = ["COLOURS", "CaptionedData", "DEMO_PROMPTS", "DIGIT_WORDS", "FULL_TEMPLATES", "NULL_PROMPT", "PALETTE", "all_captions",
            "build_captioned", "caption", "colourise", "grayscale", "measure_colour"]
