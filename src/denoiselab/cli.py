@@ -110,6 +110,9 @@ def cmd_train(args) -> int:
     if not args.no_pictures:
         for p in pipeline.run_pictures(out, data):
             _log(f"wrote {p}")
+    from .viz.report import write_run_report
+
+    _log(f"report: {write_run_report(out)}")
     return 0
 
 
@@ -206,6 +209,10 @@ def cmd_evaluate(args) -> int:
         append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps,
                              "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         _log(f"appended to {src / 'metrics.jsonl'}; report {write_report(src)}")
+        if (src / "report.html").is_file():  # keep the run's page in step with its metrics
+            from .viz.report import write_run_report
+
+            write_run_report(src)
     return 0
 
 
@@ -460,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output")
     p.add_argument("--quick", action="store_true", help="a short run for smoke tests")
     p.set_defaults(fn=cmd_demo)
+
+    from .commands import report as report_cmd
+
+    report_cmd.add_parser(sub)
     return ap
 
 

@@ -307,7 +307,8 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
 
 
 def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) -> list[Path]:
-    """Image runs: sample grid (the preset's sampler), reverse-process GIF, forward-process grid
+    """Image runs: the first training batch (dataset_summary.png), sample grid (the preset's sampler),
+    reverse-process GIF, forward-process grid
     and GIF of a few training images, pixel histograms at t = T, schedules compared on one image;
     the histogram and schedule numbers go to ``pictures.json``. Single-step denoisers get their
     sigma sweep instead."""
@@ -321,11 +322,15 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
     g = torch.Generator().manual_seed(seed)
     pick = data.x[torch.randperm(len(data), generator=g)[:16]]
     numbers: dict = {}
+    # The first training batch exactly as the trainer draws it (flips included): what the model learns from.
+    value_range = (0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0)
+    summary = V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
+                          value_range=value_range)
     if cfg.diffusion.kind == "denoise":
         path, mse = V.plot_denoiser_sigmas(pick[:6], lambda z: run.net(z, None, None), out / "denoiser_sigmas.png",
-                                           value_range=(0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0))
+                                           value_range=value_range)
         numbers["denoiser_mse_by_sigma"] = mse
-        written = [path]
+        written = [summary, path]
     else:
         s = cfg.sample
         opts = {"eta": s.eta} if s.sampler == "ddim" else {}
@@ -353,7 +358,7 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
             den, cond = guided_run(run, 4 * k)
             x, nfe = generate(den, 4 * k, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
                               cond=cond, progress=True, **opts)
-            written = [V.save_grid(x, out / "samples.png", nrow=k)]
+            written = [summary, V.save_grid(x, out / "samples.png", nrow=k)]
             numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": 4 * k,
                                   "guidance": s.guidance, "classes": "one per column"}
             den, cond = guided_run(run, 2 * k)
@@ -362,7 +367,7 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
         else:
             x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
                               progress=True, **opts)
-            written = [V.save_grid(x, out / "samples.png")]
+            written = [summary, V.save_grid(x, out / "samples.png")]
             numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
             written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=16,
                                        frames=min(25, gif_steps)))

@@ -1,0 +1,519 @@
+"""Run report pages: ``RUN_DIR/report.html`` for one run, and a comparison page over a folder of runs.
+
+Each page is one self-contained HTML file: pictures are inlined as data URIs (so the page can be
+mailed or opened offline), the only script is a few lines of inline JavaScript that sorts the
+comparison table, and nothing is fetched from the network. The pages read what a run directory
+already holds (config.json, metrics.jsonl with its loss lines and ``evaluate`` records,
+pictures.json and the pictures); they never load the network, so rebuilding one takes a second.
+
+Pictures the report knows get a section and a caption (``PICTURES``); any other PNG or GIF in the
+run directory is still shown, under "Other pictures", so a new picture needs no code here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import DenoiselabError
+
+REPORT = "report.html"
+# Pictures larger than this are linked (kept beside the page) rather than inlined.
+INLINE_LIMIT = 8 * 2**20
+IMAGE_SUFFIXES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                  ".svg": "image/svg+xml", ".webp": "image/webp"}
+
+# Sections in page order, and the known pictures of each: file name -> caption.
+SECTIONS = ("Training", "Samples", "Forward process", "Evaluation", "Guidance and editing")
+PICTURES: dict[str, tuple[str, str]] = {
+    "loss.png": ("Training", "Training loss (mean over each log interval), log scale."),
+    "dataset_summary.png": ("Training", "Training images as the trainer sees them: the first batch, after "
+                            "augmentation (random horizontal flips when data.flip is on)."),
+    "samples.png": ("Samples", "Samples of the trained model."),
+    "reverse.gif": ("Samples", "The reverse process: x_t and the prediction x0_hat along the sampler's steps "
+                    "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."),
+    "guided.gif": ("Samples", "Guided sampling, step by step (Ho & Salimans 2022)."),
+    "forward.png": ("Forward process", "The forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, "
+                    "(1 - alpha_bar_t) I) at growing t (Ho et al. 2020, eq. 4)."),
+    "forward.gif": ("Forward process", "The forward process as an animation, t from 0 to T."),
+    "histograms.png": ("Forward process", "Pixel values of the training images and of x_T: the colour "
+                       "distribution ends in N(0, 1)."),
+    "schedule_images.png": ("Forward process", "Noise schedules compared on one image: linear (Ho et al. 2020), "
+                            "cosine (Nichol & Dhariwal 2021), quadratic and sigmoid."),
+    "denoiser_sigmas.png": ("Samples", "The single-step denoiser at several noise levels sigma."),
+    "samplers/samplers.png": ("Evaluation", "Sample quality against the number of network evaluations (NFE), "
+                              "every sampler and time grid (`denoiselab benchmark-samplers`)."),
+    "guidance.png": ("Guidance and editing", "Classifier-free guidance sweep: classes against guidance scales "
+                     "(Ho & Salimans 2022; `denoiselab plot guidance`)."),
+    "guidance_sweep.png": ("Guidance and editing", "Classifier-free guidance sweep: classes against guidance "
+                           "scales (Ho & Salimans 2022; `denoiselab plot guidance`)."),
+}
+
+
+# -- reading a run directory ------------------------------------------------------------------
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by an interrupted run
+            if isinstance(rec, dict):
+                rows.append(rec)
+    return rows
+
+
+def checkpoint_header(path: Path) -> dict:
+    """Parameter count and step from a safetensors header alone (8-byte length + JSON), without
+    reading the tensors: the report stays fast for any model size."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error):
+        return {}
+    params = sum(math.prod(v["shape"]) for k, v in header.items()
+                 if k.startswith("model.") and isinstance(v, dict) and "shape" in v)
+    out = {"params": params}
+    try:
+        out["step"] = json.loads(header.get("__metadata__", {}).get("state", "{}")).get("step")
+    except ValueError:
+        pass
+    return out
+
+
+@dataclass
+class RunSummary:
+    """What the pages show about one run, read from its directory."""
+    path: Path
+    config: dict
+    losses: list[dict]
+    evaluations: list[dict]
+    pictures: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def preset(self) -> str:
+        return str(self.config.get("preset", "?"))
+
+    @property
+    def steps(self) -> Optional[int]:
+        if self.losses:
+            return int(self.losses[-1]["step"])
+        return self.header.get("step")
+
+    @property
+    def train_seconds(self) -> Optional[float]:
+        """Wall time of training: each loss line carries the seconds since its fit() began, so a
+        resumed run is the sum of its segments (the clock restarts where time goes backwards)."""
+        times = [float(r["time"]) for r in self.losses if "time" in r]
+        if not times:
+            return None
+        total, prev = 0.0, 0.0
+        for t in times:
+            if t < prev:
+                total += prev
+            prev = t
+        return total + prev
+
+    @property
+    def final_loss(self) -> Optional[float]:
+        return float(self.losses[-1]["loss"]) if self.losses else None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.get("model", {}).get("options", {}).get("num_classes", 0) or 0)
+
+    def latest_metrics(self) -> dict[str, dict]:
+        """Each metric's latest value with its floor, over all evaluation records."""
+        out: dict[str, dict] = {}
+        for rec in self.evaluations:
+            res = rec["evaluate"]
+            for name, r in res.get("metrics", {}).items():
+                out[name] = {**r, "ref": res.get("ref"), "sampler": rec.get("sampler"), "steps": rec.get("steps")}
+        return out
+
+    def key_settings(self) -> dict[str, str]:
+        c = self.config
+        model, diff, train = c.get("model", {}), c.get("diffusion", {}), c.get("train", {})
+        out = {"data": str(c.get("data", {}).get("name", "?")), "model": str(model.get("name", "?"))}
+        if self.header.get("params"):
+            out["model"] += f" ({self.header['params'] / 1e6:.2f}M)"
+        kind = diff.get("kind", "vp")
+        if kind == "vp":
+            out["diffusion"] = f"{diff.get('schedule')} T={diff.get('T')}, {diff.get('parameterization')}"
+        else:
+            out["diffusion"] = kind
+        if diff.get("p_uncond"):
+            out["diffusion"] += f", p_uncond {diff['p_uncond']}"
+        out["batch"] = str(train.get("batch_size", "?"))
+        out["lr"] = f"{train.get('lr', float('nan')):g}"
+        if train.get("ema_decay"):
+            out["EMA"] = f"{train['ema_decay']:g}"
+        return out
+
+
+def read_run(run_dir: Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DenoiselabError(f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME "
+                              f"--out {run_dir}`)")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise DenoiselabError(f"{run_dir} has no config.json: pass a run directory made by `denoiselab train`, "
+                              "or a folder of them")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise DenoiselabError(f"{cfg_path} is not valid JSON ({e}): retrain or fix the file") from None
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    pictures = {}
+    if (run_dir / "pictures.json").is_file():
+        try:
+            pictures = json.loads((run_dir / "pictures.json").read_text())
+        except ValueError:
+            pictures = {}
+    return RunSummary(run_dir, config, [r for r in rows if "loss" in r and "step" in r],
+                      [r for r in rows if isinstance(r.get("evaluate"), dict)], pictures,
+                      checkpoint_header(run_dir / "checkpoint.safetensors"))
+
+
+def find_runs(root: Path) -> list[Path]:
+    """The run directories directly inside ``root`` (those holding a config.json), by name."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+# -- HTML pieces ------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.floor { color: #777; font-size: 0.9em; }
+figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; max-width: 100%; }
+figure img { max-width: 100%; border: 1px solid #eee; image-rendering: pixelated; }
+figcaption { font-size: 0.85em; color: #555; max-width: 640px; }
+.previews figure img { width: 180px; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+table.sortable th { cursor: pointer; user-select: none; } table.sortable td { white-space: nowrap; }
+.wide { overflow-x: auto; }
+table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
+.muted { color: #777; }
+"""
+
+SORT_SCRIPT = """
+// Sort a table by the clicked column: numbers by data-value, text otherwise; empty cells last.
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("thead th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = !th.classList.contains("asc");
+      table.querySelectorAll("thead th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+      th.classList.add(asc ? "asc" : "desc");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[col];
+        var v = cell.getAttribute("data-value");
+        if (v === null) { v = cell.textContent.trim(); }
+        if (v === "") { return null; }
+        var n = Number(v);
+        return isNaN(n) ? v.toLowerCase() : n;
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null || y === null) { return (x === null) - (y === null); }
+        var c = (typeof x === typeof y) ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
+        return asc ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def data_uri(path: Path) -> str:
+    mime = IMAGE_SUFFIXES.get(path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def img_tag(path: Path, page_dir: Path, alt: str) -> str:
+    """Inline the picture; one too large to inline is linked relative to the page instead."""
+    if path.stat().st_size <= INLINE_LIMIT:
+        src = data_uri(path)
+    else:
+        src = Path(os.path.relpath(path, page_dir)).as_posix()
+    return f'<img src="{src}" alt="{esc(alt)}">'
+
+
+def figure(path: Path, page_dir: Path, caption: str) -> str:
+    return f"<figure>{img_tag(path, page_dir, caption)}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = False) -> str:
+    """An HTML table; cells are escaped unless ``raw`` (then they are HTML already)."""
+    cell = (lambda c: c) if raw else esc
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
+    body = "".join("<tr>" + "".join(c if raw and c.startswith("<td") else f"<td>{cell(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
+
+
+def page(title: str, body: list[str], script: str = "") -> str:
+    js = f"<script>{script}</script>" if script else ""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            # No network: images are data URIs; the policy blocks any fetch a picture might try.
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: 'self'; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
+            + "\n".join(body) + f"\n{js}</body></html>\n")
+
+
+def write_page(path: Path, text: str) -> Path:
+    from ..training.checkpoint import atomic_write
+
+    def write(tmp):
+        Path(tmp).write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o644)  # a page is for reading, by a web server too
+
+    atomic_write(Path(path), write)
+    return Path(path)
+
+
+# -- the run page -----------------------------------------------------------------------------
+
+def _caption(run: RunSummary, rel: str) -> str:
+    if rel == "samples.png":
+        s = run.pictures.get("samples")
+        how = f" {s['sampler'].upper()}, {s['steps']} steps (NFE {s['nfe']})." if s else ""
+        if run.num_classes:
+            return (f"Class grid: samples of each of the {run.num_classes} classes, one column per class "
+                    f"(classifier-free guidance, Ho & Salimans 2022).{how}")
+        if run.config.get("data", {}).get("name") in ("swiss-roll", "moons", "gaussians", "circles", "checkerboard"):
+            return "Samples (red) over the data (grey), DDIM 50 steps."
+        return "Samples of the trained model." + how
+    return PICTURES[rel][1]
+
+
+def _metrics_section(run: RunSummary) -> list[str]:
+    if not run.evaluations:
+        return ["<p class=\"muted\">No evaluation yet: <code>denoiselab evaluate "
+                f"{esc(run.path)} --ref DATA</code> scores samples against the data, with the floor "
+                "(real data against real data) beside each number.</p>"]
+    out = ["<p>Each score is read against its floor: the same metric for real data against real data. "
+           "Newest first.</p>"]
+    for rec in reversed(run.evaluations):
+        res = rec["evaluate"]
+        how = f"{rec.get('sampler')}, {rec.get('steps')} steps" if rec.get("sampler") else "samples file"
+        out.append(f"<h3>{esc(rec.get('time', ''))} against {esc(res.get('ref'))} "
+                   f"({esc(res.get('num'))} samples; {esc(how)})</h3>")
+        feats = res.get("features")
+        if feats:
+            acc = feats.get("heldout_accuracy")
+            out.append(f"<p>Features: {esc(feats.get('network'))}, {esc(feats.get('dim'))}-d"
+                       + (f", held-out accuracy {acc:.4f}" if acc is not None else "") + ".</p>")
+        rows = []
+        for name, r in res.get("metrics", {}).items():
+            se = f" +- {r['se']:.2g}" if "se" in r else ""
+            ci = f"{fmt(r['ci'][0], 5)} to {fmt(r['ci'][1], 5)}" if "ci" in r else ""
+            rows.append([f"<td>{esc(name)}</td>", f'<td class="num">{fmt(r.get("value"), 5)}{esc(se)}</td>',
+                         f"<td>{esc(ci)}</td>", f'<td class="num floor">{fmt(r.get("floor"), 5)}</td>'])
+        out.append(table(["metric", "value", "95% interval", "floor (real vs real)"], rows, raw=True))
+        for w in res.get("warnings", []):
+            out.append(f"<p class=\"muted\">warning: {esc(w)}</p>")
+    return out
+
+
+def _numbers_tables(run: RunSummary) -> list[str]:
+    """pictures.json numbers beside the forward-process pictures."""
+    out = []
+    hist = run.pictures.get("pixel_histograms")
+    if hist:
+        rows = []
+        for key, label in (("data", "training images"), ("x_T", f"x_T (t = {hist.get('t')})")):
+            for ch, v in hist.get(key, {}).items():
+                rows.append([label, ch, f"{v['mean']:+.3f}", f"{v['std']:.3f}", f"{v['ks']:.3f}"])
+        out.append(table(["pixels", "channel", "mean", "std", "KS distance to N(0, 1)"], rows))
+    surv = run.pictures.get("schedule_survival")
+    if surv:
+        rows = [[name, str(v.get("steps_corr_above_0.5")), f"{v.get('corr_at_T_half', float('nan')):.3f}"]
+                for name, v in surv.items()]
+        out.append(table(["schedule", "steps with corr(x_t, x_0) > 0.5", "corr at T/2"], rows))
+    return out
+
+
+def run_pictures(run_dir: Path) -> list[str]:
+    """Every picture in the run directory (and its subfolders), as paths relative to it."""
+    run_dir = Path(run_dir)
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def render_run(run: RunSummary, page_dir: Path) -> str:
+    d = run.path
+    facts = [["preset", run.preset], ["steps", fmt(run.steps)],
+             ["training time", f"{run.train_seconds:.1f} s" if run.train_seconds is not None else ""],
+             ["final training loss", fmt(run.final_loss)], *[[k, v] for k, v in run.key_settings().items()]]
+    body = [f"<h1>Run <code>{esc(run.name)}</code></h1>",
+            f"<p class=\"muted\">{esc(d.resolve())}. Rebuild this page with <code>denoiselab report "
+            f"{esc(d)}</code>.</p>", table(["", ""], facts),
+            "<details><summary>Config (config.json)</summary><pre>"
+            f"{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>"]
+    pictures = run_pictures(d)
+    shown = set()
+    for section in SECTIONS:
+        part = []
+        for rel, (sec, _) in PICTURES.items():
+            if sec == section and rel in pictures:
+                part.append(figure(d / rel, page_dir, _caption(run, rel)))
+                shown.add(rel)
+        if section == "Training":
+            previews = [p for p in pictures if p.startswith("previews/")]
+            if previews:
+                shown.update(previews)
+                figs = "".join(figure(d / p, page_dir, f"step {int(''.join(filter(str.isdigit, Path(p).stem)) or 0)}")
+                               for p in previews)
+                part.append("<h3>Sample grids over training</h3><p>DDIM, 25 steps, from the same seeds at "
+                            f"every preview, so the same samples mature.</p><div class=\"previews\">{figs}</div>")
+        if section == "Forward process":
+            part += _numbers_tables(run)
+        if section == "Evaluation":
+            part = _metrics_section(run) + part
+        if part:
+            body += [f"<h2>{esc(section)}</h2>", *part]
+    others = [p for p in pictures if p not in shown]
+    if others:
+        body.append("<h2>Other pictures</h2>")
+        body += [figure(d / p, page_dir, p) for p in others]
+    return page(f"denoiselab run {run.name}", body)
+
+
+def write_run_report(run_dir: Path, out: Optional[Path] = None) -> Path:
+    """Write RUN_DIR/report.html (or ``out``): the run on one self-contained page."""
+    run = read_run(run_dir)
+    out = Path(out) if out else Path(run_dir) / REPORT
+    return write_page(out, render_run(run, out.parent))
+
+
+# -- the comparison page ----------------------------------------------------------------------
+
+def plot_losses(runs: list[RunSummary]):
+    """The loss curves of all runs on one log-scale plot; returns PNG bytes."""
+    from .common import plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for r in runs:
+        if r.losses:
+            ax.plot([x["step"] for x in r.losses], [x["loss"] for x in r.losses], lw=1.2, label=r.name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.set_title("Loss curves")
+    if any(r.losses for r in runs):
+        ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, str]) -> str:
+    metric_names: list[str] = []
+    for r in runs:
+        for name in r.latest_metrics():
+            if name not in metric_names:
+                metric_names.append(name)
+    setting_names: list[str] = []
+    for r in runs:
+        for name in r.key_settings():
+            if name not in setting_names:
+                setting_names.append(name)
+    header = ["run", "preset", *setting_names, "steps", "training time (s)", "final loss", *metric_names]
+
+    def num(v, text=None) -> str:
+        ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))
+        return f'<td class="num" data-value="{v if ok else ""}">{text if text is not None else esc(fmt(v))}</td>'
+
+    rows = []
+    for r in runs:
+        settings = r.key_settings()
+        cells = [f'<td data-value="{esc(r.name)}"><a href="{esc(links[r.name])}">{esc(r.name)}</a></td>',
+                 f"<td>{esc(r.preset)}</td>", *[f"<td>{esc(settings.get(k, ''))}</td>" for k in setting_names],
+                 num(r.steps), num(None if r.train_seconds is None else round(r.train_seconds, 1)), num(r.final_loss)]
+        metrics = r.latest_metrics()
+        for name in metric_names:
+            m = metrics.get(name)
+            if m is None:
+                cells.append(num(None))
+            else:
+                title = f"against {m.get('ref')}" + (f", {m['sampler']} {m['steps']} steps" if m.get("sampler") else "")
+                cells.append(num(m.get("value"), f'<span title="{esc(title)}">{esc(fmt(m.get("value")))}</span> '
+                                 f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>'))
+        rows.append(cells)
+    loss_png = "data:image/png;base64," + base64.b64encode(plot_losses(runs)).decode("ascii")
+    body = [f"<h1>{len(runs)} runs compared</h1>",
+            f"<p class=\"muted\">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its "
+            "own page. Metrics are each run's latest evaluation, with the floor (real vs real) beside each.</p>",
+            f'<div class="wide">{table(header, rows, cls="sortable", raw=True)}</div>',
+            f'<figure><img src="{loss_png}" alt="loss curves"><figcaption>Training loss of every run, '
+            "overlaid (log scale).</figcaption></figure>"]
+    return page(f"denoiselab: {len(runs)} runs compared", body, SORT_SCRIPT)
+
+
+def write_comparison(root: Path, out: Optional[Path] = None, run_pages: bool = True) -> tuple[Path, list[Path]]:
+    """Write ROOT/report.html (or ``out``): one sortable row per run in ``root``, linking to each
+    run's own report.html (rebuilt here, so every link resolves). Returns (page, run pages)."""
+    root = Path(root)
+    paths = find_runs(root)
+    if not paths:
+        raise DenoiselabError(f"{root} holds no run directories (folders with a config.json): pass a run "
+                              "directory or a folder of them")
+    out = Path(out) if out else root / REPORT
+    runs = [read_run(p) for p in paths]
+    pages = [write_run_report(p) for p in paths] if run_pages else [p / REPORT for p in paths]
+    links = {r.name: Path(os.path.relpath(pg, out.parent)).as_posix() for r, pg in zip(runs, pages)}
+    return write_page(out, render_comparison(runs, out.parent, links)), pages
+
+
+def write_report(path: Path, out: Optional[Path] = None) -> list[Path]:
+    """A run directory gets its page; a folder of runs gets the comparison page and every run's page."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DenoiselabError(f"{path} is not a directory: pass a run directory or a folder of runs")
+    if (path / "config.json").is_file():
+        return [write_run_report(path, out)]
+    page_path, pages = write_comparison(path, out)
+    return [page_path, *pages]
