@@ -79,6 +79,8 @@ def checkpoint_header(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
+            if n > min(os.fstat(f.fileno()).st_size - 8, 100 * 2**20):
+                return {}  # not a safetensors file: its first bytes are no header length
             header = json.loads(f.read(n))
     except (OSError, ValueError, struct.error):
         return {}
