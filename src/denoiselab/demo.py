@@ -11,6 +11,7 @@ from . import pipeline
 from .config import apply_overrides, get_preset
 from .data import load_toy
 from .evaluation import chamfer_distance
+from .evaluation.report import append_metrics, evaluate_points
 from .samplers.api import generate
 from .viz import plots
 
@@ -40,11 +41,15 @@ def demo_2d(root: Path, quick: bool) -> list[str]:
                 for s in SEEDS) / len(SEEDS)
     results = {}
     for sampler, steps in (("ddpm", 100 if quick else 1000), ("ddim", 50)):
-        cds = []
+        cds, first = [], None
         for s in SEEDS:
             x, _ = generate(run.denoiser, 2048, (2,), sampler=sampler, steps=steps, seed=s)
             cds.append(chamfer_distance(x, load_toy("swiss-roll", 2048, 10_000 + s)))
+            first = x if s == SEEDS[0] else first
         results[f"{sampler}-{steps}"] = sum(cds) / len(cds)
+        # The first seed's samples, scored as `denoiselab evaluate` would: the run's page shows them with floors.
+        append_metrics(run_dir, {"evaluate": evaluate_points(first, "swiss-roll", seed=10_000 + SEEDS[0]),
+                                 "sampler": sampler, "steps": steps, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         lines.append(f"| {sampler.upper()} {steps} steps | {results[f'{sampler}-{steps}']:.3f} | {floor:.3f} |")
     (run_dir / "chamfer.json").write_text(json.dumps({"chamfer": results, "floor": floor, "train_seconds": secs}, indent=2))
     lines += ["", "![forward](swiss-roll/forward.png)", "![samples](swiss-roll/samples.png)",
@@ -90,5 +95,10 @@ def run_demo(root: Path, quick: bool = False) -> Path:
     lines += demo_mnist(root, quick)
     summary = root / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
+    from .viz.report import REPORT, write_comparison
+
+    compared, _ = write_comparison(root)  # rebuilds each run's page too, now with the demo's scores
     print(f"[demo] pictures and numbers in {root}/ (see {summary})", flush=True)
+    print(f"[demo] the runs compared: {compared}", flush=True)
+    print(f"[demo] report: {root / 'mnist' / REPORT}", flush=True)
     return summary

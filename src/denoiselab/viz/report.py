@@ -321,11 +321,15 @@ def _caption(run: RunSummary, rel: str) -> str:
         s = run.pictures.get("samples")
         how = f" {s['sampler'].upper()}, {s['steps']} steps (NFE {s['nfe']})." if s else ""
         if run.num_classes:
-            return (f"Class grid: samples of each of the {run.num_classes} classes, one column per class "
-                    f"(classifier-free guidance, Ho & Salimans 2022).{how}")
+            w = f" at guidance scale {s['guidance']:g}" if s and s.get("guidance") is not None else ""
+            return (f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
+                    f"classifier-free guidance{w} (Ho & Salimans 2022).{how}")
         if run.config.get("data", {}).get("name") in ("swiss-roll", "moons", "gaussians", "circles", "checkerboard"):
             return "Samples (red) over the data (grey), DDIM 50 steps."
         return "Samples of the trained model." + how
+    if rel == "reverse.gif" and run.num_classes:
+        return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class per column "
+                "(Ho & Salimans 2022; DDIM, Song et al. 2021).")
     return PICTURES[rel][1]
 
 

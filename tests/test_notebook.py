@@ -1,0 +1,37 @@
+"""notebooks/tour.ipynb runs top to bottom (small settings), so the tour can never rot."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
+
+
+def test_tour_notebook_runs(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat", reason="the test extra (nbformat, nbclient, ipykernel) is not installed")
+    nbclient = pytest.importorskip("nbclient", reason="the test extra (nbclient) is not installed")
+    pytest.importorskip("ipykernel", reason="the test extra (ipykernel) is not installed")
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+
+    # The kernel is a child process: it inherits the small sizes, a private feature-network cache, and
+    # this interpreter's import path (so it imports the denoiselab under test).
+    monkeypatch.setenv("DENOISELAB_TOUR", "small")
+    monkeypatch.setenv("DENOISELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the tour without outputs"
+    t0 = time.perf_counter()
+    nbclient.NotebookClient(nb, timeout=300, kernel_name=NATIVE_KERNEL_NAME,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    seconds = time.perf_counter() - t0
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "KS distance to N(0, 1)" in text and "FID" in text and "class accuracy" in text
+    assert images >= 8
+    assert (tmp_path / "tour-output" / "report.html").is_file()
+    assert (tmp_path / "tour-output" / "mnist" / "report.html").is_file()
+    print(f"tour notebook: {seconds:.0f} s")
