@@ -347,7 +347,7 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
             den, cond = guided_run(run, len(prompts), prompts=prompts)
             x, nfe = generate(den, len(prompts), run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
                               cond=cond, progress=True, **opts)
-            written = [V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
+            written = [summary, V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
             numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": len(prompts),
                                   "guidance": s.guidance, "prompts": "a <colour> <digit>: colours by row, digits by column"}
             den, cond = guided_run(run, 10, prompts=prompts[:10])

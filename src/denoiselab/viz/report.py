@@ -320,6 +320,9 @@ def _caption(run: RunSummary, rel: str) -> str:
     if rel == "samples.png":
         s = run.pictures.get("samples")
         how = f" {s['sampler'].upper()}, {s['steps']} steps (NFE {s['nfe']})." if s else ""
+        if s and s.get("prompts"):
+            w = f" at guidance scale {s['guidance']:g}" if s.get("guidance") is not None else ""
+            return f"Text prompts {s['prompts']}; classifier-free guidance{w} (Ho & Salimans 2022).{how}"
         if run.num_classes:
             w = f" at guidance scale {s['guidance']:g}" if s and s.get("guidance") is not None else ""
             return (f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
@@ -327,8 +330,8 @@ def _caption(run: RunSummary, rel: str) -> str:
         if run.config.get("data", {}).get("name") in ("swiss-roll", "moons", "gaussians", "circles", "checkerboard"):
             return "Samples (red) over the data (grey), DDIM 50 steps."
         return "Samples of the trained model." + how
-    if rel == "reverse.gif" and run.num_classes:
-        return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class per column "
+    if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
+        return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
                 "(Ho & Salimans 2022; DDIM, Song et al. 2021).")
     return PICTURES[rel][1]
 
