@@ -467,3 +467,19 @@ def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, m
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     assert sorted(int(k) for k in res["metrics"]["class accuracy"]["per_class"]) == list(range(10))
+
+
+@pytest.mark.parametrize("preset,sampler", [("cs180-class", "ddpm"), ("cs180-flow-class", "euler"),
+                                            ("cs180-flow-class", "heun")])
+def test_cs180_class_presets_sample_guided(tmp_path, preset, sampler):
+    """The CS180 class-conditioned teaching UNets (DDPM T = 300 and flow matching) sample with their default w = 5."""
+    from denoiselab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", preset, "--out", str(out), "--set", "data.name=digits", "--set", "model.image_size=8",
+                 "--set", "model.D=4", "--set", "steps=3", "--set", "batch_size=8", "--set", "preview_every=0",
+                 "--quiet", "--no-pictures"]) == 0
+    assert main(["sample", str(out), "--class", "3", "--num", "5", "--sampler", sampler, "--steps", "4",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    x = np.load(tmp_path / "x.npy")
+    assert x.shape == (5, 1, 8, 8) and np.isfinite(x).all()
