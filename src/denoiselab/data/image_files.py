@@ -31,27 +31,14 @@ def _to_unit_range(u8: np.ndarray) -> torch.Tensor:
 # -- Image folders ------------------------------------------------------------------------
 
 def _read_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image as (channels, size, size) uint8: transparency composited on white (sprites),
-    shorter side resized to ``size`` (Lanczos), then centre-cropped."""
+    """One image as (channels, size, size) uint8 (see ``image_io.fit_picture``)."""
     from PIL import Image
+
+    from ..image_io import fit_picture
 
     with Image.open(path) as im:
         im.load()
-        if im.mode == "P":
-            im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-            im = im.convert("RGBA")
-            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(white, im)
-        im = im.convert("RGB" if channels == 3 else "L")
-        w, h = im.size
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        im = im.resize((nw, nh), Image.Resampling.LANCZOS)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return fit_picture(im, size, channels)
 
 
 def load_image_folder(path, image_size: int = 64, channels: int = 3, labels: str = "parent",
