@@ -463,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a horizontal line on the plot, e.g. \"ddpm 1000=2.41\" (repeatable)")
     p.set_defaults(fn=cmd_benchmark_samplers)
 
+    from .commands import edit as edit_commands
+
+    edit_commands.add_parser(sub)
+
     p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--quick", action="store_true", help="a short run for smoke tests")

@@ -109,7 +109,7 @@ def read_images(paths: Sequence[str | Path] | str | Path, shape: Sequence[int],
             u8 = fit_picture(_open_picture(path), h, c)
             if negate:
                 u8 = 255 - u8
-            x = torch.from_numpy(np.ascontiguousarray(u8)).float()[None] / 255.0 * (hi - lo) + lo
+            x = torch.from_numpy(np.array(u8, dtype=np.float32))[None] / 255.0 * (hi - lo) + lo
         out.append(x)
     return torch.cat(out)
 

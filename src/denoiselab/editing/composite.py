@@ -3,7 +3,8 @@
 Both are denoiser -> denoiser wrappers, like the guidance wrappers, so every sampler draws
 anagrams and hybrids unchanged. Each inner call may itself be classifier-free guided: pass a
 guided denoiser as ``inner``. The combinations are linear and the maps orthogonal, so
-x0_hat and eps_hat stay consistent (x_t = a x0_hat + s eps_hat) when both are combined alike.
+x0_hat and eps_hat stay consistent (x_t = a x0_hat + s eps_hat) when both are combined alike;
+the unclipped estimates are combined and the x0 clip applied once (``core.WrappedDenoiser``).
 
 - Visual anagrams (Geng et al. 2024, sec. 3.1, eq. 2 / Algorithm 1):
     eps_hat = (1/K) sum_i V_i^-1( eps_theta(V_i x_t, t, c_i) ).
@@ -89,10 +90,10 @@ class AnagramDenoiser(WrappedDenoiser):
         self.views = list(views)
         self.conds = list(conds)
 
-    def __call__(self, x: torch.Tensor, t, cond=None):
+    def unclipped(self, x: torch.Tensor, t, cond=None):
         n, k = x.shape[0], len(self.views)
         xs = torch.cat([v.apply(x) for v in self.views])
-        x0s, epss = self.inner(xs, _repeat_t(t, n, k), _stack_cond(self.conds, n))
+        x0s, epss = self.inner.unclipped(xs, _repeat_t(t, n, k), _stack_cond(self.conds, n))
         x0 = sum(v.inverse(x0s[i * n:(i + 1) * n]) for i, v in enumerate(self.views)) / k
         eps = sum(v.inverse(epss[i * n:(i + 1) * n]) for i, v in enumerate(self.views)) / k
         return x0, eps
@@ -106,9 +107,9 @@ class HybridDenoiser(WrappedDenoiser):
         super().__init__(inner)
         self.low_cond, self.high_cond = low_cond, high_cond
 
-    def __call__(self, x: torch.Tensor, t, cond=None):
+    def unclipped(self, x: torch.Tensor, t, cond=None):
         n = x.shape[0]
-        x0s, epss = self.inner(torch.cat([x, x]), _repeat_t(t, n, 2), _stack_cond([self.low_cond, self.high_cond], n))
+        x0s, epss = self.inner.unclipped(torch.cat([x, x]), _repeat_t(t, n, 2), _stack_cond([self.low_cond, self.high_cond], n))
         x0 = lowpass(x0s[:n]) + highpass(x0s[n:])
         eps = lowpass(epss[:n]) + highpass(epss[n:])
         return x0, eps

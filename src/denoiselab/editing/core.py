@@ -174,14 +174,26 @@ def sampler_step(fn: Callable, denoiser, x: torch.Tensor, t: float, t_next: Opti
 
 
 class WrappedDenoiser:
-    """Base of the composite denoisers: the time axis (scales, grids) is the inner denoiser's."""
+    """Base of the composite denoisers: the time axis (scales, grids) is the inner denoiser's.
+
+    As the guidance wrappers do, a composite combines the inner *unclipped* predictions and
+    applies the inner x0 clip once, afterwards; the inner denoiser may itself be guided.
+    """
 
     def __init__(self, inner):
         self.inner = inner
         self.schedule = inner.schedule
 
     def __getattr__(self, name):
-        return getattr(self.inner, name)
+        if name in ("raw", "from_output", "net") or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: call it, it returns (x0_hat, eps_hat)")
+        return getattr(self.__dict__["inner"], name)
+
+    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.clip_pair(x, t, *self.unclipped(x, t, cond))
 
 
 @dataclass

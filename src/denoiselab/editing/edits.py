@@ -70,7 +70,8 @@ def denoise(denoiser, x0: torch.Tensor, levels: Sequence[float] = DENOISE_LEVELS
         it = denoise_from(denoiser, x_t, t, sampler=sampler, steps=steps, grid=grid, grid_opts=grid_opts, noise=noise,
                           cond=cond, callback=shots if k == len(levels) // 2 else None, **opts)
         tag = f"level {level:g}"
-        rows.update({f"x_t {tag}": x_t, f"blur {tag}": blur, f"one step {tag}": one, f"iterative {tag}": it})
+        ref = f"{level * 1000:g}"  # the reference step, as CS180 names the levels
+        rows.update({f"t={ref}": x_t, f"blur {ref}": blur, f"1-step {ref}": one, f"iter {ref}": it})
         mse[tag] = {name: float((v - x0).pow(2).mean()) for name, v in (("blur", blur), ("one step", one),
                                                                         ("iterative", it))}
         outs.append(it)
