@@ -370,7 +370,7 @@ def test_cli_bad_input_gives_one_line_and_exit_2(runs, tmp_path, capsys):
     _one_error_line(capsys, ["edit", "inpaint", r, "--input", d, *out], "needs a mask")
     _one_error_line(capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "9", "--view", "mirror", *out],
                     "unknown view")
-    _one_error_line(capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "12", *out], "not a class")
+    _one_error_line(capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "12", *out], "out of range")
     _one_error_line(capsys, ["edit", "sdedit", u, "--input", d, "--class", "3", *out], "unconditional")
     _one_error_line(capsys, ["edit", "hybrid", u, "--low-class", "1", "--high-class", "7", *out], "unconditional")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 1, 32, 32), np.float32))

@@ -48,49 +48,60 @@ def _inputs(run, paths, negate: bool = False) -> torch.Tensor:
 
 def _conditional(run) -> str:
     """'class', 'text' or '' for this run's network."""
-    opts = run.config.model.options
-    if opts.get("num_classes"):
+    from ..conditioning import num_classes
+
+    if num_classes(run):
         return "class"
-    if opts.get("cond_dim"):
+    if run.config.model.options.get("cond_dim"):
         return "text"
     return ""
 
 
-def _condition(run, num: int, cls=None, prompt=None, flag: str = "--class", negative=None):
-    """(cond, uncond) for one class label or one prompt (None, None: unconditional)."""
+def _condition(run, args, num: int, cls=None, prompt=None, flag: str = "--class"):
+    """(cond, uncond) for one class label or one prompt (None, None: unconditional). Classes are
+    checked as `sample` checks them (``conditioning.class_labels``); with --classifier they are
+    the classifier's."""
+    from ..conditioning import class_labels, load_classifier, num_classes
+
     kind = _conditional(run)
     if cls is not None and prompt is not None:
         raise DenoiselabError(f"give either {flag} or its prompt, not both")
     if cls is not None:
-        if kind != "class":
-            raise DenoiselabError(f"this model is {'text-conditional: use a prompt' if kind else 'unconditional'}: "
-                                  f"drop {flag}")
-        k = int(getattr(run.net, "num_classes", 0) or run.info.get("num_classes", 0))
-        if not 0 <= cls < k:
-            raise DenoiselabError(f"{flag} {cls} is not a class of this model: choose 0 to {k - 1}")
-        return torch.full((num,), int(cls), dtype=torch.int64), None
+        k = num_classes(run)
+        if not k and getattr(args, "classifier", None):
+            k = num_classes(load_classifier(args.classifier))
+        if not k:
+            raise DenoiselabError(f"{run.run_dir} is {'a text-conditional model: use a prompt' if kind else 'an unconditional model'}"
+                                  f": drop {flag}" + ("" if kind else " (or guide it with --classifier CLF_RUN)"))
+        return class_labels(num, k, cls, f"{run.run_dir} ({flag})"), None
     if prompt is not None:
         if kind != "text":
-            raise DenoiselabError(f"this model is {'class-conditional: use --class K' if kind else 'unconditional'}: "
-                                  "drop the prompt")
+            raise DenoiselabError(f"{run.run_dir} is {'class-conditional: use --class K' if kind else 'an unconditional model'}"
+                                  ": drop the prompt")
         from ..text import prompt_condition
 
         return prompt_condition(run.net.null_cond, [prompt] if isinstance(prompt, str) else list(prompt), num,
-                                negative)
+                                getattr(args, "negative_prompt", None))
     return None, None
 
 
 def _guided(run, args, uncond=None, default: float | None = None):
-    """The run's denoiser under classifier-free guidance at --guidance (default: the preset's scale,
-    1 for the inversion edits, where a scale other than 1 breaks the round trip)."""
+    """The run's denoiser with the guidance the flags ask for (``conditioning.guided_run``, as
+    `sample`): classifier-free at --guidance (default: the run's sample.guidance; ``default``
+    overrides it, 1 for the inversion edits, where a scale other than 1 breaks the round trip),
+    classifier guidance with --classifier. Each edit hands its own conditions to the denoiser."""
+    from ..conditioning import guided_run
     from ..guidance import guided
 
+    kind = _conditional(run)
     scale = getattr(args, "guidance", None)
-    if scale is None:
-        scale = default if default is not None else float(getattr(run.config.sample, "guidance", 1.0))
-    if not _conditional(run):
-        return run.denoiser
-    return guided(run.denoiser, scale=scale, uncond=uncond)
+    if scale is None and kind:
+        scale = default
+    if kind == "text":
+        return guided(run.denoiser, scale=run.config.sample.guidance if scale is None else scale, uncond=uncond)
+    den, _ = guided_run(run, 1, guidance=scale, classifier=getattr(args, "classifier", None),
+                        classifier_scale=getattr(args, "classifier_scale", None))
+    return den
 
 
 def _opts(args) -> dict:
@@ -161,7 +172,7 @@ def cmd_denoise(args) -> int:
 
     run = _load(args)
     x0 = _inputs(run, args.input, args.negate_input)
-    cond, uncond = _condition(run, len(x0), args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, len(x0), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.denoise(_guided(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **_opts(args))
     for level, m in res.info["mse"].items():
@@ -178,7 +189,7 @@ def cmd_sdedit(args) -> int:
     for s in args.strength:
         E.core.check_level(s)
     x0 = _inputs(run, args.input, args.negate_input)
-    cond, uncond = _condition(run, len(x0), args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, len(x0), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.sdedit(_guided(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **_opts(args))
     _write(res, args.out, run, f"sdedit, strengths {', '.join(f'{s:g}' for s in args.strength)} "
@@ -198,7 +209,7 @@ def cmd_inpaint(args) -> int:
         mask = mask_box(args.mask_box, run.sample_shape)
     else:
         mask = read_mask(args.mask, run.sample_shape, len(x0), source_size=picture_size(args.input[0]))
-    cond, uncond = _condition(run, len(x0), args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, len(x0), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.inpaint(_guided(run, args, uncond), x0, mask, jump_length=args.jump_length, jump_count=args.jump_count,
                     seed=args.seed, cond=cond, **_opts(args))
@@ -212,8 +223,8 @@ def cmd_anagram(args) -> int:
 
     run = _load(args)
     E.get_view(args.view)
-    c1, u1 = _condition(run, args.num, args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
-    c2, _ = _condition(run, args.num, args.view_class, _prompt(args, "view_prompt"), flag="--view-class")
+    c1, u1 = _condition(run, args, args.num, args.cls, _prompt(args))
+    c2, _ = _condition(run, args, args.num, args.view_class, _prompt(args, "view_prompt"), flag="--view-class")
     if c1 is None or c2 is None:
         if _conditional(run):
             raise DenoiselabError("an anagram needs two conditions: --class A --view-class B "
@@ -230,8 +241,8 @@ def cmd_hybrid(args) -> int:
     from .. import editing as E
 
     run = _load(args)
-    lo, u = _condition(run, args.num, args.low_class, _prompt(args, "low_prompt"), flag="--low-class")
-    hi, _ = _condition(run, args.num, args.high_class, _prompt(args, "high_prompt"), flag="--high-class")
+    lo, u = _condition(run, args, args.num, args.low_class, _prompt(args, "low_prompt"), flag="--low-class")
+    hi, _ = _condition(run, args, args.num, args.high_class, _prompt(args, "high_prompt"), flag="--high-class")
     if (lo is None or hi is None) and _conditional(run):
         raise DenoiselabError("a hybrid needs two conditions: --low-class A --high-class B "
                               "(or --low-prompt and --high-prompt)")
@@ -252,7 +263,7 @@ def cmd_invert(args) -> int:
 
     run = _load(args)
     x0 = _inputs(run, args.input, args.negate_input)
-    cond, uncond = _condition(run, len(x0), args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, len(x0), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.invert(_guided(run, args, uncond, default=1.0), x0, cond=cond, fixed_point_iters=args.fixed_point_iters,
                    **_inversion_opts(args))
@@ -270,7 +281,7 @@ def cmd_reconstruct(args) -> int:
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise DenoiselabError(f"--noise {path}: give the .npy written by `denoiselab edit invert`")
     z = _as_nchw(_load_npy(path).astype("float32"), run.sample_shape, path, "noise")
-    cond, uncond = _condition(run, len(z), args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, len(z), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.reconstruct(_guided(run, args, uncond, default=1.0), z, cond=cond, **_inversion_opts(args))
     _write(res, args.out, run, f"reconstruct ({time.perf_counter() - t0:.1f} s)")
@@ -287,7 +298,7 @@ def cmd_interpolate(args) -> int:
     xb = _inputs(run, args.input[1:], args.negate_input)
     if len(xa) != len(xb):
         raise DenoiselabError(f"--input A holds {len(xa)} images and B {len(xb)}: give the same number")
-    cond, uncond = _condition(run, 1, args.cls, _prompt(args), negative=getattr(args, "negative_prompt", None))
+    cond, uncond = _condition(run, args, 1, args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.interpolate(_guided(run, args, uncond, default=1.0), xa, xb, frames=args.frames,
                         cond=None if cond is None else int(cond[0]), fixed_point_iters=args.fixed_point_iters,
