@@ -78,13 +78,9 @@ def _draw(run, args, num: int, callback=None):
 
 def cmd_train(args) -> int:
     from . import pipeline
-    from .config import apply_overrides, get_preset
+
     out = Path(args.out)
-    if args.resume:
-        cfg = pipeline.read_config(out)
-        cfg = apply_overrides(cfg, args.set)
-    else:
-        cfg = apply_overrides(get_preset(args.preset), args.set)
+    cfg = pipeline.resolve_train_config(out, args.preset, args.set, args.resume, log=_log)
     if args.dry_run:
         print(cfg.to_json())
         return 0
@@ -95,8 +91,10 @@ def cmd_train(args) -> int:
     trainer = pipeline.make_trainer(cfg, out, data, progress=not args.quiet)
     net = trainer.net
     if args.resume:
-        trainer.resume()
-        _log(f"resuming {out} at step {trainer.step}")
+        if trainer.resume():
+            _log(f"resuming {out} at step {trainer.step}")
+        else:
+            _log(f"{out} holds no checkpoint yet: starting the run")
     out.mkdir(parents=True, exist_ok=True)
     from .training.checkpoint import atomic_write
 
@@ -385,11 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a preset")
-    p.add_argument("--preset", default="swiss-roll", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default swiss-roll)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: steps, batch_size, lr, seed, train.ema_decay, model.width, ...")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest whole checkpoint, or start it if --out holds "
+                        "none: one command a preemptible job can repeat. The run keeps its own config; --preset "
+                        "and --set may restate it, or change train.steps, lr and other training settings, never "
+                        "the model, data or diffusion")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-pictures", action="store_true", help="skip the pictures after training")
@@ -488,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args) or 0
     except DenoiselabError as e:
         print(f"denoiselab: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         print("denoiselab: interrupted", file=sys.stderr)
         return 130

@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 100
     ckpt_every: int = 0               # 0 = only at the end
+    keep_checkpoints: int = 2         # RUN_DIR/checkpoints/ keeps this many (>= 1; 2 leaves one to fall back to)
     preview_every: int = 0            # images: a sample grid every N steps (0 = never)
     threads: int = 0                  # torch threads; 0 = leave torch's default
     autocast: str = "none"            # none | bf16 (CPU/GPU mixed precision for the forward pass)

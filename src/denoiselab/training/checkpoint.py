@@ -1,38 +1,133 @@
 """Checkpoints: one safetensors file holding weights, EMA weights, optimizer tensors and RNG
-state, with the run config and the non-tensor state as JSON metadata. No pickle, written
-atomically (temp file, fsync, rename), so a crash never leaves a half-written checkpoint."""
+state, with the run config and the non-tensor state as JSON metadata. No pickle.
+
+Never lose a run:
+- every file is written to a temp file, fsynced and renamed (``atomic_write``), so a reader, or
+  a run killed at any moment, sees the old file or the new one, never half of one;
+- each checkpoint carries its payload size and a SHA-256 over its tensors and metadata, so a
+  truncated or bit-flipped file is detected on load (``verify``), not trained on;
+- a run keeps its last ``train.keep_checkpoints`` checkpoints in ``RUN_DIR/checkpoints/``
+  (``step0001200.safetensors``); ``RUN_DIR/checkpoint.safetensors``, the public name of the
+  latest one, is a hard link to the newest (a copy where links are not possible);
+- ``load_latest`` takes the newest whole checkpoint of a run and says in one line which one it
+  skipped and why.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
+import shutil
+import struct
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import DenoiselabError
 
+FORMAT = "denoiselab-checkpoint-1"
+LATEST = "checkpoint.safetensors"       # the public name (README, load_run, benchmarks)
+HISTORY = "checkpoints"                 # RUN_DIR/checkpoints/stepNNNNNNN.safetensors
+_HISTORY_RE = re.compile(r"^step(\d+)\.safetensors$")
+_TMP_RE = re.compile(r"^\..+\.tmp$")    # atomic_write's temp files: ".NAME.XXXX.tmp"
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over ``path``: readers see the old or the new file."""
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back (the CLI is single-threaded
+    # at this point, and every caller writes files itself).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
+    """Call write(tmp_path), fsync, then rename over ``path``: readers see the old or the new file.
+
+    mkstemp creates its file with mode 0600; the result gets 0666 & ~umask like any file the user
+    writes, so a run directory stays readable on a shared cluster or behind a web server.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
+
+def _fsync_dir(d: Path) -> None:
+    """Make a rename durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Temp files left by a process killed inside atomic_write (kill -9 skips every cleanup)."""
+    removed = []
+    for d in (Path(run_dir), Path(run_dir) / HISTORY):
+        if d.is_dir():
+            for p in d.iterdir():
+                if _TMP_RE.match(p.name) and p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+    return removed
+
+
+# -- integrity -------------------------------------------------------------------------------
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[str, int]:
+    """SHA-256 over every tensor (name, dtype, shape, bytes, in name order) and every metadata
+    entry, and the payload size in bytes: independent of how safetensors lays the file out."""
+    h = hashlib.sha256()
+    nbytes = 0
+    for k in sorted(metadata):
+        h.update(f"meta:{k}={metadata[k]}\0".encode())
+    for k in sorted(tensors):
+        t = tensors[k].detach().contiguous().cpu()
+        h.update(f"tensor:{k}:{t.dtype}:{tuple(t.shape)}\0".encode())
+        raw = t.reshape(-1).view(torch.uint8)
+        h.update(raw.numpy().tobytes())
+        nbytes += t.numel() * t.element_size()
+    return h.hexdigest(), nbytes
+
+
+class CorruptCheckpoint(DenoiselabError):
+    """A checkpoint file that is truncated, bit-flipped or unreadable; ``why`` says which."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+        super().__init__(f"checkpoint {path} is corrupt ({why}): resume from an earlier checkpoint, "
+                         "retrain, or restore it from a backup")
+
+
+def _corrupt(path: Path, why: str) -> CorruptCheckpoint:
+    return CorruptCheckpoint(path, why)
+
+
+# -- optimizer state as tensors + JSON --------------------------------------------------------
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
@@ -40,7 +135,7 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
         meta["state"][str(idx)] = {}
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v.contiguous()
+                tensors[f"optim.{idx}.{k}"] = v.detach().contiguous().clone()
             else:
                 meta["state"][str(idx)][k] = v
     return tensors, meta
@@ -55,9 +150,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+# -- save / load -----------------------------------------------------------------------------
+
 def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: int,
                     ema: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-                    rng_state: torch.Tensor | None = None, extra: dict | None = None) -> None:
+                    rng_state: torch.Tensor | None = None, rng_states: dict[str, torch.Tensor] | None = None,
+                    extra: dict | None = None) -> None:
+    """Write one checkpoint file atomically. ``rng_states``: named generator states (the
+    trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer."""
     tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().contiguous().clone() for k, v in ema.state_dict().items()})
@@ -68,37 +168,163 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: i
         meta["optimizer"] = m
     if rng_state is not None:
         tensors["rng.state"] = rng_state
-    metadata = {"format": "denoiselab-checkpoint-1", "config": json.dumps(config), "state": json.dumps(meta)}
+    for name, st in (rng_states or {}).items():
+        tensors[f"rng.{name}"] = st.detach().contiguous().clone()
+    metadata = {"format": FORMAT, "config": json.dumps(config), "state": json.dumps(meta)}
+    sha, nbytes = _digest(tensors, metadata)
+    metadata.update(sha256=sha, payload_bytes=str(nbytes))
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise _corrupt(path, f"{size} bytes, shorter than any safetensors file")
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len > size - 8:
+        raise _corrupt(path, f"truncated: the header alone needs {header_len + 8} bytes, the file has {size}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _corrupt(path, f"unreadable: {type(e).__name__}") from None
+    if metadata.get("format") != FORMAT:
+        raise DenoiselabError(f"{path} is not a denoiselab checkpoint (format {metadata.get('format')!r}): "
+                              "pass a run directory made by `denoiselab train`")
+    want_sha, want_bytes = metadata.pop("sha256", None), metadata.pop("payload_bytes", None)
+    if want_sha is not None:  # files written before integrity data was stored carry none
+        if size != 8 + header_len + int(want_bytes):
+            raise _corrupt(path, f"truncated: {size} bytes, expected {8 + header_len + int(want_bytes)}")
+        sha, _ = _digest(tensors, metadata)
+        if sha != want_sha:
+            raise _corrupt(path, "SHA-256 mismatch: the file changed after it was written")
+    return tensors, metadata
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Returns {config, step, model, ema, optimizer, rng_state, extra}; clear errors if missing or corrupt."""
+    """Returns {config, step, model, ema, optimizer, rng_state, rng, extra}; clear errors if missing,
+    truncated or corrupt (size and SHA-256 checked)."""
     path = Path(path)
     if not path.is_file():
         raise DenoiselabError(f"checkpoint not found: {path} (train first, or pass the run directory)")
+    tensors, metadata = _read_verified(path)
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
         config = json.loads(metadata["config"])
         meta = json.loads(metadata["state"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as e:
-        raise DenoiselabError(f"checkpoint {path} is corrupt or not a denoiselab checkpoint ({type(e).__name__}): "
-                              "retrain or restore it from a backup") from None
-    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}}
+        step = int(meta["step"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise _corrupt(path, f"bad metadata: {type(e).__name__}") from None
+    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "rng": {}}
     for k, v in tensors.items():
         head, _, rest = k.partition(".")
         if head in split:
             split[head][rest] = v
     return {
         "config": config,
-        "step": meta["step"],
+        "step": step,
         "model": split["model"],
         "ema": split["ema"] or None,
         "optimizer": _unflatten_optimizer(tensors, meta["optimizer"]) if "optimizer" in meta else None,
-        "rng_state": tensors.get("rng.state"),
+        "rng_state": split["rng"].get("state"),
+        "rng": split["rng"],
         "extra": meta.get("extra", {}),
+        "path": path,
     }
+
+
+# -- a run's checkpoints ---------------------------------------------------------------------
+
+def history_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / HISTORY / f"step{step:07d}.safetensors"
+
+
+def history(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the kept checkpoints, newest first."""
+    d = Path(run_dir) / HISTORY
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _HISTORY_RE.match(p.name))]
+    return sorted(found, reverse=True)
+
+
+def candidates(run_dir: Path) -> list[Path]:
+    """Checkpoints of a run, newest first: the kept ones, then the public file (which is a link
+    to the newest kept one, or the only file of a run made before checkpoints were kept)."""
+    out, seen = [], set()
+    for p in [p for _, p in history(run_dir)] + [Path(run_dir) / LATEST]:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(p)
+    return out
+
+
+def load_latest(run_dir: Path, log: Optional[Callable[[str], None]] = None) -> Optional[dict]:
+    """The newest whole checkpoint of a run, or None if it has none. A corrupt one is skipped
+    with one line through ``log``; if every one is corrupt the error names the newest."""
+    found = candidates(run_dir)
+    first_error = None
+    for p in found:
+        try:
+            ck = load_checkpoint(p)
+        except CorruptCheckpoint as e:
+            first_error = first_error or e
+            if log:
+                log(f"warning: checkpoint {p} is corrupt ({e.why}): skipping it")
+            continue
+        if first_error is not None and log:
+            log(f"using the previous whole checkpoint {p} (step {ck['step']})")
+        return ck
+    if first_error is not None:
+        raise DenoiselabError(f"every checkpoint of {run_dir} is corrupt (first: {first_error}); "
+                              "retrain, or restore one from a backup")
+    return None
+
+
+def commit_checkpoint(run_dir: Path, step: int, keep: int, write: Callable[[Path], None]) -> Path:
+    """Write the checkpoint of ``step`` into the history (``write(path)`` saves atomically), point
+    the public ``checkpoint.safetensors`` at it, and keep the ``keep`` newest. A failure leaves
+    every earlier checkpoint as it was; a full disk becomes one clear error."""
+    run_dir = Path(run_dir)
+    target = history_path(run_dir, step)
+    try:
+        write(target)
+        _publish(target, run_dir / LATEST)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            last = next((p for s, p in history(run_dir) if s != step and p.is_file()), None)
+            raise DenoiselabError(
+                f"disk full while writing the checkpoint of step {step} to {run_dir}: free some space and run "
+                f"the same command with --resume; the last good checkpoint is "
+                f"{last if last else 'none'} (untouched)") from None
+        raise DenoiselabError(f"cannot write the checkpoint of step {step} to {target}: {e.strerror or e}") from None
+    for _, old in history(run_dir)[max(1, keep):]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Atomically make ``dst`` the same file as ``src``: a hard link (no second copy on disk),
+    or a copy where the file system has no links."""
+    tmp = dst.parent / f".{dst.name}.{os.getpid()}.link.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,12 +2,23 @@
 atomic checkpoints, a progress bar and ``metrics.jsonl``.
 
 The loop knows nothing about diffusion: it is handed ``objective(net, x0, cond, generator)``.
+
+Exact resume: everything a step depends on is either a function of (step, seed) (the LR
+schedule ``lr_at``, the data order ``TensorData.batch``, the EMA decay warm-up) or stored in
+every checkpoint (weights, EMA weights, optimizer moments and step counts, the trainer's
+generator, torch's global generator that dropout draws from, CUDA's generators), so a run
+interrupted any number of times ends on the same bits as an uninterrupted one (on the CPU).
+SIGINT/SIGTERM save a checkpoint at the end of the current step; a NaN or inf loss stops the
+run before anything is saved.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,12 +28,12 @@ from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..errors import DenoiselabError
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import LATEST, atomic_write, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
 from .ema import EMA
 
 Objective = Callable[[torch.nn.Module, torch.Tensor, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
-CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT = LATEST
 METRICS = "metrics.jsonl"
 
 
@@ -52,10 +63,29 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     raise DenoiselabError(f"unknown optimizer {cfg.optimizer!r}: use adam or adamw")
 
 
+class TrainingInterrupted(DenoiselabError):
+    """SIGINT or SIGTERM during training: a checkpoint was saved; exit with 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def _dropout_rng_state(seed: int) -> torch.Tensor:
+    """Start state of torch's global CPU generator during training (dropout draws from it): a
+    function of the run's seed alone, not of whatever ran before in the process."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + 424_242).get_state()
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 class Trainer:
     def __init__(self, net: torch.nn.Module, objective: Objective, data, cfg: TrainConfig, run_dir: Path,
                  config_dict: dict, progress: bool = True,
-                 on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None):
+                 on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None,
+                 log: Callable[[str], None] = _stderr):
         self.net = net
         self.objective = objective
         self.data = data
@@ -65,10 +95,13 @@ class Trainer:
         self.progress = progress
         self.on_preview = on_preview
         self.extra = extra or {}
+        self.log = log
         self.opt = make_optimizer(cfg, net.parameters())
         self.ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.torch_rng_state = _dropout_rng_state(cfg.seed)
         self.step = 0
+        self.last_saved: Optional[tuple[int, Path]] = None  # (step, path) of the last checkpoint written or loaded
         if cfg.autocast not in ("none", "bf16"):
             raise DenoiselabError(f"unknown autocast {cfg.autocast!r}: use none or bf16")
         # The objective sees the compiled net; checkpoints and EMA keep the plain module.
@@ -81,23 +114,75 @@ class Trainer:
     def sampling_net(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.net
 
-    def save(self) -> None:
-        save_checkpoint(self.checkpoint_path, model=self.net, ema=self.ema.module if self.ema else None,
-                        optimizer=self.opt, config=self.config_dict, step=self.step,
-                        rng_state=self.generator.get_state(), extra=self.extra)
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"torch": self.torch_rng_state}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states.update({f"cuda{i}": st for i, st in enumerate(torch.cuda.get_rng_state_all())})
+        return states
 
-    def resume(self) -> None:
-        ck = load_checkpoint(self.checkpoint_path)
-        self.net.load_state_dict(ck["model"])
-        if self.ema is not None:
-            if ck["ema"] is None:
-                raise DenoiselabError("checkpoint has no EMA weights but the config asks for EMA: resume with ema_decay=0")
-            self.ema.module.load_state_dict(ck["ema"])
-        if ck["optimizer"] is not None:
-            self.opt.load_state_dict(ck["optimizer"])
+    def save(self) -> Path:
+        def write(path: Path) -> None:
+            save_checkpoint(path, model=self.net, ema=self.ema.module if self.ema else None, optimizer=self.opt,
+                            config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
+                            rng_states=self._rng_states(), extra=self.extra)
+
+        path = commit_checkpoint(self.run_dir, self.step, self.cfg.keep_checkpoints, write)
+        self.last_saved = (self.step, path)
+        return path
+
+    def resume(self) -> bool:
+        """Continue from the newest whole checkpoint of the run directory (a corrupt one is
+        skipped with one line). Returns False, leaving a fresh run, when there is none."""
+        remove_stale_temp_files(self.run_dir)
+        ck = load_latest(self.run_dir, log=self.log)
+        if ck is None:
+            return False
+        try:
+            self.net.load_state_dict(ck["model"])
+            if self.ema is not None:
+                if ck["ema"] is None:
+                    raise DenoiselabError("checkpoint has no EMA weights but the config asks for EMA: "
+                                          "resume with --set train.ema_decay=0")
+                self.ema.module.load_state_dict(ck["ema"])
+            if ck["optimizer"] is not None:
+                self.opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise DenoiselabError(f"checkpoint {ck['path']} does not fit this run's model or optimizer "
+                                  f"({str(e).splitlines()[0]}): resume with the run's own config") from None
         if ck["rng_state"] is not None:
             self.generator.set_state(ck["rng_state"])
+        rng = ck["rng"]
+        if "torch" in rng:
+            self.torch_rng_state = rng["torch"]
+        cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
         self.step = int(ck["step"])
+        self.last_saved = (self.step, ck["path"])
+        self._trim_metrics()
+        return True
+
+    def _trim_metrics(self) -> None:
+        """Drop the loss lines logged after the checkpoint resumed from (the resumed run logs
+        them again) and any line cut short by a kill."""
+        path = self.run_dir / METRICS
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and "loss" in rec and rec["step"] > self.step:
+                continue
+            keep.append(line)
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
+
+    def _last_good(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is {self.last_saved[1]} (step {self.last_saved[0]})"
 
     def fit(self, until: Optional[int] = None) -> dict:
         """Train to cfg.steps (or stop early at step ``until``, as an interruption would), then checkpoint."""
@@ -106,15 +191,69 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        caught: list[int] = []
+        restore = self._catch_signals(caught)
+        try:
+            # Training draws dropout masks from torch's global generator: swap in the run's own
+            # stream for the loop and hand the caller's back afterwards.
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self.torch_rng_state)
+                try:
+                    last = self._loop(stop, t0, caught)
+                finally:
+                    self.torch_rng_state = torch.get_rng_state()
+        finally:
+            restore()
+        if self.last_saved is None or self.last_saved[0] != self.step:
+            self.save()
+        if caught:
+            raise TrainingInterrupted(
+                f"interrupted by {signal.Signals(caught[0]).name} at step {self.step}: checkpoint saved to "
+                f"{self.last_saved[1]}; run the same command with --resume to continue", caught[0])
+        return {"steps": self.step, "seconds": time.perf_counter() - t0, **last}
+
+    def _catch_signals(self, caught: list[int]) -> Callable[[], None]:
+        """SIGINT/SIGTERM end the current step, then the run saves and stops; a second one
+        stops at once (the last whole checkpoint stays)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = {}
+
+        def handler(signum, frame):
+            if caught:
+                raise KeyboardInterrupt
+            caught.append(signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+        return restore
+
+    def _loop(self, stop: int, t0: float, caught: list[int]) -> dict:
+        cfg = self.cfg
         metrics_f = open(self.run_dir / METRICS, "a")
         self.net.train()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train",
                    unit="step", dynamic_ncols=True, mininterval=0.5)
         acc, n_acc = torch.zeros(()), 0
-        t0 = time.perf_counter()
-        last = {}
+        # The first step whose loss is NaN or inf, tracked without a device sync per step.
+        bad_step, bad_loss = torch.full((), -1, dtype=torch.int64), torch.zeros(())
+        last: dict = {}
+
+        def check_finite() -> None:
+            if int(bad_step) >= 0:
+                raise DenoiselabError(
+                    f"loss became {float(bad_loss)} at step {int(bad_step)}: training stopped and nothing after it "
+                    f"was saved; {self._last_good()}; lower the learning rate (--set lr={cfg.lr / 10:g}) or clip "
+                    "gradients (--set grad_clip=1)")
+
         try:
-            while self.step < stop:
+            while self.step < stop and not caught:
                 lr = lr_at(cfg, self.step)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
@@ -129,30 +268,33 @@ class Trainer:
                 self.opt.step()
                 if self.ema is not None:
                     self.ema.update(self.net, self.step)
-                acc += loss.detach()
+                ld = loss.detach().float()
+                first = (bad_step < 0) & ~torch.isfinite(ld)
+                bad_step = torch.where(first, torch.full_like(bad_step, self.step), bad_step)
+                bad_loss = torch.where(first, ld, bad_loss)
+                acc += ld
                 n_acc += 1
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    check_finite()
                     mean_loss = (acc / n_acc).item()
-                    if not math.isfinite(mean_loss):
-                        raise DenoiselabError(
-                            f"loss became {mean_loss} near step {self.step}: lower the learning rate "
-                            f"(--set lr={cfg.lr / 10:g}) or clip gradients (--set grad_clip=1); "
-                            "the last good checkpoint is kept")
                     last = {"step": self.step, "loss": mean_loss, "lr": lr,
                             "time": round(time.perf_counter() - t0, 3)}
                     metrics_f.write(json.dumps(last) + "\n")
                     metrics_f.flush()
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                     acc, n_acc = torch.zeros(()), 0
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps) or caught:
+                    check_finite()
+                    self.torch_rng_state = torch.get_rng_state()
                     self.save()
                 if self.on_preview and cfg.preview_every and self.step % cfg.preview_every == 0:
-                    self.on_preview(self.step, self.sampling_net())
+                    with torch.random.fork_rng(devices=[]):  # a preview never moves the run's streams
+                        self.on_preview(self.step, self.sampling_net())
                     self.net.train()
                 bar.update(1)
+            check_finite()
         finally:
             bar.close()
             metrics_f.close()
-        self.save()
-        return {"steps": self.step, "seconds": time.perf_counter() - t0, **last}
+        return last
