@@ -24,11 +24,11 @@ def _log(msg: str) -> None:
 
 
 def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
-    from .training.checkpoint import atomic_write
+    from .training.checkpoint import atomic_save_npy
 
     path = Path(path)
     if path.suffix == ".npy":
-        atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), x.float().numpy().astype(np.float32)))
+        atomic_save_npy(path, x.float().numpy().astype(np.float32))
     elif path.suffix == ".png":
         if kind == "points":
             from .viz.plots import plot_samples_over_data
@@ -135,10 +135,11 @@ def _image_reference(ref: str, sample_shape: tuple):
     """--ref for images: a data-set name or an image folder read at the samples' size."""
     from .data import DATASETS, build_dataset
 
-    if Path(ref).is_dir():
-        data = build_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
-    elif ref in DATASETS:
+    # A name that is also a path was refused by validate.resolve_data_ref: names first.
+    if ref in DATASETS:
         data = build_dataset(ref)
+    elif Path(ref).is_dir():
+        data = build_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
     else:
         raise DenoiselabError(f"reference {ref!r} is neither an image data set (mnist, digits, ...) nor a folder")
     if data.kind != "images" or len(data) == 0:
@@ -174,18 +175,19 @@ def cmd_evaluate(args) -> int:
         _log(f"sampling {args.num} {run.kind} from {src} ({args.sampler}, {args.steps} steps)")
         x, _, kind = _draw(run, args, args.num)
     elif src.suffix == ".npy" and src.is_file():
-        try:
-            x = torch.from_numpy(np.load(src)).float()
-        except (OSError, ValueError) as e:
-            raise DenoiselabError(f"cannot read {src} as a numeric .npy array ({e})") from None
+        from .validate import load_npy
+
+        x = torch.from_numpy(load_npy(src, "samples", ndims=(2, 4)).astype(np.float32))
     else:
         raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
     labels = None
     if args.labels:
-        try:
-            labels = np.load(args.labels)
-        except (OSError, ValueError) as e:
-            raise DenoiselabError(f"cannot read --labels {args.labels} as a .npy array of class ids ({e})") from None
+        from .validate import load_npy
+
+        labels = load_npy(args.labels, "--labels", ndims=(1,), integer=True, value_range=(0, 1_000_000))
+        if len(labels) != len(x):
+            raise DenoiselabError(f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: "
+                                  "give one per sample")
     elif args.cls is not None:
         labels = np.full(len(x), args.cls)
     elif src.is_dir() and x.ndim == 4:
@@ -218,7 +220,10 @@ def _image_data(target: str | None, image_size: int):
     """A data set by name (mnist, digits, ...) or an image folder by path, for the image plots."""
     from .data import build_dataset
 
-    if target and Path(target).is_dir():
+    from .data import DATASETS
+
+    # A name that is also a path was refused by validate.resolve_data_ref: names first.
+    if target and target not in DATASETS and Path(target).is_dir():
         data = build_dataset("folder", {"path": target, "image_size": image_size})
     else:
         data = build_dataset(target or "mnist", {}, 2048, 0)
@@ -375,10 +380,17 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     add_sampling_options(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
 
-    ap = argparse.ArgumentParser(prog="denoiselab", description="Train, sample, watch, edit and evaluate diffusion models.")
+    ap = _Parser(prog="denoiselab", description="Train, sample, watch, edit and evaluate diffusion models.")
     ap.add_argument("--version", action="version", version=f"denoiselab {__version__}")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
 
@@ -407,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score samples or a run against reference data")
     p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
     p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
-                   "an image folder, or a .npy file of 2D points")
+                   "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
+                   "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder")
     p.add_argument("--ref-seed", type=int, default=10_000, help="seed of the reference draw")
     p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -487,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 0
     try:
+        from .validate import check_args
+
+        check_args(args)  # every argument, before any work starts
         return args.fn(args) or 0
     except DenoiselabError as e:
         print(f"denoiselab: error: {e}", file=sys.stderr)

@@ -81,7 +81,7 @@ def reference_features(extractor: FeatureExtractor, ref: TensorData, cache_dir: 
         path = Path(cache_dir) / f"reffeat-{data_hash(ref.x, ref.y)[:24]}-{extractor.ident}.npy"
         if path.is_file():
             try:
-                f = torch.from_numpy(np.load(path))
+                f = torch.from_numpy(np.load(path, allow_pickle=False))
                 if len(f) == len(ref.x):
                     return f
             except (OSError, ValueError):
@@ -90,9 +90,9 @@ def reference_features(extractor: FeatureExtractor, ref: TensorData, cache_dir: 
         log(f"extracting {extractor.name} features of {len(ref.x)} reference images")
     f = extract(extractor, ref.x)
     if path is not None:
-        from ..training.checkpoint import atomic_write
+        from ..training.checkpoint import atomic_save_npy
 
-        atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), f.numpy()))
+        atomic_save_npy(path, f.numpy())
     return f
 
 

@@ -20,7 +20,9 @@ def load_reference(ref: str, n: int, seed: int) -> torch.Tensor:
         return load_toy(ref, n, seed)
     p = Path(ref)
     if p.suffix == ".npy" and p.is_file():
-        return torch.from_numpy(np.load(p)).float()
+        from ..validate import load_npy
+
+        return torch.from_numpy(load_npy(p, "--ref", ndims=(2,)).astype(np.float32))
     raise DenoiselabError(f"reference {ref!r} is neither a 2D data set ({', '.join(TOY_DATASETS)}) nor a .npy file")
 
 

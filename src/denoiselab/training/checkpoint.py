@@ -70,6 +70,17 @@ def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
         raise
 
 
+def atomic_save_npy(path: Path, array) -> None:
+    """np.save through atomic_write (given a file object: np.save would add .npy to a temp name)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
 def _fsync_dir(d: Path) -> None:
     """Make a rename durable (POSIX: the directory entry lives in the directory)."""
     try:
