@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -125,7 +126,9 @@ def _parse_value(text: str, like: Any) -> Any:
         if isinstance(like, tuple):
             return tuple(json.loads(text if text.startswith("[") else f"[{text}]"))
     except (ValueError, json.JSONDecodeError):
-        raise DenoiselabError(f"cannot read {text!r} as {type(like).__name__}") from None
+        kind = {"bool": "true or false", "int": "a whole number", "float": "a number",
+                "tuple": "a list such as 0.9,0.999"}.get(type(like).__name__, type(like).__name__)
+        raise DenoiselabError(f"cannot read {text!r} as {kind}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -155,15 +158,100 @@ def apply_overrides(cfg: RunConfig, items: list[str]) -> RunConfig:
                 raise DenoiselabError(f"setting {key!r} is ambiguous ({', '.join(owners)}): write section.{key}")
             name = key
         sec = getattr(cfg, section)
-        if name_in(sec, name):
-            new_sec = dataclasses.replace(sec, **{name: _parse_value(text, getattr(sec, name))})
-        elif hasattr(sec, "options"):
-            opts = dict(sec.options)
-            opts[name] = _parse_value(text, opts.get(name, None))
-            new_sec = dataclasses.replace(sec, options=opts)
-        else:
-            raise DenoiselabError(f"unknown setting {key!r}: run with --dry-run to see every setting")
+        try:
+            new_sec = _override(sec, name, text, key)
+        except DenoiselabError as e:
+            raise DenoiselabError(f"--set {key}={text}: {e}") from None
         cfg = dataclasses.replace(cfg, **{section: new_sec})
+    return cfg
+
+
+def _override(sec: Any, name: str, text: str, key: str) -> Any:
+    """The section with ``name`` set from ``text``: a field of the section, or an option of the
+    network or data set."""
+    if name_in(sec, name):
+        return dataclasses.replace(sec, **{name: _parse_value(text, getattr(sec, name))})
+    if hasattr(sec, "options"):
+        return dataclasses.replace(sec, options={**sec.options, name: _parse_value(text, sec.options.get(name))})
+    raise DenoiselabError(f"unknown setting {key!r}: run with --dry-run to see every setting")
+
+
+# -- Validation: one error naming the bad key and the allowed values ------------------------
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from .data import DATASETS
+    from .models import MODELS
+    from .samplers import SAMPLERS, SPACINGS
+    from .schedules import SCHEDULES
+
+    return {
+        "data.name": tuple(DATASETS),
+        "model.name": tuple(MODELS),
+        "diffusion.kind": ("vp", "flow", "denoise"),
+        "diffusion.schedule": (*SCHEDULES, "custom"),
+        "diffusion.parameterization": ("eps", "x0", "v"),
+        "train.optimizer": ("adam", "adamw"),
+        "train.lr_schedule": ("constant", "cosine", "exponential"),
+        "train.autocast": ("none", "bf16"),
+        "sample.sampler": tuple(SAMPLERS),
+        "sample.spacing": tuple(SPACINGS),
+    }
+
+
+# key -> (lowest, highest, lowest included, highest included)
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "data.num": (1, math.inf, True, False),
+    "diffusion.T": (1, math.inf, True, False),
+    "diffusion.beta_start": (0, 1, False, False),
+    "diffusion.beta_end": (0, 1, False, False),
+    "diffusion.clip_x0": (0, math.inf, True, False),
+    "diffusion.p_uncond": (0, 1, True, False),
+    "diffusion.sigma": (0, math.inf, True, False),
+    "train.steps": (1, math.inf, True, False),
+    "train.batch_size": (1, math.inf, True, False),
+    "train.lr": (0, math.inf, False, False),
+    "train.weight_decay": (0, math.inf, True, False),
+    "train.warmup": (0, math.inf, True, False),
+    "train.lr_final": (0, math.inf, True, False),
+    "train.ema_decay": (0, 1, True, False),
+    "train.grad_clip": (0, math.inf, True, False),
+    "train.seed": (0, math.inf, True, False),
+    "train.log_every": (1, math.inf, True, False),
+    "train.ckpt_every": (0, math.inf, True, False),
+    "train.keep_checkpoints": (1, math.inf, True, False),
+    "train.preview_every": (0, math.inf, True, False),
+    "train.threads": (0, math.inf, True, False),
+    "sample.steps": (1, math.inf, True, False),
+    "sample.num": (1, math.inf, True, False),
+    "sample.eta": (0, math.inf, True, False),
+}
+
+
+def _interval(lo, hi, lo_in, hi_in) -> str:
+    if hi == math.inf:
+        return f"{'>=' if lo_in else '>'} {lo:g}"
+    return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+
+def validate_config(cfg: "RunConfig") -> "RunConfig":
+    """Check every setting with a fixed set of values or a range; the error names the key and
+    what it may be. Returns cfg, so it can wrap a constructor."""
+    for key, allowed in _choices().items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if v not in allowed:
+            raise DenoiselabError(f"setting {key} = {v!r} is not allowed: use one of {', '.join(allowed)}")
+    for key, (lo, hi, lo_in, hi_in) in RANGES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (v > lo or (lo_in and v == lo)) and (v < hi or (hi_in and v == hi)))
+        if not ok:
+            raise DenoiselabError(f"setting {key} = {v!r} is out of range: it must be {_interval(lo, hi, lo_in, hi_in)}")
+    b = cfg.train.adam_betas
+    if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
+        raise DenoiselabError(f"setting train.adam_betas = {list(b)!r} is not allowed: use two numbers in [0, 1), "
+                              "e.g. 0.9,0.999")
     return cfg
 
 

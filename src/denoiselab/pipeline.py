@@ -261,12 +261,12 @@ def resolve_train_config(out: Path, preset: Optional[str], sets: list[str], resu
     A different preset, or a --set of the model, data or diffusion process, is an error naming the
     settings that differ: resume without --preset/--set, or choose another --out.
     """
-    from .config import apply_overrides, get_preset
+    from .config import apply_overrides, get_preset, validate_config
 
     out = Path(out)
     stored = read_config(out) if resume and (out / CONFIG).is_file() else None
     if stored is None:
-        return apply_overrides(get_preset(preset or default_preset), sets)
+        return validate_config(apply_overrides(get_preset(preset or default_preset), sets))
     via_set = config_diff(stored, apply_overrides(stored, sets))
     asked = apply_overrides(get_preset(preset), sets) if preset else apply_overrides(stored, sets)
     diff = config_diff(stored, asked)
@@ -280,7 +280,7 @@ def resolve_train_config(out: Path, preset: Optional[str], sets: list[str], resu
                               f"`denoiselab train --out {out} --resume`, or choose another --out")
     if diff and log:
         log("resuming with changed settings: " + ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in diff.items()))
-    return asked
+    return validate_config(asked)
 
 
 def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:

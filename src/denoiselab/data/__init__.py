@@ -63,6 +63,9 @@ class TensorData:
 
 def _toy_builder(name: str) -> Callable[..., TensorData]:
     def build(options: dict, num: int, seed: int) -> TensorData:
+        if options:
+            raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(options))}: the 2D set {name!r} "
+                                  "takes none (its size is data.num)")
         return TensorData(x=load_toy(name, num, seed), kind="points")
 
     return build
