@@ -180,6 +180,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 
 def _choices() -> dict[str, tuple[str, ...]]:
     from .data import DATASETS
+    from .denoiser import PARAMETERIZATIONS
     from .models import MODELS
     from .samplers import SAMPLERS, SPACINGS
     from .schedules import SCHEDULES
@@ -187,9 +188,8 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {
         "data.name": tuple(DATASETS),
         "model.name": tuple(MODELS),
-        "diffusion.kind": ("vp", "flow", "denoise"),
         "diffusion.schedule": (*SCHEDULES, "custom"),
-        "diffusion.parameterization": ("eps", "x0", "v"),
+        "diffusion.parameterization": PARAMETERIZATIONS,
         "train.optimizer": ("adam", "adamw"),
         "train.lr_schedule": ("constant", "cosine", "exponential"),
         "train.autocast": ("none", "bf16"),
@@ -230,7 +230,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 def _interval(lo, hi, lo_in, hi_in) -> str:
     if hi == math.inf:
         return f"{'>=' if lo_in else '>'} {lo:g}"
-    return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+    return f"inside {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
 
 
 def validate_config(cfg: "RunConfig") -> "RunConfig":
@@ -240,7 +240,8 @@ def validate_config(cfg: "RunConfig") -> "RunConfig":
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)
         if v not in allowed:
-            raise DenoiselabError(f"setting {key} = {v!r} is not allowed: use one of {', '.join(allowed)}")
+            what = {"data.name": "data set", "model.name": "model", "sample.sampler": "sampler"}.get(key, "value")
+            raise DenoiselabError(f"setting {key}: unknown {what} {v!r}, use one of {', '.join(allowed)}")
     for key, (lo, hi, lo_in, hi_in) in RANGES.items():
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)

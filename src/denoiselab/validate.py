@@ -174,8 +174,8 @@ def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = Fa
 # -- argument tables ---------------------------------------------------------------------------
 
 # Counts: (must be > 0) unless the command lists the name in its "zero_ok".
-POSITIVE = ("num", "steps", "frames", "batch_size", "T", "image_size", "nfe", "guidance_steps", "num_steps",
-            "rho", "sigma_min", "sigma_max")
+POSITIVE = ("num", "steps", "frames", "batch_size", "T", "image_size", "nfe", "num_batches", "rho", "sigma_min",
+            "sigma_max")
 NON_NEGATIVE = ("seed", "seeds", "ref_seed", "bootstrap", "threads", "eta", "churn")
 # Default output suffixes by command (a command not listed only needs a writable folder).
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -246,6 +246,10 @@ def _check_plot(args) -> None:
     elif args.what in ("histogram", "schedule-images") and args.target:
         kind, value = resolve_data_ref(args.target, "target")
         args.target = value
+    elif args.what == "guidance":
+        if not args.target:
+            raise DenoiselabError("plot guidance needs a run directory: denoiselab plot guidance RUN_DIR")
+        run_dir(args.target)
     elif args.what == "forward" and args.target:
         from .data import TOY_DATASETS
 
@@ -299,6 +303,8 @@ def check_args(args) -> None:
     """Check a parsed command line before the command starts; raises DenoiselabError."""
     check, zero_ok = COMMANDS.get(getattr(args, "cmd", None) or "", (None, {}))
     _check_counts(args, zero_ok)
+    if isinstance(getattr(args, "classifier", None), str):
+        run_dir(args.classifier, "--classifier")
     if check is not None:
         check(args)
         return
