@@ -135,6 +135,11 @@ def _image_reference(ref: str, sample_shape: tuple):
     """--ref for images: a data-set name or an image folder read at the samples' size."""
     from .data import DATASETS, build_dataset
 
+    from .data import TOY_DATASETS
+
+    if ref in TOY_DATASETS:
+        raise DenoiselabError(f"the samples are images {tuple(sample_shape)} but --ref {ref} is a 2D point set: "
+                              "compare images with an image data set (mnist, digits) or an image folder")
     # A name that is also a path was refused by validate.resolve_data_ref: names first.
     if ref in DATASETS:
         data = build_dataset(ref)
@@ -152,6 +157,9 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
     from .evaluation.images import domain_extractor, evaluate_images, inception_extractor
 
     ref = _image_reference(args.ref, tuple(x.shape[1:]))
+    from .evaluation.images import check_images
+
+    check_images(x, ref)  # before a feature network is trained for minutes
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     domain = None
     if labels is not None or not args.inception_weights:
@@ -184,7 +192,7 @@ def cmd_evaluate(args) -> int:
     if args.labels:
         from .validate import load_npy
 
-        labels = load_npy(args.labels, "--labels", ndims=(1,), integer=True, value_range=(0, 1_000_000))
+        labels = load_npy(args.labels, "--labels", ndims=(1,), integer=True, value_range=(0, float("inf")))
         if len(labels) != len(x):
             raise DenoiselabError(f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: "
                                   "give one per sample")

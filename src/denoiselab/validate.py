@@ -144,6 +144,12 @@ def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = Fa
     """A user's .npy, read without pickle (object arrays are refused), its shape, dtype and
     values checked."""
     p = existing_file(path, what)
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic[:4] == b"PK\x03\x04":
+        raise DenoiselabError(f"{what} {p} holds several arrays (.npz): save one array with np.save")
+    if magic != b"\x93NUMPY":
+        raise DenoiselabError(f"{what} {p} is not a .npy file (no NUMPY header): save the array with np.save")
     try:
         a = np.load(p, allow_pickle=False)
     except ValueError as e:

@@ -277,25 +277,27 @@ def candidates(run_dir: Path) -> list[Path]:
 
 
 def load_latest(run_dir: Path, log: Optional[Callable[[str], None]] = None) -> Optional[dict]:
-    """The newest whole checkpoint of a run, or None if it has none. A corrupt one is skipped
-    with one line through ``log``; if every one is corrupt the error names the newest."""
-    found = candidates(run_dir)
-    first_error = None
-    for p in found:
+    """The newest whole checkpoint of a run, or None if it has none. Corrupt ones are skipped and
+    named in one line through ``log``; if every one is corrupt, one error names them."""
+    skipped: list[CorruptCheckpoint] = []
+    for p in candidates(run_dir):
         try:
             ck = load_checkpoint(p)
         except CorruptCheckpoint as e:
-            first_error = first_error or e
-            if log:
-                log(f"warning: checkpoint {p} is corrupt ({e.why}): skipping it")
+            skipped.append(e)
             continue
-        if first_error is not None and log:
-            log(f"using the previous whole checkpoint {p} (step {ck['step']})")
+        if skipped and log:
+            log(f"warning: {_describe(skipped)}: using the previous whole checkpoint {p} (step {ck['step']})")
         return ck
-    if first_error is not None:
-        raise DenoiselabError(f"every checkpoint of {run_dir} is corrupt (first: {first_error}); "
-                              "retrain, or restore one from a backup")
+    if skipped:
+        raise DenoiselabError(f"every checkpoint of {run_dir} is corrupt ({_describe(skipped)}): retrain, or "
+                              "restore one from a backup")
     return None
+
+
+def _describe(skipped: list[CorruptCheckpoint]) -> str:
+    first = f"checkpoint {skipped[0].path} is corrupt ({skipped[0].why})"
+    return first + (f", and {len(skipped) - 1} more" if len(skipped) > 1 else "")
 
 
 def commit_checkpoint(run_dir: Path, step: int, keep: int, write: Callable[[Path], None]) -> Path:
