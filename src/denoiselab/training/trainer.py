@@ -146,6 +146,7 @@ class Trainer:
                 self.ema.module.load_state_dict(ck["ema"])
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
+                self._match_layouts()
         except (RuntimeError, ValueError, KeyError) as e:
             raise DenoiselabError(f"checkpoint {ck['path']} does not fit this run's model or optimizer "
                                   f"({str(e).splitlines()[0]}): resume with the run's own config") from None
@@ -161,6 +162,18 @@ class Trainer:
         self.last_saved = (self.step, ck["path"])
         self._trim_metrics()
         return True
+
+    def _match_layouts(self) -> None:
+        """Give each loaded optimizer moment its parameter's memory layout: checkpoints store
+        tensors contiguous, and a fused optimizer steps through parameter and moments as flat
+        memory, so a channels_last parameter with a contiguous moment would pair the wrong
+        elements."""
+        for group in self.opt.param_groups:
+            for p in group["params"]:
+                st = self.opt.state.get(p, {})
+                for k, v in st.items():
+                    if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                        st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
     def _trim_metrics(self) -> None:
         """Drop the loss lines logged after the checkpoint resumed from (the resumed run logs
