@@ -216,16 +216,11 @@ def main() -> None:
     print(f"classifier: the feature network (held-out accuracy {info['heldout_accuracy']:.4f} on "
           f"{info['num_heldout']} digits); test digits: the first {len(x)} of them")
     t_all = time.perf_counter()
-    if "inpaint" in args.parts:
-        part_inpaint(base, x, y, net, args)
-    if "sdedit" in args.parts:
-        part_sdedit(base, x, y, net, args)
-    if "anagram" in args.parts:
-        part_anagram(class_run, net, args)
-    if "inversion" in args.parts:
-        part_inversion(base, x, args)
-    if "timing" in args.parts:
-        part_timing(class_run, run, x, args)
+    jobs = {"inpaint": lambda: part_inpaint(base, x, y, net, args), "sdedit": lambda: part_sdedit(base, x, y, net, args),
+            "anagram": lambda: part_anagram(class_run, net, args), "inversion": lambda: part_inversion(base, x, args),
+            "timing": lambda: part_timing(class_run, run, x, args)}
+    for part in dict.fromkeys(args.parts):  # in the order asked, each once
+        jobs[part]()
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
 
 
