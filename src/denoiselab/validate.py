@@ -289,6 +289,34 @@ def _check_benchmark_samplers(args) -> None:
         writable_dir(args.out, "--out")
 
 
+def _check_edit(args) -> None:
+    run_dir(args.run_dir)
+    output_file(args.out, (".npy", ".png"))
+    for path in getattr(args, "input", None) or []:
+        existing_file(path, "--input")
+    for flag in ("mask", "noise"):
+        if getattr(args, flag, None):
+            existing_file(getattr(args, flag), f"--{flag}")
+    for s in getattr(args, "strength", None) or []:
+        if not 0 <= s <= 1:
+            raise DenoiselabError(f"--strength must be in [0, 1] (0 = the input, 1 = pure noise), got {s}")
+    for s in getattr(args, "levels", None) or []:
+        if not 0 < s <= 1:
+            raise DenoiselabError(f"--levels must be fractions in (0, 1] of the 1000 steps, got {s}")
+    for flag in ("jump_length", "jump_count", "fixed_point_iters"):
+        positive(flag, getattr(args, flag, None))
+
+
+def _check_report(args) -> None:
+    p = Path(args.path)
+    if not p.is_dir():
+        raise DenoiselabError(f"report: {p} is not a directory: pass a run directory or a folder of runs")
+    if args.out:
+        output_file(args.out, (".html",))
+    else:
+        output_file(p / "report.html", (".html",))
+
+
 def _check_demo(args) -> None:
     writable_dir(args.out, "--out")
 
@@ -302,6 +330,8 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], dict[str, str]]] = {
     "animate": (_check_animate, {}),
     "benchmark-samplers": (_check_benchmark_samplers, {"batch_size": "0: automatic"}),
     "demo": (_check_demo, {}),
+    "edit": (_check_edit, {}),
+    "report": (_check_report, {}),
 }
 
 
