@@ -81,7 +81,7 @@ def output_file(path, suffixes: tuple[str, ...], what: str = "--out") -> Path:
 def existing_file(path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
     p = Path(path)
     if not p.exists():
-        raise DenoiselabError(f"{what} {p} does not exist: check the path (it is neither a run directory nor a file)")
+        raise DenoiselabError(f"{what} not found: {p} (check the path)")
     if not p.is_file():
         raise DenoiselabError(f"{what} {p} is not a file")
     if suffixes and p.suffix.lower() not in suffixes:
@@ -222,6 +222,8 @@ def _check_sample(args) -> None:
 
 def _check_evaluate(args) -> None:
     src = Path(args.samples)
+    if not src.exists():
+        raise DenoiselabError(f"samples not found: {src} is neither a run directory nor a .npy file of samples")
     if src.is_dir():
         run_dir(src, "samples")
     else:
@@ -299,7 +301,7 @@ def _check_edit(args) -> None:
             existing_file(getattr(args, flag), f"--{flag}")
     for s in getattr(args, "strength", None) or []:
         if not 0 <= s <= 1:
-            raise DenoiselabError(f"--strength must be in [0, 1] (0 = the input, 1 = pure noise), got {s}")
+            raise DenoiselabError(f"--strength {s} is outside [0, 1] (0 = the input, 1 = pure noise)")
     for s in getattr(args, "levels", None) or []:
         if not 0 < s <= 1:
             raise DenoiselabError(f"--levels must be fractions in (0, 1] of the 1000 steps, got {s}")
