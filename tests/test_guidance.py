@@ -304,6 +304,7 @@ def test_sample_class_guidance_and_classifier(runs, tmp_path):
     for name, run, extra in [("w3", "class", ["--class", "2", "--guidance", "3"]),
                              ("w3b", "class", ["--class", "2", "--guidance", "3", "--batch-size", "4"]),
                              ("w1", "class", ["--class", "2", "--guidance", "1"]),
+                             ("w2", "class", ["--class", "2", "--guidance", "2"]),
                              ("default", "class", ["--class", "2"]),
                              ("clf", "uncond", ["--classifier", str(runs / "clf"), "--class", "2",
                                                 "--classifier-scale", "5"]),
@@ -312,7 +313,7 @@ def test_sample_class_guidance_and_classifier(runs, tmp_path):
         outs[name] = np.load(tmp_path / f"{name}.npy")
     assert outs["w3"].shape == (6, 1, 8, 8) and np.isfinite(outs["w3"]).all()
     np.testing.assert_allclose(outs["w3"], outs["w3b"], atol=1e-5)  # sample i depends only on (seed, i)
-    np.testing.assert_array_equal(outs["default"], outs["w3"])      # the preset's default scale is 3
+    np.testing.assert_array_equal(outs["default"], outs["w2"])      # the preset's default scale is 2
     assert np.abs(outs["w3"] - outs["w1"]).max() > 0  # tiny 6-step nets: the class barely matters yet
     assert np.abs(outs["clf"] - outs["noclf"]).max() > 0
 
@@ -419,7 +420,7 @@ def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_pat
     side = (grid.size[0] - 2) / 10  # 10 columns of equal tiles with 2-pixel padding
     assert abs(grid.size[1] - 2 - 4 * side) < 1e-6  # 4 rows
     assert calls[0]["cond"].tolist() == list(range(10)) * 2 and calls[0]["nrow"] == 10
-    assert calls[0]["denoiser"].scale == 3.0  # the preset's guidance
+    assert calls[0]["denoiser"].scale == 2.0  # the preset's guidance
     assert run_dir / "reverse.gif" in written
 
 
@@ -435,7 +436,7 @@ def test_presets_for_conditioning(tmp_path):
     assert (c.sample.guidance, c.sample.sampler, c.sample.steps) == (5.0, "ddpm", 300)
     assert isinstance(pipeline.build_net(c), CS180UNet)
     m = get_preset("mnist-class")
-    assert m.sample.guidance == 3.0 and m.diffusion.p_uncond == 0.1 and m.model.options["num_classes"] == 10
+    assert m.sample.guidance == 2.0 and m.diffusion.p_uncond == 0.1 and m.model.options["num_classes"] == 10
     k = get_preset("mnist-classifier")
     assert k.diffusion.kind == "classifier" and k.diffusion.T == get_preset("mnist").diffusion.T
     # folder-class: the class count comes from the sub-folders.
