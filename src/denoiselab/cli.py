@@ -501,12 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # A warning (a skipped unreadable image, ...) is one line on stderr, like an error.
+    return f"denoiselab: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "fn", None):
         ap.print_help()
         return 0
+    format_before, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         from .validate import check_args
 
@@ -518,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("denoiselab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_before
 
 
 if __name__ == "__main__":
