@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from denoiselab.cli import main as cli  # noqa: E402
 from denoiselab.viz import report  # noqa: E402
+from denoiselab.viz.compare import write_comparison  # noqa: E402
 from denoiselab.viz.pagecheck import Browser  # noqa: E402
 
 
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--eval-num", type=int, default=500, help="samples per evaluation of an unevaluated run")
     ap.add_argument("--skip-notebook", action="store_true")
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the pages (default: a temp dir)")
+    ap.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                    help="save the top of each page as DIR/report_page.png and DIR/compare_page.png (README)")
     args = ap.parse_args()
 
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="report-check-"))
@@ -106,6 +109,8 @@ def main() -> None:
         page = report.write_run_report(copy)
         build = time.perf_counter() - t0
         rows.append(page_row(f"run page: {run}", browser.check(page), build, page.stat().st_size))
+        if args.screenshots:
+            browser.screenshot(page, args.screenshots / "report_page.png", height=1500, scale=0.5)
 
         # 2. The comparison page over >= 3 runs.
         sources = args.compare if args.compare is not None else [
@@ -121,7 +126,7 @@ def main() -> None:
         for p in report.find_runs(runs_dir):
             ensure_evaluated(p, args.eval_num)
         t0 = time.perf_counter()
-        page, pages = report.write_comparison(runs_dir)
+        page, pages = write_comparison(runs_dir)
         build = time.perf_counter() - t0
         check = browser.check(page, sort=True)
         rows.append(page_row(f"comparison page: {len(pages)} runs", check, build, page.stat().st_size))
@@ -129,6 +134,8 @@ def main() -> None:
             linked = Path(link["href"].removeprefix("file://"))
             rows.append(page_row(f"  linked: {linked.parent.name}/report.html", browser.check(linked), 0.0,
                                  linked.stat().st_size))
+        if args.screenshots:
+            browser.screenshot(page, args.screenshots / "compare_page.png", height=800, scale=0.5)
         unsorted = [k for k, v in check.sorts.items() if not v]
         if unsorted:
             print("columns that did not sort:", ", ".join(unsorted))

@@ -11,7 +11,7 @@ import pytest
 from denoiselab import pipeline
 from denoiselab.cli import main
 from denoiselab.config import get_preset
-from denoiselab.viz import pagecheck, report
+from denoiselab.viz import compare, pagecheck, report
 
 IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",
               "--set", "model.ch=8", "--set", "model.ch_mult=[1]", "--set", "model.attn_resolutions=[]",
@@ -94,7 +94,7 @@ def test_new_pictures_appear_without_code_changes(image_run, tmp_path):
 
 
 def test_metrics_with_floors_and_comparison_table(runs):
-    page_path, pages = report.write_comparison(runs)
+    page_path, pages = compare.write_comparison(runs)
     page = page_path.read_text()
     rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1])
     assert len(rows) == 3 and len(pages) == 3
@@ -186,7 +186,7 @@ def test_pages_in_headless_chromium(browser, image_run, runs, tmp_path):
     assert run_check.console_errors == []
     assert len(run_check.images) == len(report.run_pictures(image_run))
     assert all(i["natural_width"] > 0 and not i["blank"] for i in run_check.images), run_check.images
-    page_path, _ = report.write_comparison(runs)
+    page_path, _ = compare.write_comparison(runs)
     cmp_check = browser.check(page_path, sort=True)
     assert cmp_check.ok, cmp_check
     for col in ("run", "steps", "training time (s)", "final loss", "chamfer", "MMD", "SWD"):

@@ -95,7 +95,8 @@ def run_demo(root: Path, quick: bool = False) -> Path:
     lines += demo_mnist(root, quick)
     summary = root / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
-    from .viz.report import REPORT, write_comparison
+    from .viz.compare import write_comparison
+    from .viz.report import REPORT
 
     compared, _ = write_comparison(root)  # rebuilds each run's page too, now with the demo's scores
     print(f"[demo] pictures and numbers in {root}/ (see {summary})", flush=True)

@@ -109,7 +109,7 @@ class Browser:
         result = PageCheck(url)
         page.on("console", lambda m: result.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: result.console_errors.append(str(e)))
-        page.goto(url, wait_until="load")
+        page.goto(url, wait_until="load", timeout=120_000)
         for img in page.query_selector_all("img"):
             img.scroll_into_view_if_needed()
             width = img.evaluate("e => e.complete ? e.naturalWidth : 0")
@@ -139,3 +139,18 @@ class Browser:
                 result.sorts[name] = ok
         page.close()
         return result
+
+    def screenshot(self, path: Path, out: Path, width: int = 1200, height: int = 900, scale: float = 1.0) -> Path:
+        """The top ``width`` x ``height`` of a page as a PNG, resized by ``scale``."""
+        from PIL import Image
+
+        page = self._ctx.new_page()
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(Path(path).resolve().as_uri(), wait_until="load", timeout=120_000)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
+        page.close()
+        if scale != 1.0:
+            im = Image.open(out)
+            im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS).save(out, optimize=True)
+        return Path(out)

@@ -1,4 +1,4 @@
-"""Run report pages: ``RUN_DIR/report.html`` for one run, and a comparison page over a folder of runs.
+"""Run report pages: ``RUN_DIR/report.html`` for one run, and a comparison page over a folder of runs (``compare.py``).
 
 Each page is one self-contained HTML file: pictures are inlined as data URIs (so the page can be
 mailed or opened offline), the only script is a few lines of inline JavaScript that sorts the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 import os
@@ -32,7 +31,7 @@ IMAGE_SUFFIXES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg"
                   ".svg": "image/svg+xml", ".webp": "image/webp"}
 
 # Sections in page order, and the known pictures of each: file name -> caption.
-SECTIONS = ("Training", "Samples", "Forward process", "Evaluation", "Guidance and editing")
+SECTIONS = ("Samples", "Evaluation", "Training", "Forward process", "Guidance and editing")
 PICTURES: dict[str, tuple[str, str]] = {
     "loss.png": ("Training", "Training loss (mean over each log interval), log scale."),
     "dataset_summary.png": ("Training", "Training images as the trainer sees them: the first batch, after "
@@ -209,7 +208,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertic
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .floor { color: #777; font-size: 0.9em; }
 figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; max-width: 100%; }
-figure img { max-width: 100%; border: 1px solid #eee; image-rendering: pixelated; }
+figure img { max-width: 100%; max-height: 520px; border: 1px solid #eee; image-rendering: pixelated; }
 figcaption { font-size: 0.85em; color: #555; max-width: 640px; }
 .previews figure img { width: 180px; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
@@ -218,37 +217,6 @@ table.sortable th { cursor: pointer; user-select: none; } table.sortable td { wh
 table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
 .muted { color: #777; }
 """
-
-SORT_SCRIPT = """
-// Sort a table by the clicked column: numbers by data-value, text otherwise; empty cells last.
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("thead th").forEach(function (th, col) {
-    th.addEventListener("click", function () {
-      var asc = !th.classList.contains("asc");
-      table.querySelectorAll("thead th").forEach(function (h) { h.classList.remove("asc", "desc"); });
-      th.classList.add(asc ? "asc" : "desc");
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      function key(row) {
-        var cell = row.cells[col];
-        var v = cell.getAttribute("data-value");
-        if (v === null) { v = cell.textContent.trim(); }
-        if (v === "") { return null; }
-        var n = Number(v);
-        return isNaN(n) ? v.toLowerCase() : n;
-      }
-      rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (x === null || y === null) { return (x === null) - (y === null); }
-        var c = (typeof x === typeof y) ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
-        return asc ? c : -c;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
-});
-"""
-
 
 def esc(x) -> str:
     return html.escape(str(x), quote=True)
@@ -293,6 +261,7 @@ def table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = F
 
 
 def page(title: str, body: list[str], script: str = "") -> str:
+    """The HTML document: inline style, inline script (if any), a policy that forbids any fetch."""
     js = f"<script>{script}</script>" if script else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -436,87 +405,6 @@ def write_run_report(run_dir: Path, out: Optional[Path] = None) -> Path:
     return write_page(out, render_run(run, out.parent))
 
 
-# -- the comparison page ----------------------------------------------------------------------
-
-def plot_losses(runs: list[RunSummary]):
-    """The loss curves of all runs on one log-scale plot; returns PNG bytes."""
-    from .common import plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for r in runs:
-        if r.losses:
-            ax.plot([x["step"] for x in r.losses], [x["loss"] for x in r.losses], lw=1.2, label=r.name)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.grid(alpha=0.3)
-    ax.set_title("Loss curves")
-    if any(r.losses for r in runs):
-        ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, str]) -> str:
-    metric_names: list[str] = []
-    for r in runs:
-        for name in r.latest_metrics():
-            if name not in metric_names:
-                metric_names.append(name)
-    setting_names: list[str] = []
-    for r in runs:
-        for name in r.key_settings():
-            if name not in setting_names:
-                setting_names.append(name)
-    header = ["run", "preset", *setting_names, "steps", "training time (s)", "final loss", *metric_names]
-
-    def num(v, text=None) -> str:
-        ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))
-        return f'<td class="num" data-value="{v if ok else ""}">{text if text is not None else esc(fmt(v))}</td>'
-
-    rows = []
-    for r in runs:
-        settings = r.key_settings()
-        cells = [f'<td data-value="{esc(r.name)}"><a href="{esc(links[r.name])}">{esc(r.name)}</a></td>',
-                 f"<td>{esc(r.preset)}</td>", *[f"<td>{esc(settings.get(k, ''))}</td>" for k in setting_names],
-                 num(r.steps), num(None if r.train_seconds is None else round(r.train_seconds, 1)), num(r.final_loss)]
-        metrics = r.latest_metrics()
-        for name in metric_names:
-            m = metrics.get(name)
-            if m is None:
-                cells.append(num(None))
-            else:
-                title = f"against {m.get('ref')}" + (f", {m['sampler']} {m['steps']} steps" if m.get("sampler") else "")
-                cells.append(num(m.get("value"), f'<span title="{esc(title)}">{esc(fmt(m.get("value")))}</span> '
-                                 f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>'))
-        rows.append(cells)
-    loss_png = "data:image/png;base64," + base64.b64encode(plot_losses(runs)).decode("ascii")
-    body = [f"<h1>{len(runs)} runs compared</h1>",
-            f"<p class=\"muted\">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its "
-            "own page. Metrics are each run's latest evaluation, with the floor (real vs real) beside each.</p>",
-            f'<div class="wide">{table(header, rows, cls="sortable", raw=True)}</div>',
-            f'<figure><img src="{loss_png}" alt="loss curves"><figcaption>Training loss of every run, '
-            "overlaid (log scale).</figcaption></figure>"]
-    return page(f"denoiselab: {len(runs)} runs compared", body, SORT_SCRIPT)
-
-
-def write_comparison(root: Path, out: Optional[Path] = None, run_pages: bool = True) -> tuple[Path, list[Path]]:
-    """Write ROOT/report.html (or ``out``): one sortable row per run in ``root``, linking to each
-    run's own report.html (rebuilt here, so every link resolves). Returns (page, run pages)."""
-    root = Path(root)
-    paths = find_runs(root)
-    if not paths:
-        raise DenoiselabError(f"{root} holds no run directories (folders with a config.json): pass a run "
-                              "directory or a folder of them")
-    out = Path(out) if out else root / REPORT
-    runs = [read_run(p) for p in paths]
-    pages = [write_run_report(p) for p in paths] if run_pages else [p / REPORT for p in paths]
-    links = {r.name: Path(os.path.relpath(pg, out.parent)).as_posix() for r, pg in zip(runs, pages)}
-    return write_page(out, render_comparison(runs, out.parent, links)), pages
-
-
 def write_report(path: Path, out: Optional[Path] = None) -> list[Path]:
     """A run directory gets its page; a folder of runs gets the comparison page and every run's page."""
     path = Path(path)
@@ -524,5 +412,7 @@ def write_report(path: Path, out: Optional[Path] = None) -> list[Path]:
         raise DenoiselabError(f"{path} is not a directory: pass a run directory or a folder of runs")
     if (path / "config.json").is_file():
         return [write_run_report(path, out)]
+    from .compare import write_comparison
+
     page_path, pages = write_comparison(path, out)
     return [page_path, *pages]
