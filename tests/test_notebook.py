@@ -31,7 +31,7 @@ def test_tour_notebook_runs(tmp_path, monkeypatch):
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "KS distance to N(0, 1)" in text and "FID" in text and "class accuracy" in text
-    assert images >= 8
+    assert images >= 9
     assert (tmp_path / "tour-output" / "report.html").is_file()
     assert (tmp_path / "tour-output" / "mnist" / "report.html").is_file()
     print(f"tour notebook: {seconds:.0f} s")
