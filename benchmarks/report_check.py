@@ -91,7 +91,7 @@ def main() -> None:
                     "else /work/runs/mnist-class)")
     ap.add_argument("--compare", type=Path, nargs="*", default=None,
                     help="finished runs for the comparison page (default: every finished run in /work/runs)")
-    ap.add_argument("--eval-num", type=int, default=500, help="samples per evaluation of an unevaluated run")
+    ap.add_argument("--eval-num", type=int, default=500, help="samples per evaluation of an unevaluated run (0: leave runs unevaluated)")
     ap.add_argument("--skip-notebook", action="store_true")
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the pages (default: a temp dir)")
     ap.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
@@ -123,7 +123,7 @@ def main() -> None:
             out = runs_dir / f"swiss-roll-{i}"
             cli(["train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--set", f"steps={1000 * (i + 1)}",
                  "--set", f"seed={i}"])
-        for p in report.find_runs(runs_dir):
+        for p in report.find_runs(runs_dir) if args.eval_num > 0 else []:
             ensure_evaluated(p, args.eval_num)
         t0 = time.perf_counter()
         page, pages = write_comparison(runs_dir)
