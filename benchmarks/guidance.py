@@ -158,8 +158,6 @@ def main() -> None:
                 save_grid(x[order], out / f"cfg_w{w:g}.png", nrow=k)
         if 1.0 in times and 3.0 in times:
             results["cfg_time_ratio_w3_over_w1"] = times[3.0] / times[1.0]
-    if args.timing_run:
-        results["cfg_cost"] = cfg_cost(pipeline.load_run(Path(args.timing_run)), args, log)
     unc_dir = Path(args.uncond_run)
     if (unc_dir / "checkpoint.safetensors").is_file():
         results["uncond_run_training"] = training_time(unc_dir)
@@ -178,6 +176,9 @@ def main() -> None:
                 if out:
                     order = torch.cat([torch.nonzero(labels == c)[:4, 0] for c in range(10)]).reshape(10, 4).T.reshape(-1)
                     save_grid(x[order], out / f"clf_s{s:g}.png", nrow=10)
+
+    if args.timing_run:
+        results["cfg_cost"] = cfg_cost(pipeline.load_run(Path(args.timing_run)), args, log)
 
     lines = [f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
              f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
