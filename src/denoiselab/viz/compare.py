@@ -99,7 +99,8 @@ def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, s
                                  f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>'))
         rows.append(cells)
     loss_png = "data:image/png;base64," + base64.b64encode(plot_losses(runs)).decode("ascii")
-    body = [f"<h1>{len(runs)} runs compared</h1>",
+    # The table grows a column per metric: let it use the window's width.
+    body = ["<style>body { max-width: 1900px; }</style>", f"<h1>{len(runs)} runs compared</h1>",
             f"<p class=\"muted\">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its "
             "own page. Metrics are each run's latest evaluation, with the floor (real vs real) beside each.</p>",
             f'<div class="wide">{table(header, rows, cls="sortable", raw=True)}</div>',
