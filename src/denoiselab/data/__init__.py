@@ -35,17 +35,7 @@ class TensorData:
         A pure function of (step, seed), so a resumed run sees exactly the batches an
         uninterrupted one would, with no sampler state to save.
         """
-        n = len(self)
-        start = step * batch_size
-        idx: list[torch.Tensor] = []
-        filled = 0
-        while filled < batch_size:
-            epoch, pos = divmod(start + filled, n)
-            perm = self._epoch_perm(epoch, seed)
-            take = perm[pos:pos + batch_size - filled]
-            idx.append(take)
-            filled += len(take)
-        index = torch.cat(idx)
+        index = self.batch_index(step, batch_size, seed)
         x = self.x[index]
         if self.hflip:
             # The flips are a pure function of (step, seed) too, so resuming stays exact.
@@ -53,6 +43,19 @@ class TensorData:
             flip = torch.rand(batch_size, generator=g) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return x, (self.y[index] if self.y is not None else None)
+
+    def batch_index(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Indices of the batch of ``step``: consecutive slices of per-epoch permutations."""
+        n = len(self)
+        start = step * batch_size
+        idx: list[torch.Tensor] = []
+        filled = 0
+        while filled < batch_size:
+            epoch, pos = divmod(start + filled, n)
+            take = self._epoch_perm(epoch, seed)[pos:pos + batch_size - filled]
+            idx.append(take)
+            filled += len(take)
+        return torch.cat(idx)
 
     def _epoch_perm(self, epoch: int, seed: int) -> torch.Tensor:
         if self._perm[:2] != (epoch, seed):

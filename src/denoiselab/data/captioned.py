@@ -143,16 +143,7 @@ class CaptionedData(TensorData):
 
     def draw(self, step: int, batch_size: int, seed: int) -> dict:
         """The batch of ``step`` with its bookkeeping: index, digit, colour, caption (all (N,))."""
-        n = len(self)
-        start = step * batch_size
-        idx: list[torch.Tensor] = []
-        filled = 0
-        while filled < batch_size:
-            epoch, pos = divmod(start + filled, n)
-            take = self._epoch_perm(epoch, seed)[pos:pos + batch_size - filled]
-            idx.append(take)
-            filled += len(take)
-        index = torch.cat(idx)
+        index = self.batch_index(step, batch_size, seed)
         digit = self.y[index]
         # Colour and caption: drawn from (seed, step) alone, so resuming replays them exactly.
         g = torch.Generator().manual_seed(seed * 1_000_003 + step + 9_999_991)
