@@ -424,6 +424,25 @@ def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_pat
     assert run_dir / "reverse.gif" in written
 
 
+def test_training_sweep_writes_guidance_grid_for_class_runs_only(runs, tmp_path):
+    """After training, a class-conditional image run gets guidance.png (scales x classes) for its page."""
+    import shutil
+
+    from PIL import Image
+
+    from denoiselab import pipeline
+    from denoiselab.commands.guidance import training_sweep
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs / "class", run_dir)
+    data = pipeline.build_data(pipeline.read_config(run_dir))
+    path = training_sweep(run_dir, data)
+    assert path == run_dir / "guidance.png"
+    w, h = Image.open(path).size
+    assert w > h > 0  # 10 class columns, 6 scale rows of single tiles
+    assert training_sweep(runs / "uncond", pipeline.build_data(pipeline.read_config(runs / "uncond"))) is None
+
+
 def test_presets_for_conditioning(tmp_path):
     from denoiselab import pipeline
     from denoiselab.config import apply_overrides, get_preset

@@ -108,6 +108,11 @@ def cmd_train(args) -> int:
     if not args.no_pictures:
         for p in pipeline.run_pictures(out, data):
             _log(f"wrote {p}")
+        from .commands.guidance import training_sweep
+
+        sweep = training_sweep(out, data)
+        if sweep is not None:
+            _log(f"wrote {sweep}")
     from .viz.report import write_run_report
 
     _log(f"report: {write_run_report(out)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -127,6 +128,21 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
         strip = _label(np.full((h, 64, 3), 255, np.uint8), f"w = {w:g}")
         canvas[i * (h + 16 + gap):i * (h + 16 + gap) + strip.shape[0], :64] = strip
     return save_png(canvas, out)
+
+
+def training_sweep(out: Path, data) -> Optional[Path]:
+    """Class-conditional image runs get their guidance sweep (``guidance.png``, one sample per class
+    and scale, DDIM 25 steps) after training, so the run's page shows what the scale trades."""
+    from ..conditioning import is_text, num_classes
+    from ..pipeline import load_run
+
+    if data.kind != "images":
+        return None
+    run = load_run(Path(out))
+    if run.denoiser is None or is_text(run) or not num_classes(run):
+        return None
+    return plot_guidance(run, Path(out) / "guidance.png", scales=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], batch_size=1,
+                         steps=25)
 
 
 def cmd_plot_guidance(args, log) -> Path:
