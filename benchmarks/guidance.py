@@ -13,8 +13,8 @@ pairwise feature distance between samples of the same class (real digits' value 
 CFG time ratio is guided (w = 3, one batched forward of both halves) over the conditional model
 alone (w = 1, one forward), same sampler, steps, batch and samples.
 
-    flock /work/cpu.lock env PYTHONPATH=src .venv/bin/python benchmarks/guidance.py \\
-        --class-run /work/runs/mnist-class --uncond-run /work/runs/mnist --classifier-run /work/runs/mnist-classifier
+    .venv/bin/python benchmarks/guidance.py \\
+        --class-run runs/mnist-class --uncond-run runs/mnist --classifier-run runs/mnist-classifier
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def cfg_cost(run, args, log) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--class-run", default="/work/runs/mnist-class")
-    ap.add_argument("--uncond-run", default="/work/runs/mnist")
+    ap.add_argument("--class-run", default="runs/mnist-class")
+    ap.add_argument("--uncond-run", default="runs/mnist")
     ap.add_argument("--classifier-run", default=None)
     ap.add_argument("--scales", type=float, nargs="+", default=[0, 1, 2, 3, 5, 7])
     ap.add_argument("--classifier-scales", type=float, nargs="+", default=[1, 3, 10])

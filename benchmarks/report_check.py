@@ -8,7 +8,7 @@
    sort by every column both ways, every link resolve, every linked page load cleanly.
 3. notebooks/tour.ipynb top to bottom as the test suite runs it (DENOISELAB_TOUR=small), timed.
 
-    python benchmarks/report_check.py [--run /work/runs/mnist] [--compare RUN ...] [--skip-notebook]
+    python benchmarks/report_check.py [--run runs/mnist] [--compare RUN ...] [--skip-notebook]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def finished(run: Path) -> bool:
 
 def default_run() -> Path:
     for name in ("mnist", "mnist-class"):
-        if finished(Path("/work/runs") / name):
-            return Path("/work/runs") / name
-    raise SystemExit("no finished run in /work/runs/mnist or /work/runs/mnist-class: pass --run")
+        if finished(Path("runs") / name):
+            return Path("runs") / name
+    raise SystemExit("no finished run in runs/mnist or runs/mnist-class: pass --run")
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -87,10 +87,10 @@ def run_notebook(tmp: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=None, help="a finished MNIST run (default /work/runs/mnist, "
-                    "else /work/runs/mnist-class)")
+    ap.add_argument("--run", type=Path, default=None, help="a finished MNIST run (default runs/mnist, "
+                    "else runs/mnist-class)")
     ap.add_argument("--compare", type=Path, nargs="*", default=None,
-                    help="finished runs for the comparison page (default: every finished run in /work/runs)")
+                    help="finished runs for the comparison page (default: every finished run in runs)")
     ap.add_argument("--eval-num", type=int, default=500, help="samples per evaluation of an unevaluated run (0: leave runs unevaluated)")
     ap.add_argument("--skip-notebook", action="store_true")
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the pages (default: a temp dir)")
@@ -114,7 +114,7 @@ def main() -> None:
 
         # 2. The comparison page over >= 3 runs.
         sources = args.compare if args.compare is not None else [
-            p for p in sorted(Path("/work/runs").iterdir()) if p.is_dir() and finished(p)]
+            p for p in sorted(Path("runs").iterdir()) if p.is_dir() and finished(p)]
         runs_dir = tmp / "runs"
         runs_dir.mkdir(exist_ok=True)
         for src in sources:
