@@ -6,8 +6,8 @@ on MNIST-5k and cached); the "test digits" are exactly its held-out digits
 (``featurenet.split_indices`` with its config's fraction and seed), in that order, so the
 classifier never saw them. Prints one table per part.
 
-    flock /work/cpu.lock env PYTHONPATH=src .venv/bin/python benchmarks/editing.py \\
-        --class-run /work/runs/mnist-class --run /work/runs/mnist --parts inpaint sdedit anagram inversion timing
+    .venv/bin/python benchmarks/editing.py \\
+        --class-run runs/mnist-class --run runs/mnist --parts inpaint sdedit anagram inversion timing
 
 Parts (each can be run alone with --parts):
   inpaint    right half of --num test digits masked; class kept (classifier on the result = the
@@ -191,8 +191,8 @@ def part_timing(class_run, run, x, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--class-run", default="/work/runs/mnist-class", help="class-conditional run (anagrams)")
-    ap.add_argument("--run", default="/work/runs/mnist", help="unconditional run (inpainting, SDEdit, inversion); "
+    ap.add_argument("--class-run", default="runs/mnist-class", help="class-conditional run (anagrams)")
+    ap.add_argument("--run", default="runs/mnist", help="unconditional run (inpainting, SDEdit, inversion); "
                     "the class run's null class if it does not exist")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     ap.add_argument("--num", type=int, default=200, help="test digits")

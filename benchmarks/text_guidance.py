@@ -13,7 +13,7 @@ each ``--guidance`` scale (DDIM, ``--steps``). Each sample is judged twice:
 Prints per colour and per digit accuracy (digit right, colour right, both right) and the overall
 figures. Target (issue 9): >= 90% of samples right on both.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/text_guidance.py /work/runs/mnist-text --guidance 3
+    PYTHONPATH=src .venv/bin/python benchmarks/text_guidance.py runs/mnist-text --guidance 3
 """
 
 from __future__ import annotations
