@@ -352,7 +352,7 @@ def mnist_classifier() -> RunConfig:
         diffusion=dataclasses.replace(base.diffusion, kind="classifier", clip_x0=0.0),
         train=TrainConfig(steps=1500, batch_size=128, lr=2e-3, optimizer="adamw", weight_decay=0.05, warmup=100,
                           lr_schedule="cosine", lr_final=0.05, ema_decay=0.995, grad_clip=1.0, log_every=50),
-        sample=SampleConfig(sampler="ddim", steps=50, num=64, guidance=1.0),
+        sample=SampleConfig(sampler="ddim", steps=50, num=64, guidance=20.0),
     )
 
 
