@@ -28,12 +28,7 @@ VARS = torch.tensor([0.25, 0.16, 0.09], dtype=F64)
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

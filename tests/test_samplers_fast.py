@@ -23,13 +23,7 @@ from denoiselab.schedules import make_schedule, respace
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # These solves are thousands of tiny tensor ops: a thread pool only adds overhead.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
