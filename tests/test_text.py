@@ -126,6 +126,21 @@ def test_text_unet_forward_with_pooled_condition():
         UNet(in_channels=3, image_size=28, num_classes=10, cond_dim=384)
 
 
+def test_cond_norm_standardises_the_embedding_before_the_mlp():
+    torch.manual_seed(0)
+    plain, normed = _text_unet(), _text_unet(cond_norm=True)
+    normed.load_state_dict(plain.state_dict(), strict=False)  # same weights; stats still identity
+    x, t = torch.randn(2, 3, 28, 28), torch.full((2,), 300.0)
+    c = torch.nn.functional.normalize(torch.randn(2, 384), dim=1)
+    with torch.no_grad():
+        assert torch.allclose(plain(x, t, c), normed(x, t, c))
+        train = torch.nn.functional.normalize(torch.randn(50, 384) + 3, dim=1)
+        normed.set_cond_stats(train)
+        mean = train.double().mean(0)
+        scale = 1 / (train.double() - mean).pow(2).mean().sqrt()
+        assert torch.allclose(normed(x, t, c), plain(x, t, ((c - mean) * scale).float()), atol=1e-5)
+
+
 def test_prompt_dropout_to_the_empty_prompt_at_the_configured_rate():
     n, p = 40_000, 0.1
     cond = torch.nn.functional.normalize(torch.randn(n, 8), dim=1)
@@ -147,6 +162,11 @@ def test_text_run_trains_with_the_empty_prompt_as_null(text_run, cache):
     run = pipeline.load_run(text_run)
     assert run.info["condition"] == "text" and run.sample_shape == (3, 28, 28)
     assert torch.allclose(run.net.null_cond, text.encode([""], cache)[0])
+    # The preset standardises embeddings by the training captions' statistics, saved with the weights.
+    emb = build_captioned({}, 0, 0, cache_dir=cache).embeddings.double()
+    assert run.net.cond_norm and "cond_mean" in run.net.state_dict()
+    z = (emb - run.net.cond_mean.double()) * run.net.cond_scale.double()
+    assert z.mean(0).abs().max() < 1e-5 and abs(z.pow(2).mean().item() - 1) < 1e-4
 
 
 def test_guidance_with_a_negative_prompt_contrasts_against_it(cache):

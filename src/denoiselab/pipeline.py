@@ -54,6 +54,9 @@ def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Mod
     if null is not None and hasattr(net, "null_cond"):
         # Text models: the empty prompt's embedding is the null condition (saved with the weights).
         net.null_cond.copy_(null)
+    emb = getattr(data, "embeddings", None)
+    if emb is not None and getattr(net, "cond_norm", False):
+        net.set_cond_stats(emb)
     return net
 
 

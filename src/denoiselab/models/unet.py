@@ -120,7 +120,7 @@ class UNet(nn.Module):
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (), image_size: int = 32, dropout: float = 0.0,
                  heads: int = 4, groups: int = 32, mid_attn: bool = True, num_classes: int = 0,
-                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0):
+                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0, cond_norm: bool = False):
         super().__init__()
         out_channels = out_channels or in_channels
         levels = len(ch_mult)
@@ -144,6 +144,15 @@ class UNet(nn.Module):
                          if cond_dim else None)
         if cond_dim:
             self.register_buffer("null_cond", torch.zeros(cond_dim))
+        self.cond_norm = bool(cond_norm and cond_dim)
+        if self.cond_norm:
+            # Standardise c with the training captions' mean and RMS (set by set_cond_stats, saved
+            # with the weights): sentence embeddings of different captions share most of their
+            # direction (cosine about 0.7-0.8 between "a red seven" and "a red three"), so raw they
+            # reach the embedding MLP as small differences on a large common part and the digit is
+            # learned far more slowly than a class embedding of unit scale.
+            self.register_buffer("cond_mean", torch.zeros(cond_dim))
+            self.register_buffer("cond_scale", torch.ones(()))
         attn_resolutions = set(int(r) for r in attn_resolutions)
 
         self.conv_in = nn.Conv2d(in_channels * patch * patch, ch, 3, padding=1)
@@ -181,6 +190,14 @@ class UNet(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
+    @torch.no_grad()
+    def set_cond_stats(self, embeddings: torch.Tensor) -> None:
+        """Mean and 1 / RMS (over every entry) of the centred training-caption embeddings."""
+        mean = embeddings.double().mean(0)
+        rms = (embeddings.double() - mean).pow(2).mean().sqrt().clamp_min(1e-12)
+        self.cond_mean.copy_(mean.to(self.cond_mean.dtype))
+        self.cond_scale.copy_((1 / rms).to(self.cond_scale.dtype))
+
     def embed(self, t: torch.Tensor, cond: Optional[torch.Tensor], n: int) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(n)
@@ -197,7 +214,10 @@ class UNet(nn.Module):
             if cond.is_floating_point() is False or cond.shape[-1] != self.cond_dim:
                 raise DenoiselabError(f"this UNet is conditioned on {self.cond_dim}-d embeddings (a text model), got a "
                                       f"condition of shape {tuple(cond.shape)}: pass a prompt, not a class")
-            emb = emb + self.cond_mlp(cond.to(emb.dtype).expand(n, -1))
+            cond = cond.to(emb.dtype)
+            if self.cond_norm:
+                cond = (cond - self.cond_mean.to(emb.dtype)) * self.cond_scale.to(emb.dtype)
+            emb = emb + self.cond_mlp(cond.expand(n, -1))
         # Every block's embedding projection starts with SiLU (ADM emb_layers); apply it once here.
         return F.silu(emb)
 
