@@ -362,8 +362,10 @@ def mnist_text() -> RunConfig:
     pooled MiniLM prompt embedding (384-d) added to its time embedding, prompts dropped to the
     empty prompt with p_uncond = 0.1 for classifier-free guidance (Ho & Salimans 2022); sampled with
     guidance scale 3 (benchmarks/text_guidance.py). The embedding is standardised by the training
-    captions' mean and RMS (``cond_norm``): raw, the run learned the colour (99%) but not the digit
-    (11%, nearly every sample an 8)."""
+    captions' mean and RMS (``cond_norm``), so digit words reach the embedding MLP at the scale a
+    class embedding has. Measured (one training each, w = 3, DDIM 50, 500 samples): colour right
+    99.0% raw and 100% standardised, digit 10.6% and 12.8%: the digit is still not learned at this
+    budget (the samples are grainy blobs that the judge reads as 8s)."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384,
                                                      "cond_norm": True})
