@@ -84,33 +84,44 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
-    if not args.resume and (out / pipeline.CONFIG).exists():
+    from .commands.distributed import launch, make_runtime
+
+    if args.launcher != "none":
+        return launch(args)
+    runtime = make_runtime(args.device)
+    if not args.resume and (out / pipeline.CONFIG).exists() and runtime.is_main:
         raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    runtime.wait()  # the main process looks before any process writes
     data = pipeline.build_data(cfg)
     cfg = pipeline.resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
-    trainer = pipeline.make_trainer(cfg, out, data, progress=not args.quiet)
+    trainer = pipeline.make_trainer(cfg, out, data, progress=not args.quiet, runtime=runtime)
     net = trainer.net
     if args.resume:
         if trainer.resume():
             _log(f"resuming {out} at step {trainer.step}")
         else:
             _log(f"{out} holds no checkpoint yet: starting the run")
-    out.mkdir(parents=True, exist_ok=True)
     from .training.checkpoint import atomic_write
 
-    atomic_write(out / pipeline.CONFIG, lambda tmp: Path(tmp).write_text(cfg.to_json()))
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / pipeline.CONFIG, lambda tmp: Path(tmp).write_text(cfg.to_json()))
     n_params = sum(p.numel() for p in net.parameters())
-    _log(f"training {cfg.preset}: {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {cfg.data.name}, "
-         f"{cfg.train.steps} steps, batch {cfg.train.batch_size}")
+    where = f"{runtime.device}" + (f" x {runtime.num_processes} processes" if runtime.num_processes > 1 else "")
+    if runtime.is_main:
+        _log(f"training {cfg.preset}: {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {cfg.data.name}, "
+             f"{cfg.train.steps} steps, batch {cfg.train.batch_size}, on {where}")
     result = trainer.fit()
+    if not runtime.is_main:  # pictures, sweeps and the report: once, by the main process
+        return 0
     _log(f"done: step {result['steps']}, loss {result.get('loss', float('nan')):.4f}, "
          f"{result['seconds']:.1f} s; checkpoint {trainer.checkpoint_path}")
     if not args.no_pictures:
-        for p in pipeline.run_pictures(out, data):
+        for p in pipeline.run_pictures(out, data, device=runtime.device):
             _log(f"wrote {p}")
         from .commands.guidance import training_sweep
 
-        sweep = training_sweep(out, data)
+        sweep = training_sweep(out, data, device=runtime.device)
         if sweep is not None:
             _log(f"wrote {sweep}")
     from .viz.report import write_run_report
@@ -122,7 +133,7 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from .pipeline import load_run
 
-    run = load_run(Path(args.run_dir))
+    run = load_run(Path(args.run_dir), device=args.device)
     t0 = time.perf_counter()
     x, nfe, kind = _draw(run, args, args.num)
     if not torch.isfinite(x).all():
@@ -168,8 +179,9 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     domain = None
     if labels is not None or not args.inception_weights:
-        domain = domain_extractor(ref, cache, log=_log)
-    extractor = inception_extractor(Path(args.inception_weights)) if args.inception_weights else domain
+        domain = domain_extractor(ref, cache, log=_log, device=args.device)
+    extractor = (inception_extractor(Path(args.inception_weights), device=args.device) if args.inception_weights
+                 else domain)
     return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
                            bootstrap=args.bootstrap, seed=args.seed, log=_log)
 
@@ -181,7 +193,7 @@ def cmd_evaluate(args) -> int:
     if src.is_dir():
         from .pipeline import load_run
 
-        run = load_run(src)
+        run = load_run(src, device=args.device)
         # Images: a fast sampler unless asked otherwise (thousands of samples x 1000 steps is hours on a CPU).
         args.sampler = args.sampler or ("ddim" if run.kind == "images" else "ddpm")
         args.steps = args.steps or (50 if run.kind == "images" else 1000)
@@ -306,7 +318,7 @@ def cmd_animate(args) -> int:
         return 0
     from .commands.guidance import conditioning
 
-    run = load_run(Path(args.run_dir))
+    run = load_run(Path(args.run_dir), device=args.device)
     den, cond = conditioning(run, args, args.num)
     p = reverse_gif(run, Path(args.out), sampler=args.sampler, steps=args.steps, seed=args.seed,
                     num=args.num, frames=args.frames, opts=_sampler_opts(args), denoiser=den, cond=cond)
@@ -319,7 +331,7 @@ def cmd_benchmark_samplers(args) -> int:
     from .pipeline import load_run
     from .training.checkpoint import atomic_write
 
-    run = load_run(Path(args.run_dir))
+    run = load_run(Path(args.run_dir), device=args.device)
     torch.set_num_threads(args.threads) if args.threads else None
     if run.kind == "points":
         scorer, metric = None, "chamfer"
@@ -388,9 +400,17 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = 
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
+    _add_device(p)
     from .commands.guidance import add_sampling_options
 
     add_sampling_options(p)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    from .device import DEVICE_HELP
+
+    if not any("--device" in a.option_strings for a in p._actions):
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -420,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-pictures", action="store_true", help="skip the pictures after training")
+    _add_device(p)
+    from .commands.distributed import add_launch_options
+
+    add_launch_options(p)
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained run")
@@ -459,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands.guidance import add_plot_options
 
     add_plot_options(p)
+    _add_device(p)
     p.set_defaults(fn=cmd_plot)
 
     p = sub.add_parser("animate", help="GIF of the reverse process of a trained run, or `animate forward`")
@@ -486,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=2048, help="samples per seed")
     p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    _add_device(p)
     p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
     p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
                    help="a horizontal line on the plot, e.g. \"ddpm 1000=2.41\" (repeatable)")
@@ -516,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = build_parser()
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `--launcher` hands on to the launched processes
     if not getattr(args, "fn", None):
         ap.print_help()
         return 0
@@ -524,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         from .validate import check_args
 
         check_args(args)  # every argument, before any work starts
+        if hasattr(args, "device"):
+            from .device import enable_fast_math, resolve_device
+
+            # The one place the device is decided; everything below is handed it.
+            args.device = resolve_device(args.device)
+            enable_fast_math(args.device)
         return args.fn(args) or 0
     except DenoiselabError as e:
         print(f"denoiselab: error: {e}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Optional, Union
 
 import torch
 
+from .device import module_device
 from .errors import DenoiselabError
 from .guidance import guided
 from .pipeline import LoadedRun, load_run
@@ -56,9 +57,9 @@ def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this
     return torch.full((num,), int(cls), dtype=torch.long)
 
 
-def load_classifier(run_dir: Union[str, Path]) -> LoadedRun:
-    """A noise-aware classifier run (``diffusion.kind = classifier``), ready to guide."""
-    clf = load_run(Path(run_dir))
+def load_classifier(run_dir: Union[str, Path], device=None) -> LoadedRun:
+    """A noise-aware classifier run (``diffusion.kind = classifier``), ready to guide, on ``device``."""
+    clf = load_run(Path(run_dir), device=device)
     if clf.config.diffusion.kind != "classifier":
         raise DenoiselabError(f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
                               "train one with `denoiselab train --preset mnist-classifier --out DIR`")
@@ -123,7 +124,7 @@ def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance:
         labels = class_labels(num, k, cls, f"{run.run_dir}")
         scale = run.config.sample.guidance if guidance is None else guidance
         return guided(run.denoiser, scale=scale), labels
-    clf = classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier)
+    clf = classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
     check_classifier(run, clf)
     kc = num_classes(clf)
     if k and k != kc:

@@ -63,8 +63,10 @@ class TrainConfig:
     keep_checkpoints: int = 2         # RUN_DIR/checkpoints/ keeps this many (>= 1; 2 leaves one to fall back to)
     preview_every: int = 0            # images: a sample grid every N steps (0 = never)
     threads: int = 0                  # torch threads; 0 = leave torch's default
-    autocast: str = "none"            # none | bf16 (CPU/GPU mixed precision for the forward pass)
+    autocast: str = "auto"            # auto (bf16 on a CUDA GPU, fp16 + scaler without bf16, none on the CPU) |
+                                      # none | bf16 (also on the CPU) | fp16 (CUDA): the forward pass's precision
     compile: bool = False             # torch.compile the network for training
+    grad_accum: int = 1               # micro-batches per optimizer step (batch_size stays the global batch)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "diffusion.parameterization": PARAMETERIZATIONS,
         "train.optimizer": ("adam", "adamw"),
         "train.lr_schedule": ("constant", "cosine", "exponential"),
-        "train.autocast": ("none", "bf16"),
+        "train.autocast": ("auto", "none", "bf16", "fp16"),
         "sample.sampler": tuple(SAMPLERS),
         "sample.spacing": tuple(SPACINGS),
     }
@@ -221,6 +223,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.keep_checkpoints": (1, math.inf, True, False),
     "train.preview_every": (0, math.inf, True, False),
     "train.threads": (0, math.inf, True, False),
+    "train.grad_accum": (1, math.inf, True, False),
     "sample.steps": (1, math.inf, True, False),
     "sample.num": (1, math.inf, True, False),
     "sample.eta": (0, math.inf, True, False),
@@ -468,6 +471,27 @@ def afhq64() -> RunConfig:
     )
 
 
+def ddpm128() -> RunConfig:
+    """The paper-faithful DDPM repository's 128x128 setup (Ho et al. 2020, appendix B, at 128
+    pixels): T = 1000 linear 1e-4..0.02, eps prediction, UNet ch 128 with five resolutions
+    128 -> 64 -> 32 -> 16 -> 8 (ch_mult 1,1,2,2,4), two residual blocks per level, self-attention
+    at 16x16, dropout 0.1, Adam 2e-4 with cosine annealing, batch 6, EMA 0.9999; 50,000 steps are
+    300 epochs of a 1,000-image folder (the repository trains smithsonian butterflies and MTG
+    cards for 300 epochs). Point it at your images with --set data.path=DIR."""
+    return RunConfig(
+        preset="ddpm128",
+        data=DataConfig(name="folder", options={"path": "images", "image_size": 128, "flip": True, "labels": "none"}),
+        model=ModelConfig(name="unet", options={"in_channels": 3, "image_size": 128, "ch": 128,
+                                                "ch_mult": [1, 1, 2, 2, 4], "num_res_blocks": 2,
+                                                "attn_resolutions": [16], "dropout": 0.1}),
+        diffusion=DiffusionConfig(schedule="linear", T=1000, beta_start=1e-4, beta_end=0.02, parameterization="eps",
+                                  clip_x0=1.0),
+        train=TrainConfig(steps=50_000, batch_size=6, lr=2e-4, optimizer="adam", lr_schedule="cosine", lr_final=0.0,
+                          ema_decay=0.9999, log_every=100, ckpt_every=5000, preview_every=5000),
+        sample=SampleConfig(sampler="ddpm", steps=1000, num=16),
+    )
+
+
 IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mnist": mnist,
     "mnist-class": mnist_class,
@@ -478,6 +502,7 @@ IMAGE_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "cs180-denoiser": cs180_denoiser,
     "pokemon": pokemon,
     "afhq64": afhq64,
+    "ddpm128": ddpm128,
     "folder-class": folder_class,
 }
 

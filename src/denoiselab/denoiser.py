@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from . import process as P
+from .device import module_device
 from .schedules import NoiseSchedule
 
 PARAMETERIZATIONS = ("eps", "x0", "v")  # of VP models; a FlowDenoiser predicts velocity
@@ -59,7 +60,15 @@ class Denoiser:
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.net(x, t, cond)
+        return self.call_net(x, t, cond)
+
+    def call_net(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """net(x, t, cond) on the network's device, the result on x's: a sampler runs wholly on
+        the network's device (``generate`` puts x_T there), and an edit that starts from CPU
+        images still works, paying one copy each way per call."""
+        dev = module_device(self.net, default=x.device)
+        out = self.net(x.to(dev), t.to(dev), cond.to(dev) if torch.is_tensor(cond) else cond)
+        return out.to(x.device)
 
     def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.raw(x, t, cond)
@@ -121,7 +130,7 @@ class FlowDenoiser(Denoiser):
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.net(x, t * self.time_scale, cond)
+        return self.call_net(x, t * self.time_scale, cond)
 
     def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         tau, s = self.scales(t, x)

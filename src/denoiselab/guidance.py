@@ -120,7 +120,7 @@ class ClassifierGuidance(_Wrapper):
 
     def grad_log_prob(self, x: torch.Tensor, t, y: torch.Tensor) -> torch.Tensor:
         """grad_{x_t} log p(y given x_t) per sample (zero where y = -1)."""
-        tt = torch.as_tensor(t, dtype=x.dtype)
+        tt = torch.as_tensor(t, dtype=x.dtype).to(x.device)
         tt = tt.expand(x.shape[0]) if tt.ndim == 0 else tt
         # Samplers run under no_grad; the gradient with respect to x_t needs autograd back on.
         with torch.enable_grad():

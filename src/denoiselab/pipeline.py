@@ -18,6 +18,7 @@ from . import process
 from .config import DiffusionConfig, RunConfig
 from .data import TensorData, build_dataset
 from .denoiser import Denoiser, FlowDenoiser
+from .device import module_device, place
 from .errors import DenoiselabError
 from .models import build_model
 from .schedules import NoiseSchedule, make_schedule
@@ -78,7 +79,7 @@ def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.
     each row of an (N, D) embedding condition by ``null`` (the empty prompt's embedding)."""
     if cond is None or p_uncond <= 0:
         return cond
-    drop = torch.rand(cond.shape[:1], generator=generator) < p_uncond
+    drop = (torch.rand(cond.shape[:1], generator=generator) < p_uncond).to(cond.device)
     if cond.is_floating_point():
         if null is None:
             raise DenoiselabError("embedding conditions need a null embedding to drop to (the empty prompt's)")
@@ -95,7 +96,7 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
             raise DenoiselabError("a single-step denoiser needs a noise level: --set diffusion.sigma=0.5")
 
         def denoise_objective(net, x0, cond, generator):
-            return process.denoise_loss(net, x0, torch.randn(x0.shape, generator=generator), d.sigma)
+            return process.denoise_loss(net, x0, torch.randn(x0.shape, generator=generator).to(x0.device), d.sigma)
 
         return denoise_objective
     if d.kind == "flow":
@@ -103,7 +104,7 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
         def flow_objective(net, x0, cond, generator):
             # Conditional flow matching with tau ~ U[0, 1] (Lipman et al. 2023, eq. 23).
             tau = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
-            eps = torch.randn(x0.shape, generator=generator)
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
             cond = drop_labels(cond, d.p_uncond, generator, null)
             return process.flow_loss(net, x0, tau, eps, cond, time_scale=FLOW_TIME_SCALE)
 
@@ -118,8 +119,8 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
                 raise DenoiselabError("a classifier trains on labelled data: choose a data set with classes "
                                       "(mnist, digits, a folder with one sub-folder per class)")
             t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
-            eps = torch.randn(x0.shape, generator=generator)
-            return F.cross_entropy(net(process.q_sample(schedule, x0, t, eps), t.to(x0.dtype)).float(), cond)
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+            return F.cross_entropy(net(process.q_sample(schedule, x0, t, eps), t.to(x0.device, x0.dtype)).float(), cond)
 
         return classifier_objective
     if d.kind != "vp":
@@ -129,8 +130,9 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
         raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
 
     def objective(net, x0, cond, generator):
+        # Drawn on the CPU generator (the run's stream, saved in checkpoints), used on x0's device.
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, d.p_uncond, generator, null)
         return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond)
 
@@ -171,7 +173,9 @@ def data_info(data: TensorData) -> dict:
     return info
 
 
-def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True):
+def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True, device=None, runtime=None):
+    """The trainer of a run on ``device`` (default the CPU), or in the processes of ``runtime``
+    (``training.runtime``: one process, or Accelerate's data-parallel ones)."""
     from .training.trainer import Trainer
 
     cfg = resolve_config(cfg, data)
@@ -179,7 +183,7 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
         net = build_net(cfg, data)
     return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
-                   on_preview=preview_hook(cfg, data, out), extra=data_info(data))
+                   on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime)
 
 
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
@@ -231,7 +235,7 @@ def read_config(run_dir: Path) -> RunConfig:
 # Settings a resumed run may take from the command line without becoming another run: how long
 # it trains (the LR schedule then spans the new length), how it logs, saves and previews.
 RESUME_FREE = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.preview_every",
-               "train.threads", "train.compile", "sample.")
+               "train.threads", "train.compile", "train.autocast", "train.grad_accum", "sample.")
 # Settings that fix what a checkpoint holds: never changed on resume.
 RESUME_FIXED = ("model.", "data.", "diffusion.", "preset")
 
@@ -286,8 +290,10 @@ def resolve_train_config(out: Path, preset: Optional[str], sets: list[str], resu
     return validate_config(asked)
 
 
-def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:
-    """Load a trained run for sampling: the architecture comes from the checkpoint's own config."""
+def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
+    """Load a trained run for sampling: the architecture comes from the checkpoint's own config.
+    The weights are read on the CPU and the network moved to ``device`` (default: the CPU), so a
+    checkpoint written on any device loads on any other."""
     run_dir = Path(run_dir)
     read_config(run_dir)  # clear error if this is not a run directory
     # The newest whole checkpoint: a corrupt latest one is named on stderr and the previous used.
@@ -302,6 +308,8 @@ def load_run(run_dir: Path, use_ema: bool = True) -> LoadedRun:
         net.load_state_dict(weights)
     except RuntimeError as e:
         raise DenoiselabError(f"checkpoint weights do not fit the model in its config: {str(e).splitlines()[0]}") from None
+    if device is not None:
+        net = place(net, device)
     net.eval()
     return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"])
 
@@ -328,7 +336,7 @@ def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: 
 
     def callback(d):
         if d["i"] % keep_every == 0:
-            shots.append((d["t"], d["x"].clone(), d["x0_hat"].clone()))
+            shots.append((d["t"], d["x"].to("cpu", copy=True), d["x0_hat"].to("cpu", copy=True)))
 
     x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
                     cond=cond, callback=callback, progress=True, **opts)
@@ -353,20 +361,20 @@ def reverse_gif(run: LoadedRun, path: Path, *, sampler: str = "ddim", steps: int
     return gif_reverse_images(shots, path, **({"num": num, "nrow": nrow} if nrow else {}))
 
 
-def run_pictures(out: Path, data: TensorData) -> list[Path]:
-    """The pictures every run directory gets after training."""
+def run_pictures(out: Path, data: TensorData, device=None) -> list[Path]:
+    """The pictures every run directory gets after training, drawn on ``device``."""
     from .samplers.api import generate
     from .viz import plots
 
     out = Path(out)
     written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
-    if load_run(out).config.diffusion.kind == "classifier":
+    if load_run(out, device=device).config.diffusion.kind == "classifier":
         from .conditioning import classifier_pictures
 
         return written + classifier_pictures(out, data)
     if data.kind == "images":
-        return written + image_pictures(out, data)
-    run = load_run(out)
+        return written + image_pictures(out, data, device=device)
+    run = load_run(out, device=device)
     if run.kind == "points":
         ref = data.x[:2048]
         if run.denoiser.schedule is not None:  # flows have no beta schedule to plot
@@ -377,7 +385,7 @@ def run_pictures(out: Path, data: TensorData) -> list[Path]:
     return written
 
 
-def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) -> list[Path]:
+def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, device=None) -> list[Path]:
     """Image runs: the first training batch (dataset_summary.png), sample grid (the preset's sampler),
     reverse-process GIF, forward-process grid
     and GIF of a few training images, pixel histograms at t = T, schedules compared on one image;
@@ -388,7 +396,7 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
     from .viz import images as V
 
     out = Path(out)
-    run = load_run(out)
+    run = load_run(out, device=device)
     cfg = run.config
     g = torch.Generator().manual_seed(seed)
     pick = data.x[torch.randperm(len(data), generator=g)[:16]]
@@ -398,7 +406,9 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0) ->
     summary = V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
                           value_range=value_range)
     if cfg.diffusion.kind == "denoise":
-        path, mse = V.plot_denoiser_sigmas(pick[:6], lambda z: run.net(z, None, None), out / "denoiser_sigmas.png",
+        dev = module_device(run.net)
+        path, mse = V.plot_denoiser_sigmas(pick[:6], lambda z: run.net(z.to(dev), None, None).cpu(),
+                                           out / "denoiser_sigmas.png",
                                            value_range=value_range)
         numbers["denoiser_mse_by_sigma"] = mse
         written = [summary, path]

@@ -22,11 +22,14 @@ from .schedules import NoiseSchedule
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-sample scalars (N,) -> (N, 1, ..., 1) in the dtype of ``like``."""
+    """Per-sample scalars (N,) -> (N, 1, ..., 1) in the dtype and on the device of ``like``.
+
+    Schedules stay float64 on the CPU (mps has no float64); only these per-sample coefficients
+    travel, cast first, then moved."""
     v = torch.as_tensor(v)
     if v.ndim == 0:
         v = v.expand(like.shape[0])
-    return v.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+    return v.to(like.dtype).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
 
 
 def scales(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,13 +134,13 @@ def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, e
     a, s = scales(schedule, t, x0)
     xt = a * x0 + s * eps
     target = training_target(parameterization, x0, eps, a, s)
-    return (net(xt, t.to(x0.dtype), cond) - target).pow(2).mean()
+    return (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2).mean()
 
 
 def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch.Tensor:
     """Conditional flow matching loss ||u_theta(x_tau, tau) - (x0 - eps)||^2 (Lipman et al. 2023, eq. 23)."""
     xt = flow_interpolant(x0, eps, tau)
-    return (net(xt, tau.to(x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()
+    return (net(xt, tau.to(x0.device, x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()
 
 
 def denoise_loss(net, x0, eps, sigma: float) -> torch.Tensor:

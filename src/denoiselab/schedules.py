@@ -117,7 +117,7 @@ class NoiseSchedule:
 
     def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
         """alpha_bar at integer or fractional t (fractional: linear in log-SNR), t = -1 -> 1."""
-        t = torch.as_tensor(t, dtype=F64)
+        t = torch.as_tensor(t, dtype=F64, device="cpu")  # the schedule's float64 tables live on the CPU
         ext = self._log_snr_ext
         u = (t + 1).clamp(0, self.T)
         lo = u.floor().long().clamp(max=self.T - 1)
@@ -127,7 +127,7 @@ class NoiseSchedule:
 
     def t_from_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional t whose sigma equals the given one (interpolating log sigma, as k-diffusion)."""
-        log_sigma = torch.as_tensor(sigma, dtype=F64).log()
+        log_sigma = torch.as_tensor(sigma, dtype=F64, device="cpu").log()
         log_sigmas = self.sigmas.log()
         idx = torch.searchsorted(log_sigmas, log_sigma.reshape(-1)).clamp(1, self.T - 1)
         lo, hi = log_sigmas[idx - 1], log_sigmas[idx]

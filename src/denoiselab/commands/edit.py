@@ -29,7 +29,7 @@ def _log(msg: str) -> None:
 def _load(args):
     from ..pipeline import load_run, require_sampler
 
-    run = load_run(Path(args.run_dir))
+    run = load_run(Path(args.run_dir), device=args.device)
     require_sampler(run)
     if run.kind != "images":
         raise DenoiselabError(f"{args.run_dir} is a {run.kind} model: the edits work on image models")

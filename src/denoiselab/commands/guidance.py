@@ -130,7 +130,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
     return save_png(canvas, out)
 
 
-def training_sweep(out: Path, data) -> Optional[Path]:
+def training_sweep(out: Path, data, device=None) -> Optional[Path]:
     """Class-conditional image runs get their guidance sweep (``guidance.png``, one sample per class
     and scale, DDIM 25 steps) after training, so the run's page shows what the scale trades."""
     from ..conditioning import is_text, num_classes
@@ -138,7 +138,7 @@ def training_sweep(out: Path, data) -> Optional[Path]:
 
     if data.kind != "images":
         return None
-    run = load_run(Path(out))
+    run = load_run(Path(out), device=device)
     if run.denoiser is None or is_text(run) or not num_classes(run):
         return None
     return plot_guidance(run, Path(out) / "guidance.png", scales=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], batch_size=1,
@@ -150,7 +150,7 @@ def cmd_plot_guidance(args, log) -> Path:
 
     if not args.target:
         raise DenoiselabError("plot guidance needs a run directory: denoiselab plot guidance RUN_DIR")
-    run = load_run(Path(args.target))
+    run = load_run(Path(args.target), device=getattr(args, "device", None))
     require_sampler(run)
     out = Path(args.out) if args.out else Path(args.target) / "guidance.png"
     return plot_guidance(run, out, scales=args.scales, classes=args.classes, batch_size=args.batch_size,

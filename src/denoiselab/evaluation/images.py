@@ -36,20 +36,32 @@ class FeatureExtractor:
     batch: int = 250                            # images per forward pass (memory only)
 
 
+def _on_device(fn: Callable[[torch.Tensor], torch.Tensor], device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """fn run on ``device`` (images in, features out, both on the CPU); fn itself for the CPU."""
+    if device is None or torch.device(device).type == "cpu":
+        return fn
+    return lambda x: fn(x.to(device)).float().cpu()
+
+
 def domain_extractor(data: TensorData, cache_dir: Path, cfg: FeatureNetConfig = FeatureNetConfig(),
-                     log: Optional[Callable[[str], None]] = None) -> FeatureExtractor:
+                     log: Optional[Callable[[str], None]] = None, device=None) -> FeatureExtractor:
     net, info = load_or_train_feature_net(data.x, data.y, data.num_classes, cache_dir, cfg, log)
-    return FeatureExtractor("featurenet", "featurenet-" + info["cache_key"][:24], net.embed, net, info)
+    if device is not None:
+        net = net.to(device)
+    return FeatureExtractor("featurenet", "featurenet-" + info["cache_key"][:24], _on_device(net.embed, device),
+                            _on_device(net, device), info)
 
 
-def inception_extractor(weights: Path, quantize: bool = False) -> FeatureExtractor:
+def inception_extractor(weights: Path, quantize: bool = False, device=None) -> FeatureExtractor:
     from .inception import load_fid_inception
 
     net = load_fid_inception(weights, quantize=quantize)
+    if device is not None:
+        net = net.to(device)
     h = hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()
     # 50 images per pass, as pytorch-fid: at 299 x 299 the activations of 250 take several GB.
-    return FeatureExtractor("inception", f"inception-{h[:24]}{'-q' if quantize else ''}", net, None,
-                            {"weights": str(weights), "sha256": h}, batch=50)
+    return FeatureExtractor("inception", f"inception-{h[:24]}{'-q' if quantize else ''}", _on_device(net, device),
+                            None, {"weights": str(weights), "sha256": h}, batch=50)
 
 
 @torch.no_grad()

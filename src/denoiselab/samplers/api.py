@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..device import module_device
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
 from .common import initial_noise
@@ -32,13 +33,17 @@ class CountingDenoiser:
 def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
              seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None,
              grid_opts: Optional[dict] = None, cond: Optional[torch.Tensor] = None, callback=None,
-             batch_size: int = 0, offset: int = 0, progress: bool = False, **opts) -> tuple[torch.Tensor, int]:
+             batch_size: int = 0, offset: int = 0, progress: bool = False, device=None, **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
     ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the
     discrete spacings); None picks the sampler's default (``grids.default_grid``). ``steps``
     counts solver steps, i.e. grid points. ``batch_size`` bounds memory; batching never changes
     the result.
+
+    The sampler runs on the device of the denoiser's network (``device`` overrides it); the
+    noise is drawn on the CPU (``rng.SampleNoise``) and moved, so sample i is the same on every
+    device up to float rounding. The samples come back on the CPU.
     """
     from . import SAMPLERS  # registry lives in the package
 
@@ -48,6 +53,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     grid = grid or spacing or default_grid(sampler, denoiser)
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
     counting = CountingDenoiser(denoiser)
+    device = torch.device(device) if device is not None else module_device(denoiser)
     batch_size = batch_size or num
     bar, callback = _progress(progress, callback, len(timesteps) * -(-num // batch_size), f"{sampler} {steps}")
     outs = []
@@ -55,10 +61,10 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
         for start in range(0, num, batch_size):
             n = min(batch_size, num - start)
             noise = SampleNoise(seed, n, offset + start)
-            x_T = initial_noise(noise, n, sample_shape)
-            c = cond[start:start + n] if cond is not None else None
+            x_T = initial_noise(noise, n, sample_shape).to(device)
+            c = cond[start:start + n].to(device) if cond is not None else None
             counting.nfe = 0
-            outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts))
+            outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts).cpu())
     finally:
         if bar is not None:
             bar.close()

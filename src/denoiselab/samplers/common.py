@@ -13,10 +13,11 @@ Callback = Optional[Callable[[dict], None]]
 
 
 def randn(noise: Noise, stream: int, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise shaped like ``like``; ``stream`` separates the draws of one run."""
+    """Standard normal noise shaped like ``like``; ``stream`` separates the draws of one run.
+    Drawn on the CPU and moved to ``like``'s device, so sample i gets the same noise on every device."""
     if isinstance(noise, SampleNoise):
-        return noise.randn(stream, tuple(like.shape[1:]), dtype=like.dtype)
-    return torch.randn(like.shape, generator=noise, dtype=like.dtype)
+        return noise.randn(stream, tuple(like.shape[1:]), dtype=like.dtype).to(like.device)
+    return torch.randn(like.shape, generator=noise, dtype=like.dtype).to(like.device)
 
 
 def initial_noise(noise: Noise, num: int, sample_shape: tuple[int, ...]) -> torch.Tensor:
@@ -25,7 +26,7 @@ def initial_noise(noise: Noise, num: int, sample_shape: tuple[int, ...]) -> torc
 
 
 def bcast(v, like: torch.Tensor) -> torch.Tensor:
-    v = torch.as_tensor(v, dtype=like.dtype)
+    v = torch.as_tensor(v, dtype=like.dtype).to(like.device)
     return v.reshape(-1, *([1] * (like.ndim - 1))) if v.ndim else v
 
 

@@ -140,13 +140,20 @@ def _corrupt(path: Path, why: str) -> CorruptCheckpoint:
 
 # -- optimizer state as tensors + JSON --------------------------------------------------------
 
+def _host(v: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy: files hold no device, so a checkpoint written on a GPU loads anywhere
+    (``load_file`` reads to the CPU; the network is moved where it runs after loading)."""
+    v = v.detach().contiguous()
+    return v.clone() if v.device.type == "cpu" else v.to("cpu")
+
+
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
     for idx, st in state["state"].items():
         meta["state"][str(idx)] = {}
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v.detach().contiguous().clone()
+                tensors[f"optim.{idx}.{k}"] = _host(v)
             else:
                 meta["state"][str(idx)][k] = v
     return tensors, meta
@@ -169,9 +176,9 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: i
                     extra: dict | None = None) -> None:
     """Write one checkpoint file atomically. ``rng_states``: named generator states (the
     trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer."""
-    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": _host(v) for k, v in model.state_dict().items()}
     if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().contiguous().clone() for k, v in ema.state_dict().items()})
+        tensors.update({f"ema.{k}": _host(v) for k, v in ema.state_dict().items()})
     meta: dict[str, Any] = {"step": step, "extra": extra or {}}
     if optimizer is not None:
         t, m = _flatten_optimizer(optimizer.state_dict())
@@ -180,7 +187,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: i
     if rng_state is not None:
         tensors["rng.state"] = rng_state
     for name, st in (rng_states or {}).items():
-        tensors[f"rng.{name}"] = st.detach().contiguous().clone()
+        tensors[f"rng.{name}"] = _host(st)
     metadata = {"format": FORMAT, "config": json.dumps(config), "state": json.dumps(meta)}
     sha, nbytes = _digest(tensors, metadata)
     metadata.update(sha256=sha, payload_bytes=str(nbytes))

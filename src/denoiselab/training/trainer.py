@@ -10,10 +10,18 @@ generator, torch's global generator that dropout draws from, CUDA's generators),
 interrupted any number of times ends on the same bits as an uninterrupted one (on the CPU).
 SIGINT/SIGTERM save a checkpoint at the end of the current step; a NaN or inf loss stops the
 run before anything is saved.
+
+Devices and processes: the trainer is handed a runtime (``runtime.LocalRuntime`` on one device,
+``runtime.AccelerateRuntime`` for data-parallel runs). ``batch_size`` is the global batch of one
+optimizer step, the same batch (a function of (step, seed)) whatever the number of processes:
+process r of W takes rows [r B / W, (r + 1) B / W) and splits them into ``grad_accum``
+micro-batches, so a run may resume on another number of processes or GPUs. The main process
+alone keeps the EMA and writes checkpoints, previews and metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -27,9 +35,11 @@ import torch
 from tqdm import tqdm
 
 from ..config import TrainConfig
+from ..device import autocast, autocast_dtype, place
 from ..errors import DenoiselabError
 from .checkpoint import LATEST, atomic_write, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
 from .ema import EMA
+from .runtime import LocalRuntime
 
 Objective = Callable[[torch.nn.Module, torch.Tensor, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
@@ -71,10 +81,20 @@ class TrainingInterrupted(DenoiselabError):
         self.exit_code = 128 + signum
 
 
-def _dropout_rng_state(seed: int) -> torch.Tensor:
+def _dropout_rng_state(seed: int, rank: int = 0, step: int = 0) -> torch.Tensor:
     """Start state of torch's global CPU generator during training (dropout draws from it): a
-    function of the run's seed alone, not of whatever ran before in the process."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + 424_242).get_state()
+    function of the run's seed alone (and, for the other processes of a data-parallel run, of
+    their rank and the step they start at), not of whatever ran before in the process."""
+    return torch.Generator().manual_seed(_stream_seed(seed * 1_000_003 + 424_242, rank, step)).get_state()
+
+
+def _stream_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of a process's own stream: ``seed`` itself for the main process of a fresh run
+    (so one process draws exactly what it always drew); another stream for each other process,
+    restarted at each resume from (seed, rank, step), since a checkpoint holds the main one only."""
+    if rank == 0 and step == 0:
+        return seed
+    return (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + 1) % (2 ** 63)
 
 
 def _stderr(msg: str) -> None:
@@ -85,7 +105,17 @@ class Trainer:
     def __init__(self, net: torch.nn.Module, objective: Objective, data, cfg: TrainConfig, run_dir: Path,
                  config_dict: dict, progress: bool = True,
                  on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None,
-                 log: Callable[[str], None] = _stderr):
+                 log: Callable[[str], None] = _stderr, device=None, runtime=None):
+        self.runtime = runtime or LocalRuntime(device or "cpu")
+        self.device = self.runtime.device
+        rank, world = self.runtime.process_index, self.runtime.num_processes
+        accum = max(1, int(getattr(cfg, "grad_accum", 1)))
+        if cfg.batch_size % (world * accum):
+            raise DenoiselabError(f"batch_size {cfg.batch_size} does not split evenly over {world} process(es) x "
+                                  f"{accum} accumulation step(s): use a multiple of {world * accum}")
+        self.shares = (rank, world, accum)
+        net = place(net, self.device)
+        data = data.to(self.device) if hasattr(data, "to") else data
         self.net = net
         self.objective = objective
         self.data = data
@@ -97,15 +127,18 @@ class Trainer:
         self.extra = extra or {}
         self.log = log
         self.opt = make_optimizer(cfg, net.parameters())
-        self.ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.torch_rng_state = _dropout_rng_state(cfg.seed)
+        self.ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 and self.runtime.is_main else None
+        self.generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, rank, 0))
+        self.torch_rng_state = _dropout_rng_state(cfg.seed, rank)
         self.step = 0
         self.last_saved: Optional[tuple[int, Path]] = None  # (step, path) of the last checkpoint written or loaded
-        if cfg.autocast not in ("none", "bf16"):
-            raise DenoiselabError(f"unknown autocast {cfg.autocast!r}: use none or bf16")
-        # The objective sees the compiled net; checkpoints and EMA keep the plain module.
-        self.train_net = torch.compile(net) if cfg.compile else net
+        self.amp_dtype = autocast_dtype(cfg.autocast, self.device)
+        # fp16 gradients underflow without loss scaling (Micikevicius et al. 2018); bf16 has float32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        # The objective sees the wrapped (data-parallel) and compiled net; checkpoints and EMA keep the plain module.
+        self.train_net = self.runtime.prepare(net)
+        if cfg.compile:
+            self.train_net = torch.compile(self.train_net)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -126,14 +159,19 @@ class Trainer:
                             config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
                             rng_states=self._rng_states(), extra=self.extra)
 
-        path = commit_checkpoint(self.run_dir, self.step, self.cfg.keep_checkpoints, write)
+        path = self.checkpoint_path
+        if self.runtime.is_main:  # the processes hold the same weights: one writes them
+            path = commit_checkpoint(self.run_dir, self.step, self.cfg.keep_checkpoints, write)
+        self.runtime.wait()
         self.last_saved = (self.step, path)
         return path
 
     def resume(self) -> bool:
         """Continue from the newest whole checkpoint of the run directory (a corrupt one is
         skipped with one line). Returns False, leaving a fresh run, when there is none."""
-        remove_stale_temp_files(self.run_dir)
+        if self.runtime.is_main:
+            remove_stale_temp_files(self.run_dir)
+        self.runtime.wait()
         ck = load_latest(self.run_dir, log=self.log)
         if ck is None:
             return False
@@ -155,12 +193,18 @@ class Trainer:
         rng = ck["rng"]
         if "torch" in rng:
             self.torch_rng_state = rng["torch"]
+        rank = self.runtime.process_index
+        if rank:  # the checkpoint holds the main process's streams; the others restart their own
+            self.generator.manual_seed(_stream_seed(self.cfg.seed, rank, int(ck["step"])))
+            self.torch_rng_state = _dropout_rng_state(self.cfg.seed, rank, int(ck["step"]))
         cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda)
         self.step = int(ck["step"])
         self.last_saved = (self.step, ck["path"])
-        self._trim_metrics()
+        if self.runtime.is_main:
+            self._trim_metrics()
+        self.runtime.wait()
         return True
 
     def _match_layouts(self) -> None:
@@ -174,6 +218,16 @@ class Trainer:
                 for k, v in st.items():
                     if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
                         st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+    def _shares(self, x0: torch.Tensor, cond: Optional[torch.Tensor]) -> list[tuple]:
+        """This process's rows of the global batch, on its device, in ``grad_accum`` micro-batches:
+        process r of W takes rows [r B / W, (r + 1) B / W). One process, no accumulation: the batch."""
+        rank, world, accum = self.shares
+        n = x0.shape[0] // world
+        x0 = x0[rank * n:(rank + 1) * n].to(self.device, non_blocking=True)
+        cond = cond[rank * n:(rank + 1) * n].to(self.device, non_blocking=True) if cond is not None else None
+        m = n // accum
+        return [(x0[j * m:(j + 1) * m], cond[j * m:(j + 1) * m] if cond is not None else None) for j in range(accum)]
 
     def _trim_metrics(self) -> None:
         """Drop the loss lines logged after the checkpoint resumed from (the resumed run logs
@@ -249,13 +303,15 @@ class Trainer:
 
     def _loop(self, stop: int, t0: float, caught: list[int]) -> dict:
         cfg = self.cfg
-        metrics_f = open(self.run_dir / METRICS, "a")
+        main = self.runtime.is_main
+        metrics_f = open(self.run_dir / METRICS, "a") if main else None
         self.net.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train",
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and main), desc="train",
                    unit="step", dynamic_ncols=True, mininterval=0.5)
-        acc, n_acc = torch.zeros(()), 0
+        dev = self.device
+        acc, n_acc = torch.zeros((), device=dev), 0
         # The first step whose loss is NaN or inf, tracked without a device sync per step.
-        bad_step, bad_loss = torch.full((), -1, dtype=torch.int64), torch.zeros(())
+        bad_step, bad_loss = torch.full((), -1, dtype=torch.int64, device=dev), torch.zeros((), device=dev)
         last: dict = {}
 
         def check_finite() -> None:
@@ -271,17 +327,28 @@ class Trainer:
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 x0, cond = self.data.batch(self.step, cfg.batch_size, cfg.seed)
-                with torch.autocast("cuda" if x0.is_cuda else "cpu", dtype=torch.bfloat16,
-                                    enabled=cfg.autocast == "bf16"):
-                    loss = self.objective(self.train_net, x0, cond, self.generator)
+                parts = self._shares(x0, cond)
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                ld = torch.zeros((), device=self.device)
+                for j, (xb, cb) in enumerate(parts):
+                    # Gradients are averaged over the processes once, after the last micro-batch.
+                    sync = contextlib.nullcontext() if j == len(parts) - 1 else self.runtime.no_sync(self.train_net)
+                    with sync:
+                        with autocast(self.device, self.amp_dtype):
+                            loss = self.objective(self.train_net, xb, cb, self.generator) / len(parts)
+                        (self.scaler.scale(loss) if self.scaler else loss).backward()
+                    ld += loss.detach().float()
+                if self.scaler:
+                    self.scaler.unscale_(self.opt)  # clip the true gradients
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip, foreach=True)
-                self.opt.step()
+                if self.scaler:
+                    self.scaler.step(self.opt)
+                    self.scaler.update()
+                else:
+                    self.opt.step()
                 if self.ema is not None:
                     self.ema.update(self.net, self.step)
-                ld = loss.detach().float()
                 first = (bad_step < 0) & ~torch.isfinite(ld)
                 bad_step = torch.where(first, torch.full_like(bad_step, self.step), bad_step)
                 bad_loss = torch.where(first, ld, bad_loss)
@@ -290,18 +357,19 @@ class Trainer:
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     check_finite()
-                    mean_loss = (acc / n_acc).item()
+                    mean_loss = self.runtime.mean(acc / n_acc).item()  # over the processes' shares
                     last = {"step": self.step, "loss": mean_loss, "lr": lr,
                             "time": round(time.perf_counter() - t0, 3)}
-                    metrics_f.write(json.dumps(last) + "\n")
-                    metrics_f.flush()
+                    if metrics_f is not None:
+                        metrics_f.write(json.dumps(last) + "\n")
+                        metrics_f.flush()
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
-                    acc, n_acc = torch.zeros(()), 0
+                    acc, n_acc = torch.zeros((), device=dev), 0
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps) or caught:
                     check_finite()
                     self.torch_rng_state = torch.get_rng_state()
                     self.save()
-                if self.on_preview and cfg.preview_every and self.step % cfg.preview_every == 0:
+                if self.on_preview and main and cfg.preview_every and self.step % cfg.preview_every == 0:
                     with torch.random.fork_rng(devices=[]):  # a preview never moves the run's streams
                         self.on_preview(self.step, self.sampling_net())
                     self.net.train()
@@ -309,5 +377,6 @@ class Trainer:
             check_finite()
         finally:
             bar.close()
-            metrics_f.close()
+            if metrics_f is not None:
+                metrics_f.close()
         return last
