@@ -81,15 +81,22 @@ def place(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return net.to(device)
 
 
-def module_device(module, default: Optional[torch.device] = None) -> torch.device:
-    """The device a network (or anything holding one as ``.net``) computes on; ``default`` (the
-    CPU if None) for closed-form denoisers and plain callables, which have no parameters."""
-    net = getattr(module, "net", module)
-    if isinstance(net, torch.nn.Module):
-        for p in net.parameters():
-            return p.device
-        for b in net.buffers():
-            return b.device
+def module_device(obj, default: Optional[torch.device] = None) -> torch.device:
+    """The device a network computes on, found through a denoiser (``.net``) and any wrappers
+    around it (guidance and edit wrappers hold theirs as ``.inner``); ``default`` (the CPU if None)
+    for closed-form denoisers and plain callables, which have no parameters."""
+    for _ in range(32):
+        if isinstance(obj, torch.nn.Module):
+            for p in obj.parameters():
+                return p.device
+            for b in obj.buffers():
+                return b.device
+            break
+        # The instance dict, not getattr: wrappers refuse to hand out their inner ``net``.
+        attrs = getattr(obj, "__dict__", {})
+        obj = attrs.get("net", attrs.get("inner"))
+        if obj is None:
+            break
     return torch.device("cpu") if default is None else torch.device(default)
 
 
