@@ -141,9 +141,10 @@ def test_checkpoint_loads_onto_a_device_and_samples_match(tmp_path):
     a, _ = generate(plain.denoiser, 32, (2,), sampler="dpmpp-2m-sde", steps=10, seed=5)
     b, _ = generate(moved.denoiser, 32, (2,), sampler="dpmpp-2m-sde", steps=10, seed=5, device="cpu")
     assert torch.equal(a, b)
-    # Sample i depends only on (seed, i), in any batching, and comes back on the CPU.
+    # Sample i depends only on (seed, i), in any batching (up to the rounding of other matmul
+    # shapes), and comes back on the CPU.
     c, _ = generate(moved.denoiser, 8, (2,), sampler="dpmpp-2m-sde", steps=10, seed=5, offset=24, batch_size=3)
-    assert c.device.type == "cpu" and torch.equal(c, a[24:])
+    assert c.device.type == "cpu" and torch.allclose(c, a[24:], rtol=1e-4, atol=1e-3)
 
 
 def test_denoiser_runs_cpu_inputs_through_the_networks_device(tmp_path):
@@ -195,24 +196,30 @@ def test_ddpm128_preset_builds_the_paper_layout():
     assert (cfg.diffusion.T, cfg.diffusion.schedule, cfg.train.batch_size, cfg.train.lr) == (1000, "linear", 6, 2e-4)
     assert (cfg.train.optimizer, cfg.train.lr_schedule) == ("adam", "cosine")
     net = pipeline.build_net(cfg)
-    sides = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1])) for m in net.down]
-    attn = []
-    from denoiselab.models.unet import AttentionBlock as A
+    # Walk the encoder as the constructor laid it out for 128x128: residual blocks (with or
+    # without attention) per resolution, a Downsample between levels.
+    from denoiselab.models.unet import Downsample, ResBlock
 
-    hooks += [m.register_forward_hook(lambda m, i, o: attn.append(o.shape[-1])) for m in net.modules() if isinstance(m, A)]
+    res, blocks, attn_at = 128, {}, set()
+    for layers in net.down:
+        if isinstance(layers[0], Downsample):
+            res //= 2
+            continue
+        assert isinstance(layers[0], ResBlock)
+        blocks[res] = blocks.get(res, 0) + 1
+        if any(isinstance(m, AttentionBlock) for m in layers):
+            attn_at.add(res)
+    assert blocks == {128: 2, 64: 2, 32: 2, 16: 2, 8: 2}  # five resolutions, two residual blocks each
+    assert attn_at == {16}
+    # A forward pass at a small size (the layout needs a side divisible by 16): every level runs.
+    sides = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1])) for layers in net.down for m in layers]
     with torch.no_grad():
-        out = net(torch.randn(1, 3, 128, 128), torch.tensor([10.0]))
+        out = net(torch.randn(2, 3, 32, 32), torch.tensor([3.0, 900.0]))
     for h in hooks:
         h.remove()
-    assert out.shape == (1, 3, 128, 128)
-    assert sorted(set(sides), reverse=True) == [128, 64, 32, 16, 8]  # five resolutions
-    assert sum(isinstance(m, torch.nn.ModuleList) and len(m) and type(m[0]).__name__ == "ResBlock"
-               for m in net.down) == 10  # two residual blocks on each of the five levels
-    assert set(attn) == {16, 8}  # 16x16 levels, and the middle block at 8x8
-    # A forward pass at a small size runs too (the layout only needs a side divisible by 16).
-    with torch.no_grad():
-        assert net(torch.randn(2, 3, 32, 32), torch.tensor([3.0, 900.0])).shape == (2, 3, 32, 32)
+    assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
+    assert sorted(set(sides), reverse=True) == [32, 16, 8, 4, 2]
 
 
 # -- gradient accumulation and processes -----------------------------------------------------
