@@ -1,0 +1,48 @@
+"""Seconds per training step of a preset through the real trainer (pipeline.make_trainer), on
+the CPU: the check that a change to the training loop leaves the CPU path no slower.
+
+Times the steps after the first logged ones (start-up and warm-up left out), from the run's
+metrics.jsonl. Point PYTHONPATH at two checkouts to compare them, rounds interleaved:
+
+    for r in 1 2 3; do for src in /work/main/src src; do \
+        PYTHONPATH=$src python benchmarks/train_step_time.py --preset mnist --steps 150; done; done
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+import denoiselab
+from denoiselab import pipeline
+from denoiselab.config import apply_overrides, get_preset
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="mnist")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--skip", type=int, default=50, help="steps left out at the start")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = apply_overrides(get_preset(args.preset), [f"steps={args.steps}", f"log_every={args.skip}", "preview_every=0"])
+    data = pipeline.build_data(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        out.mkdir()
+        (out / pipeline.CONFIG).write_text(cfg.to_json())
+        pipeline.make_trainer(cfg, out, data, progress=False).fit()
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
+    per = (t1 - t0) / (s1 - s0)
+    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} | steps {s0}-{s1} | {per * 1000:.1f} ms/step | "
+          f"{cfg.train.batch_size / per:.0f} img/s | loss {lines[-1]['loss']:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
