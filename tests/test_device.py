@@ -255,6 +255,46 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
+class _Share:
+    """One process's view of a 2-process run, without a process group: what the trainer asks a
+    runtime, with no collectives (prepare, no_sync, mean and wait do nothing)."""
+
+    def __init__(self, rank: int, world: int = 2):
+        from denoiselab.training.runtime import LocalRuntime
+
+        self._local = LocalRuntime("cpu")
+        self.device, self.process_index, self.num_processes, self.is_main = torch.device("cpu"), rank, world, rank == 0
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_local"], name)
+
+
+def test_processes_take_their_rows_and_resume_across_world_sizes(tmp_path):
+    cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=1024", "model.width=16", "model.depth=1",
+                                                     "batch_size=64", "steps=12", "log_every=4", "ckpt_every=6",
+                                                     "train.grad_accum=2", "train.autocast=none"])
+    data = pipeline.build_data(cfg)
+    x0, y = data.batch(3, 64, cfg.train.seed)
+    one = pipeline.make_trainer(cfg, tmp_path / "one", data, progress=False)
+    assert [torch.equal(a, b) for (a, _), b in zip(one._shares(x0, y), (x0[:32], x0[32:]))] == [True, True]
+    second = pipeline.make_trainer(cfg, tmp_path / "x", data, progress=False, runtime=_Share(1))
+    assert second.ema is None  # the EMA lives on the main process only
+    parts = second._shares(x0, y)
+    assert [len(p[0]) for p in parts] == [16, 16] and torch.equal(torch.cat([p[0] for p in parts]), x0[32:])
+    # A checkpoint of one process resumes as process 0 and 1 of two: same weights and step; the
+    # second process draws from its own noise stream, not the main one's.
+    one.fit(until=6)
+    for rank in (0, 1):
+        tr = pipeline.make_trainer(cfg, tmp_path / "one", data, progress=False, runtime=_Share(rank))
+        assert tr.resume() and tr.step == 6
+        for a, b in zip(tr.net.state_dict().values(), one.net.state_dict().values()):
+            assert torch.equal(a, b)
+        same = torch.equal(tr.generator.get_state(), one.generator.get_state())
+        assert same == (rank == 0)
+    tr.fit()
+    assert tr.step == 12
+
+
 def _losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 

@@ -199,7 +199,9 @@ class Trainer:
             self.torch_rng_state = _dropout_rng_state(self.cfg.seed, rank, int(ck["step"]))
         cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
         if cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda)
+            # A run resumed on fewer GPUs than it was saved on takes the states it has GPUs for.
+            for i, st in enumerate(cuda[:torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(st, i)
         self.step = int(ck["step"])
         self.last_saved = (self.step, ck["path"])
         if self.runtime.is_main:
