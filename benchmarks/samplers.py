@@ -1,4 +1,5 @@
-"""Sample quality against NFE for every sampler and time grid (issue 5 targets).
+"""Sample quality against NFE for every sampler and time grid (issue 5 targets), and the
+defaults every user gets (issue 14).
 
 Takes trained run directories (train them first, e.g.
 ``denoiselab train --preset swiss-roll --out runs/swiss`` and ``--preset swiss-roll-flow``),
@@ -9,31 +10,114 @@ RUN_DIR/samplers. 2D runs: chamfer distance of 2048 samples against 2048 fresh p
 
     python benchmarks/samplers.py runs/swiss runs/swiss-flow
     python benchmarks/samplers.py runs/swiss --nfe 10 20 --grids logsnr logsnr:0.08:10
+
+``--by-steps K [K ...]`` instead treats the runs as several trainings of one preset and scores
+what ``denoiselab sample RUN --sampler S --steps K`` gives with no grid flags (the run's
+defaults, ``pipeline.sampling_plan``) for every sampler S and step count K: each training's
+score is the mean over the sampling seeds, and the table shows the mean +- sd over the
+trainings, then the best sampler within 10 and 20 NFE and each sampler's ratio to DDIM at
+the same step count (2D runs only):
+
+    for s in 0 1 2; do denoiselab train --preset swiss-roll --out runs/swiss-s$s --set seed=$s; done
+    python benchmarks/samplers.py runs/swiss-s0 runs/swiss-s1 runs/swiss-s2 --by-steps 2 5 10 20
+    python benchmarks/samplers.py runs/swiss-s* --by-steps 10 20 --grid karras --sigma-min 0.08 --sigma-max 10
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 
 import torch
 
 from denoiselab.cli import main as cli_main
 from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
 
+ALL_SAMPLERS = ("ddpm", "ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde")
+
+
+def _ms(v: list[float]) -> str:
+    return f"{statistics.mean(v):.3f} +- {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
+
+
+def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list[int], grid: str | None,
+             grid_opts: dict) -> None:
+    from denoiselab import pipeline
+    from denoiselab.data import load_toy
+    from denoiselab.evaluation import chamfer_distance
+    from denoiselab.samplers.api import generate
+
+    loaded = [pipeline.load_run(r) for r in runs]
+    if any(r.kind != "points" for r in loaded):
+        sys.exit("--by-steps scores 2D runs (chamfer); score image runs with `denoiselab evaluate`")
+    refs = {s: load_toy(loaded[0].config.data.name, 2048, 10_000 + s) for s in seeds}
+    scores: dict[tuple[str, int], list[float]] = {}
+    nfes: dict[tuple[str, int], int] = {}
+    plans: dict[tuple[str, int], str] = {}
+    t0 = time.perf_counter()
+    for run in loaded:
+        for sampler in samplers:
+            for k in steps:
+                discrete = sampler in ("ddpm", "ddim")
+                plan = pipeline.sampling_plan(run, sampler=sampler, steps=k, grid=None if discrete else grid,
+                                              grid_opts=None if discrete else grid_opts)
+                per = []
+                for s in seeds:
+                    x, nfe = generate(run.denoiser, 2048, (2,), seed=s, **plan.kwargs())
+                    per.append(chamfer_distance(x, refs[s]) if torch.isfinite(x).all() else float("inf"))
+                scores.setdefault((sampler, k), []).append(statistics.mean(per))
+                nfes[(sampler, k)] = nfe
+                plans[(sampler, k)] = plan.grid + (f" {plan.ends()}" if plan.ends() else "")
+        print(f"scored {run.run_dir} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    n = len(loaded)
+    print(f"\nchamfer distance, mean +- sd over {n} training{'s' if n > 1 else ''} (each the mean of sampling "
+          f"seeds {', '.join(map(str, seeds))}; 2048 samples vs 2048 fresh points; floor about 0.39)\n")
+    print("| sampler | " + " | ".join(f"{k} steps" for k in steps) + " | grid |")
+    print("| --- |" + " --- |" * (len(steps) + 1))
+    for sampler in samplers:
+        cells = [f"{_ms(scores[(sampler, k)])} (NFE {nfes[(sampler, k)]})" for k in steps]
+        print(f"| {sampler} | " + " | ".join(cells) + f" | {plans[(sampler, steps[-1])]} |")
+    print()
+    for budget in (10, 20):
+        inside = [(statistics.mean(v), key) for key, v in scores.items() if nfes[key] <= budget]
+        if inside:
+            m, (sampler, k) = min(inside)
+            print(f"best within NFE {budget}: {sampler} {k} steps (NFE {nfes[(sampler, k)]}): "
+                  f"{_ms(scores[(sampler, k)])}")
+    if "ddim" in samplers:
+        print("\nratio to DDIM at the same step count (mean over trainings; worst sampler per column):")
+        for k in steps:
+            base = statistics.mean(scores[("ddim", k)])
+            worst = max((statistics.mean(scores[(s, k)]) / base, s) for s in samplers)
+            print(f"  {k:3d} steps: DDIM {base:.3f}; worst {worst[1]} {worst[0]:.2f}x")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS))
+    ap.add_argument("--samplers", nargs="+", default=None)
     ap.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS))
     ap.add_argument("--nfe", nargs="+", default=[str(n) for n in DEFAULT_NFES])
     ap.add_argument("--threads", default="1", help="torch threads (1: many small evaluations)")
+    ap.add_argument("--by-steps", nargs="+", type=int, default=None, metavar="K",
+                    help="score the default sampling of every sampler at these step counts over the runs")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="--by-steps: sampling seeds")
+    ap.add_argument("--grid", default=None, help="--by-steps: this grid for the ODE/SDE solvers instead of the default")
+    ap.add_argument("--sigma-min", type=float, default=None, help="--by-steps: grid end instead of the data's")
+    ap.add_argument("--sigma-max", type=float, default=None, help="--by-steps: grid end instead of the data's")
     args = ap.parse_args()
+    if args.by_steps:
+        torch.set_num_threads(int(args.threads))
+        opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
+        by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts)
+        print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+        return
     for run in args.runs:
         print(f"\n## {run}\n", flush=True)
-        code = cli_main(["benchmark-samplers", run, "--samplers", *args.samplers, "--grids", *args.grids,
-                         "--nfe", *args.nfe, "--threads", args.threads])
+        code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or DEFAULT_SAMPLERS), "--grids",
+                         *args.grids, "--nfe", *args.nfe, "--threads", args.threads])
         if code:
             sys.exit(code)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)

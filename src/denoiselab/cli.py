@@ -58,20 +58,30 @@ def _grid_opts(args) -> dict:
     return {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
 
 
+def _plan(run, args):
+    """What the command line leaves out comes from the run (pipeline.sampling_plan); the
+    resolved sampler, steps and grid are written back into args for the log and the metrics."""
+    from .pipeline import sampling_plan
+
+    plan = sampling_plan(run, sampler=args.sampler, steps=args.steps or None, grid=args.grid or args.spacing,
+                         grid_opts=_grid_opts(args))
+    args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
+    plan.opts.update(_sampler_opts(args))
+    return plan
+
+
 def _draw(run, args, num: int, callback=None):
-    from .pipeline import require_sampler
     from .samplers.api import generate
 
-    require_sampler(run)
+    plan = _plan(run, args)
 
     from .commands.guidance import conditioning
 
     kind, shape = run.kind, run.sample_shape
     denoiser, cond = conditioning(run, args, num)
-    x, nfe = generate(denoiser, num, shape, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                      grid=args.grid, spacing=args.spacing, grid_opts=_grid_opts(args), cond=cond, callback=callback,
-                      batch_size=args.batch_size, progress=True, **_sampler_opts(args))
-    return x, nfe, kind
+    x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback,
+                      batch_size=args.batch_size, progress=True, **plan.kwargs())
+    return x, nfe, kind, plan
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -135,15 +145,13 @@ def cmd_sample(args) -> int:
 
     run = load_run(Path(args.run_dir), device=args.device)
     t0 = time.perf_counter()
-    x, nfe, kind = _draw(run, args, args.num)
+    x, nfe, kind, plan = _draw(run, args, args.num)
     if not torch.isfinite(x).all():
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     _save_array(Path(args.out), x, kind)
-    from .samplers.grids import default_grid
-
-    grid = args.grid or args.spacing or default_grid(args.sampler, run.denoiser)
-    _log(f"wrote {args.num} samples to {args.out}: sampler {args.sampler}, {args.steps} steps on the {grid} grid, "
-         f"NFE {nfe}, {time.perf_counter() - t0:.1f} s")
+    ends = f", {plan.ends()}" if plan.ends() else ""
+    _log(f"wrote {args.num} samples to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}, "
+         f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -194,11 +202,9 @@ def cmd_evaluate(args) -> int:
         from .pipeline import load_run
 
         run = load_run(src, device=args.device)
-        # Images: a fast sampler unless asked otherwise (thousands of samples x 1000 steps is hours on a CPU).
-        args.sampler = args.sampler or ("ddim" if run.kind == "images" else "ddpm")
-        args.steps = args.steps or (50 if run.kind == "images" else 1000)
-        _log(f"sampling {args.num} {run.kind} from {src} ({args.sampler}, {args.steps} steps)")
-        x, _, kind = _draw(run, args, args.num)
+        # The run's own sampler, steps and grid unless asked otherwise (pipeline.sampling_plan).
+        _log(f"sampling {args.num} {run.kind} from {src} ({_plan(run, args).describe()})")
+        x, _, kind, _ = _draw(run, args, args.num)
     elif src.suffix == ".npy" and src.is_file():
         from .validate import load_npy
 
@@ -231,7 +237,7 @@ def cmd_evaluate(args) -> int:
         _log(f"warning: {w}")
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     if src.is_dir():
-        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps,
+        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid,
                              "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         _log(f"appended to {src / 'metrics.jsonl'}; report {write_report(src)}")
         if (src / "report.html").is_file():  # keep the run's page in step with its metrics
@@ -319,9 +325,10 @@ def cmd_animate(args) -> int:
     from .commands.guidance import conditioning
 
     run = load_run(Path(args.run_dir), device=args.device)
+    plan = _plan(run, args)
     den, cond = conditioning(run, args, args.num)
-    p = reverse_gif(run, Path(args.out), sampler=args.sampler, steps=args.steps, seed=args.seed,
-                    num=args.num, frames=args.frames, opts=_sampler_opts(args), denoiser=den, cond=cond)
+    p = reverse_gif(run, Path(args.out), seed=args.seed, num=args.num, frames=args.frames, denoiser=den, cond=cond,
+                    plan=plan)
     _log(f"wrote {p}")
     return 0
 
@@ -378,20 +385,29 @@ def cmd_demo(args) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 
-def _add_sampling(p: argparse.ArgumentParser, steps: int = 1000, sampler: str = "ddpm") -> None:
-    from .samplers import GRIDS, SAMPLERS, SPACINGS
+def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
+    from .samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
 
-    p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS), help=SAMPLER_HELP)
-    p.add_argument("--steps", type=int, default=steps, help="solver steps (the output reports the NFE)")
+    own = sampler is None
+    p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS),
+                   help=SAMPLER_HELP + ("; default: the run's own (its preset's measured best, config.sample)"
+                                        if own else f"; default {sampler}"))
+    named = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
+    p.add_argument("--steps", type=int, default=steps,
+                   help="solver steps (the output reports the NFE); default: "
+                        + (f"the run's stored steps for its own sampler; another --sampler takes its usual count "
+                           f"(ddpm the model's T, {named})" if steps is None else str(steps)))
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
     p.add_argument("--grid", default=None, choices=list(GRIDS),
                    help="time grid: uniform, quadratic, karras (rho 7), logsnr, or a DDPM spacing (leading, "
-                        "trailing, linspace); default: leading for ddpm/ddim, logsnr for the ODE solvers, "
-                        "quadratic for flows")
+                        "trailing, linspace); default: the run's stored grid for its own sampler, else leading for "
+                        "ddpm/ddim, logsnr for the other solvers, quadratic for flows")
     p.add_argument("--sigma-min", type=float, default=None,
-                   help="karras/logsnr grids: smallest sigma before the final denoising step (default: the model's)")
+                   help="karras/logsnr grids: smallest sigma before the final denoising step (default: the data's "
+                        "resolution: one pixel level for images, the nearest-neighbour spacing of 2D points)")
     p.add_argument("--sigma-max", type=float, default=None,
-                   help="karras/logsnr grids: largest sigma, where sampling starts (default: the model's)")
+                   help="karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance "
+                        "between two training samples, Song & Ermon 2020; both ends stored with the run)")
     p.add_argument("--rho", type=float, default=None, help="karras grid: the spacing exponent (default 7)")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
     p.add_argument("--eta", type=float, default=None,
@@ -469,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, metavar="NPY",
                    help="intended class of each sample (.npy of ints): adds the conditional accuracy")
     p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the intervals (0: none)")
-    _add_sampling(p, steps=0, sampler=None)
+    _add_sampling(p)
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images, guidance")
@@ -495,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .gif")
     p.add_argument("--num", type=int, default=1024)
     p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
-    _add_sampling(p, steps=50, sampler="ddim")
+    _add_sampling(p)
     p.set_defaults(fn=cmd_animate)
 
     from .sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS

@@ -71,10 +71,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """How ``sample``, ``evaluate``, ``animate`` and the run's pictures sample when not told otherwise."""
     sampler: str = "ddpm"
     steps: int = 1000
-    spacing: str = "leading"
-    eta: float = 0.0
+    spacing: str = "leading"          # unused; kept so configs that carry it still load (see ``grid``)
+    eta: float = 0.0                  # 0 = the sampler's own default (DDIM 0, the stochastic solvers 1)
+    grid: str = ""                    # time grid (samplers.GRIDS); "" = the sampler's default (grids.default_grid)
+    sigma_min: float = 0.0            # karras/logsnr grid ends; 0 = fitted to the data at training time
+    sigma_max: float = 0.0            # (grids.fit_sigma_range), or for older runs when first sampled
     num: int = 2048
     guidance: float = 1.0             # conditional runs: default CFG scale w (1 = conditional model, 0 = unconditional);
                                       # classifier runs: default classifier-guidance scale
@@ -184,7 +188,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from .data import DATASETS
     from .denoiser import PARAMETERIZATIONS
     from .models import MODELS
-    from .samplers import SAMPLERS, SPACINGS
+    from .samplers import GRIDS, SAMPLERS, SPACINGS
     from .schedules import SCHEDULES
 
     return {
@@ -197,6 +201,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "train.autocast": ("auto", "none", "bf16", "fp16"),
         "sample.sampler": tuple(SAMPLERS),
         "sample.spacing": tuple(SPACINGS),
+        "sample.grid": ("", *GRIDS),
     }
 
 
@@ -227,6 +232,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample.steps": (1, math.inf, True, False),
     "sample.num": (1, math.inf, True, False),
     "sample.eta": (0, math.inf, True, False),
+    "sample.sigma_min": (0, math.inf, True, False),
+    "sample.sigma_max": (0, math.inf, True, False),
 }
 
 

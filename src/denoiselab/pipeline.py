@@ -6,6 +6,8 @@ was trained.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +160,14 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
                               f"--set model.num_classes={data.num_classes or 'N'} (or -1: the data's count)")
     if cfg.diffusion.kind == "classifier" and not data.num_classes:
         raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
+    s = cfg.sample
+    if cfg.diffusion.kind in ("vp", "flow") and not (s.sigma_min and s.sigma_max):
+        # The data's noise range, derived once here and stored with the run (grids.fit_sigma_range).
+        from .samplers.grids import fit_sigma_range
+
+        lo, hi = fit_sigma_range(data.x, data.kind)
+        cfg = dataclasses.replace(cfg, sample=dataclasses.replace(s, sigma_min=s.sigma_min or lo,
+                                                                   sigma_max=s.sigma_max or hi))
     return cfg
 
 
@@ -218,6 +228,87 @@ class LoadedRun:
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.info.get("sample_shape", (2,)))
+
+    def data_sigma_range(self) -> tuple[float, float]:
+        """The data's (sigma_min, sigma_max) (grids.fit_sigma_range): stored at training time;
+        runs trained before it was stored fit it from their data set now (once per load), and
+        fall back to the model's trained range if that data set cannot be read here."""
+        s = self.config.sample
+        if s.sigma_min and s.sigma_max:
+            return s.sigma_min, s.sigma_max
+        if getattr(self, "_fitted", None) is None:
+            from .samplers.grids import fit_sigma_range
+
+            try:
+                cfg = self.config
+                data = build_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
+                self._fitted = fit_sigma_range(data.x, data.kind)
+            except DenoiselabError as e:
+                _warn(f"warning: cannot read {self.config.data.name!r} to fit the grid's noise range ({e}); "
+                      "using the model's whole trained range")
+                self._fitted = self.denoiser.sigma_range
+        return self._fitted
+
+
+@dataclass
+class SamplingPlan:
+    """How to sample a run: the keyword arguments of ``samplers.api.generate`` (with ``opts`` the
+    sampler's own options), decided by :func:`sampling_plan`."""
+    sampler: str
+    steps: int
+    grid: str
+    grid_opts: dict
+    opts: dict
+
+    def kwargs(self) -> dict:
+        return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts, **self.opts)
+
+    def describe(self) -> str:
+        eta = f" (eta {self.opts['eta']:g})" if "eta" in self.opts else ""
+        return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid"
+
+    def ends(self) -> str:
+        """The grid's sigma range, if it is placed by one ("" otherwise)."""
+        g = self.grid_opts
+        return f"sigma {g['sigma_max']:.3g} to {g['sigma_min']:.3g}" if "sigma_max" in g and "sigma_min" in g else ""
+
+
+def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None,
+                  grid: Optional[str] = None, grid_opts: Optional[dict] = None,
+                  opts: Optional[dict] = None) -> SamplingPlan:
+    """The one place that decides how a run is sampled when a command leaves something out.
+
+    - sampler: the run's stored one (``config.sample.sampler``, the measured best of its preset);
+    - steps: the stored steps if the sampler is the stored one, else the sampler's default
+      (``samplers.default_steps``);
+    - grid: the stored grid for the stored sampler, else the sampler's default
+      (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
+      (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
+    - eta: the stored one for the stored sampler, if set.
+    """
+    from .samplers import SAMPLERS, default_steps
+    from .samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
+
+    require_sampler(run)
+    s = run.config.sample
+    own = sampler is None or sampler == s.sampler
+    sampler = sampler or s.sampler
+    if sampler not in SAMPLERS:
+        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    steps = steps or (s.steps if own else default_steps(sampler, run.denoiser))
+    grid = grid or (s.grid if own and s.grid else default_grid(sampler, run.denoiser))
+    grid_opts = dict(grid_opts or {})
+    if grid in SIGMA_GRIDS and not ("sigma_min" in grid_opts and "sigma_max" in grid_opts):
+        lo, hi = clamp_sigma_range(run.denoiser, *run.data_sigma_range())
+        if grid_opts.get("sigma_max", hi) <= lo:  # a user's sigma_max below the fitted sigma_min
+            lo = run.denoiser.sigma_range[0]
+        if grid_opts.get("sigma_min", lo) >= hi:  # a user's sigma_min above the fitted sigma_max
+            hi = run.denoiser.sigma_range[1]
+        grid_opts = {"sigma_min": lo, "sigma_max": hi, **grid_opts}
+    opts = dict(opts or {})
+    if own and s.eta > 0 and "eta" in inspect.signature(SAMPLERS[sampler]).parameters:
+        opts.setdefault("eta", s.eta)
+    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts)
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -323,34 +414,37 @@ def require_sampler(run: LoadedRun) -> None:
                               "sampled; its pictures are denoiser_sigmas.png in the run directory")
 
 
-def reverse_frames(run: LoadedRun, *, sampler: str, steps: int, seed: int, num: int, frames: int, opts: dict,
-                   denoiser=None, cond=None):
+def reverse_frames(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None, seed: int, num: int,
+                   frames: int, opts: Optional[dict] = None, denoiser=None, cond=None,
+                   plan: Optional["SamplingPlan"] = None):
     """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result.
-    ``denoiser`` (e.g. a guided one) and ``cond`` replace the run's own unconditional denoiser."""
+    ``denoiser`` (e.g. a guided one) and ``cond`` replace the run's own unconditional denoiser.
+    ``plan`` (or sampler/steps/opts, completed by sampling_plan) says how to sample."""
     from .samplers.api import generate
 
     require_sampler(run)
-
-    keep_every = max(1, steps // frames)
+    plan = plan or sampling_plan(run, sampler=sampler, steps=steps, opts=opts)
+    keep_every = max(1, plan.steps // frames)
     shots: list[tuple[int, torch.Tensor, torch.Tensor]] = []
 
     def callback(d):
         if d["i"] % keep_every == 0:
             shots.append((d["t"], d["x"].to("cpu", copy=True), d["x0_hat"].to("cpu", copy=True)))
 
-    x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
-                    cond=cond, callback=callback, progress=True, **opts)
+    x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, seed=seed, cond=cond, callback=callback,
+                    progress=True, **plan.kwargs())
     shots.append((-1, x, x))
     return shots
 
 
-def reverse_gif(run: LoadedRun, path: Path, *, sampler: str = "ddim", steps: int = 50, seed: int = 0,
+def reverse_gif(run: LoadedRun, path: Path, *, sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0,
                 num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None,
-                denoiser=None, cond=None, nrow: int | None = None) -> Path:
+                denoiser=None, cond=None, nrow: int | None = None, plan: Optional["SamplingPlan"] = None) -> Path:
+    """GIF of the reverse process; sampled as ``plan`` says (default: the run's own sampling_plan)."""
     from .viz.plots import gif_reverse_points
 
-    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts or {},
-                           denoiser=denoiser, cond=cond)
+    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts,
+                           denoiser=denoiser, cond=cond, plan=plan)
     if run.kind == "points":
         if data is None:
             data = build_dataset(run.config.data.name, run.config.data.options, 2048, 1).x
@@ -379,9 +473,11 @@ def run_pictures(out: Path, data: TensorData, device=None) -> list[Path]:
         ref = data.x[:2048]
         if run.denoiser.schedule is not None:  # flows have no beta schedule to plot
             written.append(plots.plot_forward_points(ref, run.denoiser.schedule, out / "forward.png"))
-        x, _ = generate(run.denoiser, 2048, (2,), sampler="ddim", steps=50, seed=0)
-        written.append(plots.plot_samples_over_data(x, ref, out / "samples.png", title="DDIM, 50 steps"))
-        written.append(reverse_gif(run, out / "reverse.gif", data=ref))
+        plan = sampling_plan(run)  # the preset's own sampler, steps and grid
+        x, _ = generate(run.denoiser, 2048, (2,), seed=0, **plan.kwargs())
+        written.append(plots.plot_samples_over_data(x, ref, out / "samples.png",
+                                                    title=f"{plan.sampler}, {plan.steps} steps ({plan.grid} grid)"))
+        written.append(reverse_gif(run, out / "reverse.gif", data=ref, plan=plan))
     return written
 
 
@@ -413,10 +509,9 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
         numbers["denoiser_mse_by_sigma"] = mse
         written = [summary, path]
     else:
+        # The preset's own sampler, steps and grid for the samples and the GIF alike.
+        plan = sampling_plan(run)
         s = cfg.sample
-        opts = {"eta": s.eta} if s.sampler == "ddim" else {}
-        # DDIM with at most 50 steps: the GIF never costs more than the preset's own sampling.
-        gif_steps = min(50, s.steps)
         from .conditioning import guided_run, is_text, num_classes
 
         k = num_classes(run)
@@ -426,32 +521,30 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
 
             prompts = [caption("a {c} {w}", d, c) for c in COLOURS for d in range(len(DIGIT_WORDS))]
             den, cond = guided_run(run, len(prompts), prompts=prompts)
-            x, nfe = generate(den, len(prompts), run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
-                              cond=cond, progress=True, **opts)
+            x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
+                              **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
-            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": len(prompts),
+            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": len(prompts),
                                   "guidance": s.guidance, "prompts": "a <colour> <digit>: colours by row, digits by column"}
             den, cond = guided_run(run, 10, prompts=prompts[:10])
-            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=10,
-                                       frames=min(25, gif_steps), denoiser=den, cond=cond, nrow=10))
+            written.append(reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond,
+                                       nrow=10, plan=plan))
         elif k:
             # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
             den, cond = guided_run(run, 4 * k)
-            x, nfe = generate(den, 4 * k, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
-                              cond=cond, progress=True, **opts)
+            x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
+                              **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png", nrow=k)]
-            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": 4 * k,
+            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": 4 * k,
                                   "guidance": s.guidance, "classes": "one per column"}
             den, cond = guided_run(run, 2 * k)
-            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=2 * k,
-                                       frames=min(25, gif_steps), denoiser=den, cond=cond, nrow=k))
+            written.append(reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
+                                       nrow=k, plan=plan))
         else:
-            x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=s.sampler, steps=s.steps, seed=seed,
-                              progress=True, **opts)
+            x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png")]
-            numbers["samples"] = {"sampler": s.sampler, "steps": s.steps, "nfe": nfe, "num": num}
-            written.append(reverse_gif(run, out / "reverse.gif", sampler="ddim", steps=gif_steps, num=16,
-                                       frames=min(25, gif_steps)))
+            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": num}
+            written.append(reverse_gif(run, out / "reverse.gif", num=16, frames=25, plan=plan))
         schedule = run.denoiser.schedule
         if schedule is None:  # flows have no beta schedule: no forward-process pictures
             atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))

@@ -56,18 +56,20 @@ def add_plot_options(p: argparse.ArgumentParser) -> None:
                    help="text-conditional runs: guidance steers away from this prompt instead of the empty one")
     g.add_argument("--batch-size", type=int, default=4, help="samples per batch in each cell")
     g.add_argument("--num-batches", type=int, default=1, help="batches per cell (cell = batch size x batches samples)")
-    g.add_argument("--sampler", default="ddim", help="sampler (default ddim)")
-    g.add_argument("--steps", type=int, default=50, help="solver steps (default 50)")
+    g.add_argument("--sampler", default=None, help="sampler (default: the run's own, config.sample)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="solver steps (default: the run's own for its sampler, else the sampler's usual count)")
     g.add_argument("--seed", type=int, default=0, help="sample i of every cell uses the noise of (seed, i)")
 
 
 def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, num_batches: int = 1,
-                  sampler: str = "ddim", steps: int = 50, seed: int = 0, log=None, prompts=None,
+                  sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0, log=None, prompts=None,
                   negative_prompt=None) -> Path:
     """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
     batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
     along a column one sees the same starting noise pulled harder towards its class as w grows."""
     from ..conditioning import class_labels, guided_run, is_text, num_classes
+    from ..pipeline import sampling_plan
     from ..samplers.api import generate
     from ..viz.images import make_grid, save_png
 
@@ -98,13 +100,14 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
         names = [str(class_names[c]) if c < len(class_names) else str(c) for c in classes]
         columns = [dict(cls=c) for c in classes]
     per = batch_size * num_batches
+    plan = sampling_plan(run, sampler=sampler, steps=steps)  # the run's own sampling unless told otherwise
     rows = []
     for w in scales:
         cells = []
         for column in columns:
             den, labels = guided_run(run, per, guidance=w, **column)
-            x, _ = generate(den, per, run.sample_shape, sampler=sampler, steps=steps, seed=seed, cond=labels,
-                            batch_size=batch_size, progress=True)
+            x, _ = generate(den, per, run.sample_shape, seed=seed, cond=labels, batch_size=batch_size, progress=True,
+                            **plan.kwargs())
             cells.append(x)
         rows.append(cells)
         if log:
@@ -132,7 +135,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
 
 def training_sweep(out: Path, data, device=None) -> Optional[Path]:
     """Class-conditional image runs get their guidance sweep (``guidance.png``, one sample per class
-    and scale, DDIM 25 steps) after training, so the run's page shows what the scale trades."""
+    and scale, the run's own sampler) after training, so the run's page shows what the scale trades."""
     from ..conditioning import is_text, num_classes
     from ..pipeline import load_run
 
@@ -141,8 +144,7 @@ def training_sweep(out: Path, data, device=None) -> Optional[Path]:
     run = load_run(Path(out), device=device)
     if run.denoiser is None or is_text(run) or not num_classes(run):
         return None
-    return plot_guidance(run, Path(out) / "guidance.png", scales=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], batch_size=1,
-                         steps=25)
+    return plot_guidance(run, Path(out) / "guidance.png", scales=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], batch_size=1)
 
 
 def cmd_plot_guidance(args, log) -> Path:

@@ -119,6 +119,58 @@ GRIDS: dict[str, Callable[..., torch.Tensor]] = {
     **{name: _discrete(name) for name in SPACINGS},
 }
 CONTINUOUS = ("uniform", "quadratic", "karras", "logsnr")
+SIGMA_GRIDS = ("karras", "logsnr")  # grids placed by their sigma ends (sigma_min, sigma_max)
+
+# -- Noise range fitted to the data ----------------------------------------------------------
+#
+# A VP model's trained range ends far beyond where the data are visible (linear schedule,
+# T = 1000: sigma up to 157 for 2D data of std 2), and far below where a sample is judged; a
+# few-step grid spread over that whole range wastes most of its steps. The fitted range:
+#
+#   sigma_max = max_{i, j} ||x_i - x_j||   over a fixed subsample of the training data
+#       (Song & Ermon 2020, "Improved techniques for training score-based generative models",
+#       Technique 1: at that noise level any two data points are hard to tell apart, so
+#       N(0, sigma_max^2 I) stands in for the noised data; Karras et al. 2022, sec. 5 and
+#       Table 1, likewise fix sigma_max = 80 for images instead of a schedule's own end.)
+#   sigma_min = images: one 8-bit level, 2 / 255 in [-1, 1] (Ho et al. 2020, sec. 3.3: the
+#       decoder's bin width; finer noise changes no pixel);
+#       points: the median nearest-neighbour distance within FIT_POINTS data points, the
+#       spacing below which a 2048-point metric (chamfer, MMD) cannot see a difference.
+# Both are then clamped into the model's trained range (``clamp_sigma_range``).
+
+FIT_POINTS = 2048       # data points the fit looks at (the size every 2D metric compares)
+FIT_IMAGES = 1000       # images the fit looks at (pairwise distances of 1000 x D)
+PIXEL_LEVEL = 2 / 255   # one 8-bit level of an image in [-1, 1]
+
+
+def fit_sigma_range(x: torch.Tensor, kind: str, seed: int = 0) -> tuple[float, float]:
+    """(sigma_min, sigma_max) of a data set from its samples ``x`` (N, ...); ``kind`` is "points"
+    or "images". See the block above for the formula and its sources."""
+    x = torch.as_tensor(x).detach().to(F64).reshape(len(x), -1)
+    if len(x) < 2:
+        raise DenoiselabError("fitting a noise range needs at least 2 data points")
+    n = min(len(x), FIT_IMAGES if kind == "images" else FIT_POINTS)
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    d = torch.cdist(x[idx], x[idx])
+    sigma_max = float(d.max())
+    if kind == "images":
+        sigma_min = PIXEL_LEVEL
+    else:
+        d.fill_diagonal_(math.inf)
+        sigma_min = float(d.min(1).values.median())
+    if not 0 < sigma_min < sigma_max:
+        raise DenoiselabError(f"cannot fit a noise range to these data (sigma_min {sigma_min:g}, sigma_max "
+                              f"{sigma_max:g}): are all samples equal? pass --sigma-min/--sigma-max")
+    return sigma_min, sigma_max
+
+
+def clamp_sigma_range(denoiser, sigma_min: float, sigma_max: float) -> tuple[float, float]:
+    """The fitted range inside what the model was trained on (a VP model knows no sigma outside
+    [sigma(0), sigma(T-1)])."""
+    lo, hi = denoiser.sigma_range
+    sigma_min, sigma_max = min(max(sigma_min, lo), hi), max(min(sigma_max, hi), lo)
+    return (sigma_min, sigma_max) if sigma_min < sigma_max else (lo, hi)
+
 
 # The grid each sampler uses when none is named: the discrete samplers keep their classic
 # DDIM spacing; the ODE solvers take the grid that measured best at 10 and 20 NFE in

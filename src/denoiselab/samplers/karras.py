@@ -17,8 +17,18 @@ time variable and state scaling; the Euler step is the same in both frames (both
 in r, so it is exactly the DDIM step x' = a' x0_hat + s' eps_hat), but the Heun correction is
 not. ``ve`` is the EDM choice for diffusion models; ``flow`` is the straight-path ODE that a
 rectified flow is trained on (Liu et al. 2023), and it stays finite at pure noise (tau = 0),
-where ``ve`` needs sigma = inf. One Euler/Heun implementation serves both; each model picks
-its own frame by default.
+where ``ve`` needs sigma = inf. One Euler/Heun implementation serves both.
+
+Heun integrates in the ``flow`` frame by default, for every model. In the ``ve`` frame a step
+that crosses the data's scale (from sigma >> std to sigma << std) is where the trajectory bends
+from z - mu ~ sigma to z ~ x0, and the trapezoid averages the slope before the bend with the
+near-zero slope after it: it keeps about half of the noise it should remove, so a 2-step Heun
+on Gaussian data of std 1 ends with a spread of sigma_max / 2 (78 on a linear T = 1000 VP
+schedule; chamfer 1e8 on the swiss roll). In the flow frame the time r = 1 / (1 + sigma) spans
+[0, 1] whatever sigma_max is, the slope x0_hat - eps_hat stays of the data's and the noise's
+size, and the trapezoid's error is bounded by the step in r; the order is the same (Heun is
+2nd order in any smooth reparametrisation of the ODE; Karras et al. 2022, sec. 3, eq. 4 with
+s(t) = 1 / (1 + sigma(t))). ``frame="ve"`` keeps EDM's Algorithm 1 exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ FRAMES = ("ve", "flow")
 
 
 def default_frame(denoiser) -> str:
-    return "ve" if denoiser.schedule is not None else "flow"
+    """The frame Heun integrates in when none is named: ``flow`` for every model (see above)."""
+    return "flow"
 
 
 def _frame_r(frame: str, a: float, s: float) -> float:

@@ -1,0 +1,148 @@
+"""Sampling defaults (issue 14): the data-fitted noise range, the run's stored sampler, steps and
+grid, and no sampler diverging at any step count."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from denoiselab import pipeline
+from denoiselab.cli import main
+from denoiselab.config import RunConfig, SampleConfig, get_preset
+from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser
+from denoiselab.samplers import SAMPLERS, default_steps
+from denoiselab.samplers.api import generate
+from denoiselab.samplers.grids import PIXEL_LEVEL, clamp_sigma_range, fit_sigma_range
+from denoiselab.schedules import make_schedule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCHEDULE = make_schedule("linear", 1000)
+
+
+def _ring():
+    """Eight narrow components on a circle of radius 3 (the scale of the 2D presets' data):
+    E|x0|^2 = 9 + 2 * 0.05."""
+    ang = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+    means = 3 * torch.stack([ang.cos(), ang.sin()], 1)
+    return AnalyticMixtureDenoiser(SCHEDULE, means, torch.full((8,), 0.05), torch.full((8,), 1 / 8)), math.sqrt(9.1)
+
+
+def _gaussian():
+    """N(0, 4 I) in 2D: E|x0|^2 = 8."""
+    return AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(2), torch.full((2,), 4.0)), math.sqrt(8.0)
+
+
+@pytest.mark.parametrize("make", [_ring, _gaussian], ids=["mixture", "gaussian"])
+@pytest.mark.parametrize("ends", ["model", "data"])
+def test_no_sampler_diverges_at_any_step_count(make, ends):
+    """Every sampler at 1, 2, 5, 10 and 20 steps on the exact denoiser keeps the samples' RMS norm
+    within 2x the data's: Heun in EDM's ve frame ended a 2-step run with an RMS of about 145 on the
+    mixture (half of sigma_max = 157 left in), and 17 on the data-fitted range."""
+    den, rms = make()
+    opts = {}
+    if ends == "data":
+        x0 = generate(den, 2000, (2,), sampler="dpmpp-3m", steps=50, seed=9)[0]
+        opts = dict(zip(("sigma_min", "sigma_max"), clamp_sigma_range(den, *fit_sigma_range(x0, "points"))))
+    for sampler in SAMPLERS:
+        for steps in (1, 2, 5, 10, 20):
+            grid = "logsnr" if opts and sampler not in ("ddpm", "ddim") else None
+            x, _ = generate(den, 1000, (2,), sampler=sampler, steps=steps, seed=0, grid=grid,
+                            grid_opts=opts if grid else None)
+            got = x.double().pow(2).sum(1).mean().sqrt().item()
+            assert math.isfinite(got) and got < 2 * rms, (sampler, steps, got, rms)
+
+
+def test_heun_keeps_its_accuracy_where_it_converges():
+    """The flow frame is not bought with accuracy: at 20 steps Heun's samples have the data's RMS."""
+    den, rms = _gaussian()
+    x, _ = generate(den, 4000, (2,), sampler="heun", steps=20, seed=1)
+    assert abs(x.double().pow(2).sum(1).mean().sqrt().item() / rms - 1) < 0.05
+
+
+def test_fit_sigma_range_closed_forms():
+    # Points 0.1 apart on a line: nearest neighbours 0.1 apart, the farthest pair 1.0.
+    x = torch.stack([torch.linspace(0, 1, 11), torch.zeros(11)], 1)
+    lo, hi = fit_sigma_range(x, "points")
+    assert lo == pytest.approx(0.1) and hi == pytest.approx(1.0)
+    # Images: one 8-bit level in [-1, 1]; the farthest pair of an all -1 and an all +1 image of 4 pixels is 4.
+    imgs = torch.stack([-torch.ones(1, 2, 2), torch.ones(1, 2, 2), torch.zeros(1, 2, 2)])
+    assert fit_sigma_range(imgs, "images") == pytest.approx((PIXEL_LEVEL, 4.0))
+    with pytest.raises(Exception, match="all samples equal"):
+        fit_sigma_range(torch.zeros(5, 2), "points")
+
+
+def test_the_fitted_range_is_clamped_into_the_models():
+    den, _ = _gaussian()
+    lo, hi = den.sigma_range
+    assert clamp_sigma_range(den, 1e-5, 1e5) == (lo, hi)
+    assert clamp_sigma_range(den, 0.05, 8.0) == (0.05, 8.0)
+
+
+def _run(sample: SampleConfig, data: str = "swiss-roll") -> pipeline.LoadedRun:
+    den, _ = _ring()
+    cfg = RunConfig(preset="test", sample=sample)
+    cfg = RunConfig.from_dict({**cfg.to_dict(), "data": {"name": data}})
+    return pipeline.LoadedRun(cfg, None, den, 0, None, {"kind": "points", "sample_shape": [2]})
+
+
+def test_sampling_plan_takes_the_runs_stored_settings():
+    run = _run(SampleConfig(sampler="dpmpp-2m-sde", steps=7, grid="karras", eta=2.0, sigma_min=0.05, sigma_max=8.0))
+    plan = pipeline.sampling_plan(run)
+    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("dpmpp-2m-sde", 7, "karras", {"eta": 2.0})
+    assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
+    # Another sampler: its usual step count and default grid, over the run's noise range; no stored eta.
+    plan = pipeline.sampling_plan(run, sampler="heun")
+    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("heun", default_steps("heun", run.denoiser), "logsnr", {})
+    assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
+    assert pipeline.sampling_plan(run, sampler="ddpm").steps == 1000  # every trained step
+    plan = pipeline.sampling_plan(run, sampler="ddim", steps=12)
+    assert (plan.steps, plan.grid, plan.grid_opts) == (12, "leading", {})
+    # A user's end wins; the other end stays the data's.
+    plan = pipeline.sampling_plan(run, grid="logsnr", grid_opts={"sigma_max": 3.0})
+    assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 3.0}
+
+
+def test_runs_without_a_stored_range_fit_it_from_their_data_set():
+    run = _run(SampleConfig(sampler="euler", steps=10))  # as in a config.json written before the range was stored
+    lo, hi = pipeline.sampling_plan(run).grid_opts.values()
+    data = pipeline.build_dataset("swiss-roll", {}, 100_000, 0)
+    want = clamp_sigma_range(run.denoiser, *fit_sigma_range(data.x, "points"))
+    assert (lo, hi) == pytest.approx(want)
+    assert 5 < hi < 10  # the swiss roll's widest pair, far below the schedule's sigma_max of 157
+
+
+def test_old_configs_load_without_the_new_fields():
+    d = RunConfig().to_dict()
+    for k in ("grid", "sigma_min", "sigma_max"):
+        del d["sample"][k]
+    cfg = RunConfig.from_dict(d)
+    assert (cfg.sample.grid, cfg.sample.sigma_min, cfg.sample.sigma_max) == ("", 0.0, 0.0)
+
+
+def test_every_preset_stores_a_sampler_the_config_accepts():
+    from denoiselab.config import PRESETS, validate_config
+
+    for name in PRESETS:
+        cfg = validate_config(get_preset(name))
+        assert cfg.sample.sampler in SAMPLERS and cfg.sample.steps >= 1
+
+
+TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
+        "--set", "batch_size=64", "--set", "log_every=10", "--set", "sample.sampler=dpmpp-2m",
+        "--set", "sample.steps=6", "--set", "sample.grid=karras"]
+
+
+def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "swiss-roll", "--out", str(run), "--quiet", "--no-pictures", *TINY]) == 0
+    cfg = json.loads((run / "config.json").read_text())["sample"]
+    assert 0 < cfg["sigma_min"] < 0.1 and 5 < cfg["sigma_max"] < 10  # the data's range, stored at training
+    capsys.readouterr()
+    assert main(["sample", str(run), "--num", "64", "--out", str(tmp_path / "a.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "dpmpp-2m, 6 steps on the karras grid, NFE 6, sigma" in err, err
+    assert main(["sample", str(run), "--num", "64", "--sampler", "heun", "--out", str(tmp_path / "b.npy")]) == 0
+    err = capsys.readouterr().err
+    assert f"heun, {default_steps('heun', None)} steps on the logsnr grid" in err, err
