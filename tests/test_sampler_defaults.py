@@ -13,7 +13,8 @@ from denoiselab.config import RunConfig, SampleConfig, get_preset
 from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser
 from denoiselab.samplers import SAMPLERS, default_steps
 from denoiselab.samplers.api import generate
-from denoiselab.samplers.grids import PIXEL_LEVEL, clamp_sigma_range, fit_sigma_range
+from denoiselab.samplers.grids import (PIXEL_LEVEL, SIGMA_GRIDS, clamp_sigma_range, default_grid, fit_sigma_range,
+                                      logsnr_sigmas, make_grid)
 from denoiselab.schedules import make_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,8 +48,10 @@ def test_no_sampler_diverges_at_any_step_count(make, ends):
         opts = dict(zip(("sigma_min", "sigma_max"), clamp_sigma_range(den, *fit_sigma_range(x0, "points"))))
     for sampler in SAMPLERS:
         for steps in (1, 2, 5, 10, 20):
-            grid = "logsnr" if opts and sampler not in ("ddpm", "ddim") else None
-            x, _ = generate(den, 1000, (2,), sampler=sampler, steps=steps, seed=0, grid=grid,
+            grid = default_grid(sampler, den) if opts else None
+            if grid not in SIGMA_GRIDS:
+                grid = None
+            x, _ = generate(den, 500, (2,), sampler=sampler, steps=steps, seed=0, grid=grid,
                             grid_opts=opts if grid else None)
             got = x.double().pow(2).sum(1).mean().sqrt().item()
             assert math.isfinite(got) and got < 2 * rms, (sampler, steps, got, rms)
@@ -73,6 +76,19 @@ def test_fit_sigma_range_closed_forms():
         fit_sigma_range(torch.zeros(5, 2), "points")
 
 
+def test_logsnr_trailing_grid_strides_to_clean_data():
+    """N points: the first N of N + 1 log-SNR-uniform points from sigma_max to sigma_min."""
+    den, _ = _gaussian()
+    for n in (1, 2, 5):
+        ts = make_grid(den, "logsnr-trailing", n, sigma_min=0.02, sigma_max=8.0)
+        want = den.t_from_sigma(logsnr_sigmas(0.02, 8.0, n + 1)[:-1])
+        torch.testing.assert_close(ts, want.double())
+        assert len(ts) == n
+    # Two steps: 8 -> sqrt(8 * 0.02) -> clean data.
+    a, s = den.scales(make_grid(den, "logsnr-trailing", 2, sigma_min=0.02, sigma_max=8.0), torch.empty(2, dtype=torch.float64))
+    torch.testing.assert_close((s / a).reshape(-1), torch.tensor([8.0, 0.16 ** 0.5], dtype=torch.float64))
+
+
 def test_the_fitted_range_is_clamped_into_the_models():
     den, _ = _gaussian()
     lo, hi = den.sigma_range
@@ -94,7 +110,7 @@ def test_sampling_plan_takes_the_runs_stored_settings():
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
     # Another sampler: its usual step count and default grid, over the run's noise range; no stored eta.
     plan = pipeline.sampling_plan(run, sampler="heun")
-    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("heun", default_steps("heun", run.denoiser), "logsnr", {})
+    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("heun", default_steps("heun", run.denoiser), "logsnr-trailing", {})
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
     assert pipeline.sampling_plan(run, sampler="ddpm").steps == 1000  # every trained step
     plan = pipeline.sampling_plan(run, sampler="ddim", steps=12)
@@ -145,4 +161,4 @@ def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
     assert "dpmpp-2m, 6 steps on the karras grid, NFE 6, sigma" in err, err
     assert main(["sample", str(run), "--num", "64", "--sampler", "heun", "--out", str(tmp_path / "b.npy")]) == 0
     err = capsys.readouterr().err
-    assert f"heun, {default_steps('heun', None)} steps on the logsnr grid" in err, err
+    assert f"heun, {default_steps('heun', None)} steps on the logsnr-trailing grid" in err, err

@@ -399,11 +399,13 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                            f"(ddpm the model's T, {named})" if steps is None else str(steps)))
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
     p.add_argument("--grid", default=None, choices=list(GRIDS),
-                   help="time grid: uniform, quadratic, karras (rho 7), logsnr, or a DDPM spacing (leading, "
-                        "trailing, linspace); default: the run's stored grid for its own sampler, else leading for "
-                        "ddpm/ddim, logsnr for the other solvers, quadratic for flows")
+                   help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
+                        "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
+                        "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
+                        "other solvers, quadratic for flows")
     p.add_argument("--sigma-min", type=float, default=None,
-                   help="karras/logsnr grids: smallest sigma before the final denoising step (default: the data's "
+                   help="karras/logsnr grids: smallest sigma before the final denoising step; logsnr-trailing: where "
+                        "a further step would land (default: the data's "
                         "resolution: one pixel level for images, the nearest-neighbour spacing of 2D points)")
     p.add_argument("--sigma-max", type=float, default=None,
                    help="karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance "
