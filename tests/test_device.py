@@ -77,6 +77,16 @@ def test_cli_refuses_a_missing_gpu_in_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
+def test_launcher_refuses_an_existing_run_before_starting_processes(tmp_path, capsys):
+    from denoiselab.cli import main
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{}")
+    assert main(["train", "--preset", "swiss-roll", "--out", str(tmp_path / "r"), "--device", "cpu",
+                 "--launcher", "accelerate", "--processes", "2"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
 def test_every_computing_command_takes_device():
     from denoiselab.cli import build_parser
 

@@ -96,11 +96,16 @@ def cmd_train(args) -> int:
         return 0
     from .commands.distributed import launch, make_runtime
 
+    def refuse_existing() -> None:
+        if not args.resume and (out / pipeline.CONFIG).exists():
+            raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+
     if args.launcher != "none":
+        refuse_existing()  # before any process starts
         return launch(args)
     runtime = make_runtime(args.device)
-    if not args.resume and (out / pipeline.CONFIG).exists() and runtime.is_main:
-        raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if runtime.is_main:
+        refuse_existing()
     runtime.wait()  # the main process looks before any process writes
     data = pipeline.build_data(cfg)
     cfg = pipeline.resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
