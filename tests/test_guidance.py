@@ -399,8 +399,8 @@ def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_pat
     data = pipeline.build_data(pipeline.read_config(run_dir))
     calls, real_gif, real_load = [], pipeline.reverse_gif, pipeline.load_run
 
-    def load(d, use_ema=True):  # 2 sampling steps instead of the preset's 50
-        r = real_load(d, use_ema)
+    def load(d, use_ema=True, device=None):  # 2 sampling steps instead of the preset's own
+        r = real_load(d, use_ema, device)
         r.config = dataclasses.replace(r.config, sample=dataclasses.replace(r.config.sample, steps=2))
         return r
 
