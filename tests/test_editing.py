@@ -375,3 +375,17 @@ def test_cli_bad_input_gives_one_line_and_exit_2(runs, tmp_path, capsys):
     _one_error_line(capsys, ["edit", "hybrid", u, "--low-class", "1", "--high-class", "7", *out], "unconditional")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 1, 32, 32), np.float32))
     _one_error_line(capsys, ["edit", "invert", r, "--input", str(tmp_path / "wrong.npy"), *out], "has shape")
+
+
+@pytest.mark.parametrize("flags, scale", [([], 5.0), (["--guidance", "2"], 2.0)])
+def test_anagram_guides_each_view_at_five_unless_told(flags, scale, runs, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(den, num, shape, *a, **kw):
+        seen["scale"] = den.scale
+        return E.EditResult(torch.zeros(num, *shape), [], {"upright": torch.zeros(num, *shape)}, {})
+
+    monkeypatch.setattr(E, "anagram", fake)
+    assert main(["edit", "anagram", str(runs / "class"), "--class", "6", "--view-class", "9", "--num", "1",
+                 "--out", str(tmp_path / "a.npy"), *flags]) == 0
+    assert seen["scale"] == scale
