@@ -42,10 +42,10 @@ def train(cfg, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def chamfer_over_seeds(run, sampler: str, steps: int, **opts) -> list[float]:
+def chamfer_over_seeds(run, sampler: str, steps: int, grid: str | None = None, **opts) -> list[float]:
     cds = []
     for s in SEEDS:
-        x, _ = generate(run.denoiser, N, (2,), sampler=sampler, steps=steps, seed=s, **opts)
+        x, _ = generate(run.denoiser, N, (2,), sampler=sampler, steps=steps, seed=s, grid=grid, **opts)
         ref = load_toy(run.config.data.name, N, seed=10_000 + s)
         cds.append(chamfer_distance(x, ref))
     return cds
@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["kaist", "swiss-roll"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="keep runs here (default: a temp dir)")
-    ap.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:50"])
+    ap.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:50"],
+                    help="SAMPLER:STEPS[:GRID], e.g. ddim:50:quadratic (default grid: the sampler's)")
     ap.add_argument("--train-seeds", nargs="+", type=int, default=None,
                     help="train once per seed and add a row per sampler with the mean and spread over the "
                          "trainings (a short, un-averaged run like kaist's varies a lot from seed to seed)")
@@ -78,10 +79,11 @@ def main() -> None:
             secs = train(cfg, out)
             run = pipeline.load_run(out)
             for spec in args.samplers:
-                sampler, steps = spec.split(":")
-                cds = chamfer_over_seeds(run, sampler, int(steps))
-                per_sampler.setdefault(f"{sampler}-{steps}", []).append(statistics.mean(cds))
-                rows.append((label, cfg.data.name, f"{sampler}-{steps}", fmt(cds), f"{secs:7.1f}"))
+                sampler, steps, *grid = spec.split(":")
+                key = f"{sampler}-{steps}" + (f" ({grid[0]} grid)" if grid else "")
+                cds = chamfer_over_seeds(run, sampler, int(steps), grid[0] if grid else None)
+                per_sampler.setdefault(key, []).append(statistics.mean(cds))
+                rows.append((label, cfg.data.name, key, fmt(cds), f"{secs:7.1f}"))
                 print(*rows[-1], sep=" | ", flush=True)
         if len(seeds) > 1:
             for key, means in per_sampler.items():
