@@ -260,7 +260,7 @@ def test_cli_evaluate_images_with_cached_feature_net(tmp_path, capsys, monkeypat
     """The CLI path end to end on sklearn digits, with a tiny feature network standing in for the default."""
     import denoiselab.evaluation.images as images_mod
 
-    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (TINY, None))
+    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (TINY, None, None))
     data = build_dataset("digits")
     path = tmp_path / "s.npy"
     np.save(path, data.x[:300].numpy())

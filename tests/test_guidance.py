@@ -476,7 +476,7 @@ def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, m
     from denoiselab.evaluation.featurenet import FeatureNetConfig
 
     tiny = FeatureNetConfig(feature_dim=16, widths=(8, 8, 16), epochs=1, batch_size=256)
-    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (tiny, None))
+    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (tiny, None, None))
     argv = ["evaluate", str(runs / "class"), "--ref", "digits", "--num", "20", "--steps", "2", "--guidance", "2",
             "--cache-dir", str(tmp_path / "c"), "--bootstrap", "0", "--json"]
     assert main(argv) == 0
