@@ -149,8 +149,9 @@ class UNet(nn.Module):
             # Standardise c with the training captions' mean and RMS (set by set_cond_stats, saved
             # with the weights): sentence embeddings of different captions share most of their
             # direction (cosine about 0.7-0.8 between "a red seven" and "a red three"), so raw they
-            # reach the embedding MLP as small differences on a large common part and the digit is
-            # learned far more slowly than a class embedding of unit scale.
+            # reach the embedding MLP as small differences on a large common part, unlike a class
+            # embedding of unit scale. Measured on mnist-text it moved the digit only from 10.6% to
+            # 12.8% (config.mnist_text): there the samples' quality, not the scale, is what limits.
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_scale", torch.ones(()))
         attn_resolutions = set(int(r) for r in attn_resolutions)
