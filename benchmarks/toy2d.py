@@ -26,7 +26,6 @@ from denoiselab.config import apply_overrides, get_preset
 from denoiselab.data import load_toy
 from denoiselab.evaluation import chamfer_distance
 from denoiselab.samplers.api import generate
-from denoiselab.training.trainer import Trainer
 
 SEEDS = (0, 1, 2)
 N = 2048
@@ -36,9 +35,10 @@ def train(cfg, out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     (out / pipeline.CONFIG).write_text(cfg.to_json())
     data = pipeline.build_data(cfg)
-    net = pipeline.build_net(cfg)
     t0 = time.perf_counter()
-    Trainer(net, pipeline.build_objective(cfg), data, cfg.train, out, cfg.to_dict(), progress=False).fit()
+    # The trainer `denoiselab train` builds: the initial weights depend on the seed alone, so
+    # training k here is the run a user gets from `train --set seed=k`.
+    pipeline.make_trainer(cfg, out, data, progress=False).fit()
     return time.perf_counter() - t0
 
 

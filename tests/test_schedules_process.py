@@ -127,3 +127,28 @@ def test_training_targets_are_zero_loss_for_the_exact_predictor():
             a, sg = P.scales(s, t, x0)
             return P.training_target(param, x0, eps, a, sg)
         assert P.diffusion_loss(oracle, s, param, x0, t, eps).item() < 1e-20
+
+
+@pytest.mark.parametrize("gamma", [1.0, 5.0])
+def test_min_snr_loss_is_the_same_x0_loss_whatever_the_network_predicts(gamma):
+    """Hang et al. 2023, sec. 3.4: the weighted loss is min(SNR, gamma) ||x0_hat - x0||^2 for an
+    eps, x0 or v network alike. One fixed (wrong) guess of x0, expressed in each parameterization,
+    must give that closed form."""
+    s = make_schedule("linear", 1000)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(64, 3, generator=g, dtype=F64), torch.randn(64, 3, generator=g, dtype=F64)
+    x0_guess = x0 + 0.3 * torch.randn(64, 3, generator=g, dtype=F64)
+    t = torch.arange(0, 1000, 1000 // 64)[:64]
+    a, sg = P.scales(s, t, x0)
+    xt = a * x0 + sg * eps
+    eps_guess = P.eps_from_x0(xt, x0_guess, a, sg)
+    guesses = {"x0": x0_guess, "eps": eps_guess, "v": P.v_from(x0_guess, eps_guess, a, sg)}
+    snr = s.alpha_bar[t] / (1 - s.alpha_bar[t])
+    expected = (snr.clamp(max=gamma)[:, None] * (x0_guess - x0).pow(2)).mean()
+    assert ((snr > gamma).any() and (snr < gamma).any())  # both sides of the clip are exercised
+    for param, guess in guesses.items():
+        loss = P.diffusion_loss(lambda *_: guess, s, param, x0, t, eps, min_snr=gamma)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-9), param
+    # gamma = 0 is L_simple, unweighted.
+    plain = P.diffusion_loss(lambda *_: eps_guess, s, "eps", x0, t, eps)
+    assert plain.item() == pytest.approx((eps_guess - eps).pow(2).mean().item(), rel=1e-12)

@@ -42,6 +42,7 @@ class DiffusionConfig:
     clip_x0: float = 0.0              # 0 = no clipping (2D); 1.0 for images in [-1, 1]
     p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
     sigma: float = 0.0                # kind "denoise": the noise level of a single-step denoiser
+    min_snr: float = 0.0              # vp: min-SNR-gamma loss weighting with this gamma (Hang et al. 2023); 0 = L_simple
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "diffusion.clip_x0": (0, math.inf, True, False),
     "diffusion.p_uncond": (0, 1, True, False),
     "diffusion.sigma": (0, math.inf, True, False),
+    "diffusion.min_snr": (0, math.inf, True, False),
     "train.steps": (1, math.inf, True, False),
     "train.batch_size": (1, math.inf, True, False),
     "train.lr": (0, math.inf, False, False),

@@ -136,7 +136,7 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, d.p_uncond, generator, null)
-        return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond)
+        return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr)
 
     return objective
 

@@ -129,12 +129,33 @@ def training_target(parameterization: str, x0, eps, a, s):
     raise ValueError(f"unknown parameterization {parameterization!r}")
 
 
-def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None) -> torch.Tensor:
-    """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization."""
+def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
+                   min_snr: float = 0.0) -> torch.Tensor:
+    """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization, or, with
+    ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4)."""
     a, s = scales(schedule, t, x0)
     xt = a * x0 + s * eps
     target = training_target(parameterization, x0, eps, a, s)
-    return (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2).mean()
+    err = (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2)
+    if min_snr > 0:
+        err = err * min_snr_weight(parameterization, a, s, min_snr).to(err.dtype)
+    return err.mean()
+
+
+def min_snr_weight(parameterization: str, a, s, gamma: float):
+    """Per-sample weight that turns the parameterization's squared error into
+    min(SNR, gamma) ||x0_hat - x0||^2 (Hang et al. 2023, sec. 3.4), SNR = a^2 / s^2: the same loss
+    whatever the network predicts, since the x0 error is (s / a) times the eps error and s times
+    the v error (a^2 + s^2 = 1). Clean-ish steps (SNR > gamma) no longer dominate the gradient."""
+    snr = (a / s).pow(2)
+    clipped = snr.clamp(max=gamma)
+    if parameterization == "eps":
+        return clipped / snr
+    if parameterization == "x0":
+        return clipped
+    if parameterization == "v":
+        return clipped / (snr + 1)
+    raise ValueError(f"unknown parameterization {parameterization!r}")
 
 
 def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch.Tensor:
