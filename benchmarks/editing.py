@@ -38,10 +38,11 @@ from denoiselab import editing as E
 from denoiselab.data.images import load_mnist5k
 from denoiselab.evaluation.featurenet import FeatureNetConfig, default_cache_dir, load_or_train_feature_net, split_indices
 from denoiselab.guidance import guided
+from denoiselab.commands.edit import ANAGRAM_GUIDANCE
 from denoiselab.pipeline import load_run
 
 PARTS = ("inpaint", "sdedit", "anagram", "inversion", "timing")
-ANAGRAM_PAIRS = ("6:9:rot180", "1:7:flip", "0:8:rot90")
+ANAGRAM_PAIRS = ("6:9:rot180", "2:5:flip", "7:2:rot180")  # the README's three pairs
 
 
 def test_digits(num: int):
@@ -198,7 +199,8 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=200, help="test digits")
     ap.add_argument("--anagram-num", type=int, default=100)
     ap.add_argument("--pairs", nargs="+", default=list(ANAGRAM_PAIRS), metavar="A:B:VIEW")
-    ap.add_argument("--guidance", type=float, default=3.0, help="CFG scale of each anagram view")
+    ap.add_argument("--guidance", type=float, default=ANAGRAM_GUIDANCE,
+                    help="CFG scale of each anagram view (default: `edit anagram`'s)")
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
