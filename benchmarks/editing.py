@@ -205,7 +205,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     ap.add_argument("--jump-length", type=int, default=10)
-    ap.add_argument("--jump-count", type=int, default=5)
+    ap.add_argument("--jump-count", type=int, default=E.REPAINT_JUMP_COUNT)
     ap.add_argument("--fixed-point-iters", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--batch", type=int, default=100, help="images per call (memory only; results do not depend on it)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -28,9 +28,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--skip", type=int, default=50, help="steps left out at the start")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="preset overrides, as for `denoiselab train` (e.g. train.autocast=bf16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = apply_overrides(get_preset(args.preset), [f"steps={args.steps}", f"log_every={args.skip}", "preview_every=0"])
+    cfg = apply_overrides(get_preset(args.preset), [*args.set, f"steps={args.steps}", f"log_every={args.skip}",
+                                                         "preview_every=0"])
     data = pipeline.build_data(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -40,7 +43,7 @@ def main() -> None:
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
     per = (t1 - t0) / (s1 - s0)
-    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} | steps {s0}-{s1} | {per * 1000:.1f} ms/step | "
+    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} {' '.join(args.set)} | steps {s0}-{s1} | {per * 1000:.1f} ms/step | "
           f"{cfg.train.batch_size / per:.0f} img/s | loss {lines[-1]['loss']:.4f} |", flush=True)
 
 

@@ -364,7 +364,8 @@ def add_parser(sub) -> None:
     p.add_argument("--mask", default=None, help="PNG (white = keep, black = fill) or .npy (1 = keep), one or one per image")
     p.add_argument("--mask-box", default=None, metavar="x0,y0,x1,y1", help="fill this box (pixels, x1/y1 exclusive)")
     p.add_argument("--jump-length", type=int, default=10, help="RePaint: grid points per jump back up")
-    p.add_argument("--jump-count", type=int, default=5, help="RePaint: passes over each jump (1 = no resampling)")
+    p.add_argument("--jump-count", type=int, default=E.REPAINT_JUMP_COUNT,
+                   help=f"RePaint: passes over each jump (1 = no resampling; default {E.REPAINT_JUMP_COUNT})")
     p.set_defaults(fn=cmd_inpaint)
 
     p = esub.add_parser("anagram", help="visual anagrams (Geng et al. 2024): one reading upright, another under a view")

@@ -9,8 +9,8 @@ and hybrids.
 
 from .composite import AnagramDenoiser, HybridDenoiser, gaussian_blur, highpass, hybrid_filter, lowpass
 from .core import EditResult, reference_sigma, time_at_level
-from .edits import (DENOISE_LEVELS, SDEDIT_STRENGTHS, anagram, denoise, hybrid, inpaint, interpolate, invert,
-                    reconstruct, repaint_schedule, sdedit, slerp)
+from .edits import (DENOISE_LEVELS, REPAINT_JUMP_COUNT, SDEDIT_STRENGTHS, anagram, denoise, hybrid, inpaint,
+                    interpolate, invert, reconstruct, repaint_schedule, sdedit, slerp)
 from .views import USER_VIEWS, VIEWS, View, get_view
 
 EDITS = {
@@ -24,7 +24,7 @@ EDITS = {
     "interpolate": interpolate,
 }
 
-__all__ = ["AnagramDenoiser", "DENOISE_LEVELS", "EDITS", "EditResult", "HybridDenoiser", "SDEDIT_STRENGTHS",
-           "USER_VIEWS", "VIEWS", "View", "anagram", "denoise", "gaussian_blur", "get_view", "highpass", "hybrid",
+__all__ = ["AnagramDenoiser", "DENOISE_LEVELS", "EDITS", "EditResult", "HybridDenoiser", "REPAINT_JUMP_COUNT",
+           "SDEDIT_STRENGTHS", "USER_VIEWS", "VIEWS", "View", "anagram", "denoise", "gaussian_blur", "get_view", "highpass", "hybrid",
            "hybrid_filter", "inpaint", "interpolate", "invert", "lowpass", "reconstruct", "reference_sigma",
            "repaint_schedule", "sdedit", "slerp", "time_at_level"]
