@@ -42,7 +42,7 @@ from denoiselab.commands.edit import ANAGRAM_GUIDANCE
 from denoiselab.pipeline import load_run
 
 PARTS = ("inpaint", "sdedit", "anagram", "inversion", "timing")
-ANAGRAM_PAIRS = ("6:9:rot180", "2:5:flip", "7:2:rot180")  # the README's three pairs
+ANAGRAM_PAIRS = ("6:9:rot180", "2:5:flip", "4:7:rot180")  # the README's three pairs
 
 
 def test_digits(num: int):
