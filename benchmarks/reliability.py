@@ -113,10 +113,16 @@ def kill_benchmark(root: Path, kills: int, seed: int, log) -> dict:
     rng = random.Random(seed)
     run = root / "killed"
     rows, n_startup, temps_seen, corrupt_seen, resumed = [], 0, 0, [], 0
+    early = max(1, kills // 4)
     for i in range(kills):
-        # The first quarter of the kills land during start-up; the rest anywhere up to a small
-        # slice of the training, so that 20 lives do not finish the run before the last kill.
-        at = rng.uniform(0.05, startup) if i < max(1, kills // 4) else rng.uniform(0.05, startup + train_time / 10)
+        # The first quarter of the kills land during start-up. Each later life gets past start-up
+        # and trains for a random share of the run, half of it over all of them on average, so
+        # most later kills land after a checkpoint (often while one is written) and the run is
+        # still unfinished at the last kill.
+        if i < early:
+            at = rng.uniform(0.05, startup)
+        else:
+            at = startup + rng.uniform(0, train_time / max(1, kills - early))
         before = max((s for s, _ in history(run)), default=0)
         p = subprocess.Popen(train_argv(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(at)
