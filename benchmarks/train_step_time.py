@@ -43,7 +43,8 @@ def main() -> None:
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
     per = (t1 - t0) / (s1 - s0)
-    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} {' '.join(args.set)} | steps {s0}-{s1} | {per * 1000:.1f} ms/step | "
+    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} {' '.join(args.set)} | steps {s0}-{s1} | "
+          f"{per * 1000:.1f} ms/step | "
           f"{cfg.train.batch_size / per:.0f} img/s | loss {lines[-1]['loss']:.4f} |", flush=True)
 
 

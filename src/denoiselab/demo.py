@@ -68,8 +68,9 @@ def demo_mnist(root: Path, quick: bool) -> list[str]:
     numbers = json.loads((run_dir / "pictures.json").read_text())
     hist = numbers["pixel_histograms"]
     lines = [f"## MNIST (preset `mnist`, {rows[-1]['step']} steps, trained {secs:.0f} s, with pictures {total:.0f} s)", "",
-             f"Final training loss {rows[-1]['loss']:.4f}. Samples: {numbers['samples']['sampler'].upper()}, "
-             f"{numbers['samples']['steps']} steps (NFE {numbers['samples']['nfe']}).", "",
+             f"Final training loss {rows[-1]['loss']:.4f}. Samples: {numbers['samples']['sampler'].upper()}"
+             + (f" (eta {numbers['samples']['eta']:g})" if "eta" in numbers["samples"] else "")
+             + f", {numbers['samples']['steps']} steps (NFE {numbers['samples']['nfe']}).", "",
              "![samples](mnist/samples.png)", "![reverse](mnist/reverse.gif)", "![forward](mnist/forward.png)",
              "![forward](mnist/forward.gif)", "![loss](mnist/loss.png)", "",
              "Pixels before and after the forward process (t = T - 1):", "",

@@ -267,6 +267,11 @@ class SamplingPlan:
         eta = f" (eta {self.opts['eta']:g})" if "eta" in self.opts else ""
         return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid"
 
+    def record(self, nfe: int, num: int, **extra) -> dict:
+        """What a run's pictures.json says about how its samples were drawn."""
+        eta = {"eta": self.opts["eta"]} if "eta" in self.opts else {}
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "nfe": nfe, "num": num, **extra}
+
     def ends(self) -> str:
         """The grid's sigma range, if it is placed by one ("" otherwise)."""
         g = self.grid_opts
@@ -437,8 +442,8 @@ def reverse_frames(run: LoadedRun, *, sampler: Optional[str] = None, steps: Opti
     return shots
 
 
-def reverse_gif(run: LoadedRun, path: Path, *, sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0,
-                num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None,
+def reverse_gif(run: LoadedRun, path: Path, *, sampler: Optional[str] = None, steps: Optional[int] = None,
+                seed: int = 0, num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None,
                 denoiser=None, cond=None, nrow: int | None = None, plan: Optional["SamplingPlan"] = None) -> Path:
     """GIF of the reverse process; sampled as ``plan`` says (default: the run's own sampling_plan)."""
     from .viz.plots import gif_reverse_points
@@ -524,8 +529,8 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
             x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
                               **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
-            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": len(prompts),
-                                  "guidance": s.guidance, "prompts": "a <colour> <digit>: colours by row, digits by column"}
+            numbers["samples"] = plan.record(nfe, len(prompts), guidance=s.guidance,
+                                             prompts="a <colour> <digit>: colours by row, digits by column")
             den, cond = guided_run(run, 10, prompts=prompts[:10])
             written.append(reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond,
                                        nrow=10, plan=plan))
@@ -535,15 +540,14 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
             x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
                               **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png", nrow=k)]
-            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": 4 * k,
-                                  "guidance": s.guidance, "classes": "one per column"}
+            numbers["samples"] = plan.record(nfe, 4 * k, guidance=s.guidance, classes="one per column")
             den, cond = guided_run(run, 2 * k)
             written.append(reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
                                        nrow=k, plan=plan))
         else:
             x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
             written = [summary, V.save_grid(x, out / "samples.png")]
-            numbers["samples"] = {"sampler": plan.sampler, "steps": plan.steps, "grid": plan.grid, "nfe": nfe, "num": num}
+            numbers["samples"] = plan.record(nfe, num)
             written.append(reverse_gif(run, out / "reverse.gif", num=16, frames=25, plan=plan))
         schedule = run.denoiser.schedule
         if schedule is None:  # flows have no beta schedule: no forward-process pictures

@@ -237,8 +237,8 @@ def cmd_anagram(args) -> int:
                                   "(or --prompt and --view-prompt)")
         _log("anagram on an unconditional model: both readings unconditioned (only the view's symmetry is imposed)")
     t0 = time.perf_counter()
-    res = E.anagram(_guided(run, args, u1, default=ANAGRAM_GUIDANCE), args.num, run.sample_shape, c1, c2, args.view, seed=args.seed,
-                    **_opts(args))
+    res = E.anagram(_guided(run, args, u1, default=ANAGRAM_GUIDANCE), args.num, run.sample_shape, c1, c2, args.view,
+                    seed=args.seed, **_opts(args))
     _write(res, args.out, run, f"anagram under {args.view} ({time.perf_counter() - t0:.1f} s)")
     return 0
 

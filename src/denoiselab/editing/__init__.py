@@ -25,6 +25,6 @@ EDITS = {
 }
 
 __all__ = ["AnagramDenoiser", "DENOISE_LEVELS", "EDITS", "EditResult", "HybridDenoiser", "REPAINT_JUMP_COUNT",
-           "SDEDIT_STRENGTHS", "USER_VIEWS", "VIEWS", "View", "anagram", "denoise", "gaussian_blur", "get_view", "highpass", "hybrid",
-           "hybrid_filter", "inpaint", "interpolate", "invert", "lowpass", "reconstruct", "reference_sigma",
+           "SDEDIT_STRENGTHS", "USER_VIEWS", "VIEWS", "View", "anagram", "denoise", "gaussian_blur", "get_view",
+           "highpass", "hybrid", "hybrid_filter", "inpaint", "interpolate", "invert", "lowpass", "reconstruct", "reference_sigma",
            "repaint_schedule", "sdedit", "slerp", "time_at_level"]

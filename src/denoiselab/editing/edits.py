@@ -154,8 +154,8 @@ REPAINT_JUMP_COUNT = 10
 
 @torch.no_grad()
 def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "ddim", steps: int = 50,
-            grid: Optional[str] = None, grid_opts: dict | None = None, jump_length: int = 10, jump_count: int = REPAINT_JUMP_COUNT,
-            seed: int = 0, offset: int = 0, cond=None, frames: int = 25, **opts) -> EditResult:
+            grid: Optional[str] = None, grid_opts: dict | None = None, jump_length: int = 10,
+            jump_count: int = REPAINT_JUMP_COUNT, seed: int = 0, offset: int = 0, cond=None, frames: int = 25, **opts) -> EditResult:
     """RePaint (Lugmayr et al. 2022, Algorithm 1): at every step the known region (mask 1) of
     x_{t'} is the forward-noised original a_{t'} x0 + s_{t'} eps (fresh eps) and the unknown
     region is the sampler's step from x_t; with resampling, the walk goes back up by the

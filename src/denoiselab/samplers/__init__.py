@@ -46,6 +46,7 @@ def default_steps(sampler: str, denoiser) -> int:
     return DEFAULT_STEPS.get(sampler, 50)
 
 
-__all__ = ["DEFAULT_STEPS", "GRIDS", "SAMPLERS", "default_steps", "SPACINGS", "ddim_invert", "discrete_timesteps", "initial_noise", "make_grid", "randn",
+__all__ = ["DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
+           "initial_noise", "make_grid", "randn",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_euler",
            "sample_euler_ancestral", "sample_heun"]
