@@ -467,6 +467,8 @@ def test_presets_for_conditioning(tmp_path):
         pipeline.resolve_config(f, build_dataset("swiss-roll", {}, 100, 0))
     with pytest.raises(DenoiselabError, match="num_classes=2 but the data has 3 classes"):
         pipeline.resolve_config(apply_overrides(f, ["model.num_classes=2"]), data)
+    # The spelt-out form sets the same option.
+    assert apply_overrides(f, ["model.options.num_classes=3"]).model.options["num_classes"] == 3
 
 
 def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, monkeypatch):

@@ -141,6 +141,25 @@ def test_cond_norm_standardises_the_embedding_before_the_mlp():
         assert torch.allclose(normed(x, t, c), plain(x, t, ((c - mean) * scale).float()), atol=1e-5)
 
 
+def test_value_channel_feeds_max_rgb_so_every_hue_of_a_stroke_looks_alike():
+    """value_channel appends V = max(R, G, B) to the input (before the patch fold): the same stroke
+    in any palette colour gives the first conv the same V plane, and the output keeps 3 channels."""
+    torch.manual_seed(0)
+    net = UNet(in_channels=3, ch=8, ch_mult=(1, 2), num_res_blocks=1, image_size=28, groups=4, patch=2,
+               value_channel=True)
+    assert net.conv_in.in_channels == 4 * 2 * 2
+    seen = []
+    net.conv_in.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    a = torch.rand(1, 1, 28, 28)
+    x = torch.cat([colourise(a, torch.tensor([k])) for k in range(len(COLOURS))])
+    with torch.no_grad():
+        out = net(x, torch.full((len(COLOURS),), 10.0))
+    assert out.shape == x.shape
+    v = torch.nn.functional.pixel_shuffle(seen[0][:, 3 * 4:], 2)  # the folded V plane, unfolded
+    assert torch.allclose(v, 2 * a.expand(len(COLOURS), -1, -1, -1) - 1, atol=1e-6)
+    assert torch.allclose(seen[0][:, :3 * 4], torch.nn.functional.pixel_unshuffle(x, 2))
+
+
 def test_prompt_dropout_to_the_empty_prompt_at_the_configured_rate():
     n, p = 40_000, 0.1
     cond = torch.nn.functional.normalize(torch.randn(n, 8), dim=1)

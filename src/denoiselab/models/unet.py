@@ -114,13 +114,15 @@ class UNet(nn.Module):
     in the middle block; ``num_classes`` > 0 adds the class embedding with a null class.
     ``image_size`` is the side the attention resolutions refer to; other sizes still run.
     ``patch`` > 1 folds patch x patch pixel blocks into channels before the first conv.
+    ``value_channel`` appends V = max over the input channels (HSV value) as one more input channel.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, ch: int = 64,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (), image_size: int = 32, dropout: float = 0.0,
                  heads: int = 4, groups: int = 32, mid_attn: bool = True, num_classes: int = 0,
-                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0, cond_norm: bool = False):
+                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0, cond_norm: bool = False,
+                 value_channel: bool = False):
         super().__init__()
         out_channels = out_channels or in_channels
         levels = len(ch_mult)
@@ -150,13 +152,18 @@ class UNet(nn.Module):
             # with the weights): sentence embeddings of different captions share most of their
             # direction (cosine about 0.7-0.8 between "a red seven" and "a red three"), so raw they
             # reach the embedding MLP as small differences on a large common part, unlike a class
-            # embedding of unit scale. Measured on mnist-text it moved the digit only from 10.6% to
-            # 12.8% (config.mnist_text): there the samples' quality, not the scale, is what limits.
+            # embedding of unit scale. Measured on mnist-text (eps prediction) it moved the digit only
+            # from 10.6% to 12.8%: there the eps parameterisation, not the scale, was what limited
+            # (config.mnist_text).
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_scale", torch.ones(()))
         attn_resolutions = set(int(r) for r in attn_resolutions)
 
-        self.conv_in = nn.Conv2d(in_channels * patch * patch, ch, 3, padding=1)
+        # value_channel: the HSV value V = max(R, G, B) (Smith 1978) joins the input channels. A
+        # stroke drawn in any saturated colour has the same V, so shape is one linear feature of
+        # the first conv whatever the hue, where from RGB alone it is a different feature per colour.
+        self.value_channel = bool(value_channel)
+        self.conv_in = nn.Conv2d((in_channels + self.value_channel) * patch * patch, ch, 3, padding=1)
         self.down = nn.ModuleList()
         skips = [ch]
         c, res = ch, image_size // patch
@@ -227,6 +234,8 @@ class UNet(nn.Module):
         if x.ndim != 4 or x.shape[-1] % side or x.shape[-2] % side:
             raise DenoiselabError(f"UNet input of shape {tuple(x.shape)}: expected (N, C, H, W) with H, W divisible by {side}")
         emb = self.embed(t, cond, x.shape[0])
+        if self.value_channel:
+            x = torch.cat([x, x.amax(1, keepdim=True)], dim=1)
         if self.patch > 1:
             # Lossless space-to-depth: the UNet runs at 1/patch resolution with patch^2 x the
             # channels, cutting the cost of the widest maps (Hoogeboom et al. 2023, sec. 3.3).
