@@ -396,11 +396,13 @@ def mnist_text() -> RunConfig:
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384,
                                                      "cond_norm": True, "value_channel": True})
-    # DDIM 50 steps, the sampler its guidance scale was chosen with (benchmarks/text_guidance.py).
+    # SDE-DPM-Solver++(2M), 20 steps, eta 1, guidance 3: 91.6 / 72.6 / 88.8% right on both over three
+    # trainings, above DDIM 50 at w = 3, 5 and 7 on each (benchmarks/text_guidance.py, 500 samples).
     return dataclasses.replace(base, preset="mnist-text", data=DataConfig(name="mnist-text"), model=model,
                                diffusion=dataclasses.replace(base.diffusion, parameterization="v", p_uncond=0.1,
                                                              min_snr=5.0),
-                               sample=dataclasses.replace(base.sample, sampler="ddim", steps=50, eta=0.0, guidance=5.0))
+                               sample=dataclasses.replace(base.sample, sampler="dpmpp-2m-sde", steps=20, eta=1.0,
+                                                          guidance=3.0))
 
 
 def cs180_time() -> RunConfig:
