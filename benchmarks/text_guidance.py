@@ -3,7 +3,7 @@
 Samples ``--num`` images from a trained text run, sample i prompted with digit i mod 10 in colour
 (i // 10) mod 7 through the caption templates in turn (``--templates train``, the training
 captions, or ``heldout``, paraphrases never seen in training), with classifier-free guidance at
-each ``--guidance`` scale (DDIM, ``--steps``). Each sample is judged twice:
+each ``--guidance`` scale (the run's own sampler unless ``--sampler``/``--steps`` say otherwise). Each sample is judged twice:
 
 - digit: the evaluation feature network (evaluation/featurenet.py, trained on grayscale MNIST-5k)
   classifies its grayscale version (the largest channel, ``data.captioned.grayscale``);
@@ -73,8 +73,9 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="CFG scales (1 = conditional model)")
     ap.add_argument("--negative-prompt", default=None)
     ap.add_argument("--templates", choices=["train", "heldout"], default="train")
-    ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--sampler", default=None, help="default: the run's own (mnist-text: dpmpp-2m-sde)")
+    ap.add_argument("--steps", type=int, default=None, help="default: the run's own")
+    ap.add_argument("--eta", type=float, default=None, help="default: the run's own when its sampler is used")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--per-group", action="store_true", help="the per colour and per digit rows (default: all)")
@@ -84,6 +85,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     run = load_run(Path(args.run))
+    own = run.config.sample
+    eta = args.eta if args.eta is not None else (own.eta if args.sampler in (None, own.sampler) else None)
+    args.sampler, args.steps = args.sampler or own.sampler, args.steps or own.steps
+    opts = {} if eta is None else {"eta": eta}
     ref = build_dataset("mnist")
     classify = domain_extractor(ref, default_cache_dir(), log=print).classify
     templates = FULL_TEMPLATES if args.templates == "train" else HELDOUT_TEMPLATES
@@ -95,7 +100,8 @@ def main() -> None:
     for w in args.guidance:
         t0 = time.perf_counter()
         x, nfe = generate(guided(run.denoiser, scale=w, uncond=uncond), args.num, run.sample_shape,
-                          sampler=args.sampler, steps=args.steps, seed=args.seed, cond=cond, batch_size=250)
+                          sampler=args.sampler, steps=args.steps, seed=args.seed, cond=cond, batch_size=250,
+                          **opts)
         secs = time.perf_counter() - t0
         if args.grid and w == args.guidance[0]:
             from denoiselab.viz.images import save_grid

@@ -392,7 +392,7 @@ def mnist_text() -> RunConfig:
     Why v: with eps prediction the 3-channel net must carry x_t through to its output at high
     noise (eps_hat ~ x_t there), and its x0 estimates were so poor that the digit was never
     learned (12.8% right at w = 3); v prediction supplies that identity analytically. Measured in
-    README, "Text prompts" (benchmarks/text_guidance.py, DDIM 50, 500 samples)."""
+    README, "Text prompts" (benchmarks/text_guidance.py, 500 samples)."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384,
                                                      "cond_norm": True, "value_channel": True})
