@@ -152,3 +152,23 @@ def test_min_snr_loss_is_the_same_x0_loss_whatever_the_network_predicts(gamma):
     # gamma = 0 is L_simple, unweighted.
     plain = P.diffusion_loss(lambda *_: eps_guess, s, "eps", x0, t, eps)
     assert plain.item() == pytest.approx((eps_guess - eps).pow(2).mean().item(), rel=1e-12)
+
+
+def test_lognormal_t_sampling_gives_the_edm_noise_distribution():
+    """Karras et al. 2022, Table 1: ln sigma ~ N(P_mean, P_std^2). The sampled fractional t, mapped
+    back to sigma_t = sqrt((1 - abar_t) / abar_t), must have that mean and spread (the clamp to the
+    schedule's ends touches under 0.5% of draws at these settings), stay inside 0..T-1, and
+    repeat for the same generator; ``uniform`` stays the integer draw it always was."""
+    s = make_schedule("linear", 1000)
+    t = P.sample_t(s, 200_000, torch.Generator().manual_seed(0), "lognormal", -0.5, 0.8)
+    assert t.dtype == torch.float32 and 0 <= t.min() and t.max() <= 999
+    ab = s.alpha_bar_at(t)
+    log_sigma = ((1 - ab) / ab).sqrt().log()
+    assert log_sigma.mean().item() == pytest.approx(-0.5, abs=0.01)
+    assert log_sigma.std().item() == pytest.approx(0.8, abs=0.01)
+    again = P.sample_t(s, 200_000, torch.Generator().manual_seed(0), "lognormal", -0.5, 0.8)
+    assert torch.equal(t, again)
+    u = P.sample_t(s, 1000, torch.Generator().manual_seed(3))
+    assert torch.equal(u, torch.randint(0, 1000, (1000,), generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="t sampling"):
+        P.sample_t(s, 4, torch.Generator(), "beta")

@@ -43,6 +43,9 @@ class DiffusionConfig:
     p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
     sigma: float = 0.0                # kind "denoise": the noise level of a single-step denoiser
     min_snr: float = 0.0              # vp: min-SNR-gamma loss weighting, this gamma (Hang et al. 2023); 0 = L_simple
+    t_sampling: str = "uniform"       # vp: training noise levels, t uniform over the schedule, or "lognormal":
+    p_mean: float = -1.2              # ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1), sigma the
+    p_std: float = 1.2                # VE noise level x_t / sqrt(abar) = x0 + sigma eps
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "model.name": tuple(MODELS),
         "diffusion.schedule": (*SCHEDULES, "custom"),
         "diffusion.parameterization": PARAMETERIZATIONS,
+        "diffusion.t_sampling": ("uniform", "lognormal"),
         "train.optimizer": ("adam", "adamw"),
         "train.lr_schedule": ("constant", "cosine", "exponential"),
         "train.autocast": ("auto", "none", "bf16", "fp16"),
@@ -218,6 +222,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "diffusion.p_uncond": (0, 1, True, False),
     "diffusion.sigma": (0, math.inf, True, False),
     "diffusion.min_snr": (0, math.inf, True, False),
+    "diffusion.p_std": (0, math.inf, False, False),
     "train.steps": (1, math.inf, True, False),
     "train.batch_size": (1, math.inf, True, False),
     "train.lr": (0, math.inf, False, False),
