@@ -117,9 +117,27 @@ def test_kaist_preset_is_the_assignment():
     net = pipeline.build_net(cfg)
     dims = [(layer.fc.in_features, layer.fc.out_features) for layer in net.layers]
     assert dims == [(2, 128), (128, 128), (128, 128), (128, 2)]
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.steps, cfg.train.ema_decay) == (1e-3, 128, 5000, 0.0)
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.steps) == (1e-3, 128, 5000)
+    assert (cfg.train.optimizer, cfg.train.warmup, cfg.train.lr_schedule) == ("adam", 0, "constant")
+    # The EMA is what is sampled, outside the training loop (next test).
+    assert cfg.train.ema_decay == 0.999
     s = pipeline.build_schedule(cfg.diffusion)
     assert s.T == 1000 and s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(0.02)
+
+
+def test_ema_leaves_the_training_trajectory_untouched(tmp_path):
+    # The kaist preset samples from the EMA and keeps the assignment's training: the optimised
+    # weights, optimizer state and losses must be the same bits with or without the average.
+    plain, _ = train(tiny_cfg("steps=40", "train.ema_decay=0"), tmp_path / "plain")
+    averaged, _ = train(tiny_cfg("steps=40", "train.ema_decay=0.999"), tmp_path / "ema")
+    assert plain.ema is None and averaged.ema is not None
+    for a, b in zip(plain.net.state_dict().values(), averaged.net.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(plain.opt.state_dict()["state"].values(), averaged.opt.state_dict()["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "plain") == losses(tmp_path / "ema")
+    # ... and what is sampled differs: the average, not the last iterate.
+    assert not torch.equal(next(iter(averaged.net.parameters())), next(iter(averaged.ema.module.parameters())))
 
 
 def test_swiss_roll_is_the_kaist_construction():

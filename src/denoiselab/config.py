@@ -283,19 +283,25 @@ def name_in(section: Any, name: str) -> bool:
 
 def kaist() -> RunConfig:
     """KAIST CS479 assignment 3, task 1: swiss roll, T = 1000, linear 1e-4..0.02, TimeLinear net
-    [2, 128, 128, 128, 2], Adam 1e-3 (constant, no warm-up), batch 128, 5000 iterations, no EMA.
+    [2, 128, 128, 128, 2], Adam 1e-3 (constant, no warm-up), batch 128, 5000 iterations.
 
-    The assignment fixes the training, not the sampler: at sampling x0_hat is clamped to [-5, 5],
-    the data's range in the normalised frame (the swiss roll spans about [-3.8, 3.7]), as in Ho et
-    al. 2020's clipped sampler. ``clip_x0`` reaches only the Denoiser (pipeline.build_denoiser),
-    never the training loss. Without it a single training lands above the DDIM-50 threshold
-    (chamfer 40) about one time in three (benchmarks/toy2d.py --train-seeds)."""
+    The assignment fixes the training, not what is sampled from it. Two choices sit outside the
+    training loop and leave its trajectory bit-identical (tests/test_training.py):
+    - samples come from the exponential moving average of the iterates (Polyak averaging, decay
+      0.999 with the usual warm-up, as Ho et al. 2020 sample from an EMA). A constant learning
+      rate leaves the last iterate noisy, and that noise strands DDIM samples between the arms of
+      the roll: over 20 trainings (seeds 0-19) the EMA took DDIM-50 below 40 in 20 of 20, where
+      the last iterate was below 40 in 13 of 20 (README, "The 2D data sets");
+    - x0_hat is clamped to [-5, 5], the data's range in the normalised frame (the swiss roll spans
+      about [-3.8, 3.7]), as in Ho et al. 2020's clipped sampler. ``clip_x0`` reaches only the
+      Denoiser (pipeline.build_denoiser), never the training loss.
+    ``--set train.ema_decay=0`` samples the last iterate, as the assignment's own code does."""
     return RunConfig(
         preset="kaist",
         data=DataConfig(name="swiss-roll"),
         model=ModelConfig(name="timelinear", options={"hidden": [128, 128, 128]}),
         diffusion=DiffusionConfig(schedule="linear", T=1000, beta_start=1e-4, beta_end=0.02, clip_x0=5.0),
-        train=TrainConfig(steps=5000, batch_size=128, lr=1e-3, optimizer="adam", warmup=0, ema_decay=0.0),
+        train=TrainConfig(steps=5000, batch_size=128, lr=1e-3, optimizer="adam", warmup=0, ema_decay=0.999),
         sample=SampleConfig(sampler="ddpm", steps=1000),
     )
 
