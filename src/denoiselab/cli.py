@@ -77,10 +77,13 @@ def _draw(run, args, num: int, callback=None):
 
     from .commands.guidance import conditioning
 
+    from .device import module_device, sampling_batch_size
+
     kind, shape = run.kind, run.sample_shape
     denoiser, cond = conditioning(run, args, num)
+    batch_size = args.batch_size or sampling_batch_size(kind, module_device(denoiser))
     x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback,
-                      batch_size=args.batch_size, progress=True, **plan.kwargs())
+                      batch_size=batch_size, progress=True, **plan.kwargs())
     return x, nfe, kind, plan
 
 
@@ -422,7 +425,8 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                         "how much noise each step re-injects (default 1; 0 = the ODE; dpmpp-2m-sde takes any eta >= 0)")
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
-    p.add_argument("--batch-size", type=int, default=4096, help="samples per forward pass (memory only)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
     _add_device(p)
     from .commands.guidance import add_sampling_options
 

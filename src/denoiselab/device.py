@@ -127,3 +127,17 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+# Images per forward pass when the command line names none. On a CPU a batch of 1000 mnist
+# images runs 23% slower per image than chunks of 125-500 (39.4 s against 30.5 s for
+# `sample --num 1000 --steps 40` on a 2-core CPU): the activations no longer fit the cache.
+# Points (a small MLP) and GPUs want one large batch.
+CPU_IMAGE_BATCH = 256
+LARGE_BATCH = 4096
+
+
+def sampling_batch_size(kind: str, device: torch.device) -> int:
+    """Default samples per forward pass for data of ``kind`` ("images" or "points") on ``device``;
+    batching never changes which sample a seed gives (rng.SampleNoise)."""
+    return CPU_IMAGE_BATCH if kind == "images" and torch.device(device).type == "cpu" else LARGE_BATCH
