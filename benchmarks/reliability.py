@@ -46,7 +46,8 @@ from denoiselab.training.checkpoint import HISTORY, LATEST, candidates, history,
 
 # -- 1 and 2: kill -9 and corrupt checkpoints -------------------------------------------------
 
-KILL_RUN = ["--preset", "mnist-class", "--set", "steps=48", "--set", "batch_size=16", "--set", "ckpt_every=3",
+KILL_STEPS = 48
+KILL_RUN = ["--preset", "mnist-class", "--set", f"steps={KILL_STEPS}", "--set", "batch_size=16", "--set", "ckpt_every=3",
             "--set", "log_every=3", "--set", "warmup=5", "--set", "model.dropout=0.1", "--set", "preview_every=0",
             "--set", "threads=1", "--set", "keep_checkpoints=2", "--quiet", "--no-pictures"]
 
@@ -115,8 +116,7 @@ def kill_benchmark(root: Path, kills: int, seed: int, log) -> dict:
     rows, n_startup, temps_seen, corrupt_seen, resumed = [], 0, 0, [], 0
     early = max(1, kills // 4)
     window = train_time / max(1, kills - early)
-    run_steps = int(KILL_RUN[KILL_RUN.index("steps=48")].split("=")[1])
-    share = run_steps / 2 / max(1, kills - early)  # steps a later life should add, on average
+    share = KILL_STEPS / 2 / max(1, kills - early)  # steps a later life should add, on average
     for i in range(kills):
         # The first quarter of the kills land during start-up. Each later life gets past start-up
         # and trains for a random share of the run, half of it over all of them on average, so
@@ -512,7 +512,7 @@ def main() -> None:
     table = []
     if args.only in (None, "kill"):
         k = kill_benchmark(root, args.kills, args.seed, log)
-        table.append((f"kill -9 at {k['kills']} random moments of a {KILL_RUN[KILL_RUN.index('steps=48')][6:]}-step "
+        table.append((f"kill -9 at {k['kills']} random moments of a {KILL_STEPS}-step "
                       f"MNIST run ({k['no_progress']} before any new checkpoint), same command with --resume",
                       f"{k['killed']}/{k['kills']} killed; final run rc {k['final_rc']}; final checkpoint "
                       f"{'bit-identical' if k['identical'] else 'DIFFERENT'}; corrupt checkpoints seen "

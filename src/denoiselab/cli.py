@@ -76,7 +76,6 @@ def _draw(run, args, num: int, callback=None):
     plan = _plan(run, args)
 
     from .commands.guidance import conditioning
-
     from .device import module_device, sampling_batch_size
 
     kind, shape = run.kind, run.sample_shape

@@ -358,7 +358,7 @@ def mnist() -> RunConfig:
         # NFE on this preset (README, "Fast samplers"). eta 4: below eta 3 on each of three
         # trainings (FID 1.61 against 1.76 at 2,000 steps); eta 5 within the spread. 40 steps: FID
         # 0.86 +- 0.03 on the three 3,000-step trainings, where 20 gave 1.03 +- 0.16, 25 0.97 and
-        # 30 0.95; 1000 samples in 41-43 s on an idle 2-core CPU (DDPM's 1000 steps: over 20 min).
+        # 30 0.95; 1000 samples in 31-32 s on an idle 2-core CPU (DDPM's 1000 steps: over 20 min).
         sample=SampleConfig(sampler="dpmpp-2m-sde", steps=40, eta=4.0, num=64),
     )
 
