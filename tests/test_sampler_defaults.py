@@ -162,3 +162,19 @@ def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
     assert main(["sample", str(run), "--num", "64", "--sampler", "heun", "--out", str(tmp_path / "b.npy")]) == 0
     err = capsys.readouterr().err
     assert f"heun, {default_steps('heun', None)} steps on the logsnr-trailing grid" in err, err
+
+
+def test_a_presets_measured_noise_range_is_kept_and_the_others_fit_theirs():
+    """`mnist` stores the range it measured best on (sigma 10 to 0.2); resolving it against the
+    data keeps that range, while `mnist-class` (and any preset that stores none) gets the fitted one."""
+    data = pipeline.build_data(get_preset("mnist"))
+    cfg = pipeline.resolve_config(get_preset("mnist"), data)
+    assert (cfg.sample.sigma_min, cfg.sample.sigma_max) == (0.2, 10.0)
+    fitted = pipeline.resolve_config(get_preset("mnist-class"), data).sample
+    assert fitted.sigma_min == pytest.approx(PIXEL_LEVEL) and 25 < fitted.sigma_max < 35  # 29.7: MNIST's widest pair
+    run = pipeline.LoadedRun(cfg, None, AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)), 0,
+                             None, {"kind": "images", "sample_shape": [1, 28, 28]})
+    for steps in (None, 10):  # the stored 40 steps, and a user's --steps 10: the same stored range
+        plan = pipeline.sampling_plan(run, steps=steps)
+        assert plan.grid == "logsnr-trailing" and plan.grid_opts == {"sigma_min": 0.2, "sigma_max": 10.0}
+        assert plan.steps == (steps or 40) and plan.opts == {"eta": 4.0}

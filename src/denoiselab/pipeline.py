@@ -162,7 +162,8 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
         raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
     s = cfg.sample
     if cfg.diffusion.kind in ("vp", "flow") and not (s.sigma_min and s.sigma_max):
-        # The data's noise range, derived once here and stored with the run (grids.fit_sigma_range).
+        # The data's noise range, derived once here and stored with the run (grids.fit_sigma_range);
+        # a preset that stores a measured range (``mnist``) keeps it.
         from .samplers.grids import fit_sigma_range
 
         lo, hi = fit_sigma_range(data.x, data.kind)
@@ -230,7 +231,8 @@ class LoadedRun:
         return tuple(self.info.get("sample_shape", (2,)))
 
     def data_sigma_range(self) -> tuple[float, float]:
-        """The data's (sigma_min, sigma_max) (grids.fit_sigma_range): stored at training time;
+        """The run's (sigma_min, sigma_max): the data's (grids.fit_sigma_range) or the preset's
+        measured one, stored at training time;
         runs trained before it was stored fit it from their data set now (once per load), and
         fall back to the model's trained range if that data set cannot be read here."""
         s = self.config.sample
