@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--eta", type=float, default=None)
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
+    ap.add_argument("--independent", action="store_true",
+                    help="also score with two evaluators independent of the project (independent_mnist.py)")
     ap.add_argument("--grid", default="docs/mnist_samples.png", help="sample grid of the first run ('' for none)")
     args = ap.parse_args()
     args.grid = Path(args.grid) if args.grid else None
@@ -87,6 +89,11 @@ def main() -> None:
     cache = default_cache_dir()
     extractor = domain_extractor(ref, cache, log=print)
     loaded = [(run_dir, pipeline.load_run(run_dir)) for run_dir in runs]
+    independent = None
+    if args.independent:
+        from independent_mnist import IndependentMnist
+        independent = IndependentMnist()
+        print(f"independent evaluators: PCA-64 pixels and a {independent.accuracy:.1%}-accurate sklearn MLP's hidden layer")
     grid_opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
     means = {}
     for steps in args.steps:
@@ -106,18 +113,25 @@ def main() -> None:
                 rows.append({"run": str(run_dir), "seed": seed, "steps": run.step, "loop_s": loop_seconds(run_dir),
                              "nfe": nfe, "sample_s": sample_s, **{k: res[k]["value"] for k in ("FID", "precision", "recall")},
                              "floors": {k: res[k]["floor"] for k in ("FID", "precision", "recall")}})
+                if independent is not None:
+                    rows[-1].update(independent.scores(x))
+                    rows[-1]["floors"].update(independent.floors)
                 r = rows[-1]
                 print(f"{run_dir} seed {seed}: {plan.describe()}: FID {r['FID']:.3f}, precision {r['precision']:.3f}, "
                       f"recall {r['recall']:.3f}, sampling {sample_s:.1f} s", flush=True)
-        means[plan.steps] = statistics.mean(r["FID"] for r in rows)
+        means[plan.steps] = {k: statistics.mean(r[k] for r in rows) for k in ("FID",) + INDEPENDENT if k in rows[0]}
         table(rows, plan, args)
-    if len(means) > 1:
-        best = min(means, key=means.get)
-        print(f"\nmean FID by step count, against the best ({best} steps, {means[best]:.3f}):")
-        for steps, m in means.items():
-            print(f"  {steps:4d} steps: {m:.3f}  ({100 * (m / means[best] - 1):+.0f}%)")
+    for key in means[next(iter(means))] if len(means) > 1 else ():
+        m = {steps: v[key] for steps, v in means.items()}
+        best = min(m, key=m.get)
+        print(f"\nmean {key} by step count, against the best ({best} steps, {m[best]:.3f}):")
+        for steps, v in m.items():
+            print(f"  {steps:4d} steps: {v:.3f}  ({100 * (v / m[best] - 1):+.0f}%)")
     if args.grid:
         print(f"\nsample grid: {args.grid}")
+
+
+INDEPENDENT = ("PCA FID", "MLP FID")
 
 
 def table(rows: list[dict], plan, args) -> None:
@@ -125,20 +139,23 @@ def table(rows: list[dict], plan, args) -> None:
     ends = f", {plan.ends()}" if plan.ends() else ""
     print(f"\n{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds {args.seeds}; {args.num} samples "
           f"each, {plan.describe()}{ends} (NFE {rows[0]['nfe']}), {torch.get_num_threads()} torch threads\n")
-    print("| run | sampling seed | training steps | training loop s | sampling s | FID | precision | recall |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    extra = [k for k in INDEPENDENT if k in rows[0]]
+    print("| run | sampling seed | training steps | training loop s | sampling s | FID | precision | recall |"
+          + "".join(f" {k} |" for k in extra))
+    print("| --- " * (8 + len(extra)) + "|")
     for r in rows:
         loop = f"{r['loop_s']:.0f}" if r["loop_s"] is not None else "-"
         print(f"| {r['run']} | {r['seed']} | {r['steps']} | {loop} | {r['sample_s']:.1f} | {r['FID']:.3f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} |")
+              f"{r['precision']:.3f} | {r['recall']:.3f} |" + "".join(f" {r[k]:.3f} |" for k in extra))
     loops = list({r["run"]: r["loop_s"] for r in rows if r["loop_s"] is not None}.values())
     per_run = {}
     for r in rows:
         per_run.setdefault(r["run"], []).append(r["FID"])
     print(f"| mean +- sd over {len(rows)} | | | {mean_sd(loops, '{:.0f}')} | {mean_sd([r['sample_s'] for r in rows], '{:.1f}')} | "
           f"{mean_sd([r['FID'] for r in rows])} | {mean_sd([r['precision'] for r in rows])} | "
-          f"{mean_sd([r['recall'] for r in rows])} |")
-    print(f"| real vs real (the floor) | | | | | {floors['FID']:.3f} | {floors['precision']:.3f} | {floors['recall']:.3f} |")
+          f"{mean_sd([r['recall'] for r in rows])} |" + "".join(f" {mean_sd([r[k] for r in rows])} |" for k in extra))
+    print(f"| real vs real (the floor) | | | | | {floors['FID']:.3f} | {floors['precision']:.3f} | {floors['recall']:.3f} |"
+          + "".join(f" {floors[k]:.3f} |" for k in extra))
     if len(args.seeds) > 1:
         print("per training, mean over the sampling seeds: "
               + ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()))
