@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--eta", type=float, default=None)
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
+    ap.add_argument("--precision", default=None, choices=["none", "bf16"],
+                    help="the network's autocast while sampling (default: the run's stored one)")
     ap.add_argument("--independent", action="store_true",
                     help="also score with two evaluators independent of the project (independent_mnist.py)")
     ap.add_argument("--grid", default="docs/mnist_samples.png", help="sample grid of the first run ('' for none)")
@@ -102,6 +104,8 @@ def main() -> None:
             plan = pipeline.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts)
             if args.eta is not None:
                 plan.opts["eta"] = args.eta
+            if args.precision:
+                plan.precision = args.precision
             batch = sampling_batch_size(run.kind, module_device(run.denoiser))
             for seed in args.seeds:
                 t0 = time.perf_counter()

@@ -178,3 +178,28 @@ def test_a_presets_measured_noise_range_is_kept_and_the_others_fit_theirs():
         plan = pipeline.sampling_plan(run, steps=steps)
         assert plan.grid == "logsnr-trailing" and plan.grid_opts == {"sigma_min": 0.2, "sigma_max": 10.0}
         assert plan.steps == (steps or 40) and plan.opts == {"eta": 4.0}
+
+
+def test_bf16_sampling_runs_the_network_in_bf16_and_keeps_the_samples_float32():
+    """`sample.precision=bf16` (the mnist preset's): the UNet's convolutions run in bfloat16, the
+    solver stays float32, and the samples match float32 sampling to bf16's rounding."""
+    cfg = get_preset("mnist")
+    assert cfg.sample.precision == "bf16" and RunConfig().sample.precision == "none"
+    data = pipeline.build_data(cfg)
+    torch.manual_seed(0)
+    net = pipeline.build_net(cfg, data).eval()
+    with torch.no_grad():
+        for w in net.parameters():  # an untrained UNet's zero output layer would hide the rounding
+            w.normal_(0.0, 0.05)
+    den = pipeline.build_denoiser(cfg, net)
+    seen = []
+    hook = den.net.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    kw = dict(sampler="dpmpp-2m-sde", steps=4, seed=0, eta=4.0, grid_opts={"sigma_min": 0.2, "sigma_max": 10.0})
+    a, _ = generate(den, 8, (1, 28, 28), **kw)
+    b, _ = generate(den, 8, (1, 28, 28), precision="bf16", **kw)
+    hook.remove()
+    assert seen[:4] == [torch.float32] * 4 and seen[4:] == [torch.bfloat16] * 4
+    assert a.dtype == b.dtype == torch.float32
+    assert 0 < (a - b).abs().max() < 0.1
+    run = pipeline.LoadedRun(cfg, None, den, 0, None, {"kind": "images", "sample_shape": [1, 28, 28]})
+    assert pipeline.sampling_plan(run).kwargs()["precision"] == "bf16"

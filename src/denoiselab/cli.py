@@ -67,6 +67,8 @@ def _plan(run, args):
                          grid_opts=_grid_opts(args))
     args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
     plan.opts.update(_sampler_opts(args))
+    if getattr(args, "precision", None):
+        plan.precision = args.precision
     return plan
 
 
@@ -426,6 +428,9 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
+    p.add_argument("--precision", default=None, choices=["none", "bf16", "auto", "fp16"],
+                   help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
+                        "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)")
     _add_device(p)
     from .commands.guidance import add_sampling_options
 

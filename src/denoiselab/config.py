@@ -84,6 +84,7 @@ class SampleConfig:
     sigma_min: float = 0.0            # karras/logsnr grid ends; 0 = fitted to the data at training time
     sigma_max: float = 0.0            # (grids.fit_sigma_range), or for older runs when first sampled
     num: int = 2048
+    precision: str = "none"           # the network's autocast while sampling (none | bf16 | auto: bf16 on a CUDA GPU)
     guidance: float = 1.0             # conditional runs: default CFG scale w (1 = conditional model, 0 = unconditional);
                                       # classifier runs: default classifier-guidance scale
 
@@ -209,6 +210,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "sample.sampler": tuple(SAMPLERS),
         "sample.spacing": tuple(SPACINGS),
         "sample.grid": ("", *GRIDS),
+        "sample.precision": ("none", "bf16", "auto", "fp16"),
     }
 
 
@@ -367,8 +369,11 @@ def mnist() -> RunConfig:
         # three trainings x three sampling seeds: 40 steps FID 0.71 +- 0.10, where the fitted range gave
         # 0.87 +- 0.05; 10 steps 0.87 +- 0.13, where it gave 1.49. Retrained on a slower machine:
         # 40 steps 0.73 +- 0.08, 80 steps 0.70 +- 0.11 at twice the time, 20 0.81, 10 0.90 (README,
-        # "Images"); the fitted range's 0.0078 is clamped to the model's trained 0.01.
-        sample=SampleConfig(sampler="dpmpp-2m-sde", steps=40, eta=4.0, num=64, sigma_min=0.2, sigma_max=10.0),
+        # "Images"); the fitted range's 0.0078 is clamped to the model's trained 0.01. The network
+        # samples under bf16 autocast (AMX): paired over 3 x 3, FID 0.728 against float32's 0.728,
+        # the 1000-sample command 44 s against 62 s on the slower machine.
+        sample=SampleConfig(sampler="dpmpp-2m-sde", steps=40, eta=4.0, num=64, sigma_min=0.2, sigma_max=10.0,
+                            precision="bf16"),
     )
 
 

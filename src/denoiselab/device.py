@@ -113,7 +113,7 @@ def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
         return torch.bfloat16
     if mode == "fp16":
         if device.type != "cuda":
-            raise DenoiselabError(f"train.autocast=fp16 needs a CUDA GPU, not {device}: use bf16 or auto")
+            raise DenoiselabError(f"fp16 autocast (train.autocast, sample --precision) needs a CUDA GPU, not {device}: use bf16 or auto")
         return torch.float16
     if mode == "auto":
         if device.type != "cuda":

@@ -261,13 +261,16 @@ class SamplingPlan:
     grid: str
     grid_opts: dict
     opts: dict
+    precision: str = "none"
 
     def kwargs(self) -> dict:
-        return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts, **self.opts)
+        return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
+                    precision=self.precision, **self.opts)
 
     def describe(self) -> str:
         eta = f" (eta {self.opts['eta']:g})" if "eta" in self.opts else ""
-        return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid"
+        bf = f", network in {self.precision}" if self.precision != "none" else ""
+        return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
 
     def record(self, nfe: int, num: int, **extra) -> dict:
         """What a run's pictures.json says about how its samples were drawn."""
@@ -291,7 +294,8 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     - grid: the stored grid for the stored sampler, else the sampler's default
       (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
       (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
-    - eta: the stored one for the stored sampler, if set.
+    - eta: the stored one for the stored sampler, if set;
+    - precision: the stored ``config.sample.precision`` (the network's autocast while sampling).
     """
     from .samplers import SAMPLERS, default_steps
     from .samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
@@ -315,7 +319,7 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     opts = dict(opts or {})
     if own and s.eta > 0 and "eta" in inspect.signature(SAMPLERS[sampler]).parameters:
         opts.setdefault("eta", s.eta)
-    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts)
+    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision)
 
 
 def read_config(run_dir: Path) -> RunConfig:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from ..device import module_device
+from ..device import autocast, autocast_dtype, module_device
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
 from .common import initial_noise
@@ -33,7 +33,8 @@ class CountingDenoiser:
 def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
              seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None,
              grid_opts: Optional[dict] = None, cond: Optional[torch.Tensor] = None, callback=None,
-             batch_size: int = 0, offset: int = 0, progress: bool = False, device=None, **opts) -> tuple[torch.Tensor, int]:
+             batch_size: int = 0, offset: int = 0, progress: bool = False, device=None, precision: str = "none",
+             **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
     ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the
@@ -44,6 +45,10 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     The sampler runs on the device of the denoiser's network (``device`` overrides it); the
     noise is drawn on the CPU (``rng.SampleNoise``) and moved, so sample i is the same on every
     device up to float rounding. The samples come back on the CPU.
+
+    ``precision`` is the network's autocast (``device.autocast_dtype``: none, bf16, auto, fp16):
+    under bf16 the network's convolutions and matmuls run in bfloat16 while the solver's own
+    arithmetic and the samples stay float32.
     """
     from . import SAMPLERS  # registry lives in the package
 
@@ -54,6 +59,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
     counting = CountingDenoiser(denoiser)
     device = torch.device(device) if device is not None else module_device(denoiser)
+    dtype = autocast_dtype(precision, device)
     batch_size = batch_size or num
     bar, callback = _progress(progress, callback, len(timesteps) * -(-num // batch_size), f"{sampler} {steps}")
     outs = []
@@ -64,7 +70,9 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
             x_T = initial_noise(noise, n, sample_shape).to(device)
             c = cond[start:start + n].to(device) if cond is not None else None
             counting.nfe = 0
-            outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts).cpu())
+            with autocast(device, dtype):
+                x = fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts)
+            outs.append(x.float().cpu())
     finally:
         if bar is not None:
             bar.close()
