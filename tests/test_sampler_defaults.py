@@ -196,9 +196,12 @@ def test_bf16_sampling_runs_the_network_in_bf16_and_keeps_the_samples_float32():
     hook = den.net.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     kw = dict(sampler="dpmpp-2m-sde", steps=4, seed=0, eta=4.0, grid_opts={"sigma_min": 0.2, "sigma_max": 10.0})
     a, _ = generate(den, 8, (1, 28, 28), **kw)
-    b, _ = generate(den, 8, (1, 28, 28), precision="bf16", **kw)
+    solver_sees = []
+    b, _ = generate(den, 8, (1, 28, 28), precision="bf16", callback=lambda d: solver_sees.append(d["x0_hat"].dtype),
+                    **kw)
     hook.remove()
     assert seen[:4] == [torch.float32] * 4 and seen[4:] == [torch.bfloat16] * 4
+    assert solver_sees == [torch.float32] * 4  # the network's output is cast back before the solver uses it
     assert a.dtype == b.dtype == torch.float32
     assert 0 < (a - b).abs().max() < 0.1
     run = pipeline.LoadedRun(cfg, None, den, 0, None, {"kind": "images", "sample_shape": [1, 28, 28]})

@@ -395,6 +395,7 @@ def cmd_demo(args) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
+    from .device import AUTOCAST_MODES
     from .samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
 
     own = sampler is None
@@ -428,7 +429,7 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
-    p.add_argument("--precision", default=None, choices=["none", "bf16", "auto", "fp16"],
+    p.add_argument("--precision", default=None, choices=AUTOCAST_MODES,
                    help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
                         "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)")
     _add_device(p)

@@ -194,6 +194,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 def _choices() -> dict[str, tuple[str, ...]]:
     from .data import DATASETS
     from .denoiser import PARAMETERIZATIONS
+    from .device import AUTOCAST_MODES
     from .models import MODELS
     from .samplers import GRIDS, SAMPLERS, SPACINGS
     from .schedules import SCHEDULES
@@ -206,11 +207,11 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "diffusion.t_sampling": ("uniform", "lognormal"),
         "train.optimizer": ("adam", "adamw"),
         "train.lr_schedule": ("constant", "cosine", "exponential"),
-        "train.autocast": ("auto", "none", "bf16", "fp16"),
+        "train.autocast": AUTOCAST_MODES,
         "sample.sampler": tuple(SAMPLERS),
         "sample.spacing": tuple(SPACINGS),
         "sample.grid": ("", *GRIDS),
-        "sample.precision": ("none", "bf16", "auto", "fp16"),
+        "sample.precision": AUTOCAST_MODES,
     }
 
 

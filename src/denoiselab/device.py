@@ -100,6 +100,9 @@ def module_device(obj, default: Optional[torch.device] = None) -> torch.device:
     return torch.device("cpu") if default is None else torch.device(default)
 
 
+AUTOCAST_MODES = ("auto", "none", "bf16", "fp16")  # train.autocast, sample.precision, --precision
+
+
 def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype of ``train.autocast`` on ``device`` (None: full float32).
 

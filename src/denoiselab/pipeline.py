@@ -275,7 +275,8 @@ class SamplingPlan:
     def record(self, nfe: int, num: int, **extra) -> dict:
         """What a run's pictures.json says about how its samples were drawn."""
         eta = {"eta": self.opts["eta"]} if "eta" in self.opts else {}
-        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "nfe": nfe, "num": num, **extra}
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "precision": self.precision,
+                "nfe": nfe, "num": num, **extra}
 
     def ends(self) -> str:
         """The grid's sigma range, if it is placed by one ("" otherwise)."""

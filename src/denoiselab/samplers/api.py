@@ -14,19 +14,26 @@ from .grids import default_grid, make_grid
 
 
 class CountingDenoiser:
-    """Wraps a denoiser and counts network evaluations (NFE) per sample batch."""
+    """Wraps a denoiser and counts network evaluations (NFE) per sample batch; with an autocast
+    ``dtype`` the denoiser runs under it and its outputs come back in x's dtype, so the solver
+    only ever sees float32."""
 
-    def __init__(self, denoiser):
+    def __init__(self, denoiser, dtype: Optional[torch.dtype] = None):
         self.inner = denoiser
         self.schedule = denoiser.schedule
         self.nfe = 0
+        self.dtype = dtype
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def __call__(self, x, t, cond=None):
         self.nfe += 1
-        return self.inner(x, t, cond)
+        if self.dtype is None:
+            return self.inner(x, t, cond)
+        with autocast(x.device, self.dtype):
+            out = self.inner(x, t, cond)
+        return tuple(o.to(x.dtype) if torch.is_tensor(o) else o for o in out)
 
 
 @torch.no_grad()
@@ -57,9 +64,8 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     fn = SAMPLERS[sampler]
     grid = grid or spacing or default_grid(sampler, denoiser)
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
-    counting = CountingDenoiser(denoiser)
     device = torch.device(device) if device is not None else module_device(denoiser)
-    dtype = autocast_dtype(precision, device)
+    counting = CountingDenoiser(denoiser, autocast_dtype(precision, device))
     batch_size = batch_size or num
     bar, callback = _progress(progress, callback, len(timesteps) * -(-num // batch_size), f"{sampler} {steps}")
     outs = []
@@ -70,9 +76,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
             x_T = initial_noise(noise, n, sample_shape).to(device)
             c = cond[start:start + n].to(device) if cond is not None else None
             counting.nfe = 0
-            with autocast(device, dtype):
-                x = fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts)
-            outs.append(x.float().cpu())
+            outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts).cpu())
     finally:
         if bar is not None:
             bar.close()
