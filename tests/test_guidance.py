@@ -141,7 +141,7 @@ def test_wrappers_delegate_the_process_but_not_the_network(mixture):
 def test_guided_sampling_at_scale_one_recovers_the_asked_component(mixture, sampler):
     """CFG at w = 1 is the conditional model: every sampler lands in component k with its variance."""
     k, n = 2, 600
-    steps = 250 if sampler in ("ddpm", "euler-ancestral", "dpmpp-2m-sde") else 100
+    steps = 250 if sampler in ("ddpm", "euler-ancestral", "dpmpp-2m-sde", "dpmpp-3m-sde") else 100
     den = ClassifierFreeGuidance(mixture, 1.0)
     x, _ = generate(den, n, (2,), sampler=sampler, steps=steps, seed=3, cond=torch.full((n,), k))
     x = x.double()

@@ -45,6 +45,8 @@ def _moments(x):
     ("ddim", 250, {"eta": 1.0}),
     ("dpmpp-2m-sde", 100, {}),
     ("dpmpp-2m-sde", 100, {"eta": 2.0}),  # any eta >= 0 keeps the marginals
+    ("dpmpp-3m-sde", 100, {}),
+    ("dpmpp-3m-sde", 100, {"eta": 4.0}),
 ])
 def test_samplers_recover_gaussian_data(gauss, sampler, steps, opts):
     x, nfe = generate(gauss, 8000, (2,), sampler=sampler, steps=steps, seed=3, **opts)

@@ -44,7 +44,7 @@ def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
 
 def _sampler_opts(args) -> dict:
     opts = {}
-    if args.sampler in ("ddim", "euler-ancestral", "dpmpp-2m-sde") and args.eta is not None:
+    if args.sampler in ("ddim", "euler-ancestral", "dpmpp-2m-sde", "dpmpp-3m-sde") and args.eta is not None:
         opts["eta"] = args.eta
     if args.sampler == "ddpm" and args.variance:
         opts["variance"] = args.variance
@@ -423,8 +423,9 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
     p.add_argument("--rho", type=float, default=None, help="karras grid: the spacing exponent (default 7)")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
     p.add_argument("--eta", type=float, default=None,
-                   help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde: "
-                        "how much noise each step re-injects (default 1; 0 = the ODE; dpmpp-2m-sde takes any eta >= 0)")
+                   help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
+                        "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
+                        "eta >= 0)")
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=None,

@@ -23,7 +23,7 @@ from .errors import DenoiselabError
 from .samplers import SAMPLERS
 from .samplers.api import generate
 
-DEFAULT_SAMPLERS = ("ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde")
+DEFAULT_SAMPLERS = ("ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde")
 DEFAULT_GRIDS = ("uniform", "quadratic", "karras", "logsnr", "leading", "logsnr:0.08:10", "karras:0.04:10")
 DEFAULT_NFES = (5, 10, 20, 50)
 

@@ -6,7 +6,7 @@ with the step index ``i``, the step ``t``, the current ``x``, ``x0_hat`` and ``x
 
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
-from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m
+from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m, sample_dpmpp_3m_sde
 from .grids import GRIDS, make_grid
 from .inversion import ddim_invert
 from .karras import sample_euler, sample_euler_ancestral, sample_heun
@@ -21,6 +21,7 @@ SAMPLERS = {
     "dpmpp-2m": sample_dpmpp_2m,
     "dpmpp-3m": sample_dpmpp_3m,
     "dpmpp-2m-sde": sample_dpmpp_2m_sde,
+    "dpmpp-3m-sde": sample_dpmpp_3m_sde,
 }
 
 # Solver steps a sampler takes when named without --steps (and it is not the run's own stored
@@ -36,6 +37,7 @@ DEFAULT_STEPS = {
     "dpmpp-2m": 20,
     "dpmpp-3m": 20,
     "dpmpp-2m-sde": 20,
+    "dpmpp-3m-sde": 20,
 }
 
 
@@ -48,5 +50,6 @@ def default_steps(sampler: str, denoiser) -> int:
 
 __all__ = ["DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
            "initial_noise", "make_grid", "randn",
-           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_euler",
+           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
+           "sample_euler",
            "sample_euler_ancestral", "sample_heun"]
