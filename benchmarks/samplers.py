@@ -34,8 +34,9 @@ import torch
 
 from denoiselab.cli import main as cli_main
 from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from denoiselab.samplers import SAMPLERS
 
-ALL_SAMPLERS = ("ddpm", "ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde")
+ALL_SAMPLERS = tuple(SAMPLERS)
 
 
 def _ms(v: list[float]) -> str:

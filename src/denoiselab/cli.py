@@ -43,8 +43,10 @@ def _save_array(path: Path, x: torch.Tensor, kind: str) -> None:
 
 
 def _sampler_opts(args) -> dict:
+    from .samplers import SAMPLERS, takes_option
+
     opts = {}
-    if args.sampler in ("ddim", "euler-ancestral", "dpmpp-2m-sde", "dpmpp-3m-sde") and args.eta is not None:
+    if args.sampler in SAMPLERS and takes_option(args.sampler, "eta") and args.eta is not None:
         opts["eta"] = args.eta
     if args.sampler == "ddpm" and args.variance:
         opts["variance"] = args.variance

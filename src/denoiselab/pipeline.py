@@ -7,7 +7,6 @@ was trained.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +297,7 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     - eta: the stored one for the stored sampler, if set;
     - precision: the stored ``config.sample.precision`` (the network's autocast while sampling).
     """
-    from .samplers import SAMPLERS, default_steps
+    from .samplers import SAMPLERS, default_steps, takes_option
     from .samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
 
     require_sampler(run)
@@ -318,7 +317,7 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
             hi = run.denoiser.sigma_range[1]
         grid_opts = {"sigma_min": lo, "sigma_max": hi, **grid_opts}
     opts = dict(opts or {})
-    if own and s.eta > 0 and "eta" in inspect.signature(SAMPLERS[sampler]).parameters:
+    if own and s.eta > 0 and takes_option(sampler, "eta"):
         opts.setdefault("eta", s.eta)
     return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision)
 

@@ -4,6 +4,8 @@ The time grid is built outside (``timesteps.py``) and passed in; ``callback`` re
 with the step index ``i``, the step ``t``, the current ``x``, ``x0_hat`` and ``x_next``.
 """
 
+import inspect
+
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m, sample_dpmpp_3m_sde
@@ -41,6 +43,11 @@ DEFAULT_STEPS = {
 }
 
 
+def takes_option(sampler: str, option: str) -> bool:
+    """Whether the named sampler has the keyword option (e.g. eta): the one place that says so."""
+    return option in inspect.signature(SAMPLERS[sampler]).parameters
+
+
 def default_steps(sampler: str, denoiser) -> int:
     """Steps for ``sampler`` when none are given (see DEFAULT_STEPS); ddpm takes the model's T."""
     if sampler == "ddpm" and denoiser.schedule is not None:
@@ -52,4 +59,4 @@ __all__ = ["DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "def
            "initial_noise", "make_grid", "randn",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
            "sample_euler",
-           "sample_euler_ancestral", "sample_heun"]
+           "sample_euler_ancestral", "sample_heun", "takes_option"]
