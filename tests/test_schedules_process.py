@@ -172,3 +172,30 @@ def test_lognormal_t_sampling_gives_the_edm_noise_distribution():
     assert torch.equal(u, torch.randint(0, 1000, (1000,), generator=torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match="t sampling"):
         P.sample_t(s, 4, torch.Generator(), "beta")
+
+
+def test_range_t_sampling_puts_the_batch_where_the_sampler_evaluates():
+    """``range``: a fraction p_full uniform over all T steps, the rest uniform over the integer steps
+    whose sigma_t lies in the range. The law is a mixture, so the share inside the range is
+    (1 - p_full) + p_full * (steps inside / T) and every step inside is equally likely; an empty
+    range is one clear error."""
+    s = make_schedule("linear", 1000)
+    inside = ((s.sigmas >= 0.15) & (s.sigmas <= 15.0))
+    k = int(inside.sum())
+    n = 400_000
+    t = P.sample_t(s, n, torch.Generator().manual_seed(0), "range", sigma_range=(0.15, 15.0), p_full=0.1)
+    assert t.dtype == torch.int64 and 0 <= t.min() and t.max() <= 999
+    share = inside[t].double().mean().item()
+    assert share == pytest.approx(0.9 + 0.1 * k / 1000, abs=0.003)
+    counts = torch.bincount(t, minlength=1000).double() / n
+    # Inside: 0.9 / k + 0.1 / 1000 each, outside 0.1 / 1000 each; flat within each part (the
+    # relative spread of the counts no wider than the binomial's 1 / sqrt(n p)).
+    for part, p in ((inside, 0.9 / k + 1e-4), (~inside, 1e-4)):
+        rel = counts[part] / p - 1
+        assert abs(rel.mean().item()) < 0.01
+        assert rel.std().item() < 1.2 / math.sqrt(n * p)
+    assert torch.equal(t, P.sample_t(s, n, torch.Generator().manual_seed(0), "range", sigma_range=(0.15, 15.0), p_full=0.1))
+    only = P.sample_t(s, 10_000, torch.Generator().manual_seed(1), "range", sigma_range=(0.15, 15.0), p_full=0.0)
+    assert bool(inside[only].all())
+    with pytest.raises(DenoiselabError, match="widen diffusion.t_sigma_min"):
+        P.sample_t(s, 4, torch.Generator(), "range", sigma_range=(500.0, 600.0))

@@ -132,7 +132,8 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
 
     def objective(net, x0, cond, generator):
         # Drawn on the CPU generator (the run's stream, saved in checkpoints), used on x0's device.
-        t = process.sample_t(schedule, x0.shape[0], generator, d.t_sampling, d.p_mean, d.p_std)
+        t = process.sample_t(schedule, x0.shape[0], generator, d.t_sampling, d.p_mean, d.p_std,
+                              (d.t_sigma_min, d.t_sigma_max), d.t_full)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, d.p_uncond, generator, null)
         return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from .errors import DenoiselabError
 from .schedules import NoiseSchedule
 
 
@@ -130,15 +131,34 @@ def training_target(parameterization: str, x0, eps, a, s):
 
 
 def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: str = "uniform",
-             p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+             p_mean: float = -1.2, p_std: float = 1.2, sigma_range: tuple = (0.15, 15.0),
+             p_full: float = 0.1) -> torch.Tensor:
     """Training time steps: ``uniform`` integers over 0..T-1 (Ho et al. 2020, Algorithm 1), or
     ``lognormal``: ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1, "EDM" column),
     mapped to the fractional t with that VE noise level (sigma_t = sqrt((1 - abar_t) / abar_t)) and
     clamped to the schedule's range. Uniform t on the linear schedule spends half the batch at
     sigma > 3.4, where images in [-1, 1] are almost pure noise; the log-normal puts 95% of it
-    between sigma = 0.03 and 3.3, where the samples' detail is decided."""
+    between sigma = 0.03 and 3.3, where the samples' detail is decided.
+
+    ``range``: uniform over the integer steps whose sigma_t lies in ``sigma_range``, except a
+    fraction ``p_full`` of the batch drawn uniform over all T steps (importance sampling of the
+    noise levels a sampler with that range visits; the full-range share keeps the network trained
+    at every t, for DDPM's 1000 steps, SDEdit and the other grids). On the linear schedule, uniform
+    t spends 33% of the batch above sigma 10; range (0.15, 15) with p_full 0.1 puts 87% of it in
+    sigma 0.2..10 against uniform t's 62%."""
     if kind == "uniform":
         return torch.randint(0, schedule.T, (n,), generator=generator)
+    if kind == "range":
+        lo, hi = sigma_range
+        inside = torch.nonzero((schedule.sigmas >= lo) & (schedule.sigmas <= hi)).flatten()
+        if inside.numel() == 0:
+            raise DenoiselabError(f"no step of this schedule has its noise level sigma in [{lo:g}, {hi:g}] "
+                                  f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
+                                  "widen diffusion.t_sigma_min/t_sigma_max")
+        t_all = torch.randint(0, schedule.T, (n,), generator=generator)
+        t_in = inside[torch.randint(0, inside.numel(), (n,), generator=generator)]
+        full = torch.rand(n, generator=generator) < p_full
+        return torch.where(full, t_all, t_in)
     if kind == "lognormal":
         sigma = (p_mean + p_std * torch.randn(n, generator=generator, dtype=torch.float64)).exp()
         return schedule.t_from_sigma(sigma).float()
