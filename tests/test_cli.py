@@ -74,6 +74,11 @@ def test_resume_continues_a_run(run_dir, tmp_path):
     (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "data.name=spiral"], "unknown data set"),
     (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.beta_end=1.5"], "inside (0, 1)"),
     (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "bogus=1"], "unknown setting"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_sampling=range",
+      "--set", "diffusion.t_sigma_min=500", "--set", "diffusion.t_sigma_max=600"], "widen diffusion.t_sigma_min"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_sampling=range",
+      "--set", "diffusion.t_sigma_min=2", "--set", "diffusion.t_sigma_max=1"], "make t_sigma_min the smaller"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_full=1.5"], "inside [0, 1]"),
     (["sample", "{tmp}/missing", "--out", "{tmp}/a.npy"], "run directory not found"),
     (["sample", "{tmp}", "--out", "{tmp}/a.npy"], "no config.json"),
     (["evaluate", "{tmp}/nothing.npy", "--ref", "swiss-roll"], "neither a run directory"),
@@ -86,6 +91,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("denoiselab: error:") and needle in err[0], err
+    assert not (tmp_path / "x").exists()  # nothing half-made to block the corrected command
 
 
 def test_corrupt_checkpoint_is_reported(run_dir, tmp_path, capsys):

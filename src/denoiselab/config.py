@@ -281,6 +281,10 @@ def validate_config(cfg: "RunConfig") -> "RunConfig":
     if d.t_sampling == "range" and d.t_sigma_min >= d.t_sigma_max:
         raise DenoiselabError(f"settings diffusion.t_sigma_min = {d.t_sigma_min:g} and t_sigma_max = {d.t_sigma_max:g}: "
                               "the training noise range is empty, make t_sigma_min the smaller")
+    if d.kind == "vp" and d.t_sampling == "range":
+        from .pipeline import build_schedule  # checked before a run directory is made
+        from .process import steps_in_range
+        steps_in_range(build_schedule(d), d.t_sigma_min, d.t_sigma_max)
     b = cfg.train.adam_betas
     if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
         raise DenoiselabError(f"setting train.adam_betas = {list(b)!r} is not allowed: use two numbers in [0, 1), "

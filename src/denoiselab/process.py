@@ -149,12 +149,7 @@ def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: 
     if kind == "uniform":
         return torch.randint(0, schedule.T, (n,), generator=generator)
     if kind == "range":
-        lo, hi = sigma_range
-        inside = torch.nonzero((schedule.sigmas >= lo) & (schedule.sigmas <= hi)).flatten()
-        if inside.numel() == 0:
-            raise DenoiselabError(f"no step of this schedule has its noise level sigma in [{lo:g}, {hi:g}] "
-                                  f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
-                                  "widen diffusion.t_sigma_min/t_sigma_max")
+        inside = steps_in_range(schedule, *sigma_range)
         t_all = torch.randint(0, schedule.T, (n,), generator=generator)
         t_in = inside[torch.randint(0, inside.numel(), (n,), generator=generator)]
         full = torch.rand(n, generator=generator) < p_full
@@ -163,6 +158,16 @@ def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: 
         sigma = (p_mean + p_std * torch.randn(n, generator=generator, dtype=torch.float64)).exp()
         return schedule.t_from_sigma(sigma).float()
     raise ValueError(f"unknown t sampling {kind!r}")
+
+
+def steps_in_range(schedule: NoiseSchedule, lo: float, hi: float) -> torch.Tensor:
+    """The steps t whose sigma_t lies in [lo, hi] (``sample_t``'s ``range``); none is an error."""
+    inside = torch.nonzero((schedule.sigmas >= lo) & (schedule.sigmas <= hi)).flatten()
+    if inside.numel() == 0:
+        raise DenoiselabError(f"no step of this schedule has its noise level sigma in [{lo:g}, {hi:g}] "
+                              f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
+                              "widen diffusion.t_sigma_min/t_sigma_max")
+    return inside
 
 
 def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
