@@ -278,11 +278,11 @@ def validate_config(cfg: "RunConfig") -> "RunConfig":
         if not ok:
             raise DenoiselabError(f"setting {key} = {v!r} is out of range: it must be {_interval(lo, hi, lo_in, hi_in)}")
     d = cfg.diffusion
-    if d.t_sampling == "range" and d.t_sigma_min >= d.t_sigma_max:
-        raise DenoiselabError(f"settings diffusion.t_sigma_min = {d.t_sigma_min:g} and t_sigma_max = {d.t_sigma_max:g}: "
-                              "the training noise range is empty, make t_sigma_min the smaller")
-    if d.kind == "vp" and d.t_sampling == "range":
-        from .pipeline import build_schedule  # checked before a run directory is made
+    if d.kind == "vp" and d.t_sampling == "range":  # checked before a run directory is made
+        if d.t_sigma_min >= d.t_sigma_max:
+            raise DenoiselabError(f"settings diffusion.t_sigma_min = {d.t_sigma_min:g} and t_sigma_max = "
+                                  f"{d.t_sigma_max:g}: the training noise range is empty, make t_sigma_min the smaller")
+        from .pipeline import build_schedule
         from .process import steps_in_range
         steps_in_range(build_schedule(d), d.t_sigma_min, d.t_sigma_max)
     b = cfg.train.adam_betas

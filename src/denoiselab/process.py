@@ -131,8 +131,8 @@ def training_target(parameterization: str, x0, eps, a, s):
 
 
 def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: str = "uniform",
-             p_mean: float = -1.2, p_std: float = 1.2, sigma_range: tuple = (0.15, 15.0),
-             p_full: float = 0.1) -> torch.Tensor:
+             p_mean: float = -1.2, p_std: float = 1.2, sigma_range: tuple | None = None,
+             p_full: float = 0.0) -> torch.Tensor:
     """Training time steps: ``uniform`` integers over 0..T-1 (Ho et al. 2020, Algorithm 1), or
     ``lognormal``: ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1, "EDM" column),
     mapped to the fractional t with that VE noise level (sigma_t = sqrt((1 - abar_t) / abar_t)) and
@@ -149,6 +149,8 @@ def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: 
     if kind == "uniform":
         return torch.randint(0, schedule.T, (n,), generator=generator)
     if kind == "range":
+        if sigma_range is None:
+            raise ValueError("t sampling 'range' needs sigma_range = (sigma_lo, sigma_hi)")
         inside = steps_in_range(schedule, *sigma_range)
         t_all = torch.randint(0, schedule.T, (n,), generator=generator)
         t_in = inside[torch.randint(0, inside.numel(), (n,), generator=generator)]
