@@ -121,7 +121,7 @@ def main() -> None:
                     rows[-1].update(independent.scores(x))
                     rows[-1]["floors"].update(independent.floors)
                 r = rows[-1]
-                print(f"{run_dir} seed {seed}: {plan.describe()}: FID {r['FID']:.3f}, precision {r['precision']:.3f}, "
+                print(f"{run_dir} seed {seed}: {plan.describe()}{plan.start_note()}: FID {r['FID']:.3f}, precision {r['precision']:.3f}, "
                       f"recall {r['recall']:.3f}, sampling {sample_s:.1f} s", flush=True)
         means[plan.steps] = {k: statistics.mean(r[k] for r in rows) for k in ("FID",) + INDEPENDENT if k in rows[0]}
         table(rows, plan, args)
@@ -142,7 +142,7 @@ def table(rows: list[dict], plan, args) -> None:
     floors = rows[0]["floors"]
     ends = f", {plan.ends()}" if plan.ends() else ""
     print(f"\n{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds {args.seeds}; {args.num} samples "
-          f"each, {plan.describe()}{ends} (NFE {rows[0]['nfe']}), {torch.get_num_threads()} torch threads\n")
+          f"each, {plan.describe()}{ends}{plan.start_note()} (NFE {rows[0]['nfe']}), {torch.get_num_threads()} torch threads\n")
     extra = [k for k in INDEPENDENT if k in rows[0]]
     print("| run | sampling seed | training steps | training loop s | sampling s | FID | precision | recall |"
           + "".join(f" {k} |" for k in extra))

@@ -117,3 +117,47 @@ def test_existing_run_is_not_overwritten(run_dir, capsys):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "denoiselab.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
+
+
+def test_runs_store_their_datas_moments_and_deterministic_samplers_start_from_them(run_dir, tmp_path, capsys):
+    import torch
+
+    from denoiselab import pipeline
+    from denoiselab.data import build_dataset
+    from denoiselab.samplers.start import fit_moments
+
+    run = pipeline.load_run(run_dir)
+    assert run.moments is not None  # stored in the checkpoint at training
+    cfg = run.config
+    fitted = fit_moments(build_dataset(cfg.data.name, cfg.data.options, cfg.data.num, cfg.train.seed).x)
+    assert torch.allclose(run.moments.mean, fitted.mean, atol=1e-5)
+    assert torch.allclose(run.moments.var, fitted.var, rtol=1e-5)
+    assert pipeline.sampling_plan(run, sampler="dpmpp-2m").start_moments() is run.moments
+    assert pipeline.sampling_plan(run, sampler="dpmpp-2m-sde").start_moments() is None  # stochastic: N(0, I)
+    assert pipeline.sampling_plan(run, sampler="dpmpp-2m", start="gaussian").start_moments() is None
+    assert pipeline.sampling_plan(run, sampler="ddpm", start="moments").start_moments() is run.moments
+    with pytest.raises(Exception, match="unknown start"):
+        pipeline.sampling_plan(run, start="uniform")
+    # The flag: the same noise, mapped, so the two starts differ; and the log says which.
+    outs = {}
+    for start in ("moments", "gaussian"):
+        out = tmp_path / f"{start}.npy"
+        assert main(["sample", str(run_dir), "--num", "50", "--sampler", "dpmpp-2m", "--steps", "8", "--grid", "logsnr",
+                     "--sigma-max", "3", "--start", start, "--out", str(out)]) == 0
+        outs[start] = np.load(out)
+        err = capsys.readouterr().err
+        assert ("starting from the data's moments" in err) == (start == "moments")
+    assert not np.allclose(outs["moments"], outs["gaussian"])
+    with pytest.raises(SystemExit) as e:  # argparse's usage error: one line, exit code 2
+        main(["sample", str(run_dir), "--num", "5", "--start", "middle", "--out", str(tmp_path / "x.npy")])
+    assert e.value.code == 2 and "invalid choice: 'middle'" in capsys.readouterr().err
+
+
+def test_runs_trained_before_moments_were_stored_fit_them_from_their_data(run_dir):
+    from denoiselab import pipeline
+
+    run = pipeline.load_run(run_dir)
+    stored = run.moments
+    run.moments = None  # as a checkpoint written before they were stored
+    again = run.data_moments()
+    assert again is not None and np.allclose(again.mean.numpy(), stored.mean.numpy(), atol=1e-5)

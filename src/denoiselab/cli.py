@@ -66,7 +66,7 @@ def _plan(run, args):
     from .pipeline import sampling_plan
 
     plan = sampling_plan(run, sampler=args.sampler, steps=args.steps or None, grid=args.grid or args.spacing,
-                         grid_opts=_grid_opts(args))
+                         grid_opts=_grid_opts(args), start=getattr(args, "start", None))
     args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
     plan.opts.update(_sampler_opts(args))
     if getattr(args, "precision", None):
@@ -161,7 +161,7 @@ def cmd_sample(args) -> int:
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     _save_array(Path(args.out), x, kind)
     ends = f", {plan.ends()}" if plan.ends() else ""
-    _log(f"wrote {args.num} samples to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}, "
+    _log(f"wrote {args.num} samples to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -214,7 +214,8 @@ def cmd_evaluate(args) -> int:
 
         run = load_run(src, device=args.device)
         # The run's own sampler, steps and grid unless asked otherwise (pipeline.sampling_plan).
-        _log(f"sampling {args.num} {run.kind} from {src} ({_plan(run, args).describe()})")
+        plan = _plan(run, args)
+        _log(f"sampling {args.num} {run.kind} from {src} ({plan.describe()}{plan.start_note()})")
         x, _, kind, _ = _draw(run, args, args.num)
     elif src.suffix == ".npy" and src.is_file():
         from .validate import load_npy
@@ -428,6 +429,11 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                    help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
                         "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
                         "eta >= 0)")
+    p.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+                   help="where sampling starts: moments (the Gaussian with the noised data's mean and covariance at "
+                        "the grid's first point, stored with the run), gaussian (N(0, I)), or auto (default): "
+                        "moments for deterministic samplers (ODE solvers carry a mismatched start to their samples), "
+                        "gaussian for stochastic ones")
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=None,

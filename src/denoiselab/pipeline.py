@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from .errors import DenoiselabError
 from .models import build_model
 from .schedules import NoiseSchedule, make_schedule
 from .training.checkpoint import load_latest
+
+if TYPE_CHECKING:
+    from .samplers.start import DataMoments
 from .training.trainer import CHECKPOINT
 
 CONFIG = "config.json"
@@ -194,7 +197,18 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
         net = build_net(cfg, data)
     return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
-                   on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime)
+                   on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime,
+                   moments=data_moments(cfg, data))
+
+
+def data_moments(cfg: RunConfig, data: TensorData) -> Optional[dict[str, torch.Tensor]]:
+    """The data's mean and covariance (``samplers.start``), stored in every checkpoint of a
+    diffusion or flow run so its deterministic samplers start from the noised data's moments."""
+    if cfg.diffusion.kind not in ("vp", "flow"):
+        return None
+    from .samplers.start import fit_moments
+
+    return fit_moments(data.x).tensors()
 
 
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
@@ -221,6 +235,7 @@ class LoadedRun:
     step: int
     run_dir: Path
     info: dict
+    moments: Optional["DataMoments"] = None  # the data's, stored at training (None: fitted on demand)
 
     @property
     def kind(self) -> str:
@@ -251,6 +266,23 @@ class LoadedRun:
                 self._fitted = self.denoiser.sigma_range
         return self._fitted
 
+    def data_moments(self) -> Optional["DataMoments"]:
+        """The data's moments (``samplers.start``): stored in the checkpoint at training; runs
+        trained before they were stored fit them from their data set now (once per load), or
+        have none (None: a standard-normal start) if that data set cannot be read here."""
+        if self.moments is None and not getattr(self, "_moments_tried", False):
+            self._moments_tried = True
+            from .samplers.start import fit_moments
+
+            cfg = self.config
+            try:
+                data = build_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
+                self.moments = fit_moments(data.x)
+            except DenoiselabError as e:
+                _warn(f"warning: cannot read {cfg.data.name!r} to fit the data's moments ({e}); "
+                      "sampling starts from N(0, I)")
+        return self.moments
+
 
 @dataclass
 class SamplingPlan:
@@ -262,21 +294,46 @@ class SamplingPlan:
     grid_opts: dict
     opts: dict
     precision: str = "none"
+    start: str = "auto"                  # auto, moments or gaussian (see start_moments)
+    run: Optional["LoadedRun"] = None    # whose data moments a moment-matched start uses
+
+    def start_moments(self) -> Optional["DataMoments"]:
+        """The moments sampling starts from, or None for x_T ~ N(0, I): ``moments`` always,
+        ``gaussian`` never, ``auto`` for deterministic samplers only, which carry a mismatched
+        start to their samples where stochastic ones forget it (README, "Where sampling starts").
+        Diffusion and flow runs have moments; a run trained before they were stored fits them
+        from its data set on first use."""
+        from .samplers import is_deterministic
+
+        if self.start == "gaussian" or self.run is None or self.run.config.diffusion.kind not in ("vp", "flow"):
+            return None
+        if self.start == "auto" and not is_deterministic(self.sampler, self.opts):
+            return None
+        moments = self.run.data_moments()
+        if moments is None and self.start == "moments":
+            raise DenoiselabError(f"{self.run.run_dir} has no data moments and its data set cannot be read here: "
+                                  "use --start gaussian (or auto)")
+        return moments
 
     def kwargs(self) -> dict:
         return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
-                    precision=self.precision, **self.opts)
+                    precision=self.precision, start=self.start_moments(), **self.opts)
 
     def describe(self) -> str:
         eta = f" (eta {self.opts['eta']:g})" if "eta" in self.opts else ""
         bf = f", network in {self.precision}" if self.precision != "none" else ""
         return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
 
+    def start_note(self) -> str:
+        """", starting from the data's moments" when it does ("" for N(0, I)), for the logs."""
+        return ", starting from the data's moments" if self.start_moments() is not None else ""
+
     def record(self, nfe: int, num: int, **extra) -> dict:
         """What a run's pictures.json says about how its samples were drawn."""
         eta = {"eta": self.opts["eta"]} if "eta" in self.opts else {}
+        start = "moments" if self.start_moments() is not None else "gaussian"
         return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "precision": self.precision,
-                "nfe": nfe, "num": num, **extra}
+                "start": start, "nfe": nfe, "num": num, **extra}
 
     def ends(self) -> str:
         """The grid's sigma range, if it is placed by one ("" otherwise)."""
@@ -286,7 +343,7 @@ class SamplingPlan:
 
 def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None,
                   grid: Optional[str] = None, grid_opts: Optional[dict] = None,
-                  opts: Optional[dict] = None) -> SamplingPlan:
+                  opts: Optional[dict] = None, start: Optional[str] = None) -> SamplingPlan:
     """The one place that decides how a run is sampled when a command leaves something out.
 
     - sampler: the run's stored one (``config.sample.sampler``, the measured best of its preset);
@@ -296,7 +353,9 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
       (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
       (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
     - eta: the stored one for the stored sampler, if set;
-    - precision: the stored ``config.sample.precision`` (the network's autocast while sampling).
+    - precision: the stored ``config.sample.precision`` (the network's autocast while sampling);
+    - start: ``auto`` (``SamplingPlan.start_moments``: deterministic samplers start from the
+      noised data's mean and covariance, stochastic ones from N(0, I)), ``moments`` or ``gaussian``.
     """
     from .samplers import SAMPLERS, default_steps, takes_option
     from .samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
@@ -320,7 +379,13 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     opts = dict(opts or {})
     if own and s.eta > 0 and takes_option(sampler, "eta"):
         opts.setdefault("eta", s.eta)
-    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision)
+    start = start or "auto"
+    if start not in START_MODES:
+        raise DenoiselabError(f"unknown start {start!r}: choose one of {', '.join(START_MODES)}")
+    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision, start, run)
+
+
+START_MODES = ("auto", "moments", "gaussian")
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -414,7 +479,10 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
     if device is not None:
         net = place(net, device)
     net.eval()
-    return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"])
+    from .samplers.start import DataMoments
+
+    return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
+                     DataMoments.from_tensors(ck.get("moments") or {}))
 
 
 def require_sampler(run: LoadedRun) -> None:

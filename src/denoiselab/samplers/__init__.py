@@ -48,6 +48,22 @@ def takes_option(sampler: str, option: str) -> bool:
     return option in inspect.signature(SAMPLERS[sampler]).parameters
 
 
+# Samplers that draw fresh noise at every step whatever their options.
+ALWAYS_STOCHASTIC = ("ddpm",)
+
+
+def is_deterministic(sampler: str, opts: dict) -> bool:
+    """Whether ``sampler`` with ``opts`` is an ODE solver (no fresh noise after x_T): not ancestral
+    DDPM, and every noise option (eta, s_churn) at 0, given or by the sampler's own default."""
+    if sampler in ALWAYS_STOCHASTIC:
+        return False
+    params = inspect.signature(SAMPLERS[sampler]).parameters
+    for option in ("eta", "s_churn"):
+        if option in params and float(opts.get(option, params[option].default)) > 0:
+            return False
+    return True
+
+
 def default_steps(sampler: str, denoiser) -> int:
     """Steps for ``sampler`` when none are given (see DEFAULT_STEPS); ddpm takes the model's T."""
     if sampler == "ddpm" and denoiser.schedule is not None:
@@ -55,8 +71,8 @@ def default_steps(sampler: str, denoiser) -> int:
     return DEFAULT_STEPS.get(sampler, 50)
 
 
-__all__ = ["DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
-           "initial_noise", "make_grid", "randn",
+__all__ = ["ALWAYS_STOCHASTIC", "DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
+           "initial_noise", "is_deterministic", "make_grid", "randn",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
            "sample_euler",
            "sample_euler_ancestral", "sample_heun", "takes_option"]

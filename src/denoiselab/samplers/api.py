@@ -9,7 +9,7 @@ import torch
 from ..device import autocast, autocast_dtype, module_device
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
-from .common import initial_noise
+from .common import initial_noise, scales_at
 from .grids import default_grid, make_grid
 
 
@@ -41,7 +41,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
              seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None,
              grid_opts: Optional[dict] = None, cond: Optional[torch.Tensor] = None, callback=None,
              batch_size: int = 0, offset: int = 0, progress: bool = False, device=None, precision: str = "none",
-             **opts) -> tuple[torch.Tensor, int]:
+             start=None, **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
     ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the
@@ -56,6 +56,9 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     ``precision`` is the network's autocast (``device.autocast_dtype``: none, bf16, auto, fp16):
     under bf16 the network's convolutions and matmuls run in bfloat16 while the solver's own
     arithmetic and the samples stay float32.
+
+    ``start``: None starts from x_T ~ N(0, I); a ``start.DataMoments`` starts from the Gaussian
+    with the noised data's mean and covariance at the grid's first point (same noise, mapped).
     """
     from . import SAMPLERS  # registry lives in the package
 
@@ -64,17 +67,21 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     fn = SAMPLERS[sampler]
     grid = grid or spacing or default_grid(sampler, denoiser)
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
+    first = float(timesteps[0])
     device = torch.device(device) if device is not None else module_device(denoiser)
     counting = CountingDenoiser(denoiser, autocast_dtype(precision, device))
     batch_size = batch_size or num
     bar, callback = _progress(progress, callback, len(timesteps) * -(-num // batch_size), f"{sampler} {steps}")
     outs = []
     try:
-        for start in range(0, num, batch_size):
-            n = min(batch_size, num - start)
-            noise = SampleNoise(seed, n, offset + start)
-            x_T = initial_noise(noise, n, sample_shape).to(device)
-            c = cond[start:start + n].to(device) if cond is not None else None
+        for lo in range(0, num, batch_size):
+            n = min(batch_size, num - lo)
+            noise = SampleNoise(seed, n, offset + lo)
+            x_T = initial_noise(noise, n, sample_shape)
+            if start is not None:
+                x_T = start.draw(x_T, *scales_at(denoiser, first))
+            x_T = x_T.to(device)
+            c = cond[lo:lo + n].to(device) if cond is not None else None
             counting.nfe = 0
             outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts).cpu())
     finally:

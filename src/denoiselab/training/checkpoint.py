@@ -173,9 +173,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: int,
                     ema: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
                     rng_state: torch.Tensor | None = None, rng_states: dict[str, torch.Tensor] | None = None,
-                    extra: dict | None = None) -> None:
+                    extra: dict | None = None, moments: dict[str, torch.Tensor] | None = None) -> None:
     """Write one checkpoint file atomically. ``rng_states``: named generator states (the
-    trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer."""
+    trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer.
+    ``moments``: the data's moments for sampling (``samplers.start.DataMoments.tensors``)."""
     tensors = {f"model.{k}": _host(v) for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": _host(v) for k, v in ema.state_dict().items()})
@@ -188,6 +189,7 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: i
         tensors["rng.state"] = rng_state
     for name, st in (rng_states or {}).items():
         tensors[f"rng.{name}"] = _host(st)
+    tensors.update({k: _host(v) for k, v in (moments or {}).items()})
     metadata = {"format": FORMAT, "config": json.dumps(config), "state": json.dumps(meta)}
     sha, nbytes = _digest(tensors, metadata)
     metadata.update(sha256=sha, payload_bytes=str(nbytes))
@@ -223,7 +225,7 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Returns {config, step, model, ema, optimizer, rng_state, rng, extra}; clear errors if missing,
+    """Returns {config, step, model, ema, optimizer, rng_state, rng, extra, moments}; clear errors if missing,
     truncated or corrupt (size and SHA-256 checked)."""
     path = Path(path)
     if not path.is_file():
@@ -235,7 +237,7 @@ def load_checkpoint(path: Path) -> dict:
         step = int(meta["step"])
     except (KeyError, ValueError, TypeError) as e:
         raise _corrupt(path, f"bad metadata: {type(e).__name__}") from None
-    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "rng": {}}
+    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "rng": {}, "moments": {}}
     for k, v in tensors.items():
         head, _, rest = k.partition(".")
         if head in split:
@@ -249,6 +251,7 @@ def load_checkpoint(path: Path) -> dict:
         "rng_state": split["rng"].get("state"),
         "rng": split["rng"],
         "extra": meta.get("extra", {}),
+        "moments": split["moments"],
         "path": path,
     }
 

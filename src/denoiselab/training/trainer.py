@@ -105,7 +105,8 @@ class Trainer:
     def __init__(self, net: torch.nn.Module, objective: Objective, data, cfg: TrainConfig, run_dir: Path,
                  config_dict: dict, progress: bool = True,
                  on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None,
-                 log: Callable[[str], None] = _stderr, device=None, runtime=None):
+                 log: Callable[[str], None] = _stderr, device=None, runtime=None,
+                 moments: Optional[dict[str, torch.Tensor]] = None):
         self.runtime = runtime or LocalRuntime(device or "cpu")
         self.device = self.runtime.device
         rank, world = self.runtime.process_index, self.runtime.num_processes
@@ -125,6 +126,7 @@ class Trainer:
         self.progress = progress
         self.on_preview = on_preview
         self.extra = extra or {}
+        self.moments = moments  # the data's moments for sampling's start, stored in each checkpoint
         self.log = log
         self.opt = make_optimizer(cfg, net.parameters())
         self.ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 and self.runtime.is_main else None
@@ -157,7 +159,7 @@ class Trainer:
         def write(path: Path) -> None:
             save_checkpoint(path, model=self.net, ema=self.ema.module if self.ema else None, optimizer=self.opt,
                             config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
-                            rng_states=self._rng_states(), extra=self.extra)
+                            rng_states=self._rng_states(), extra=self.extra, moments=self.moments)
 
         path = self.checkpoint_path
         if self.runtime.is_main:  # the processes hold the same weights: one writes them
