@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--eta", type=float, default=None)
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
+    ap.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+                    help="where sampling starts (as `denoiselab sample --start`; default auto)")
     ap.add_argument("--precision", default=None, choices=["none", "bf16"],
                     help="the network's autocast while sampling (default: the run's stored one)")
     ap.add_argument("--independent", action="store_true",
@@ -101,7 +103,7 @@ def main() -> None:
     for steps in args.steps:
         rows, plan = [], None
         for i, (run_dir, run) in enumerate(loaded):
-            plan = pipeline.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts)
+            plan = pipeline.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts, start=args.start)
             if args.eta is not None:
                 plan.opts["eta"] = args.eta
             if args.precision:

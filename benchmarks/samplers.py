@@ -44,7 +44,7 @@ def _ms(v: list[float]) -> str:
 
 
 def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list[int], grid: str | None,
-             grid_opts: dict) -> None:
+             grid_opts: dict, start: str = "auto") -> None:
     from denoiselab import pipeline
     from denoiselab.data import load_toy
     from denoiselab.evaluation import chamfer_distance
@@ -63,7 +63,7 @@ def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list
             for k in steps:
                 discrete = sampler in ("ddpm", "ddim")
                 plan = pipeline.sampling_plan(run, sampler=sampler, steps=k, grid=None if discrete else grid,
-                                              grid_opts=None if discrete else grid_opts)
+                                              grid_opts=None if discrete else grid_opts, start=start)
                 per = []
                 for s in seeds:
                     x, nfe = generate(run.denoiser, 2048, (2,), seed=s, **plan.kwargs())
@@ -108,17 +108,19 @@ def main() -> None:
     ap.add_argument("--grid", default=None, help="--by-steps: this grid for the ODE/SDE solvers instead of the default")
     ap.add_argument("--sigma-min", type=float, default=None, help="--by-steps: grid end instead of the data's")
     ap.add_argument("--sigma-max", type=float, default=None, help="--by-steps: grid end instead of the data's")
+    ap.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+                    help="where sampling starts (as `denoiselab sample --start`; default auto)")
     args = ap.parse_args()
     if args.by_steps:
         torch.set_num_threads(int(args.threads))
         opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
-        by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts)
+        by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts, args.start)
         print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
         return
     for run in args.runs:
         print(f"\n## {run}\n", flush=True)
         code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or DEFAULT_SAMPLERS), "--grids",
-                         *args.grids, "--nfe", *args.nfe, "--threads", args.threads])
+                         *args.grids, "--nfe", *args.nfe, "--threads", args.threads, "--start", args.start])
         if code:
             sys.exit(code)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)

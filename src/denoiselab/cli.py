@@ -368,7 +368,7 @@ def cmd_benchmark_samplers(args) -> int:
         if not eq or not label:
             raise DenoiselabError(f"--reference {ref!r}: write LABEL=NUMBER, e.g. \"ddpm 1000=2.41\"")
     rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds,
-                           num=args.num, scorer=scorer, batch_size=args.batch_size, log=_log)
+                           num=args.num, scorer=scorer, batch_size=args.batch_size, log=_log, start=args.start)
     if not rows:
         raise DenoiselabError("no sampler and grid in the list can run on this model: widen --samplers/--grids")
     table = B.format_table(rows, metric)
@@ -429,11 +429,7 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                    help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
                         "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
                         "eta >= 0)")
-    p.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
-                   help="where sampling starts: moments (the Gaussian with the noised data's mean and covariance at "
-                        "the grid's first point, stored with the run), gaussian (N(0, I)), or auto (default): "
-                        "moments for deterministic samplers (ODE solvers carry a mismatched start to their samples), "
-                        "gaussian for stochastic ones")
+    _add_start(p)
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
     p.add_argument("--batch-size", type=int, default=None,
@@ -445,6 +441,16 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
     from .commands.guidance import add_sampling_options
 
     add_sampling_options(p)
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    from .pipeline import START_MODES
+
+    p.add_argument("--start", default="auto", choices=START_MODES,
+                   help="where sampling starts: moments (the Gaussian with the noised data's mean and covariance at "
+                        "the grid's first point, stored with the run), gaussian (N(0, I)), or auto (default): "
+                        "moments for deterministic samplers (ODE solvers carry a mismatched start to their samples), "
+                        "gaussian for stochastic ones")
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -551,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
     p.add_argument("--num", type=int, default=2048, help="samples per seed")
     p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
+    _add_start(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     _add_device(p)
     p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")

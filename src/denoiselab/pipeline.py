@@ -298,22 +298,8 @@ class SamplingPlan:
     run: Optional["LoadedRun"] = None    # whose data moments a moment-matched start uses
 
     def start_moments(self) -> Optional["DataMoments"]:
-        """The moments sampling starts from, or None for x_T ~ N(0, I): ``moments`` always,
-        ``gaussian`` never, ``auto`` for deterministic samplers only, which carry a mismatched
-        start to their samples where stochastic ones forget it (README, "Where sampling starts").
-        Diffusion and flow runs have moments; a run trained before they were stored fits them
-        from its data set on first use."""
-        from .samplers import is_deterministic
-
-        if self.start == "gaussian" or self.run is None or self.run.config.diffusion.kind not in ("vp", "flow"):
-            return None
-        if self.start == "auto" and not is_deterministic(self.sampler, self.opts):
-            return None
-        moments = self.run.data_moments()
-        if moments is None and self.start == "moments":
-            raise DenoiselabError(f"{self.run.run_dir} has no data moments and its data set cannot be read here: "
-                                  "use --start gaussian (or auto)")
-        return moments
+        """The moments sampling starts from, or None for x_T ~ N(0, I) (``start_moments``)."""
+        return start_moments(self.run, self.start, self.sampler, self.opts) if self.run is not None else None
 
     def kwargs(self) -> dict:
         return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
@@ -379,13 +365,36 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     opts = dict(opts or {})
     if own and s.eta > 0 and takes_option(sampler, "eta"):
         opts.setdefault("eta", s.eta)
-    start = start or "auto"
-    if start not in START_MODES:
-        raise DenoiselabError(f"unknown start {start!r}: choose one of {', '.join(START_MODES)}")
+    start = _check_start(start or "auto")
     return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision, start, run)
 
 
 START_MODES = ("auto", "moments", "gaussian")
+
+
+def _check_start(start: str) -> str:
+    if start not in START_MODES:
+        raise DenoiselabError(f"unknown start {start!r}: choose one of {', '.join(START_MODES)}")
+    return start
+
+
+def start_moments(run: LoadedRun, start: str, sampler: str, opts: dict) -> Optional["DataMoments"]:
+    """The moments ``sampler`` with ``opts`` starts from on ``run``, or None for x_T ~ N(0, I):
+    ``moments`` always, ``gaussian`` never, ``auto`` for deterministic samplers only, which carry
+    a mismatched start to their samples where stochastic ones forget it (README, "Where sampling
+    starts"). Diffusion and flow runs have moments; a run trained before they were stored fits
+    them from its data set on first use."""
+    from .samplers import is_deterministic
+
+    if _check_start(start) == "gaussian" or run.config.diffusion.kind not in ("vp", "flow"):
+        return None
+    if start == "auto" and not is_deterministic(sampler, opts):
+        return None
+    moments = run.data_moments()
+    if moments is None and start == "moments":
+        raise DenoiselabError(f"{run.run_dir} has no data moments and its data set cannot be read here: "
+                              "use --start gaussian (or auto)")
+    return moments
 
 
 def read_config(run_dir: Path) -> RunConfig:

@@ -120,9 +120,12 @@ def image_scorer(run, cache_dir: Path, log=None) -> Callable[[torch.Tensor, int]
 def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Sequence[str] = DEFAULT_GRIDS,
                   nfes: Sequence[int] = DEFAULT_NFES, seeds: Sequence[int] = (0, 1, 2), num: int = 2048,
                   scorer: Optional[Callable[[torch.Tensor, int], float]] = None, batch_size: int = 0,
-                  log: Optional[Callable[[str], None]] = None) -> list[Row]:
+                  log: Optional[Callable[[str], None]] = None, start: str = "auto") -> list[Row]:
     """Score every (sampler, grid, NFE); pairs a model cannot run (a DDPM spacing on a flow, the
-    ddpm sampler on a flow) are skipped."""
+    ddpm sampler on a flow) are skipped. ``start`` as ``pipeline.start_moments``: by default the
+    deterministic samplers start from the data's moments, as ``sample`` does."""
+    from .pipeline import start_moments
+
     parsed = {spec: parse_sampler(spec) for spec in samplers}
     if scorer is None:
         if run.kind != "points":
@@ -140,7 +143,7 @@ def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Seq
                     for seed in seeds:
                         x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
                                           grid=grid, grid_opts=opts, batch_size=batch_size, progress=True,
-                                          **sampler_opts)
+                                          start=start_moments(run, start, sampler, sampler_opts), **sampler_opts)
                         scores.append(scorer(x, seed) if torch.isfinite(x).all() else float("inf"))
                 except DenoiselabError as e:
                     if log:
