@@ -42,8 +42,9 @@ def demo_2d(root: Path, quick: bool) -> list[str]:
     results = {}
     for sampler, steps in (("ddpm", 100 if quick else 1000), ("ddim", 50)):
         cds, first = [], None
+        plan = pipeline.sampling_plan(run, sampler=sampler, steps=steps)  # as `denoiselab sample` draws them
         for s in SEEDS:
-            x, _ = generate(run.denoiser, 2048, (2,), sampler=sampler, steps=steps, seed=s)
+            x, _ = generate(run.denoiser, 2048, (2,), seed=s, **plan.kwargs())
             cds.append(chamfer_distance(x, load_toy("swiss-roll", 2048, 10_000 + s)))
             first = x if s == SEEDS[0] else first
         results[f"{sampler}-{steps}"] = sum(cds) / len(cds)
