@@ -148,6 +148,14 @@ def test_class_grid_caption(image_run):
     assert "Class grid" in report._caption(summary, "samples.png")
 
 
+def test_samples_caption_names_the_sampler_and_where_it_started(image_run):
+    summary = report.read_run(image_run)
+    summary.pictures["samples"] = {"sampler": "dpmpp-2m", "steps": 10, "nfe": 10, "start": "moments"}
+    assert "DPMPP-2M, 10 steps (NFE 10), starting from the data's moments." in report._caption(summary, "samples.png")
+    summary.pictures["samples"]["start"] = "gaussian"
+    assert "moments" not in report._caption(summary, "samples.png")
+
+
 # -- the checker itself must be able to fail ------------------------------------------------------
 
 def test_sort_check_and_blank_check():

@@ -288,7 +288,8 @@ def write_page(path: Path, text: str) -> Path:
 def _caption(run: RunSummary, rel: str) -> str:
     if rel == "samples.png":
         s = run.pictures.get("samples")
-        how = f" {s['sampler'].upper()}, {s['steps']} steps (NFE {s['nfe']})." if s else ""
+        start = ", starting from the data's moments" if s and s.get("start") == "moments" else ""
+        how = f" {s['sampler'].upper()}, {s['steps']} steps (NFE {s['nfe']}){start}." if s else ""
         if s and s.get("prompts"):
             w = f" at guidance scale {s['guidance']:g}" if s.get("guidance") is not None else ""
             return f"Text prompts {s['prompts']}; classifier-free guidance{w} (Ho & Salimans 2022).{how}"
@@ -297,7 +298,7 @@ def _caption(run: RunSummary, rel: str) -> str:
             return (f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
                     f"classifier-free guidance{w} (Ho & Salimans 2022).{how}")
         if run.config.get("data", {}).get("name") in ("swiss-roll", "moons", "gaussians", "circles", "checkerboard"):
-            return "Samples (red) over the data (grey), DDIM 50 steps."
+            return "Samples (red) over the data (grey), drawn with the run's own sampler (config.sample)."
         return "Samples of the trained model." + how
     if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
         return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
