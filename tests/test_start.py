@@ -143,3 +143,17 @@ def test_the_moment_start_is_a_fixed_map_of_each_samples_own_noise():
     tail, _ = generate(den, 4, (2,), offset=8, **kw)
     assert torch.equal(whole, parts) and torch.equal(whole[8:], tail)
     assert math.isfinite(float(whole.abs().max()))
+
+
+def test_flipped_training_data_gives_mirror_symmetric_moments():
+    from denoiselab.data import TensorData
+    from denoiselab.pipeline import fit_data_moments
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 4, 4, generator=g)
+    x[:, :, :, 0] += 2.0  # a bright left column: the mirrored half puts it on the right
+    plain = fit_data_moments(TensorData(x, kind="images"))
+    both = fit_data_moments(TensorData(x, kind="images", hflip=True))
+    assert plain.mean.reshape(4, 4)[:, 0].mean() > plain.mean.reshape(4, 4)[:, 3].mean() + 1.5
+    m = both.mean.reshape(4, 4)
+    assert torch.allclose(m, m.flip(-1), atol=1e-6)

@@ -206,9 +206,17 @@ def data_moments(cfg: RunConfig, data: TensorData) -> Optional[dict[str, torch.T
     diffusion or flow run so its deterministic samplers start from the noised data's moments."""
     if cfg.diffusion.kind not in ("vp", "flow"):
         return None
+    return fit_data_moments(data).tensors()
+
+
+def fit_data_moments(data: TensorData) -> "DataMoments":
+    """The moments of what the model is trained on: with ``data.flip`` each image and its mirror."""
     from .samplers.start import fit_moments
 
-    return fit_moments(data.x).tensors()
+    x = data.x
+    if data.kind == "images" and data.hflip:
+        x = torch.cat([x, x.flip(-1)])
+    return fit_moments(x)
 
 
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
@@ -272,12 +280,10 @@ class LoadedRun:
         have none (None: a standard-normal start) if that data set cannot be read here."""
         if self.moments is None and not getattr(self, "_moments_tried", False):
             self._moments_tried = True
-            from .samplers.start import fit_moments
-
             cfg = self.config
             try:
                 data = build_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
-                self.moments = fit_moments(data.x)
+                self.moments = fit_data_moments(data)
             except DenoiselabError as e:
                 _warn(f"warning: cannot read {cfg.data.name!r} to fit the data's moments ({e}); "
                       "sampling starts from N(0, I)")
