@@ -378,6 +378,11 @@ def test_plot_guidance_and_animate(runs, tmp_path, capsys):
 
     w, h = Image.open(out).size
     assert w > h > 0  # 2 classes of 2x2 tiles side by side, 2 scale rows
+    # The start is an option here too: a deterministic sampler from N(0, I) draws another grid.
+    for start in ("moments", "gaussian"):
+        assert main(["plot", "guidance", str(runs / "class"), "--scales", "3", "--classes", "1", "--batch-size", "2",
+                     "--sampler", "ddim", "--steps", "3", "--start", start, "--out", str(tmp_path / f"{start}.png")]) == 0
+    assert Image.open(tmp_path / "moments.png").tobytes() != Image.open(tmp_path / "gaussian.png").tobytes()
     capsys.readouterr()
     assert main(["plot", "guidance", str(runs / "uncond"), "--steps", "3", "--out", str(out)]) == 2
     _one_error(capsys, "unconditional")

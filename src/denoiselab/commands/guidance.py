@@ -60,11 +60,13 @@ def add_plot_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=None,
                    help="solver steps (default: the run's own for its sampler, else the sampler's usual count)")
     g.add_argument("--seed", type=int, default=0, help="sample i of every cell uses the noise of (seed, i)")
+    g.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+                   help="where sampling starts, as for `denoiselab sample --start` (default auto)")
 
 
 def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, num_batches: int = 1,
                   sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0, log=None, prompts=None,
-                  negative_prompt=None) -> Path:
+                  negative_prompt=None, start: str = "auto") -> Path:
     """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
     batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
     along a column one sees the same starting noise pulled harder towards its class as w grows."""
@@ -100,7 +102,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
         names = [str(class_names[c]) if c < len(class_names) else str(c) for c in classes]
         columns = [dict(cls=c) for c in classes]
     per = batch_size * num_batches
-    plan = sampling_plan(run, sampler=sampler, steps=steps)  # the run's own sampling unless told otherwise
+    plan = sampling_plan(run, sampler=sampler, steps=steps, start=start)  # the run's own unless told otherwise
     rows = []
     for w in scales:
         cells = []
@@ -157,4 +159,5 @@ def cmd_plot_guidance(args, log) -> Path:
     out = Path(args.out) if args.out else Path(args.target) / "guidance.png"
     return plot_guidance(run, out, scales=args.scales, classes=args.classes, batch_size=args.batch_size,
                          num_batches=args.num_batches, sampler=args.sampler, steps=args.steps, seed=args.seed, log=log,
-                         prompts=args.prompts, negative_prompt=args.negative_prompt)
+                         prompts=args.prompts, negative_prompt=args.negative_prompt,
+                         start=getattr(args, "start", "auto"))
