@@ -157,3 +157,20 @@ def test_flipped_training_data_gives_mirror_symmetric_moments():
     assert plain.mean.reshape(4, 4)[:, 0].mean() > plain.mean.reshape(4, 4)[:, 3].mean() + 1.5
     m = both.mean.reshape(4, 4)
     assert torch.allclose(m, m.flip(-1), atol=1e-6)
+
+
+def test_large_images_are_fitted_on_a_bounded_number_of_values(monkeypatch):
+    import denoiselab.samplers.start as start
+
+    g = torch.Generator().manual_seed(0)
+    d, n = 2048, 400  # above EXACT_BELOW: the randomized SVD
+    basis, _ = torch.linalg.qr(torch.randn(d, 3, generator=g, dtype=F64))
+    x = (torch.randn(n, 3, generator=g, dtype=F64) * torch.tensor([6.0, 4.0, 3.0], dtype=F64)) @ basis.T
+    x = (x + 0.1 * torch.randn(n, d, generator=g, dtype=F64)).float().reshape(n, 2, 32, 32)
+    monkeypatch.setattr(start, "MAX_ELEMENTS", 300 * d)  # room for 300 of the 400 rows
+    m = fit_moments(x, k=3)
+    kept = x[torch.linspace(0, n - 1, 300).long()].reshape(300, -1).double()
+    assert torch.allclose(m.mean, kept.mean(0), atol=1e-6)  # the evenly spaced 300, in float32
+    assert torch.allclose(m.var.sqrt(), torch.tensor([6.0, 4.0, 3.0], dtype=F64), rtol=0.15)
+    assert torch.allclose(m.basis @ m.basis.T @ basis, basis, atol=0.05)  # the same subspace
+    assert float(m.rest) == pytest.approx(0.01, rel=0.2)

@@ -33,7 +33,8 @@ from ..errors import DenoiselabError
 PREFIX = "moments."   # checkpoint tensor names: moments.mean, moments.basis, moments.var, moments.rest
 MAX_COMPONENTS = 64   # principal directions kept (MNIST: 64 hold 86% of the pixel variance)
 MAX_ROWS = 10_000     # samples the moments are fitted on
-EXACT_BELOW = 4096    # a full SVD while the data has at most this many dimensions (or rows)
+EXACT_BELOW = 1024    # a full SVD while the data has at most this many dimensions (or rows)
+MAX_ELEMENTS = 50_000_000  # values the fit reads at most (200 MB in float32): 1,017 rows at 128x128x3
 
 
 @dataclass
@@ -75,17 +76,20 @@ class DataMoments:
 
 def fit_moments(x: torch.Tensor, k: int = MAX_COMPONENTS, max_rows: int = MAX_ROWS) -> DataMoments:
     """Mean and probabilistic-PCA covariance of the data ``x`` (n, *shape); at most ``max_rows``
-    evenly spaced rows are used, so it is deterministic and fast on any data set."""
+    evenly spaced rows are used (fewer for large images: at most MAX_ELEMENTS values in all), so
+    it is deterministic, fast and small in memory on any data set."""
     x = x.detach().cpu()
     n = x.shape[0]
     if n < 2:
         raise DenoiselabError(f"fitting the data's moments needs at least 2 samples, got {n}")
-    if n > max_rows:
-        x = x[torch.linspace(0, n - 1, max_rows).long()]
-    flat = x.reshape(x.shape[0], -1).double()
+    d = x[0].numel()
+    keep = max(2, min(max_rows, MAX_ELEMENTS // d))
+    if n > keep:
+        x = x[torch.linspace(0, n - 1, keep).long()]
+    # float64 where it is cheap (MNIST: 5,000 x 784); float32 for large images.
+    flat = x.reshape(x.shape[0], -1).to(torch.float64 if x.shape[0] * d <= MAX_ELEMENTS // 4 else torch.float32)
     mean = flat.mean(0)
     centred = flat - mean
-    d = flat.shape[1]
     k = max(1, min(k, d, flat.shape[0] - 1))
     rows = flat.shape[0] - 1
     total = centred.pow(2).sum() / rows
@@ -100,5 +104,5 @@ def fit_moments(x: torch.Tensor, k: int = MAX_COMPONENTS, max_rows: int = MAX_RO
             _, sv, basis = torch.svd_lowrank(centred, q=min(k + 10, d), niter=4, M=None)
         basis = basis[:, :k]
     var = (sv ** 2 / rows)[:k]
-    rest = ((total - var.sum()) / (d - k)).clamp_min(0.0) if d > k else torch.zeros((), dtype=torch.float64)
-    return DataMoments(mean, basis.contiguous(), var, rest.reshape(()))
+    rest = ((total - var.sum()) / (d - k)).clamp_min(0.0) if d > k else torch.zeros(())
+    return DataMoments(*(t.double() for t in (mean, basis.contiguous(), var, rest.reshape(()))))
