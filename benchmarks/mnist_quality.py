@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--eta", type=float, default=None)
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
-    ap.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+    ap.add_argument("--start", default="auto", choices=pipeline.START_MODES,
                     help="where sampling starts (as `denoiselab sample --start`; default auto)")
     ap.add_argument("--precision", default=None, choices=["none", "bf16"],
                     help="the network's autocast while sampling (default: the run's stored one)")

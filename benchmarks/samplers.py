@@ -34,6 +34,7 @@ import torch
 
 from denoiselab.cli import main as cli_main
 from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from denoiselab.pipeline import START_MODES
 from denoiselab.samplers import SAMPLERS
 
 ALL_SAMPLERS = tuple(SAMPLERS)
@@ -108,7 +109,7 @@ def main() -> None:
     ap.add_argument("--grid", default=None, help="--by-steps: this grid for the ODE/SDE solvers instead of the default")
     ap.add_argument("--sigma-min", type=float, default=None, help="--by-steps: grid end instead of the data's")
     ap.add_argument("--sigma-max", type=float, default=None, help="--by-steps: grid end instead of the data's")
-    ap.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+    ap.add_argument("--start", default="auto", choices=START_MODES,
                     help="where sampling starts (as `denoiselab sample --start`; default auto)")
     args = ap.parse_args()
     if args.by_steps:

@@ -45,6 +45,8 @@ def conditioning(run, args, num: int):
 
 def add_plot_options(p: argparse.ArgumentParser) -> None:
     """Options of ``plot guidance`` (the plot parser is shared by every plot kind)."""
+    from ..pipeline import START_MODES
+
     g = p.add_argument_group("plot guidance RUN")
     g.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], metavar="W",
                    help="guidance scales, one row each (w = 1 conditional, 0 unconditional)")
@@ -60,7 +62,7 @@ def add_plot_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=None,
                    help="solver steps (default: the run's own for its sampler, else the sampler's usual count)")
     g.add_argument("--seed", type=int, default=0, help="sample i of every cell uses the noise of (seed, i)")
-    g.add_argument("--start", default="auto", choices=["auto", "moments", "gaussian"],
+    g.add_argument("--start", default="auto", choices=START_MODES,
                    help="where sampling starts, as for `denoiselab sample --start` (default auto)")
 
 
