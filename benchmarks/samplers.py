@@ -33,8 +33,8 @@ import time
 import torch
 
 from denoiselab.cli import main as cli_main
-from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
 from denoiselab.pipeline import START_MODES
+from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
 from denoiselab.samplers import SAMPLERS
 
 ALL_SAMPLERS = tuple(SAMPLERS)

@@ -24,10 +24,10 @@ from .errors import DenoiselabError
 from .models import build_model
 from .schedules import NoiseSchedule, make_schedule
 from .training.checkpoint import load_latest
+from .training.trainer import CHECKPOINT
 
 if TYPE_CHECKING:
     from .samplers.start import DataMoments
-from .training.trainer import CHECKPOINT
 
 CONFIG = "config.json"
 
@@ -198,12 +198,13 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
         net = build_net(cfg, data)
     return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
                    on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime,
-                   moments=data_moments(cfg, data))
+                   moments=moments_to_store(cfg, data))
 
 
-def data_moments(cfg: RunConfig, data: TensorData) -> Optional[dict[str, torch.Tensor]]:
-    """The data's mean and covariance (``samplers.start``), stored in every checkpoint of a
-    diffusion or flow run so its deterministic samplers start from the noised data's moments."""
+def moments_to_store(cfg: RunConfig, data: TensorData) -> Optional[dict[str, torch.Tensor]]:
+    """The data's mean and covariance (``samplers.start``) as checkpoint tensors, stored in every
+    checkpoint of a diffusion or flow run so its deterministic samplers start from the noised
+    data's moments; None for the other kinds."""
     if cfg.diffusion.kind not in ("vp", "flow"):
         return None
     return fit_data_moments(data).tensors()
