@@ -199,3 +199,61 @@ def test_range_t_sampling_puts_the_batch_where_the_sampler_evaluates():
     assert bool(inside[only].all())
     with pytest.raises(DenoiselabError, match="widen diffusion.t_sigma_min"):
         P.sample_t(s, 4, torch.Generator(), "range", sigma_range=(500.0, 600.0))
+
+
+def test_input_perturbation_moves_the_input_and_keeps_the_target():
+    """Ning et al. 2023, eq. 9: the network sees y_t = a x0 + s (eps + gamma xi) and is still
+    trained toward eps (its x0 / v targets likewise built from the unperturbed eps)."""
+    s = make_schedule("linear", 100)
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(16, 2, generator=g, dtype=F64), torch.randn(16, 2, generator=g, dtype=F64)
+    extra = 0.1 * torch.randn(16, 2, generator=g, dtype=F64)
+    t = torch.randint(0, 100, (16,), generator=g)
+    a, sg = P.scales(s, t, x0)
+    for param in ("eps", "x0", "v"):
+        seen = {}
+
+        def oracle(xt, tt, cond, param=param):
+            seen["xt"] = xt
+            return P.training_target(param, x0, eps, a, sg)
+        assert P.diffusion_loss(oracle, s, param, x0, t, eps, perturbation=extra).item() < 1e-20
+        assert torch.allclose(seen["xt"], a * x0 + sg * (eps + extra), atol=1e-12)
+        # The net answering for the input it saw (as if eps + gamma xi were the noise) is penalised
+        # by exactly the perturbation, in eps terms.
+        shifted = lambda xt, tt, cond: eps + extra  # noqa: E731
+        loss = P.diffusion_loss(shifted, s, "eps", x0, t, eps, perturbation=extra)
+        assert loss.item() == pytest.approx(extra.pow(2).mean().item(), rel=1e-12)
+
+
+def test_the_objective_perturbs_the_input_only_when_asked():
+    """``diffusion.input_perturbation`` = gamma: the training objective feeds the net
+    a x0 + s (eps + gamma xi), xi a second draw of the run's generator, and scores it against eps;
+    gamma = 0 (every preset's default) draws nothing extra and is L_simple as before."""
+    from denoiselab import pipeline
+    from denoiselab.config import apply_overrides, get_preset
+    x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
+
+    def run(gamma):
+        cfg = apply_overrides(get_preset("swiss-roll"), [f"diffusion.input_perturbation={gamma}"])
+        seen = {}
+
+        def net(xt, tt, cond):
+            seen["xt"], seen["t"] = xt, tt
+            return torch.zeros_like(xt)
+        g = torch.Generator().manual_seed(7)
+        loss = pipeline.build_objective(cfg)(net, x0, None, g)
+        return loss, seen, pipeline.build_schedule(cfg.diffusion)
+
+    plain, seen0, schedule = run(0.0)
+    # Replay the generator: t, eps, then (only with gamma > 0) xi.
+    g = torch.Generator().manual_seed(7)
+    d = get_preset("swiss-roll").diffusion
+    t = P.sample_t(schedule, 32, g, d.t_sampling, d.p_mean, d.p_std, (d.t_sigma_min, d.t_sigma_max), d.t_full)
+    eps = torch.randn(x0.shape, generator=g)
+    xi = torch.randn(x0.shape, generator=g)
+    a, sg = P.scales(schedule, t, x0)
+    assert torch.allclose(seen0["xt"], a * x0 + sg * eps, atol=1e-6)
+    assert plain.item() == pytest.approx(eps.pow(2).mean().item(), rel=1e-5)  # zero net: the eps target
+    perturbed, seen1, _ = run(0.1)
+    assert torch.allclose(seen1["xt"], a * x0 + sg * (eps + 0.1 * xi), atol=1e-6)
+    assert perturbed.item() == pytest.approx(plain.item(), rel=1e-6)  # same eps target

@@ -49,6 +49,8 @@ class DiffusionConfig:
     t_sigma_min: float = 0.15         # over the steps whose sigma lies in [t_sigma_min, t_sigma_max] (where the
     t_sigma_max: float = 15.0         # run's sampler evaluates), except a fraction t_full drawn uniform over
     t_full: float = 0.1               # all T steps, so the model stays trained at every t
+    input_perturbation: float = 0.0   # vp: gamma of input perturbation (Ning et al. 2023, eq. 9): the net sees
+                                      # a x0 + s (eps + gamma xi) and still predicts eps; 0 = off
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "diffusion.t_sigma_min": (0, math.inf, False, False),
     "diffusion.t_sigma_max": (0, math.inf, False, False),
     "diffusion.t_full": (0, 1, True, True),
+    "diffusion.input_perturbation": (0, math.inf, True, False),
     "train.steps": (1, math.inf, True, False),
     "train.batch_size": (1, math.inf, True, False),
     "train.lr": (0, math.inf, False, False),

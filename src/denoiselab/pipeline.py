@@ -139,7 +139,11 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
                               (d.t_sigma_min, d.t_sigma_max), d.t_full)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, d.p_uncond, generator, null)
-        return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr)
+        extra = None
+        if d.input_perturbation > 0:
+            extra = d.input_perturbation * torch.randn(x0.shape, generator=generator).to(x0.device)
+        return process.diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr,
+                                      perturbation=extra)
 
     return objective
 

@@ -173,11 +173,14 @@ def steps_in_range(schedule: NoiseSchedule, lo: float, hi: float) -> torch.Tenso
 
 
 def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
-                   min_snr: float = 0.0) -> torch.Tensor:
+                   min_snr: float = 0.0, perturbation: torch.Tensor | None = None) -> torch.Tensor:
     """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization, or, with
-    ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4)."""
+    ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4).
+    ``perturbation`` (gamma xi) is input perturbation (Ning et al. 2023, eq. 9): the network sees
+    a x0 + s (eps + gamma xi) but is trained toward the target built from eps, as if its input
+    carried the error its own earlier sampling steps leave."""
     a, s = scales(schedule, t, x0)
-    xt = a * x0 + s * eps
+    xt = a * x0 + s * (eps if perturbation is None else eps + perturbation)
     target = training_target(parameterization, x0, eps, a, s)
     err = (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2)
     if min_snr > 0:
