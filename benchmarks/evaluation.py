@@ -39,7 +39,12 @@ from denoiselab.evaluation.frechet import frechet_distance, gaussian_stats
 def reference_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):
     """pytorch-fid's formula (fid_score.calculate_frechet_distance, after TTUR), restated."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    # pytorch-fid passes disp=False: no message on a singular product, the error estimate dropped.
+    # scipy >= 1.16 deprecates that argument; without it every scipy returns the root alone, and
+    # the singular case's LinAlgWarning is silenced as disp=False silenced its message.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
@@ -101,7 +106,6 @@ def main() -> int:
     ap.add_argument("--skip-featurenet", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)   # scipy >= 1.16: sqrtm's disp argument
     import scipy
 
     print(f"torch {torch.__version__}, scipy {scipy.__version__}, numpy {np.__version__}, {args.threads} threads, "
