@@ -84,6 +84,7 @@ def test_resume_continues_a_run(run_dir, tmp_path):
     (["evaluate", "{tmp}/nothing.npy", "--ref", "swiss-roll"], "neither a run directory"),
     (["evaluate", "{tmp}/bad.npy", "--ref", "swiss-roll"], "shape"),
     (["plot", "loss", "{tmp}"], "not found"),
+    (["train", "--preset", "mnist", "--out", "{tmp}/x", "--set", "sample.eta_low=-1"], "must be >= 0"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, needle):
     np.save(tmp_path / "bad.npy", np.zeros((10, 3), np.float32))
@@ -92,6 +93,22 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("denoiselab: error:") and needle in err[0], err
     assert not (tmp_path / "x").exists()  # nothing half-made to block the corrected command
+
+
+def test_eta_below_a_noise_level_from_the_command_line(run_dir, tmp_path, capsys):
+    base = ["sample", str(run_dir), "--num", "50", "--sampler", "dpmpp-2m-sde", "--steps", "8", "--eta", "2"]
+    outs = {}
+    for name, extra in (("plain", []), ("switch", ["--eta-low", "8", "--eta-switch", "1000"]),
+                        ("eight", ["--eta", "8"])):
+        assert main(base[:-2] + ["--eta", "2"] + extra + ["--out", str(tmp_path / f"{name}.npy")]) == 0
+        outs[name] = np.load(tmp_path / f"{name}.npy")
+    log = capsys.readouterr().err
+    assert "eta 2, 8 at sigma <= 1000" in log
+    # A switch above every noise level gives every step eta_low.
+    np.testing.assert_array_equal(outs["switch"], outs["eight"])
+    assert not np.array_equal(outs["switch"], outs["plain"])
+    assert main(base + ["--eta-low", "-1", "--eta-switch", "1", "--out", str(tmp_path / "x.npy")]) == 2
+    assert "--eta-low" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_reported(run_dir, tmp_path, capsys):

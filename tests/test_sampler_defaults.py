@@ -120,6 +120,17 @@ def test_sampling_plan_takes_the_runs_stored_settings():
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 3.0}
 
 
+def test_sampling_plan_takes_the_runs_stored_eta_below_a_noise_level():
+    run = _run(SampleConfig(sampler="dpmpp-2m-sde", steps=7, eta=4.0, eta_low=8.0, eta_switch=3.0))
+    plan = pipeline.sampling_plan(run)
+    assert plan.opts == {"eta": 4.0, "eta_low": 8.0, "eta_switch": 3.0}
+    assert "(eta 4, 8 at sigma <= 3)" in plan.describe()
+    assert plan.record(7, 10)["eta_switch"] == 3.0
+    assert pipeline.sampling_plan(run, opts={"eta_switch": 0.0}).opts["eta_switch"] == 0.0  # the user's wins
+    assert pipeline.sampling_plan(run, sampler="heun").opts == {}  # another sampler: none of the stored options
+    assert "eta_switch" not in pipeline.sampling_plan(_run(SampleConfig(sampler="dpmpp-2m-sde", eta=4.0))).opts
+
+
 def test_runs_without_a_stored_range_fit_it_from_their_data_set():
     run = _run(SampleConfig(sampler="euler", steps=10))  # as in a config.json written before the range was stored
     lo, hi = pipeline.sampling_plan(run).grid_opts.values()

@@ -47,6 +47,11 @@ def _moments(x):
     ("dpmpp-2m-sde", 100, {"eta": 2.0}),  # any eta >= 0 keeps the marginals
     ("dpmpp-3m-sde", 100, {}),
     ("dpmpp-3m-sde", 100, {"eta": 4.0}),
+    # eta may change along the way (SA-Solver's tau(t)): the marginals are kept. Switch to eta 8
+    # at sigma 1, in the middle of both dimensions' range (data std 0.5 and 1.4).
+    ("dpmpp-2m-sde", 100, {"eta": 4.0, "eta_low": 8.0, "eta_switch": 1.0}),
+    ("dpmpp-2m-sde", 100, {"eta": 0.0, "eta_low": 4.0, "eta_switch": 1.0}),
+    ("dpmpp-3m-sde", 100, {"eta": 4.0, "eta_low": 0.0, "eta_switch": 1.0}),
 ])
 def test_samplers_recover_gaussian_data(gauss, sampler, steps, opts):
     x, nfe = generate(gauss, 8000, (2,), sampler=sampler, steps=steps, seed=3, **opts)

@@ -15,9 +15,9 @@ from denoiselab.config import get_preset, apply_overrides
 from denoiselab.denoiser import AnalyticMixtureDenoiser, Denoiser, FlowDenoiser
 from denoiselab.errors import DenoiselabError
 from denoiselab.models import ResidualMLP
-from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, make_grid, sample_ddim, sample_euler
+from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, is_deterministic, make_grid, sample_ddim, sample_euler
 from denoiselab.samplers.api import generate
-from denoiselab.samplers.common import scales_at
+from denoiselab.samplers.common import scales_at, sigma_of
 from denoiselab.samplers.grids import karras_sigmas
 from denoiselab.schedules import make_schedule, respace
 
@@ -93,6 +93,50 @@ def test_dpmpp_2m_sde_at_eta_0_is_the_ode_solver(mixture, x_T):
     ts = make_grid(mixture, "logsnr", 12)
     torch.testing.assert_close(SAMPLERS["dpmpp-2m-sde"](mixture, x_T, ts, eta=0.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
                                rtol=0, atol=0)
+
+
+def test_eta_switch_gives_each_step_the_eta_of_its_noise_level(mixture, x_T):
+    from denoiselab.samplers.dpm_solver import step_eta
+
+    assert step_eta(5.0, 4.0, 8.0, 3.0) == 4.0 and step_eta(3.0, 4.0, 8.0, 3.0) == 8.0
+    assert step_eta(0.1, 4.0, 8.0, 0.0) == 4.0  # switch 0: one eta everywhere
+    assert step_eta(float("inf"), 4.0, 8.0, 3.0) == 4.0  # pure noise of a flow
+    ts = make_grid(mixture, "logsnr", 12, sigma_min=0.05, sigma_max=8.0)
+    sde = SAMPLERS["dpmpp-2m-sde"]
+    plain = sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1))
+    # Off (switch 0), or the same eta on both sides: bit for bit the one-eta sampler.
+    for opts in ({"eta_low": 8.0, "eta_switch": 0.0}, {"eta_low": 4.0, "eta_switch": 3.0}):
+        torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1), **opts),
+                                   plain, rtol=0, atol=0)
+    # A switch above the grid's top gives every step eta_low; one below its bottom, none.
+    top = sde(mixture, x_T, ts, eta=8.0, noise=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=100.0,
+                                   noise=torch.Generator().manual_seed(1)), top, rtol=0, atol=0)
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=0.01,
+                                   noise=torch.Generator().manual_seed(1)), plain, rtol=0, atol=0)
+    # The ODE above the switch and below it: the ODE solver, whatever eta_low says when it is 0.
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=0.0, eta_low=0.0, eta_switch=3.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
+                               rtol=0, atol=0)
+    # In between, the steps above the switch are those of eta 4 and the rest differ.
+    seen = {}
+    for name, opts in (("plain", {}), ("low", {"eta_low": 8.0, "eta_switch": 1.0})):
+        steps = []
+        sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1), callback=lambda d: steps.append(d), **opts)
+        seen[name] = steps
+    sigmas = [sigma_of(*scales_at(mixture, d["t"])) for d in seen["plain"]]
+    for d_plain, d_low, sigma in zip(seen["plain"], seen["low"], sigmas):
+        same = torch.equal(d_plain["x_next"], d_low["x_next"])
+        assert same == (sigma > 1.0), sigma
+    for bad in ({"eta_low": -1.0, "eta_switch": 1.0}, {"eta_low": 1.0, "eta_switch": -1.0}):
+        with pytest.raises(DenoiselabError, match="eta_"):
+            sde(mixture, x_T, ts, **bad)
+
+
+def test_is_deterministic_counts_the_eta_below_the_switch():
+    assert is_deterministic("dpmpp-2m-sde", {"eta": 0.0})
+    assert not is_deterministic("dpmpp-2m-sde", {"eta": 0.0, "eta_low": 4.0, "eta_switch": 1.0})
+    assert is_deterministic("dpmpp-2m-sde", {"eta": 0.0, "eta_low": 4.0})  # no switch: eta_low unused
+    assert not is_deterministic("dpmpp-3m-sde", {"eta": 2.0, "eta_low": 0.0, "eta_switch": 1.0})
 
 
 @pytest.mark.parametrize("exact", [0, 1])

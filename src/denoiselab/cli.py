@@ -46,8 +46,9 @@ def _sampler_opts(args) -> dict:
     from .samplers import SAMPLERS, takes_option
 
     opts = {}
-    if args.sampler in SAMPLERS and takes_option(args.sampler, "eta") and args.eta is not None:
-        opts["eta"] = args.eta
+    for option in ("eta", "eta_low", "eta_switch"):
+        if args.sampler in SAMPLERS and takes_option(args.sampler, option) and getattr(args, option, None) is not None:
+            opts[option] = getattr(args, option)
     if args.sampler == "ddpm" and args.variance:
         opts["variance"] = args.variance
     if args.sampler in ("euler", "heun") and args.churn:
@@ -429,6 +430,12 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                    help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
                         "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
                         "eta >= 0)")
+    p.add_argument("--eta-low", type=float, default=None,
+                   help="dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch "
+                        "(default: the run's stored one; mnist: 8)")
+    p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",
+                   help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
+                        "(0 = --eta everywhere; default: the run's stored one; mnist: 3)")
     _add_start(p)
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")

@@ -85,6 +85,8 @@ class SampleConfig:
     steps: int = 1000
     spacing: str = "leading"          # unused; kept so configs that carry it still load (see ``grid``)
     eta: float = 0.0                  # 0 = the sampler's own default (DDIM 0, the stochastic solvers 1)
+    eta_low: float = 0.0              # dpmpp SDE solvers: the eta of the steps at or below eta_switch
+    eta_switch: float = 0.0           # (a sigma; 0 = one eta everywhere)
     grid: str = ""                    # time grid (samplers.GRIDS); "" = the sampler's default (grids.default_grid)
     sigma_min: float = 0.0            # karras/logsnr grid ends; 0 = fitted to the data at training time
     sigma_max: float = 0.0            # (grids.fit_sigma_range), or for older runs when first sampled
@@ -253,6 +255,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample.steps": (1, math.inf, True, False),
     "sample.num": (1, math.inf, True, False),
     "sample.eta": (0, math.inf, True, False),
+    "sample.eta_low": (0, math.inf, True, False),
+    "sample.eta_switch": (0, math.inf, True, False),
     "sample.sigma_min": (0, math.inf, True, False),
     "sample.sigma_max": (0, math.inf, True, False),
 }

@@ -70,7 +70,7 @@ def demo_mnist(root: Path, quick: bool) -> list[str]:
     hist = numbers["pixel_histograms"]
     lines = [f"## MNIST (preset `mnist`, {rows[-1]['step']} steps, trained {secs:.0f} s, with pictures {total:.0f} s)", "",
              f"Final training loss {rows[-1]['loss']:.4f}. Samples: {numbers['samples']['sampler'].upper()}"
-             + (f" (eta {numbers['samples']['eta']:g})" if "eta" in numbers["samples"] else "")
+             + pipeline.eta_text(numbers["samples"])
              + f", {numbers['samples']['steps']} steps (NFE {numbers['samples']['nfe']}).", "",
              "![samples](mnist/samples.png)", "![reverse](mnist/reverse.gif)", "![forward](mnist/forward.png)",
              "![forward](mnist/forward.gif)", "![loss](mnist/loss.png)", "",

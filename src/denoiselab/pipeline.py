@@ -295,6 +295,14 @@ class LoadedRun:
         return self.moments
 
 
+def eta_text(record: dict) -> str:
+    """" (eta 4, 8 at sigma <= 3)" for a plan's or a pictures.json record's eta ("" without one)."""
+    parts = [f"eta {record['eta']:g}"] if "eta" in record else []
+    if "eta_switch" in record:
+        parts.append(f"{record.get('eta_low', 0.0):g} at sigma <= {record['eta_switch']:g}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 @dataclass
 class SamplingPlan:
     """How to sample a run: the keyword arguments of ``samplers.api.generate`` (with ``opts`` the
@@ -316,8 +324,13 @@ class SamplingPlan:
         return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
                     precision=self.precision, start=self.start_moments(), **self.opts)
 
+    def eta_record(self) -> dict:
+        """eta, and eta_low with eta_switch where the steps below a noise level take another eta."""
+        keys = ("eta", "eta_low", "eta_switch") if self.opts.get("eta_switch", 0) > 0 else ("eta",)
+        return {k: self.opts[k] for k in keys if k in self.opts}
+
     def describe(self) -> str:
-        eta = f" (eta {self.opts['eta']:g})" if "eta" in self.opts else ""
+        eta = eta_text(self.eta_record())
         bf = f", network in {self.precision}" if self.precision != "none" else ""
         return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
 
@@ -327,7 +340,7 @@ class SamplingPlan:
 
     def record(self, nfe: int, num: int, **extra) -> dict:
         """What a run's pictures.json says about how its samples were drawn."""
-        eta = {"eta": self.opts["eta"]} if "eta" in self.opts else {}
+        eta = self.eta_record()
         start = "moments" if self.start_moments() is not None else "gaussian"
         return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "precision": self.precision,
                 "start": start, "nfe": nfe, "num": num, **extra}
@@ -349,7 +362,7 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     - grid: the stored grid for the stored sampler, else the sampler's default
       (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
       (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
-    - eta: the stored one for the stored sampler, if set;
+    - eta: the stored one for the stored sampler, if set, and likewise eta_low below eta_switch;
     - precision: the stored ``config.sample.precision`` (the network's autocast while sampling);
     - start: ``auto`` (``SamplingPlan.start_moments``: deterministic samplers start from the
       noised data's mean and covariance, stochastic ones from N(0, I)), ``moments`` or ``gaussian``.
@@ -376,6 +389,9 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     opts = dict(opts or {})
     if own and s.eta > 0 and takes_option(sampler, "eta"):
         opts.setdefault("eta", s.eta)
+    if own and s.eta_switch > 0 and takes_option(sampler, "eta_switch"):
+        opts.setdefault("eta_low", s.eta_low)
+        opts.setdefault("eta_switch", s.eta_switch)
     start = _check_start(start or "auto")
     return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision, start, run)
 

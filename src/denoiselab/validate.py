@@ -182,7 +182,7 @@ def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = Fa
 # Counts: (must be > 0) unless the command lists the name in its "zero_ok".
 POSITIVE = ("num", "steps", "frames", "batch_size", "T", "image_size", "nfe", "num_batches", "rho", "sigma_min",
             "sigma_max")
-NON_NEGATIVE = ("seed", "seeds", "ref_seed", "bootstrap", "threads", "eta", "churn")
+NON_NEGATIVE = ("seed", "seeds", "ref_seed", "bootstrap", "threads", "eta", "eta_low", "eta_switch", "churn")
 # Default output suffixes by command (a command not listed only needs a writable folder).
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 

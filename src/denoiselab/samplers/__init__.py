@@ -54,14 +54,17 @@ ALWAYS_STOCHASTIC = ("ddpm",)
 
 def is_deterministic(sampler: str, opts: dict) -> bool:
     """Whether ``sampler`` with ``opts`` is an ODE solver (no fresh noise after x_T): not ancestral
-    DDPM, and every noise option (eta, s_churn) at 0, given or by the sampler's own default."""
+    DDPM, and every noise option (eta, s_churn, eta_low where eta_switch is set) at 0, given or by
+    the sampler's own default."""
     if sampler in ALWAYS_STOCHASTIC:
         return False
     params = inspect.signature(SAMPLERS[sampler]).parameters
-    for option in ("eta", "s_churn"):
-        if option in params and float(opts.get(option, params[option].default)) > 0:
-            return False
-    return True
+    def value(option):
+        return float(opts.get(option, params[option].default)) if option in params else 0.0
+
+    if value("eta") > 0 or value("s_churn") > 0:
+        return False
+    return not (value("eta_switch") > 0 and value("eta_low") > 0)
 
 
 def default_steps(sampler: str, denoiser) -> int:

@@ -29,7 +29,7 @@ import math
 import torch
 
 from ..errors import DenoiselabError
-from .common import Callback, grid_pairs, Noise, randn, report, scales_at, tvec
+from .common import Callback, grid_pairs, Noise, randn, report, scales_at, sigma_of, tvec
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' threshold for lowering the order at the end
 
@@ -65,14 +65,35 @@ def _third_order_differences(hist, h: float, exact: bool) -> tuple[torch.Tensor,
     return d1, d2
 
 
+def step_eta(sigma: float, eta: float, eta_low: float, eta_switch: float) -> float:
+    """The eta of a step that starts at noise level ``sigma``: ``eta_low`` at and below ``eta_switch``
+    (when it is > 0), else ``eta``. Every eta >= 0 gives a reverse SDE with the data's marginals,
+    and so does any choice of eta(t) along the way (Xue et al. 2023, SA-Solver, sec. 4, eq. 7:
+    tau(t) is a free function of time), so switching eta between steps keeps the sampler correct."""
+    return eta_low if eta_switch > 0 and sigma <= eta_switch else eta
+
+
+def _check_etas(name: str, eta: float, eta_low: float, eta_switch: float) -> None:
+    if eta < 0:
+        raise DenoiselabError(f"{name}: eta must be >= 0 (got {eta}); 0 is the ODE, 1 the reverse SDE")
+    if eta_low < 0:
+        raise DenoiselabError(f"{name}: eta_low must be >= 0 (got {eta_low}); it is the eta below eta_switch")
+    if eta_switch < 0:
+        raise DenoiselabError(f"{name}: eta_switch must be >= 0 (got {eta_switch}); it is a noise level sigma, "
+                              f"0 for one eta everywhere")
+
+
 def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, eta: float = 0.0,
-                     noise: Noise = None, s_noise: float = 1.0, exact: bool = False) -> torch.Tensor:
+                     noise: Noise = None, s_noise: float = 1.0, exact: bool = False, eta_low: float = 0.0,
+                     eta_switch: float = 0.0) -> torch.Tensor:
+    eta_high = eta
     pairs = grid_pairs(timesteps)
     n = len(pairs)
     x = x_T
     hist: list[tuple[float, torch.Tensor]] = []  # (lambda, x0_hat), newest first, finite lambdas only
     for i, (t, t_next) in enumerate(pairs):
         a, s = scales_at(denoiser, t)
+        eta = step_eta(sigma_of(a, s), eta_high, eta_low, eta_switch)
         x0_hat, _ = denoiser(x, tvec(t, x), cond)
         lam = _lam(a, s)
         if math.isfinite(lam):
@@ -163,27 +184,27 @@ def sample_dpmpp_3m(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noi
 
 @torch.no_grad()
 def sample_dpmpp_2m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
-                        callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+                        callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0,
+                        eta_low: float = 0.0, eta_switch: float = 0.0) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022): the 2nd-order multistep solver of the reverse SDE
     in its data-prediction form. Stochastic: fresh noise every step corrects part of the
     network's error, as ancestral DDPM does. ``eta`` (>= 0) picks the SDE of the family with
     the same marginals: 0 gives dpmpp-2m, 1 the reverse SDE, more re-injects more noise.
-    NFE = grid points."""
-    if eta < 0:
-        raise DenoiselabError(f"dpmpp-2m-sde: eta must be >= 0 (got {eta}); 0 is the ODE, 1 the reverse SDE")
+    ``eta_switch`` > 0 (a sigma) makes the steps that start at or below it use ``eta_low``
+    instead (``step_eta``). NFE = grid points."""
+    _check_etas("dpmpp-2m-sde", eta, eta_low, eta_switch)
     return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=2, eta=eta, noise=noise,
-                            s_noise=s_noise)
+                            s_noise=s_noise, eta_low=eta_low, eta_switch=eta_switch)
 
 
 @torch.no_grad()
 def sample_dpmpp_3m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
                         callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0,
-                        exact: float = 0.0) -> torch.Tensor:
+                        exact: float = 0.0, eta_low: float = 0.0, eta_switch: float = 0.0) -> torch.Tensor:
     """SDE-DPM-Solver++(3M): the 3rd-order multistep solver of the same family of reverse SDEs as
     ``dpmpp-2m-sde`` (eta 0 is ``dpmpp-3m``, 1 the reverse SDE; ``exact`` as for ``dpmpp-3m``);
     below 15 steps it takes 2nd-order steps only, i.e. it is ``dpmpp-2m-sde`` there (see the
-    step). NFE = grid points."""
-    if eta < 0:
-        raise DenoiselabError(f"dpmpp-3m-sde: eta must be >= 0 (got {eta}); 0 is the ODE, 1 the reverse SDE")
+    step); ``eta_low`` and ``eta_switch`` as for ``dpmpp-2m-sde``. NFE = grid points."""
+    _check_etas("dpmpp-3m-sde", eta, eta_low, eta_switch)
     return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=3, eta=eta, noise=noise,
-                            s_noise=s_noise, exact=bool(exact))
+                            s_noise=s_noise, exact=bool(exact), eta_low=eta_low, eta_switch=eta_switch)
