@@ -3,7 +3,7 @@
 Trains the preset once per seed (as `denoiselab train --preset mnist --set seed=K` does, timed),
 or reads existing runs, then samples each run as `denoiselab sample RUN --num N` does with no
 other flags (the run's stored sampler, steps, grid and eta, 256 images per forward pass on a
-CPU; `--sampler/--steps/--eta` override them) and scores the samples as `denoiselab evaluate
+CPU; `--sampler/--steps/--eta/--eta-low/--eta-switch` override them) and scores the samples as `denoiselab evaluate
 s.npy --ref data:mnist` does: domain FID, precision and recall against the held-out half of
 MNIST-5k, with the real-vs-real floors. Prints one row per training, then the mean +- sd over
 them, and writes a grid of the first run's samples (default docs/mnist_samples.png).
@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--sampler", default=None)
     ap.add_argument("--steps", nargs="+", type=int, default=[None], help="step counts (default: the run's own)")
     ap.add_argument("--eta", type=float, default=None)
+    ap.add_argument("--eta-low", type=float, default=None, help="eta of the steps at or below --eta-switch")
+    ap.add_argument("--eta-switch", type=float, default=None, help="sigma where --eta-low starts (0: one eta)")
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--start", default="auto", choices=pipeline.START_MODES,
@@ -104,8 +106,9 @@ def main() -> None:
         rows, plan = [], None
         for i, (run_dir, run) in enumerate(loaded):
             plan = pipeline.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts, start=args.start)
-            if args.eta is not None:
-                plan.opts["eta"] = args.eta
+            for option in ("eta", "eta_low", "eta_switch"):
+                if getattr(args, option) is not None:
+                    plan.opts[option] = getattr(args, option)
             if args.precision:
                 plan.precision = args.precision
             batch = sampling_batch_size(run.kind, module_device(run.denoiser))
