@@ -432,10 +432,11 @@ def _add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler:
                         "eta >= 0)")
     p.add_argument("--eta-low", type=float, default=None,
                    help="dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch "
-                        "(default: the run's stored one; mnist: 8)")
+                        "(default: the run's stored one, else 0)")
     p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",
                    help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
-                        "(0 = --eta everywhere; default: the run's stored one; mnist: 3)")
+                        "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "
+                        "--eta-low 8 --eta-switch 3)")
     _add_start(p)
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
     p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
