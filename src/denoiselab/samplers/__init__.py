@@ -59,7 +59,8 @@ def is_deterministic(sampler: str, opts: dict) -> bool:
     if sampler in ALWAYS_STOCHASTIC:
         return False
     params = inspect.signature(SAMPLERS[sampler]).parameters
-    def value(option):
+
+    def value(option: str) -> float:
         return float(opts.get(option, params[option].default)) if option in params else 0.0
 
     if value("eta") > 0 or value("s_churn") > 0:

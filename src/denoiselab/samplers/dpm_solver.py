@@ -68,8 +68,8 @@ def _third_order_differences(hist, h: float, exact: bool) -> tuple[torch.Tensor,
 def step_eta(sigma: float, eta: float, eta_low: float, eta_switch: float) -> float:
     """The eta of a step that starts at noise level ``sigma``: ``eta_low`` at and below ``eta_switch``
     (when it is > 0), else ``eta``. Every eta >= 0 gives a reverse SDE with the data's marginals,
-    and so does any choice of eta(t) along the way (Xue et al. 2023, SA-Solver, sec. 4, eq. 7:
-    tau(t) is a free function of time), so switching eta between steps keeps the sampler correct."""
+    and so does any choice of eta(t) along the way (Xue et al. 2023, SA-Solver, sec. 4: the
+    SDE's stochasticity tau(t) is any function of time), so switching eta between steps keeps the sampler correct."""
     return eta_low if eta_switch > 0 and sigma <= eta_switch else eta
 
 
