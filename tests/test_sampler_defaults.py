@@ -9,7 +9,7 @@ import torch
 
 from denoiselab import pipeline
 from denoiselab.cli import main
-from denoiselab.config import RunConfig, SampleConfig, get_preset
+from denoiselab.config import RunConfig, SampleConfig, apply_overrides, get_preset
 from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser
 from denoiselab.samplers import SAMPLERS, default_steps
 from denoiselab.samplers.api import generate
@@ -177,11 +177,12 @@ def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
 
 def test_a_presets_measured_noise_range_is_kept_and_the_others_fit_theirs():
     """`mnist` stores the range it measured best on (sigma 10 to 0.2); resolving it against the
-    data keeps that range, while `mnist-class` (and any preset that stores none) gets the fitted one."""
+    data keeps that range, while a config that stores none gets the fitted one."""
     data = pipeline.build_data(get_preset("mnist"))
     cfg = pipeline.resolve_config(get_preset("mnist"), data)
     assert (cfg.sample.sigma_min, cfg.sample.sigma_max) == (0.2, 10.0)
-    fitted = pipeline.resolve_config(get_preset("mnist-class"), data).sample
+    unset = apply_overrides(get_preset("mnist"), ["sample.sigma_min=0", "sample.sigma_max=0"])
+    fitted = pipeline.resolve_config(unset, data).sample
     assert fitted.sigma_min == pytest.approx(PIXEL_LEVEL) and 25 < fitted.sigma_max < 35  # 29.7: MNIST's widest pair
     run = pipeline.LoadedRun(cfg, None, AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)), 0,
                              None, {"kind": "images", "sample_shape": [1, 28, 28]})

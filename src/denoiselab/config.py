@@ -409,24 +409,14 @@ def mnist() -> RunConfig:
 
 
 def mnist_class() -> RunConfig:
-    """The ``mnist`` preset's UNet (at 2,000 steps), class-conditional for classifier-free guidance
-    (Ho & Salimans 2022): a label embedding with a null class added to the time embedding, labels
-    dropped with p_uncond = 0.1 during training. Sampled by default with guidance scale 2, the best
-    domain FID of the sweep in benchmarks/guidance.py (0.92; 98.6% of samples the asked digit, and a
-    within-class diversity equal to real digits'); w = 3 gave 99.6% at FID 1.38."""
+    """The ``mnist`` preset's recipe, class-conditional for classifier-free guidance (Ho & Salimans
+    2022): a label embedding with a null class added to the time embedding, labels dropped with
+    p_uncond = 0.1 during training, sampled by default with guidance scale 2."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "num_classes": 10})
-    # L_simple (min_snr 0): the guidance figures were measured with it, before `mnist` took min-SNR.
-    # 2,000 steps: the guidance figures were measured with it, before `mnist` took 3,000.
-    return dataclasses.replace(base, preset="mnist-class", model=model, train=dataclasses.replace(base.train, steps=2000),
-                               # Uniform t: its figures were measured with it, before `mnist` took the range.
-                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1, min_snr=0.0,
-                                                             t_sampling="uniform"),
-                               # eta 3, 20 steps: the sampler its figures were measured with, before
-                               # `mnist` took eta 4 and 40 steps.
-                               # The fitted noise range (sigma_min/max 0): its figures were measured on it.
-                               sample=dataclasses.replace(base.sample, guidance=2.0, eta=3.0, steps=20,
-                                                          sigma_min=0.0, sigma_max=0.0))
+    return dataclasses.replace(base, preset="mnist-class", model=model,
+                               diffusion=dataclasses.replace(base.diffusion, p_uncond=0.1),
+                               sample=dataclasses.replace(base.sample, guidance=2.0))
 
 
 def mnist_classifier() -> RunConfig:
@@ -449,30 +439,18 @@ def mnist_classifier() -> RunConfig:
 
 def mnist_text() -> RunConfig:
     """Text-to-image on captioned colour MNIST (``data.captioned``: seven colours, captions such as
-    "a red seven" or "the digit 3 in green"): the ``mnist`` preset's UNet with 3 channels (plus the
+    "a red seven" or "the digit 3 in green"): the ``mnist`` preset's recipe with 3 channels (plus the
     HSV value max(R, G, B) as a fourth input channel) and the pooled MiniLM prompt embedding
     (384-d, standardised by the training captions' mean and RMS) added to its time embedding;
     prompts dropped to the empty prompt with p_uncond = 0.1 for classifier-free guidance (Ho &
-    Salimans 2022); v prediction (Salimans & Ho 2022) with min-SNR-5 weighting (Hang et al. 2023).
-
-    Why v: with eps prediction the 3-channel net must carry x_t through to its output at high
-    noise (eps_hat ~ x_t there), and its x0 estimates were so poor that the digit was never
-    learned (12.8% right at w = 3); v prediction supplies that identity analytically. Measured in
-    README, "Text prompts" (benchmarks/text_guidance.py, 500 samples)."""
+    Salimans 2022); v prediction (Salimans & Ho 2022): with eps prediction the 3-channel net never
+    learned the digit (docs/results/guidance.md)."""
     base = mnist()
     model = dataclasses.replace(base.model, options={**base.model.options, "in_channels": 3, "cond_dim": 384,
                                                      "cond_norm": True, "value_channel": True})
-    # 3,000 steps: at 2,000 the digit was right on both for 91.6 / 72.6 / 88.8% of
-    # samples over three trainings; the weak training needed the extra steps (README, "Text prompts").
-    # SDE-DPM-Solver++(2M), 20 steps, eta 1, guidance 3: above DDIM 50 at w = 3, 5 and 7 on each of
-    # the three 2,000-step trainings (benchmarks/text_guidance.py, 500 samples).
     return dataclasses.replace(base, preset="mnist-text", data=DataConfig(name="mnist-text"), model=model,
-                               train=dataclasses.replace(base.train, steps=3000),
-                               # Uniform t: its figures were measured with it, before `mnist` took the range.
-                               diffusion=dataclasses.replace(base.diffusion, parameterization="v", p_uncond=0.1,
-                                                             min_snr=5.0, t_sampling="uniform"),
-                               sample=dataclasses.replace(base.sample, sampler="dpmpp-2m-sde", steps=20, eta=1.0,
-                                                          guidance=3.0, sigma_min=0.0, sigma_max=0.0))
+                               diffusion=dataclasses.replace(base.diffusion, parameterization="v", p_uncond=0.1),
+                               sample=dataclasses.replace(base.sample, guidance=3.0))
 
 
 def cs180_time() -> RunConfig:
