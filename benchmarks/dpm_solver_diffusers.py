@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.rng import SampleNoise
 from denoiselab.samplers import SAMPLERS, initial_noise, make_grid, randn
 
@@ -79,11 +79,11 @@ def main() -> None:
         import diffusers
     except ImportError:
         sys.exit("diffusers is not installed: pip install -e .[bench]")
-    run = pipeline.load_run(args.run_dir)
+    run = runs.load_run(args.run_dir)
     if run.denoiser.schedule is None:
         sys.exit("diffusers' DPMSolverMultistepScheduler needs a VP model")
     x_T = initial_noise(SampleNoise(0, args.num), args.num, run.sample_shape)
-    run64 = pipeline.load_run(args.run_dir)
+    run64 = runs.load_run(args.run_dir)
     run64.net.double()
     # diffusers' solver has no x0 clipping (its "thresholding" is the dynamic kind), so an image
     # model's clip is switched off on our side too: both run the bare network.
@@ -93,7 +93,7 @@ def main() -> None:
     # The float32 floor: our own solver in float32 against itself in float64. The probability-flow
     # ODE amplifies rounding for points that start between two arms of the roll, so the largest
     # difference of any two float32 implementations cannot be much below it.
-    print(f"| solver | grid | steps | max abs diff | mean abs diff | float32 floor (max) | sample scale (std) |")
+    print("| solver | grid | steps | max abs diff | mean abs diff | float32 floor (max) | sample scale (std) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     worst = 0.0
     for steps in args.steps:

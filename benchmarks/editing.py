@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 from denoiselab import editing as E
+from denoiselab.cli.edit import ANAGRAM_GUIDANCE
 from denoiselab.data.images import load_mnist5k
-from denoiselab.evaluation.featurenet import FeatureNetConfig, default_cache_dir, load_or_train_feature_net, split_indices
+from denoiselab.evaluation.featurenet import FeatureNetConfig, load_or_train_feature_net, split_indices
 from denoiselab.guidance import guided
-from denoiselab.commands.edit import ANAGRAM_GUIDANCE
-from denoiselab.pipeline import load_run
+from denoiselab.io import cache_folder
+from denoiselab.runs import load_run
 
 PARTS = ("inpaint", "sdedit", "anagram", "inversion", "timing")
 ANAGRAM_PAIRS = ("6:9:rot180", "2:5:flip", "4:7:rot180")  # the README's three pairs
@@ -57,7 +58,7 @@ def test_digits(num: int):
 def judge():
     """The evaluation feature network's classifier (trained once on MNIST-5k and cached)."""
     x, y = load_mnist5k()
-    return load_or_train_feature_net(x, y, 10, default_cache_dir(), FeatureNetConfig(),
+    return load_or_train_feature_net(x, y, 10, cache_folder(), FeatureNetConfig(),
                                      log=lambda m: print(m, file=sys.stderr))
 
 

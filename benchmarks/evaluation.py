@@ -33,7 +33,7 @@ import torch
 from scipy import linalg
 
 from denoiselab.evaluation.feature_metrics import evaluate_features
-from denoiselab.evaluation.frechet import frechet_distance, gaussian_stats
+from denoiselab.evaluation.frechet import frechet_distance
 
 
 def reference_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):

@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from denoiselab.config import get_preset
+from denoiselab.device import autocast, enable_fast_math, place, resolve_device
+from denoiselab.models import build_model
 from unet_throughput import DiffusersAdapter, diffusers_twin, n_params  # noqa: E402
-
-from denoiselab.config import get_preset  # noqa: E402
-from denoiselab.device import autocast, enable_fast_math, place, resolve_device  # noqa: E402
-from denoiselab.models import build_model  # noqa: E402
 
 # preset -> the batch issue 12 measures it at
 CONFIGS = {"mnist": 128, "afhq64": 64, "ddpm128": 6}

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from denoiselab import pipeline
-from denoiselab.conditioning import check_classifier, class_labels, load_classifier, num_classes
+from denoiselab import runs
 from denoiselab.data import build_dataset
-from denoiselab.evaluation.featurenet import default_cache_dir
 from denoiselab.evaluation.images import domain_extractor, evaluate_images, extract, reference_halves
 from denoiselab.guidance import guided
+from denoiselab.io import cache_folder
+from denoiselab.runs import check_classifier, class_labels, load_classifier, num_classes
 from denoiselab.samplers.api import generate
 from denoiselab.viz.images import save_grid
 
@@ -64,7 +64,7 @@ def diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
 class Judge:
     def __init__(self, log):
         self.ref = build_dataset("mnist")
-        self.cache = default_cache_dir()
+        self.cache = cache_folder()
         self.ext = domain_extractor(self.ref, self.cache, log=log)
         self.log = log
         _, half_b = reference_halves(len(self.ref.x))
@@ -146,7 +146,7 @@ def main() -> None:
     cls_dir = Path(args.class_run)
     if (cls_dir / "checkpoint.safetensors").is_file():
         results["class_run_training"] = training_time(cls_dir)
-        run = pipeline.load_run(cls_dir)
+        run = runs.load_run(cls_dir)
         k = num_classes(run)
         labels = class_labels(args.num, k)
         for w in args.scales:
@@ -161,7 +161,7 @@ def main() -> None:
     unc_dir = Path(args.uncond_run)
     if (unc_dir / "checkpoint.safetensors").is_file():
         results["uncond_run_training"] = training_time(unc_dir)
-        urun = pipeline.load_run(unc_dir)
+        urun = runs.load_run(unc_dir)
         x, secs = draw(urun.denoiser, args.num, urun.sample_shape, None, args)
         row("unconditional mnist", judge(x, None), secs)
         if args.classifier_run:
@@ -178,7 +178,7 @@ def main() -> None:
                     save_grid(x[order], out / f"clf_s{s:g}.png", nrow=10)
 
     if args.timing_run:
-        results["cfg_cost"] = cfg_cost(pipeline.load_run(Path(args.timing_run)), args, log)
+        results["cfg_cost"] = cfg_cost(runs.load_run(Path(args.timing_run)), args, log)
 
     lines = [f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
              f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs as R
 from denoiselab.config import apply_overrides, get_preset
 from denoiselab.data import build_dataset
 from denoiselab.device import module_device, sampling_batch_size
-from denoiselab.evaluation.featurenet import default_cache_dir
 from denoiselab.evaluation.images import domain_extractor, evaluate_images
+from denoiselab.io import cache_folder
 from denoiselab.samplers.api import generate
 from denoiselab.viz.images import save_grid
 
@@ -42,9 +42,9 @@ from denoiselab.viz.images import save_grid
 def train(seed: int, out: Path, overrides: list[str]) -> None:
     cfg = apply_overrides(get_preset("mnist"), overrides + [f"seed={seed}"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / pipeline.CONFIG).write_text(cfg.to_json())
+    (out / R.CONFIG).write_text(cfg.to_json())
     # The trainer `denoiselab train` builds: training k here is the run `train --set seed=k` gives.
-    pipeline.make_trainer(cfg, out, pipeline.build_data(cfg), progress=False).fit()
+    R.make_trainer(cfg, out, R.build_data(cfg), progress=False).fit()
 
 
 def loop_seconds(run_dir: Path) -> float | None:
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--eta-switch", type=float, default=None, help="sigma where --eta-low starts (0: one eta)")
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
-    ap.add_argument("--start", default="auto", choices=pipeline.START_MODES,
+    ap.add_argument("--start", default="auto", choices=R.START_MODES,
                     help="where sampling starts (as `denoiselab sample --start`; default auto)")
     ap.add_argument("--precision", default=None, choices=["none", "bf16"],
                     help="the network's autocast while sampling (default: the run's stored one)")
@@ -92,9 +92,9 @@ def main() -> None:
         runs.append(out)
 
     ref = build_dataset("mnist")
-    cache = default_cache_dir()
+    cache = cache_folder()
     extractor = domain_extractor(ref, cache, log=print)
-    loaded = [(run_dir, pipeline.load_run(run_dir)) for run_dir in runs]
+    loaded = [(run_dir, R.load_run(run_dir)) for run_dir in runs]
     independent = None
     if args.independent:
         from independent_mnist import IndependentMnist
@@ -105,7 +105,7 @@ def main() -> None:
     for steps in args.steps:
         rows, plan = [], None
         for i, (run_dir, run) in enumerate(loaded):
-            plan = pipeline.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts, start=args.start)
+            plan = R.sampling_plan(run, sampler=args.sampler, steps=steps, grid_opts=grid_opts, start=args.start)
             for option in ("eta", "eta_low", "eta_switch"):
                 if getattr(args, option) is not None:
                     plan.opts[option] = getattr(args, option)

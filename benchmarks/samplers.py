@@ -13,7 +13,7 @@ RUN_DIR/samplers. 2D runs: chamfer distance of 2048 samples against 2048 fresh p
 
 ``--by-steps K [K ...]`` instead treats the runs as several trainings of one preset and scores
 what ``denoiselab sample RUN --sampler S --steps K`` gives with no grid flags (the run's
-defaults, ``pipeline.sampling_plan``) for every sampler S and step count K: each training's
+defaults, ``runs.sampling_plan``) for every sampler S and step count K: each training's
 score is the mean over the sampling seeds, and the table shows the mean +- sd over the
 trainings, then the best sampler within 10 and 20 NFE and each sampler's ratio to DDIM at
 the same step count (2D runs only):
@@ -33,8 +33,8 @@ import time
 import torch
 
 from denoiselab.cli import main as cli_main
-from denoiselab.pipeline import START_MODES
-from denoiselab.sampler_benchmark import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from denoiselab.runs import START_MODES
+from denoiselab.runs.sampler_sweep import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
 from denoiselab.samplers import SAMPLERS
 
 ALL_SAMPLERS = tuple(SAMPLERS)
@@ -46,12 +46,12 @@ def _ms(v: list[float]) -> str:
 
 def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list[int], grid: str | None,
              grid_opts: dict, start: str = "auto") -> None:
-    from denoiselab import pipeline
+    from denoiselab import runs
     from denoiselab.data import load_toy
     from denoiselab.evaluation import chamfer_distance
     from denoiselab.samplers.api import generate
 
-    loaded = [pipeline.load_run(r) for r in runs]
+    loaded = [runs.load_run(r) for r in runs]
     if any(r.kind != "points" for r in loaded):
         sys.exit("--by-steps scores 2D runs (chamfer); score image runs with `denoiselab evaluate`")
     refs = {s: load_toy(loaded[0].config.data.name, 2048, 10_000 + s) for s in seeds}
@@ -63,7 +63,7 @@ def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list
         for sampler in samplers:
             for k in steps:
                 discrete = sampler in ("ddpm", "ddim")
-                plan = pipeline.sampling_plan(run, sampler=sampler, steps=k, grid=None if discrete else grid,
+                plan = runs.sampling_plan(run, sampler=sampler, steps=k, grid=None if discrete else grid,
                                               grid_opts=None if discrete else grid_opts, start=start)
                 per = []
                 for s in seeds:

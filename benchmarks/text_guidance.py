@@ -26,12 +26,12 @@ import torch
 
 from denoiselab.data import build_dataset
 from denoiselab.data.captioned import COLOURS, FULL_TEMPLATES, caption, grayscale, measure_colour
-from denoiselab.evaluation.featurenet import default_cache_dir
 from denoiselab.evaluation.images import domain_extractor
 from denoiselab.guidance import guided
-from denoiselab.pipeline import load_run
+from denoiselab.io import cache_folder
+from denoiselab.models.text_encoder import prompt_condition
+from denoiselab.runs import load_run
 from denoiselab.samplers.api import generate
-from denoiselab.text import prompt_condition
 
 # Paraphrases absent from the training captions: does the model follow the meaning, not the string?
 HELDOUT_TEMPLATES = (
@@ -90,7 +90,7 @@ def main() -> None:
     args.sampler, args.steps = args.sampler or own.sampler, args.steps or own.steps
     opts = {} if eta is None else {"eta": eta}
     ref = build_dataset("mnist")
-    classify = domain_extractor(ref, default_cache_dir(), log=print).classify
+    classify = domain_extractor(ref, cache_folder(), log=print).classify
     templates = FULL_TEMPLATES if args.templates == "train" else HELDOUT_TEMPLATES
     texts, want_digit, want_colour = prompts_for(args.num, templates)
     cond, uncond = prompt_condition(run.net.null_cond, texts, args.num, args.negative_prompt)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.config import apply_overrides, get_preset
 from denoiselab.data import load_toy
 from denoiselab.evaluation import chamfer_distance
@@ -33,12 +33,12 @@ N = 2048
 
 def train(cfg, out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
-    (out / pipeline.CONFIG).write_text(cfg.to_json())
-    data = pipeline.build_data(cfg)
+    (out / runs.CONFIG).write_text(cfg.to_json())
+    data = runs.build_data(cfg)
     t0 = time.perf_counter()
     # The trainer `denoiselab train` builds: the initial weights depend on the seed alone, so
     # training k here is the run a user gets from `train --set seed=k`.
-    pipeline.make_trainer(cfg, out, data, progress=False).fit()
+    runs.make_trainer(cfg, out, data, progress=False).fit()
     return time.perf_counter() - t0
 
 
@@ -77,7 +77,7 @@ def main() -> None:
             label = name if args.train_seeds is None else f"{name} (train seed {seed})"
             out = root / (name if args.train_seeds is None else f"{name}-seed{seed}")
             secs = train(cfg, out)
-            run = pipeline.load_run(out)
+            run = runs.load_run(out)
             for spec in args.samplers:
                 sampler, steps, *grid = spec.split(":")
                 key = f"{sampler}-{steps}" + (f" ({grid[0]} grid)" if grid else "")

@@ -1,4 +1,4 @@
-"""Seconds per training step of a preset through the real trainer (pipeline.make_trainer), on
+"""Seconds per training step of a preset through the real trainer (runs.make_trainer), on
 the CPU: the check that a change to the training loop leaves the CPU path no slower.
 
 Times the steps after the first logged ones (start-up and warm-up left out), from the run's
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import denoiselab
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.config import apply_overrides, get_preset
 
 
@@ -34,12 +34,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = apply_overrides(get_preset(args.preset), [*args.set, f"steps={args.steps}", f"log_every={args.skip}",
                                                          "preview_every=0"])
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         out.mkdir()
-        (out / pipeline.CONFIG).write_text(cfg.to_json())
-        pipeline.make_trainer(cfg, out, data, progress=False).fit()
+        (out / runs.CONFIG).write_text(cfg.to_json())
+        runs.make_trainer(cfg, out, data, progress=False).fit()
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
     per = (t1 - t0) / (s1 - s0)

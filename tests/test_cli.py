@@ -139,22 +139,22 @@ def test_console_script_help():
 def test_runs_store_their_datas_moments_and_deterministic_samplers_start_from_them(run_dir, tmp_path, capsys):
     import torch
 
-    from denoiselab import pipeline
+    from denoiselab import runs
     from denoiselab.data import build_dataset
     from denoiselab.samplers.start import fit_moments
 
-    run = pipeline.load_run(run_dir)
+    run = runs.load_run(run_dir)
     assert run.moments is not None  # stored in the checkpoint at training
     cfg = run.config
     fitted = fit_moments(build_dataset(cfg.data.name, cfg.data.options, cfg.data.num, cfg.train.seed).x)
     assert torch.allclose(run.moments.mean, fitted.mean, atol=1e-5)
     assert torch.allclose(run.moments.var, fitted.var, rtol=1e-5)
-    assert pipeline.sampling_plan(run, sampler="dpmpp-2m").start_moments() is run.moments
-    assert pipeline.sampling_plan(run, sampler="dpmpp-2m-sde").start_moments() is None  # stochastic: N(0, I)
-    assert pipeline.sampling_plan(run, sampler="dpmpp-2m", start="gaussian").start_moments() is None
-    assert pipeline.sampling_plan(run, sampler="ddpm", start="moments").start_moments() is run.moments
+    assert runs.sampling_plan(run, sampler="dpmpp-2m").start_moments() is run.moments
+    assert runs.sampling_plan(run, sampler="dpmpp-2m-sde").start_moments() is None  # stochastic: N(0, I)
+    assert runs.sampling_plan(run, sampler="dpmpp-2m", start="gaussian").start_moments() is None
+    assert runs.sampling_plan(run, sampler="ddpm", start="moments").start_moments() is run.moments
     with pytest.raises(Exception, match="unknown start"):
-        pipeline.sampling_plan(run, start="uniform")
+        runs.sampling_plan(run, start="uniform")
     # The flag: the same noise, mapped, so the two starts differ; and the log says which.
     outs = {}
     for start in ("moments", "gaussian"):
@@ -171,9 +171,9 @@ def test_runs_store_their_datas_moments_and_deterministic_samplers_start_from_th
 
 
 def test_runs_trained_before_moments_were_stored_fit_them_from_their_data(run_dir):
-    from denoiselab import pipeline
+    from denoiselab import runs
 
-    run = pipeline.load_run(run_dir)
+    run = runs.load_run(run_dir)
     stored = run.moments
     run.moments = None  # as a checkpoint written before they were stored
     again = run.data_moments()

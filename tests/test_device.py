@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import denoiselab
-from denoiselab import pipeline
-from denoiselab.config import apply_overrides, get_preset, validate_config
+from denoiselab import runs
+from denoiselab.config import apply_overrides, get_preset
 from denoiselab.data import build_dataset
 from denoiselab.device import autocast_dtype, module_device, place, resolve_device
 from denoiselab.errors import DenoiselabError
 from denoiselab.models.unet import AttentionBlock, UNet
+from denoiselab.runs import validate_config
 from denoiselab.samplers.api import generate
 
 SRC = str(Path(denoiselab.__file__).resolve().parents[1])
@@ -135,18 +135,18 @@ def test_unet_attention_is_softmax_attention():
 def _tiny_run(tmp_path):
     cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=2048", "model.width=32", "model.depth=2", "steps=20",
                                                      "batch_size=64", "log_every=10", "warmup=2"])
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     out = tmp_path / "run"
     out.mkdir()
-    (out / pipeline.CONFIG).write_text(cfg.to_json())
-    pipeline.make_trainer(cfg, out, data, progress=False, device=torch.device("cpu")).fit()
+    (out / runs.CONFIG).write_text(cfg.to_json())
+    runs.make_trainer(cfg, out, data, progress=False, device=torch.device("cpu")).fit()
     return out
 
 
 def test_checkpoint_loads_onto_a_device_and_samples_match(tmp_path):
     out = _tiny_run(tmp_path)
-    plain = pipeline.load_run(out)
-    moved = pipeline.load_run(out, device=resolve_device("cpu"))
+    plain = runs.load_run(out)
+    moved = runs.load_run(out, device=resolve_device("cpu"))
     assert module_device(moved.net) == torch.device("cpu")
     a, _ = generate(plain.denoiser, 32, (2,), sampler="dpmpp-2m-sde", steps=10, seed=5)
     b, _ = generate(moved.denoiser, 32, (2,), sampler="dpmpp-2m-sde", steps=10, seed=5, device="cpu")
@@ -161,7 +161,7 @@ def test_denoiser_runs_cpu_inputs_through_the_networks_device(tmp_path):
     """An edit that starts from CPU tensors works whatever the network's device: call_net moves
     x, t and cond to the network and the result back."""
     out = _tiny_run(tmp_path)
-    run = pipeline.load_run(out)
+    run = runs.load_run(out)
     seen = []
 
     class Spy(torch.nn.Module):
@@ -205,7 +205,7 @@ def test_ddpm128_preset_builds_the_paper_layout():
     assert cfg.data.options["path"] == "/some/folder" and cfg.data.options["image_size"] == 128
     assert (cfg.diffusion.T, cfg.diffusion.schedule, cfg.train.batch_size, cfg.train.lr) == (1000, "linear", 6, 2e-4)
     assert (cfg.train.optimizer, cfg.train.lr_schedule) == ("adam", "cosine")
-    net = pipeline.build_net(cfg)
+    net = runs.build_net(cfg)
     # Walk the encoder as the constructor laid it out for 128x128: residual blocks (with or
     # without attention) per resolution, a Downsample between levels.
     from denoiselab.models.unet import Downsample, ResBlock
@@ -238,7 +238,7 @@ def test_batch_must_split_over_processes_and_accumulation(tmp_path):
     cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=512", "model.width=16", "batch_size=30",
                                                      "train.grad_accum=4"])
     with pytest.raises(DenoiselabError, match="multiple of 4"):
-        pipeline.make_trainer(cfg, tmp_path / "r", pipeline.build_data(cfg), progress=False)
+        runs.make_trainer(cfg, tmp_path / "r", runs.build_data(cfg), progress=False)
 
 
 def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
@@ -248,7 +248,7 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
 
     cfg0 = apply_overrides(get_preset("swiss-roll"), ["data.num=512", "model.width=16", "batch_size=64", "steps=1",
                                                       "train.ema_decay=0", "train.autocast=none", "warmup=0"])
-    data = pipeline.build_data(cfg0)
+    data = runs.build_data(cfg0)
 
     def objective(net, x0, cond, generator):
         return (net(x0, torch.full((len(x0),), 100.0), None) - x0).pow(2).mean()
@@ -257,7 +257,7 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
     for accum in (1, 2):
         cfg = apply_overrides(cfg0, [f"train.grad_accum={accum}"])
         torch.manual_seed(0)
-        net = pipeline.build_net(cfg)
+        net = runs.build_net(cfg)
         tr = Trainer(net, objective, data, cfg.train, tmp_path / f"a{accum}", cfg.to_dict(), progress=False)
         tr.fit()
         nets.append(tr.net)
@@ -283,11 +283,11 @@ def test_processes_take_their_rows_and_resume_across_world_sizes(tmp_path):
     cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=1024", "model.width=16", "model.depth=1",
                                                      "batch_size=64", "steps=12", "log_every=4", "ckpt_every=6",
                                                      "train.grad_accum=2", "train.autocast=none"])
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     x0, y = data.batch(3, 64, cfg.train.seed)
-    one = pipeline.make_trainer(cfg, tmp_path / "one", data, progress=False)
+    one = runs.make_trainer(cfg, tmp_path / "one", data, progress=False)
     assert [torch.equal(a, b) for (a, _), b in zip(one._shares(x0, y), (x0[:32], x0[32:]))] == [True, True]
-    second = pipeline.make_trainer(cfg, tmp_path / "x", data, progress=False, runtime=_Share(1))
+    second = runs.make_trainer(cfg, tmp_path / "x", data, progress=False, runtime=_Share(1))
     assert second.ema is None  # the EMA lives on the main process only
     parts = second._shares(x0, y)
     assert [len(p[0]) for p in parts] == [16, 16] and torch.equal(torch.cat([p[0] for p in parts]), x0[32:])
@@ -295,7 +295,7 @@ def test_processes_take_their_rows_and_resume_across_world_sizes(tmp_path):
     # second process draws from its own noise stream, not the main one's.
     one.fit(until=6)
     for rank in (0, 1):
-        tr = pipeline.make_trainer(cfg, tmp_path / "one", data, progress=False, runtime=_Share(rank))
+        tr = runs.make_trainer(cfg, tmp_path / "one", data, progress=False, runtime=_Share(rank))
         assert tr.resume() and tr.step == 6
         for a, b in zip(tr.net.state_dict().values(), one.net.state_dict().values()):
             assert torch.equal(a, b)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from denoiselab.data import build_dataset, default_mixture, load_toy
 from denoiselab.errors import DenoiselabError
 from denoiselab.evaluation.feature_metrics import evaluate_features
 from denoiselab.evaluation.featurenet import FeatureNetConfig, load_or_train_feature_net
-from denoiselab.evaluation.frechet import frechet_distance, frechet_distance_features, gaussian_stats, sqrtm_psd
+from denoiselab.evaluation.frechet import frechet_distance, frechet_distance_features, sqrtm_psd
 from denoiselab.evaluation.images import FeatureExtractor, check_images, conditional_accuracy, evaluate_images
 from denoiselab.evaluation.mmd import kid, mmd_rbf
 from denoiselab.evaluation.points import mixture_nll, sliced_wasserstein

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.cli import main
 from denoiselab.config import apply_overrides, get_preset
 from denoiselab.data import build_dataset
@@ -88,8 +88,8 @@ def test_tiny_image_model_loss_falls(tmp_path):
         "data.name=digits", "model.image_size=8", "model.patch=1", "model.ch=16", "model.ch_mult=[1,2]",
         "model.attn_resolutions=[4]", "model.groups=4", "steps=40", "batch_size=64", "log_every=10",
         "warmup=0", "preview_every=0", "ema_decay=0"])
-    data = pipeline.build_data(cfg)
-    result = pipeline.make_trainer(cfg, tmp_path, data, progress=False).fit()
+    data = runs.build_data(cfg)
+    result = runs.make_trainer(cfg, tmp_path, data, progress=False).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert result["steps"] == 40
     assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
@@ -100,10 +100,10 @@ def test_bf16_autocast_option_trains(tmp_path):
         "data.name=digits", "model.image_size=8", "model.patch=1", "model.ch=8", "model.ch_mult=[1]",
         "model.attn_resolutions=[]", "model.groups=4", "steps=3", "batch_size=8", "log_every=1",
         "preview_every=0", "train.autocast=bf16"])
-    result = pipeline.make_trainer(cfg, tmp_path, pipeline.build_data(cfg), progress=False).fit()
+    result = runs.make_trainer(cfg, tmp_path, runs.build_data(cfg), progress=False).fit()
     assert np.isfinite(result["loss"])
     with pytest.raises(DenoiselabError, match="autocast"):
-        pipeline.make_trainer(apply_overrides(cfg, ["train.autocast=fp8"]), tmp_path / "b", pipeline.build_data(cfg))
+        runs.make_trainer(apply_overrides(cfg, ["train.autocast=fp8"]), tmp_path / "b", runs.build_data(cfg))
 
 
 def test_flips_are_a_function_of_step_and_seed():
@@ -257,7 +257,7 @@ def _tiny_folder(root, n=4, size=(24, 20)):
 
 def test_afhq64_architecture_and_two_steps(tmp_path):
     cfg = get_preset("afhq64")
-    net = pipeline.build_net(cfg)
+    net = runs.build_net(cfg)
     n = sum(p.numel() for p in net.parameters())
     assert 30e6 < n < 80e6  # ch 128, mults 1,2,2,2, 4 blocks, attention at 32x32
     assert sum(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "AttentionBlock" for m in net.modules()) > 0
@@ -274,7 +274,7 @@ def test_afhq64_architecture_and_two_steps(tmp_path):
 
 def test_pokemon_preset_runs_two_steps_with_pictures(tmp_path):
     cfg = get_preset("pokemon")
-    net = pipeline.build_net(cfg)  # the preset's own architecture, built once
+    net = runs.build_net(cfg)  # the preset's own architecture, built once
     with torch.no_grad():
         assert net(torch.randn(1, 3, 32, 32), torch.tensor([3.0])).shape == (1, 3, 32, 32)
     folder = _tiny_folder(tmp_path / "sprites", n=3)
@@ -310,7 +310,7 @@ def test_cs180_presets(tmp_path):
 
 
 def test_demo_mnist_part_quick(tmp_path):
-    from denoiselab.demo import demo_mnist
+    from denoiselab.cli.demo import demo_mnist
 
     lines = demo_mnist(tmp_path, quick=True)
     text = "\n".join(lines)

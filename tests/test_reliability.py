@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.cli import main
 from denoiselab.config import apply_overrides, get_preset
 from denoiselab.errors import DenoiselabError
@@ -37,9 +37,9 @@ def image_cfg(*extra):
 
 
 def trainer(cfg, out):
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     data.x, data.y = data.x[:6], data.y[:6]  # 12 steps x 4 images = 8 epochs of 6: many boundaries
-    return pipeline.make_trainer(cfg, out, data, progress=False)
+    return runs.make_trainer(cfg, out, data, progress=False)
 
 
 def everything(tr) -> dict:
@@ -223,7 +223,7 @@ def test_train_resume_starts_continues_and_refuses_another_config(tmp_path, caps
 
 
 def test_ambiguous_name_and_path(tmp_path, monkeypatch):
-    from denoiselab.validate import resolve_data_ref
+    from denoiselab.cli.checks import resolve_data_ref
 
     monkeypatch.chdir(tmp_path)
     assert resolve_data_ref("mnist") == ("data", "mnist")
@@ -255,7 +255,7 @@ def test_malformed_input_gives_one_line_and_touches_no_file(sandbox, case, monke
 
 
 def test_npy_is_read_without_pickle(tmp_path):
-    from denoiselab.validate import load_npy
+    from denoiselab.io import load_npy
 
     np.save(tmp_path / "o.npy", np.array([object()] * 3, dtype=object), allow_pickle=True)
     with pytest.raises(DenoiselabError, match="pickle"):

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from denoiselab import pipeline
+from denoiselab import runs as R
 from denoiselab.cli import main
 from denoiselab.config import get_preset
 from denoiselab.viz import compare, pagecheck, report
@@ -74,7 +74,7 @@ def test_dataset_summary_is_the_first_training_batch(image_run):
     from denoiselab.viz.images import make_grid
 
     cfg = apply_overrides(get_preset("mnist"), [a for a in IMAGE_TINY if a != "--set"])
-    x, _ = pipeline.build_data(cfg).batch(0, 64, cfg.train.seed)
+    x, _ = R.build_data(cfg).batch(0, 64, cfg.train.seed)
     got = np.asarray(Image.open(image_run / "dataset_summary.png").convert("RGB"))
     from denoiselab.viz.images import _auto_scale
 
@@ -134,7 +134,7 @@ def test_training_time_sums_resumed_segments(tmp_path):
 
 
 def test_checkpoint_header_counts_the_model(image_run):
-    run = pipeline.load_run(image_run)
+    run = R.load_run(image_run)
     header = report.checkpoint_header(image_run / "checkpoint.safetensors")
     assert header["params"] == sum(v.numel() for v in run.net.state_dict().values())
     assert header["step"] == run.step == 20

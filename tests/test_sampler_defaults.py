@@ -7,14 +7,21 @@ import math
 import pytest
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.cli import main
 from denoiselab.config import RunConfig, SampleConfig, apply_overrides, get_preset
 from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser
 from denoiselab.samplers import SAMPLERS, default_steps
 from denoiselab.samplers.api import generate
-from denoiselab.samplers.grids import (PIXEL_LEVEL, SIGMA_GRIDS, clamp_sigma_range, default_grid, fit_sigma_range,
-                                      logsnr_sigmas, make_grid)
+from denoiselab.samplers.grids import (
+    PIXEL_LEVEL,
+    SIGMA_GRIDS,
+    clamp_sigma_range,
+    default_grid,
+    fit_sigma_range,
+    logsnr_sigmas,
+    make_grid,
+)
 from denoiselab.schedules import make_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -96,45 +103,45 @@ def test_the_fitted_range_is_clamped_into_the_models():
     assert clamp_sigma_range(den, 0.05, 8.0) == (0.05, 8.0)
 
 
-def _run(sample: SampleConfig, data: str = "swiss-roll") -> pipeline.LoadedRun:
+def _run(sample: SampleConfig, data: str = "swiss-roll") -> runs.LoadedRun:
     den, _ = _ring()
     cfg = RunConfig(preset="test", sample=sample)
     cfg = RunConfig.from_dict({**cfg.to_dict(), "data": {"name": data}})
-    return pipeline.LoadedRun(cfg, None, den, 0, None, {"kind": "points", "sample_shape": [2]})
+    return runs.LoadedRun(cfg, None, den, 0, None, {"kind": "points", "sample_shape": [2]})
 
 
 def test_sampling_plan_takes_the_runs_stored_settings():
     run = _run(SampleConfig(sampler="dpmpp-2m-sde", steps=7, grid="karras", eta=2.0, sigma_min=0.05, sigma_max=8.0))
-    plan = pipeline.sampling_plan(run)
+    plan = runs.sampling_plan(run)
     assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("dpmpp-2m-sde", 7, "karras", {"eta": 2.0})
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
     # Another sampler: its usual step count and default grid, over the run's noise range; no stored eta.
-    plan = pipeline.sampling_plan(run, sampler="heun")
+    plan = runs.sampling_plan(run, sampler="heun")
     assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("heun", default_steps("heun", run.denoiser), "logsnr-trailing", {})
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
-    assert pipeline.sampling_plan(run, sampler="ddpm").steps == 1000  # every trained step
-    plan = pipeline.sampling_plan(run, sampler="ddim", steps=12)
+    assert runs.sampling_plan(run, sampler="ddpm").steps == 1000  # every trained step
+    plan = runs.sampling_plan(run, sampler="ddim", steps=12)
     assert (plan.steps, plan.grid, plan.grid_opts) == (12, "leading", {})
     # A user's end wins; the other end stays the data's.
-    plan = pipeline.sampling_plan(run, grid="logsnr", grid_opts={"sigma_max": 3.0})
+    plan = runs.sampling_plan(run, grid="logsnr", grid_opts={"sigma_max": 3.0})
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 3.0}
 
 
 def test_sampling_plan_takes_the_runs_stored_eta_below_a_noise_level():
     run = _run(SampleConfig(sampler="dpmpp-2m-sde", steps=7, eta=4.0, eta_low=8.0, eta_switch=3.0))
-    plan = pipeline.sampling_plan(run)
+    plan = runs.sampling_plan(run)
     assert plan.opts == {"eta": 4.0, "eta_low": 8.0, "eta_switch": 3.0}
     assert "(eta 4, 8 at sigma <= 3)" in plan.describe()
     assert plan.record(7, 10)["eta_switch"] == 3.0
-    assert pipeline.sampling_plan(run, opts={"eta_switch": 0.0}).opts["eta_switch"] == 0.0  # the user's wins
-    assert pipeline.sampling_plan(run, sampler="heun").opts == {}  # another sampler: none of the stored options
-    assert "eta_switch" not in pipeline.sampling_plan(_run(SampleConfig(sampler="dpmpp-2m-sde", eta=4.0))).opts
+    assert runs.sampling_plan(run, opts={"eta_switch": 0.0}).opts["eta_switch"] == 0.0  # the user's wins
+    assert runs.sampling_plan(run, sampler="heun").opts == {}  # another sampler: none of the stored options
+    assert "eta_switch" not in runs.sampling_plan(_run(SampleConfig(sampler="dpmpp-2m-sde", eta=4.0))).opts
 
 
 def test_runs_without_a_stored_range_fit_it_from_their_data_set():
     run = _run(SampleConfig(sampler="euler", steps=10))  # as in a config.json written before the range was stored
-    lo, hi = pipeline.sampling_plan(run).grid_opts.values()
-    data = pipeline.build_dataset("swiss-roll", {}, 100_000, 0)
+    lo, hi = runs.sampling_plan(run).grid_opts.values()
+    data = runs.build_dataset("swiss-roll", {}, 100_000, 0)
     want = clamp_sigma_range(run.denoiser, *fit_sigma_range(data.x, "points"))
     assert (lo, hi) == pytest.approx(want)
     assert 5 < hi < 10  # the swiss roll's widest pair, far below the schedule's sigma_max of 157
@@ -149,7 +156,8 @@ def test_old_configs_load_without_the_new_fields():
 
 
 def test_every_preset_stores_a_sampler_the_config_accepts():
-    from denoiselab.config import PRESETS, validate_config
+    from denoiselab.config import PRESETS
+    from denoiselab.runs import validate_config
 
     for name in PRESETS:
         cfg = validate_config(get_preset(name))
@@ -178,16 +186,16 @@ def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
 def test_a_presets_measured_noise_range_is_kept_and_the_others_fit_theirs():
     """`mnist` stores the range it measured best on (sigma 10 to 0.2); resolving it against the
     data keeps that range, while a config that stores none gets the fitted one."""
-    data = pipeline.build_data(get_preset("mnist"))
-    cfg = pipeline.resolve_config(get_preset("mnist"), data)
+    data = runs.build_data(get_preset("mnist"))
+    cfg = runs.resolve_config(get_preset("mnist"), data)
     assert (cfg.sample.sigma_min, cfg.sample.sigma_max) == (0.2, 10.0)
     unset = apply_overrides(get_preset("mnist"), ["sample.sigma_min=0", "sample.sigma_max=0"])
-    fitted = pipeline.resolve_config(unset, data).sample
+    fitted = runs.resolve_config(unset, data).sample
     assert fitted.sigma_min == pytest.approx(PIXEL_LEVEL) and 25 < fitted.sigma_max < 35  # 29.7: MNIST's widest pair
-    run = pipeline.LoadedRun(cfg, None, AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)), 0,
+    run = runs.LoadedRun(cfg, None, AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)), 0,
                              None, {"kind": "images", "sample_shape": [1, 28, 28]})
     for steps in (None, 10):  # the stored 40 steps, and a user's --steps 10: the same stored range
-        plan = pipeline.sampling_plan(run, steps=steps)
+        plan = runs.sampling_plan(run, steps=steps)
         assert plan.grid == "logsnr-trailing" and plan.grid_opts == {"sigma_min": 0.2, "sigma_max": 10.0}
         assert plan.steps == (steps or 40) and plan.opts == {"eta": 4.0}
 
@@ -197,13 +205,13 @@ def test_bf16_sampling_runs_the_network_in_bf16_and_keeps_the_samples_float32():
     solver stays float32, and the samples match float32 sampling to bf16's rounding."""
     cfg = get_preset("mnist")
     assert cfg.sample.precision == "bf16" and RunConfig().sample.precision == "none"
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     torch.manual_seed(0)
-    net = pipeline.build_net(cfg, data).eval()
+    net = runs.build_net(cfg, data).eval()
     with torch.no_grad():
         for w in net.parameters():  # an untrained UNet's zero output layer would hide the rounding
             w.normal_(0.0, 0.05)
-    den = pipeline.build_denoiser(cfg, net)
+    den = runs.build_denoiser(cfg, net)
     seen = []
     hook = den.net.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     kw = dict(sampler="dpmpp-2m-sde", steps=4, seed=0, eta=4.0, grid_opts={"sigma_min": 0.2, "sigma_max": 10.0})
@@ -216,5 +224,5 @@ def test_bf16_sampling_runs_the_network_in_bf16_and_keeps_the_samples_float32():
     assert solver_sees == [torch.float32] * 4  # the network's output is cast back before the solver uses it
     assert a.dtype == b.dtype == torch.float32
     assert 0 < (a - b).abs().max() < 0.1
-    run = pipeline.LoadedRun(cfg, None, den, 0, None, {"kind": "images", "sample_shape": [1, 28, 28]})
-    assert pipeline.sampling_plan(run).kwargs()["precision"] == "bf16"
+    run = runs.LoadedRun(cfg, None, den, 0, None, {"kind": "images", "sample_shape": [1, 28, 28]})
+    assert runs.sampling_plan(run).kwargs()["precision"] == "bf16"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from denoiselab import pipeline
-from denoiselab.config import get_preset, apply_overrides
-from denoiselab.denoiser import AnalyticMixtureDenoiser, Denoiser, FlowDenoiser
+from denoiselab import runs
+from denoiselab.config import apply_overrides, get_preset
+from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser, Denoiser, FlowDenoiser
 from denoiselab.errors import DenoiselabError
 from denoiselab.models import ResidualMLP
+from denoiselab.rng import SampleNoise
 from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, is_deterministic, make_grid, sample_ddim, sample_euler
 from denoiselab.samplers.api import generate
 from denoiselab.samplers.common import scales_at, sigma_of
@@ -145,6 +146,65 @@ def test_dpmpp_3m_sde_at_eta_0_is_the_ode_solver(mixture, x_T, exact):
     torch.testing.assert_close(SAMPLERS["dpmpp-3m-sde"](mixture, x_T, ts, eta=0.0, exact=exact),
                                SAMPLERS["dpmpp-3m"](mixture, x_T, ts, exact=exact), rtol=0, atol=0)
 
+
+def _k_diffusion_dpmpp_3m_sde(den, x_T, timesteps, noise, eta, s_noise=1.0):
+    """k-diffusion's sample_dpmpp_3m_sde (k_diffusion/sampling.py; Lu et al. 2022, DPM-Solver++),
+    written out in its own frame: x / a against sigma = s / a, t = -log sigma, the grid's sigmas
+    with 0 appended. Its noise_sampler(sigma_i, sigma_i+1) is replaced by our stream i + 1."""
+    a_s = [scales_at(den, float(t)) for t in timesteps]
+    sigmas = [s / a for a, s in a_s] + [0.0]
+    x = x_T / a_s[0][0]
+    denoised_1 = denoised_2 = None
+    h = h_1 = h_2 = None
+    for i in range(len(sigmas) - 1):
+        denoised, _ = den(x * a_s[i][0], torch.full((x.shape[0],), float(timesteps[i]), dtype=F64))
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            t, s = -math.log(sigmas[i]), -math.log(sigmas[i + 1])
+            h = s - t
+            h_eta = h * (eta + 1)
+            x = math.exp(-h_eta) * x + -math.expm1(-h_eta) * denoised
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0 = (denoised - denoised_1) / r0
+                d1_1 = (denoised_1 - denoised_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                phi_2 = math.expm1(-h_eta) / h_eta + 1
+                phi_3 = phi_2 / h_eta - 0.5
+                x = x + phi_2 * d1 - phi_3 * d2
+            elif h_1 is not None:
+                r = h_1 / h
+                d = (denoised - denoised_1) / r
+                phi_2 = math.expm1(-h_eta) / h_eta + 1
+                x = x + phi_2 * d
+            if eta:
+                z = noise.randn(i + 1, tuple(x.shape[1:]), dtype=F64)
+                x = x + z * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h * eta)) * s_noise
+        denoised_1, denoised_2 = denoised, denoised_1
+        h_1, h_2 = h, h_1
+    return x
+
+
+@pytest.mark.parametrize("grid", ["logsnr-trailing", "karras"])
+@pytest.mark.parametrize("eta", [1.0, 2.0])
+def test_dpmpp_3m_sde_is_k_diffusions_from_15_steps(grid, eta):
+    """At 25 steps our dpmpp-3m-sde is k-diffusion's recurrence to rounding (float64, closed-form
+    Gaussian denoiser, the same grid, start and noise); below 15 steps it is dpmpp-2m-sde, the one
+    documented difference (sample_dpmpp_3m_sde's docstring), and that differs from the reference."""
+    den = AnalyticGaussianDenoiser(make_schedule("linear", 1000), torch.tensor([0.5, -1.0, 2.0], dtype=F64),
+                                   torch.tensor([0.04, 1.0, 0.3], dtype=F64))
+    noise = SampleNoise(0, 16)
+    x_T = noise.randn(0, (3,), dtype=F64)
+    ts = make_grid(den, grid, 25)
+    ours = SAMPLERS["dpmpp-3m-sde"](den, x_T, ts, noise=noise, eta=eta)
+    ref = _k_diffusion_dpmpp_3m_sde(den, x_T, ts, noise, eta)
+    assert (ours - ref).abs().max().item() < 1e-12 and ref.abs().max().item() > 1
+    few = make_grid(den, grid, 10)
+    capped = SAMPLERS["dpmpp-3m-sde"](den, x_T, few, noise=noise, eta=eta)
+    torch.testing.assert_close(capped, SAMPLERS["dpmpp-2m-sde"](den, x_T, few, noise=noise, eta=eta), rtol=0, atol=0)
+    assert (capped - _k_diffusion_dpmpp_3m_sde(den, x_T, few, noise, eta)).abs().max().item() > 1e-3
 
 class _PolynomialInLambda(Denoiser):
     """x0_hat = c0 + c1 lam + c2 lam^2 whatever x_t is: the data prediction of the SDE's linear part."""
@@ -286,9 +346,9 @@ def test_flow_denoiser_inverts_the_interpolant():
 
 def test_flow_model_trains_and_its_loss_falls():
     cfg = apply_overrides(get_preset("swiss-roll-flow"), ["data.num=4096", "model.width=64", "model.depth=2"])
-    data = pipeline.build_data(cfg)
-    net = pipeline.build_net(cfg)
-    objective = pipeline.build_objective(cfg)
+    data = runs.build_data(cfg)
+    net = runs.build_net(cfg)
+    objective = runs.build_objective(cfg)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
@@ -300,7 +360,7 @@ def test_flow_model_trains_and_its_loss_falls():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-30:]) < 0.8 * np.mean(losses[:10])
-    den = pipeline.build_denoiser(cfg, net.eval())
+    den = runs.build_denoiser(cfg, net.eval())
     assert isinstance(den, FlowDenoiser)
     x, _ = generate(den, 64, (2,), sampler="heun", steps=8)
     assert torch.isfinite(x).all()
@@ -328,7 +388,7 @@ def test_cli_sample_reports_grid_and_nfe(tmp_path, capsys):
 
 
 def test_benchmark_sampler_specs_take_options():
-    from denoiselab.sampler_benchmark import parse_sampler
+    from denoiselab.runs.sampler_sweep import parse_sampler
 
     assert parse_sampler("dpmpp-2m-sde") == ("dpmpp-2m-sde", {})
     assert parse_sampler("dpmpp-2m-sde:eta=2") == ("dpmpp-2m-sde", {"eta": 2.0})

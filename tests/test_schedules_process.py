@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from denoiselab import losses as L
 from denoiselab import process as P
 from denoiselab.errors import DenoiselabError
 from denoiselab.schedules import SCHEDULES, NoiseSchedule, make_schedule
@@ -126,7 +127,7 @@ def test_training_targets_are_zero_loss_for_the_exact_predictor():
         def oracle(xt, tt, cond, param=param):
             a, sg = P.scales(s, t, x0)
             return P.training_target(param, x0, eps, a, sg)
-        assert P.diffusion_loss(oracle, s, param, x0, t, eps).item() < 1e-20
+        assert L.diffusion_loss(oracle, s, param, x0, t, eps).item() < 1e-20
 
 
 @pytest.mark.parametrize("gamma", [1.0, 5.0])
@@ -147,10 +148,10 @@ def test_min_snr_loss_is_the_same_x0_loss_whatever_the_network_predicts(gamma):
     expected = (snr.clamp(max=gamma)[:, None] * (x0_guess - x0).pow(2)).mean()
     assert ((snr > gamma).any() and (snr < gamma).any())  # both sides of the clip are exercised
     for param, guess in guesses.items():
-        loss = P.diffusion_loss(lambda *_: guess, s, param, x0, t, eps, min_snr=gamma)
+        loss = L.diffusion_loss(lambda *_: guess, s, param, x0, t, eps, min_snr=gamma)
         assert loss.item() == pytest.approx(expected.item(), rel=1e-9), param
     # gamma = 0 is L_simple, unweighted.
-    plain = P.diffusion_loss(lambda *_: eps_guess, s, "eps", x0, t, eps)
+    plain = L.diffusion_loss(lambda *_: eps_guess, s, "eps", x0, t, eps)
     assert plain.item() == pytest.approx((eps_guess - eps).pow(2).mean().item(), rel=1e-12)
 
 
@@ -216,12 +217,12 @@ def test_input_perturbation_moves_the_input_and_keeps_the_target():
         def oracle(xt, tt, cond, param=param):
             seen["xt"] = xt
             return P.training_target(param, x0, eps, a, sg)
-        assert P.diffusion_loss(oracle, s, param, x0, t, eps, perturbation=extra).item() < 1e-20
+        assert L.diffusion_loss(oracle, s, param, x0, t, eps, perturbation=extra).item() < 1e-20
         assert torch.allclose(seen["xt"], a * x0 + sg * (eps + extra), atol=1e-12)
         # The net answering for the input it saw (as if eps + gamma xi were the noise) is penalised
         # by exactly the perturbation, in eps terms.
         shifted = lambda xt, tt, cond: eps + extra  # noqa: E731
-        loss = P.diffusion_loss(shifted, s, "eps", x0, t, eps, perturbation=extra)
+        loss = L.diffusion_loss(shifted, s, "eps", x0, t, eps, perturbation=extra)
         assert loss.item() == pytest.approx(extra.pow(2).mean().item(), rel=1e-12)
 
 
@@ -229,7 +230,7 @@ def test_the_objective_perturbs_the_input_only_when_asked():
     """``diffusion.input_perturbation`` = gamma: the training objective feeds the net
     a x0 + s (eps + gamma xi), xi a second draw of the run's generator, and scores it against eps;
     gamma = 0 (every preset's default) draws nothing extra and is L_simple as before."""
-    from denoiselab import pipeline
+    from denoiselab import runs
     from denoiselab.config import apply_overrides, get_preset
     x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
 
@@ -241,8 +242,8 @@ def test_the_objective_perturbs_the_input_only_when_asked():
             seen["xt"], seen["t"] = xt, tt
             return torch.zeros_like(xt)
         g = torch.Generator().manual_seed(7)
-        loss = pipeline.build_objective(cfg)(net, x0, None, g)
-        return loss, seen, pipeline.build_schedule(cfg.diffusion)
+        loss = runs.build_objective(cfg)(net, x0, None, g)
+        return loss, seen, runs.build_schedule(cfg.diffusion)
 
     plain, seen0, schedule = run(0.0)
     # Replay the generator: t, eps, then (only with gamma > 0) xi.

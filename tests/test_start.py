@@ -147,7 +147,7 @@ def test_the_moment_start_is_a_fixed_map_of_each_samples_own_noise():
 
 def test_flipped_training_data_gives_mirror_symmetric_moments():
     from denoiselab.data import TensorData
-    from denoiselab.pipeline import fit_data_moments
+    from denoiselab.runs import fit_data_moments
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 1, 4, 4, generator=g)

@@ -5,12 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from denoiselab import pipeline, text
+from denoiselab import losses, runs
 from denoiselab.cli import main
-from denoiselab.data.captioned import (COLOURS, DIGIT_WORDS, PALETTE, build_captioned, colourise, grayscale,
-                                       measure_colour)
+from denoiselab.data.captioned import (
+    COLOURS,
+    DIGIT_WORDS,
+    PALETTE,
+    build_captioned,
+    colourise,
+    grayscale,
+    measure_colour,
+)
 from denoiselab.denoiser import Denoiser
 from denoiselab.errors import DenoiselabError
+from denoiselab.models import text_encoder
 from denoiselab.models.unet import UNet
 from denoiselab.schedules import make_schedule
 
@@ -26,7 +34,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(cache):
-    return build_captioned({}, 0, 0, cache_dir=cache)
+    return build_captioned({}, 0, 0, cache_dir=cache, encode=text_encoder.encode)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def text_run(cache, tmp_path_factory):
 
 
 def test_encoder_loads_offline_and_gives_unit_384d_embeddings(cache, monkeypatch):
-    e = text.encode(["a red seven", "the digit 3 in green", ""], cache)
+    e = text_encoder.encode(["a red seven", "the digit 3 in green", ""], cache)
     assert e.shape == (3, 384) and e.dtype == torch.float32
     assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
     assert (e[0] @ e[1]).item() < 0.99  # different prompts, different embeddings
@@ -51,8 +59,8 @@ def test_encoder_loads_offline_and_gives_unit_384d_embeddings(cache, monkeypatch
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     # Cached: a second call never loads the encoder and returns the same numbers.
-    monkeypatch.setattr(text, "load_encoder", lambda: (_ for _ in ()).throw(AssertionError("encoder loaded")))
-    assert torch.equal(text.encode(["the digit 3 in green", "a red seven"], cache), e[[1, 0]])
+    monkeypatch.setattr(text_encoder, "load_encoder", lambda: (_ for _ in ()).throw(AssertionError("encoder loaded")))
+    assert torch.equal(text_encoder.encode(["the digit 3 in green", "a red seven"], cache), e[[1, 0]])
 
 
 def test_captions_match_digit_and_colour_of_their_images(data):
@@ -164,25 +172,25 @@ def test_prompt_dropout_to_the_empty_prompt_at_the_configured_rate():
     n, p = 40_000, 0.1
     cond = torch.nn.functional.normalize(torch.randn(n, 8), dim=1)
     null = torch.nn.functional.normalize(torch.randn(8), dim=0)
-    out = pipeline.drop_labels(cond, p, torch.Generator().manual_seed(0), null)
+    out = losses.drop_labels(cond, p, torch.Generator().manual_seed(0), null)
     dropped = (out == null).all(1)
     assert torch.equal(out[~dropped], cond[~dropped])
     # Binomial(n, p): sd = sqrt(p (1 - p) / n) = 0.0015; 4 sd.
     assert abs(dropped.double().mean().item() - p) < 0.006
     # Class labels: the same draws drop the same rows to -1.
     labels = torch.arange(n) % 10
-    out_l = pipeline.drop_labels(labels, p, torch.Generator().manual_seed(0))
+    out_l = losses.drop_labels(labels, p, torch.Generator().manual_seed(0))
     assert torch.equal(out_l == -1, dropped)
     with pytest.raises(DenoiselabError):
-        pipeline.drop_labels(cond, p, torch.Generator().manual_seed(0))  # embeddings need a null to drop to
+        losses.drop_labels(cond, p, torch.Generator().manual_seed(0))  # embeddings need a null to drop to
 
 
 def test_text_run_trains_with_the_empty_prompt_as_null(text_run, cache):
-    run = pipeline.load_run(text_run)
+    run = runs.load_run(text_run)
     assert run.info["condition"] == "text" and run.sample_shape == (3, 28, 28)
-    assert torch.allclose(run.net.null_cond, text.encode([""], cache)[0])
+    assert torch.allclose(run.net.null_cond, text_encoder.encode([""], cache)[0])
     # The preset standardises embeddings by the training captions' statistics, saved with the weights.
-    emb = build_captioned({}, 0, 0, cache_dir=cache).embeddings.double()
+    emb = build_captioned({}, 0, 0, cache_dir=cache, encode=text_encoder.encode).embeddings.double()
     assert run.net.cond_norm and "cond_mean" in run.net.state_dict()
     z = (emb - run.net.cond_mean.double()) * run.net.cond_scale.double()
     assert z.mean(0).abs().max() < 1e-5 and abs(z.pow(2).mean().item() - 1) < 1e-4
@@ -194,7 +202,7 @@ def test_guidance_with_a_negative_prompt_contrasts_against_it(cache):
 
     net = _text_unet()
     den = Denoiser(net, make_schedule("linear", 1000), "eps")
-    cond, uncond = text.prompt_condition(net.null_cond, ["a red seven"], 3, "a blue seven", cache)
+    cond, uncond = text_encoder.prompt_condition(net.null_cond, ["a red seven"], 3, "a blue seven", cache)
     x, t = torch.randn(3, 3, 28, 28), torch.full((3,), 400.0)
     with torch.no_grad():
         e_c = den(x, t, cond)[1]
@@ -203,7 +211,7 @@ def test_guidance_with_a_negative_prompt_contrasts_against_it(cache):
         assert torch.allclose(guided(den, scale=1.0, uncond=uncond)(x, t, cond)[1], e_c, atol=1e-5)
         assert torch.allclose(guided(den, scale=3.0, uncond=uncond)(x, t, cond)[1], e_n + 3 * (e_c - e_n), atol=1e-4)
     # No negative prompt: the model's own null (the empty prompt's embedding).
-    assert torch.equal(text.prompt_condition(net.null_cond, ["a red seven"], 2, None, cache)[1], net.null_cond[None])
+    assert torch.equal(text_encoder.prompt_condition(net.null_cond, ["a red seven"], 2, None, cache)[1], net.null_cond[None])
 
 
 def test_sample_with_prompt_and_negative_prompt(text_run, cache, tmp_path, monkeypatch, capsys):
@@ -247,7 +255,7 @@ def test_bad_prompt_input_gives_one_line_and_exit_2(which, args, needle, text_ru
     monkeypatch.setenv("DENOISELAB_CACHE", str(cache))
     if "missing-extra" in args:
         args = [a for a in args if a != "missing-extra"]
-        monkeypatch.setattr(text, "encoder_available", lambda: False)
+        monkeypatch.setattr(text_encoder, "encoder_available", lambda: False)
     run = {"points": points_run, "class": class_run, "text": text_run}[which]
     capsys.readouterr()
     rc = main(["sample", str(run), "--num", "2", "--steps", "2", "--sampler", "ddim", *args,
@@ -259,7 +267,7 @@ def test_bad_prompt_input_gives_one_line_and_exit_2(which, args, needle, text_ru
 
 def test_empty_prompt_list_is_refused():
     with pytest.raises(DenoiselabError, match="prompt list is empty"):
-        text.prompt_condition(torch.zeros(384), [], 4)
+        text_encoder.prompt_condition(torch.zeros(384), [], 4)
 
 
 def test_plot_guidance_takes_prompts(text_run, class_run, cache, tmp_path, monkeypatch, capsys):

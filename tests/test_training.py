@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from denoiselab import pipeline
+from denoiselab import runs
 from denoiselab.config import apply_overrides, get_preset
 from denoiselab.errors import DenoiselabError
 from denoiselab.samplers.api import generate
@@ -21,10 +21,10 @@ def tiny_cfg(*extra):
 
 
 def train(cfg, out, steps=None):
-    data = pipeline.build_data(cfg)
+    data = runs.build_data(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    (out / pipeline.CONFIG).write_text(cfg.to_json())
-    tr = pipeline.make_trainer(cfg, out, data, progress=False)
+    (out / runs.CONFIG).write_text(cfg.to_json())
+    tr = runs.make_trainer(cfg, out, data, progress=False)
     return tr, tr.fit()
 
 
@@ -41,22 +41,22 @@ def test_tiny_run_lowers_its_loss(tmp_path):
 
 def test_save_load_gives_identical_samples(tmp_path):
     tr, _ = train(tiny_cfg(), tmp_path / "run")
-    run = pipeline.load_run(tmp_path / "run")
+    run = runs.load_run(tmp_path / "run")
     a, _ = generate(run.denoiser, 64, (2,), sampler="ddpm", steps=50, seed=3)
     # The in-memory EMA net of the trainer gives the same samples as the reloaded one.
-    live = pipeline.build_denoiser(run.config, tr.sampling_net().eval())
+    live = runs.build_denoiser(run.config, tr.sampling_net().eval())
     b, _ = generate(live, 64, (2,), sampler="ddpm", steps=50, seed=3)
     assert torch.equal(a, b)
-    c, _ = generate(pipeline.load_run(tmp_path / "run").denoiser, 64, (2,), sampler="ddpm", steps=50, seed=3)
+    c, _ = generate(runs.load_run(tmp_path / "run").denoiser, 64, (2,), sampler="ddpm", steps=50, seed=3)
     assert torch.equal(a, c)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     cfg = tiny_cfg("steps=60")
     full, _ = train(cfg, tmp_path / "full")
-    data = pipeline.build_data(cfg)
-    pipeline.make_trainer(cfg, tmp_path / "part", data, progress=False).fit(until=25)  # "interrupted"
-    tr = pipeline.make_trainer(cfg, tmp_path / "part", data, progress=False)
+    data = runs.build_data(cfg)
+    runs.make_trainer(cfg, tmp_path / "part", data, progress=False).fit(until=25)  # "interrupted"
+    tr = runs.make_trainer(cfg, tmp_path / "part", data, progress=False)
     tr.resume()
     assert tr.step == 25
     tr.fit()
@@ -114,14 +114,14 @@ def test_overrides():
 
 def test_kaist_preset_is_the_assignment():
     cfg = get_preset("kaist")
-    net = pipeline.build_net(cfg)
+    net = runs.build_net(cfg)
     dims = [(layer.fc.in_features, layer.fc.out_features) for layer in net.layers]
     assert dims == [(2, 128), (128, 128), (128, 128), (128, 2)]
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.steps) == (1e-3, 128, 5000)
     assert (cfg.train.optimizer, cfg.train.warmup, cfg.train.lr_schedule) == ("adam", 0, "constant")
     # The EMA is what is sampled, outside the training loop (next test).
     assert cfg.train.ema_decay == 0.999
-    s = pipeline.build_schedule(cfg.diffusion)
+    s = runs.build_schedule(cfg.diffusion)
     assert s.T == 1000 and s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(0.02)
 
 

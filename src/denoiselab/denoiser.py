@@ -1,7 +1,8 @@
 """Where a network meets a process: one callable that returns (x0_hat, eps_hat).
 
 Every sampler, guidance wrapper and edit talks to a :class:`Denoiser` and never to a network,
-so a model trained to predict eps, x0 or v (or a flow velocity) works with all of them.
+so a model trained to predict eps, x0 or v (or a flow velocity) works with all of them; a
+:class:`DenoiserWrapper` is called like one and hands the rest to the denoiser inside.
 
 Glossary: ``t`` is the (possibly fractional) step index 0..T-1 of the VP schedule, ``cond``
 an optional conditioning (class labels), ``x0_hat``/``eps_hat`` the predictions.
@@ -99,6 +100,48 @@ class Denoiser:
         a, s = self.scales(t, x)
         x0 = x0.clamp(-self.clip_x0, self.clip_x0)
         return x0, P.eps_from_x0(x, x0, a, s)
+
+
+class DenoiserWrapper:
+    """Base of every denoiser -> denoiser wrapper: the guidance wrappers (``guidance``), the
+    composite denoisers of edits (``editing.composite``) and the evaluation counter of
+    ``samplers.api.generate``.
+
+    The wrapped denoiser is ``inner``. Every attribute the wrapper does not define itself
+    (schedule, parameterization, scales, t_from_sigma, sigma_range, time_range, clip_x0,
+    clip_pair, ...) is the inner one's, read at each access, so a wrapper lives on its inner
+    denoiser's time axis and every sampler and edit takes it unchanged. ``raw``, ``from_output``
+    and ``net`` are refused (``NOT_DELEGATED``): they would reach the network past the wrapper's
+    own call, giving an unguided output or an uncounted evaluation. ``device.module_device``
+    finds the network through ``inner`` in the instance dict.
+
+    A subclass defines :meth:`unclipped`, its combined (x0_hat, eps_hat) before the x0 clip;
+    calling the wrapper applies the inner denoiser's clip once, afterwards: clipping each part
+    first would bend the differences that guidance and composites combine.
+    """
+
+    NOT_DELEGATED = frozenset({"raw", "from_output", "net"})
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        # Reached only for names the wrapper lacks. Dunders stay unanswered: copy and pickle
+        # probe them on an instance whose __init__ has not run, which has no inner yet.
+        if name in self.NOT_DELEGATED or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: call the wrapper itself, "
+                                 f"which returns its (x0_hat, eps_hat)")
+        try:
+            inner = self.__dict__["inner"]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(inner, name)
+
+    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.clip_pair(x, t, *self.unclipped(x, t, cond))
 
 
 class FlowDenoiser(Denoiser):

@@ -1,10 +1,11 @@
 """Guidance as denoiser -> denoiser wrappers: classifier-free guidance (Ho & Salimans 2022) and
 classifier guidance (Dhariwal & Nichol 2021).
 
-A wrapper is called like a :class:`~denoiselab.denoiser.Denoiser`, ``(x0_hat, eps_hat) =
-wrapper(x_t, t, cond)``, and hands every other attribute (schedule, scales, t_from_sigma,
-sigma_range, time_range, parameterization, clip_x0, ...) to the denoiser inside it, so every
-sampler and every edit works guided without knowing it.
+A wrapper (a :class:`~denoiselab.denoiser.DenoiserWrapper`) is called like a
+:class:`~denoiselab.denoiser.Denoiser`, ``(x0_hat, eps_hat) = wrapper(x_t, t, cond)``, and hands
+every other attribute (schedule, scales, t_from_sigma, sigma_range, time_range,
+parameterization, clip_x0, ...) to the denoiser inside it, so every sampler and every edit
+works guided without knowing it.
 
 Glossary (x_t = a_t x0 + s_t eps; VP: a_t = sqrt(alpha_bar_t), s_t = sqrt(1 - alpha_bar_t); flows:
 a = tau, s = 1 - tau):
@@ -27,29 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import process as P
-
-# Attributes of a Denoiser that must not be handed through: they would bypass the guidance.
-_NOT_DELEGATED = frozenset({"raw", "from_output", "net"})
-
-
-class _Wrapper:
-    """Delegates every attribute but the guided call to the denoiser inside."""
-
-    def __init__(self, denoiser):
-        self.inner = denoiser
-
-    def __getattr__(self, name):
-        if name in _NOT_DELEGATED or name.startswith("__"):
-            raise AttributeError(f"{type(self).__name__} has no {name!r}: call the wrapper itself, "
-                                 f"which returns the guided (x0_hat, eps_hat)")
-        return getattr(self.__dict__["inner"], name)
-
-    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        x0, eps = self.unclipped(x, t, cond)
-        return self.inner.clip_pair(x, t, x0, eps)
+from .denoiser import DenoiserWrapper
 
 
 def _pair_time(t, n: int):
@@ -58,7 +37,7 @@ def _pair_time(t, n: int):
     return t if t.ndim == 0 else torch.cat([t.expand(n), t.expand(n)])
 
 
-class ClassifierFreeGuidance(_Wrapper):
+class ClassifierFreeGuidance(DenoiserWrapper):
     """eps = eps_u + w (eps_c - eps_u) (Ho & Salimans 2022, eq. 6, with w = 1 + their w).
 
     ``uncond``: the null condition. None means label -1 ("no label", the null class) for every
@@ -104,7 +83,7 @@ class ClassifierFreeGuidance(_Wrapper):
         return x0_u + w * (x0_c - x0_u), eps_u + w * (eps_c - eps_u)
 
 
-class ClassifierGuidance(_Wrapper):
+class ClassifierGuidance(DenoiserWrapper):
     """eps' = eps - s_t * scale * grad_{x_t} log p(y given x_t) (Dhariwal & Nichol 2021, Algorithm 2, sec. 4.2).
 
     ``classifier(x_t, t) -> logits`` is a noise-aware classifier that takes the same time t as

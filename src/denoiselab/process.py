@@ -106,6 +106,10 @@ def eps_from_v(xt, v, a, s):
 
 # -- Flow matching / rectified flow -------------------------------------------------------
 
+# Flow networks see tau * 1000, the range of the VP step index their time embeddings are built for.
+FLOW_TIME_SCALE = 1000.0
+
+
 def flow_interpolant(x0: torch.Tensor, eps: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """x_tau = (1 - tau) eps + tau x0; tau = 0 is noise, tau = 1 is data (Lipman et al. 2023, eq. 22 with sigma_min = 0)."""
     tau = _bcast(tau, x0)
@@ -170,46 +174,3 @@ def steps_in_range(schedule: NoiseSchedule, lo: float, hi: float) -> torch.Tenso
                               f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
                               "widen diffusion.t_sigma_min/t_sigma_max")
     return inside
-
-
-def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
-                   min_snr: float = 0.0, perturbation: torch.Tensor | None = None) -> torch.Tensor:
-    """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization, or, with
-    ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4).
-    ``perturbation`` (gamma xi) is input perturbation (Ning et al. 2023, eq. 9): the network sees
-    a x0 + s (eps + gamma xi) but is trained toward the target built from eps, as if its input
-    carried the error its own earlier sampling steps leave."""
-    a, s = scales(schedule, t, x0)
-    xt = a * x0 + s * (eps if perturbation is None else eps + perturbation)
-    target = training_target(parameterization, x0, eps, a, s)
-    err = (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2)
-    if min_snr > 0:
-        err = err * min_snr_weight(parameterization, a, s, min_snr).to(err.dtype)
-    return err.mean()
-
-
-def min_snr_weight(parameterization: str, a, s, gamma: float):
-    """Per-sample weight that turns the parameterization's squared error into
-    min(SNR, gamma) ||x0_hat - x0||^2 (Hang et al. 2023, sec. 3.4), SNR = a^2 / s^2: the same loss
-    whatever the network predicts, since the x0 error is (s / a) times the eps error and s times
-    the v error (a^2 + s^2 = 1). Clean-ish steps (SNR > gamma) no longer dominate the gradient."""
-    snr = (a / s).pow(2)
-    clipped = snr.clamp(max=gamma)
-    if parameterization == "eps":
-        return clipped / snr
-    if parameterization == "x0":
-        return clipped
-    if parameterization == "v":
-        return clipped / (snr + 1)
-    raise ValueError(f"unknown parameterization {parameterization!r}")
-
-
-def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch.Tensor:
-    """Conditional flow matching loss ||u_theta(x_tau, tau) - (x0 - eps)||^2 (Lipman et al. 2023, eq. 23)."""
-    xt = flow_interpolant(x0, eps, tau)
-    return (net(xt, tau.to(x0.device, x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()
-
-
-def denoise_loss(net, x0, eps, sigma: float) -> torch.Tensor:
-    """Single-step denoiser loss ||D(x0 + sigma eps) - x0||^2 at one fixed sigma (CS180 project 5, part B.1)."""
-    return (net(x0 + sigma * eps, None, None) - x0).pow(2).mean()

@@ -165,11 +165,14 @@ def _digits(options: dict, num: int, seed: int) -> TensorData:
     return _images(x, y, tuple(str(i) for i in range(10)), options)
 
 
-def _mnist_text(options: dict, num: int, seed: int) -> TensorData:
+def _mnist_text(options: dict, num: int, seed: int, encode: Optional[Callable] = None) -> TensorData:
     from .captioned import build_captioned
 
-    return build_captioned(options, num, seed)
+    return build_captioned(options, num, seed, encode=encode)
 
+
+# Data sets whose captions need a text encoder (build_dataset hands it in).
+CAPTIONED = ("mnist-text",)
 
 DATASETS: dict[str, Callable[..., TensorData]] = {
     **{name: _toy_builder(name) for name in TOY_DATASETS},
@@ -182,9 +185,14 @@ DATASETS: dict[str, Callable[..., TensorData]] = {
 }
 
 
-def build_dataset(name: str, options: dict | None = None, num: int = 0, seed: int = 0) -> TensorData:
+def build_dataset(name: str, options: dict | None = None, num: int = 0, seed: int = 0,
+                  encode: Optional[Callable] = None) -> TensorData:
+    """A data set by name. ``encode`` (texts, cache_dir) -> embeddings is the text encoder a
+    captioned set needs; it is handed in, since data never import models."""
     if name not in DATASETS:
         raise DenoiselabError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
+    if name in CAPTIONED:
+        return DATASETS[name](dict(options or {}), num, seed, encode=encode)
     return DATASETS[name](dict(options or {}), num, seed)
 
 

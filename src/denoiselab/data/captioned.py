@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -171,11 +171,16 @@ class CaptionedData(TensorData):
         return d["x"], self.embeddings[d["caption"]]
 
 
-def build_captioned(options: dict, num: int, seed: int, cache_dir: Optional[Path] = None) -> CaptionedData:
+def build_captioned(options: dict, num: int, seed: int, cache_dir: Optional[Path] = None,
+                    encode: Optional[Callable] = None) -> CaptionedData:
     """The ``mnist-text`` data set. Options: ``cache`` (where caption embeddings are cached;
-    default $DENOISELAB_CACHE or ~/.cache/denoiselab)."""
-    from ..text import encode
+    default $DENOISELAB_CACHE or ~/.cache/denoiselab). ``encode(texts, cache_dir)`` is the text
+    encoder (``models.text_encoder.encode``), handed in by whoever builds the run."""
     from .images import load_mnist5k
+
+    if encode is None:
+        raise DenoiselabError("the mnist-text data set needs a text encoder to embed its captions: build it through "
+                              "denoiselab.runs.open_dataset (or pass encode=)")
 
     unknown = set(options) - {"cache"}
     if unknown:

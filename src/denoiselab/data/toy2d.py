@@ -24,7 +24,6 @@ import torch
 
 from ..errors import DenoiselabError
 
-
 NORM_POOL = 1_000_000  # points whose mean and std define the frame (the assignment's N)
 
 

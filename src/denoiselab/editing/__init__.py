@@ -9,8 +9,21 @@ and hybrids.
 
 from .composite import AnagramDenoiser, HybridDenoiser, gaussian_blur, highpass, hybrid_filter, lowpass
 from .core import EditResult, reference_sigma, time_at_level
-from .edits import (DENOISE_LEVELS, REPAINT_JUMP_COUNT, SDEDIT_STRENGTHS, anagram, denoise, hybrid, inpaint,
-                    interpolate, invert, reconstruct, repaint_schedule, sdedit, slerp)
+from .edits import (
+    DENOISE_LEVELS,
+    REPAINT_JUMP_COUNT,
+    SDEDIT_STRENGTHS,
+    anagram,
+    denoise,
+    hybrid,
+    inpaint,
+    interpolate,
+    invert,
+    reconstruct,
+    repaint_schedule,
+    sdedit,
+    slerp,
+)
 from .views import USER_VIEWS, VIEWS, View, get_view
 
 EDITS = {

@@ -4,7 +4,7 @@ Both are denoiser -> denoiser wrappers, like the guidance wrappers, so every sam
 anagrams and hybrids unchanged. Each inner call may itself be classifier-free guided: pass a
 guided denoiser as ``inner``. The combinations are linear and the maps orthogonal, so
 x0_hat and eps_hat stay consistent (x_t = a x0_hat + s eps_hat) when both are combined alike;
-the unclipped estimates are combined and the x0 clip applied once (``core.WrappedDenoiser``).
+the unclipped estimates are combined and the x0 clip applied once (``denoiser.DenoiserWrapper``).
 
 - Visual anagrams (Geng et al. 2024, sec. 3.1, eq. 2 / Algorithm 1):
     eps_hat = (1/K) sum_i V_i^-1( eps_theta(V_i x_t, t, c_i) ).
@@ -21,8 +21,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..denoiser import DenoiserWrapper
 from ..errors import DenoiselabError
-from .core import WrappedDenoiser
 from .views import View
 
 # CS180 project 5, A.1.9: a Gaussian of kernel 33 and sigma 2 on 64 x 64 DeepFloyd images.
@@ -79,7 +79,7 @@ def _repeat_t(t, n: int, k: int):
     return t.repeat(k) if t.ndim and t.numel() == n else t
 
 
-class AnagramDenoiser(WrappedDenoiser):
+class AnagramDenoiser(DenoiserWrapper):
     """Geng et al. 2024, eq. 2: the views' estimates mapped back and averaged. ``conds[i]`` is
     the condition of view i (None: unconditional); the views run as one batch."""
 
@@ -99,7 +99,7 @@ class AnagramDenoiser(WrappedDenoiser):
         return x0, eps
 
 
-class HybridDenoiser(WrappedDenoiser):
+class HybridDenoiser(DenoiserWrapper):
     """Factorized diffusion: low frequencies of the estimate under ``low_cond``, high frequencies
     under ``high_cond`` (CS180 A.1.9: eps = f_lowpass(eps_1) + f_highpass(eps_2))."""
 

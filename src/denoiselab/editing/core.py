@@ -1,5 +1,5 @@
 """What every edit shares: noise levels that mean the same on every process, a sampler run from a
-chosen noise level down to clean data, one solver step of any sampler, and composite denoisers.
+chosen noise level down to clean data and one solver step of any sampler.
 
 Glossary (Ho et al. 2020; Karras et al. 2022, eq. 4; Meng et al. 2022):
 
@@ -13,7 +13,7 @@ Glossary (Ho et al. 2020; Karras et al. 2022, eq. 4; Meng et al. 2022):
 |             | schedule or process; level 0 is clean data, level 1 pure noise                 |
 | ``x0_hat``  | the denoiser's estimate of the clean data                                      |
 
-Edits are built from the denoiser and the samplers only (``samplers.SAMPLERS`` with a grid from
+Edits are built from the denoiser and the samplers only (``samplers.get_sampler`` with a grid from
 ``samplers.grids``), so every sampler edits and every process (eps, x0, v, flow) is edited.
 """
 
@@ -27,6 +27,7 @@ import torch
 
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
+from ..samplers import get_sampler
 from ..samplers.common import scales_at, sigma_of
 from ..schedules import make_schedule
 
@@ -92,14 +93,6 @@ def grid_from(denoiser, t_start: float, steps: int, grid: Optional[str], sampler
     return torch.tensor([float(t_start)] + below, dtype=F64)
 
 
-def sampler_fn(sampler: str) -> Callable:
-    from ..samplers import SAMPLERS
-
-    if sampler not in SAMPLERS:
-        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    return SAMPLERS[sampler]
-
-
 class Shots:
     """Callback that keeps about ``frames`` snapshots (t, x_t, x0_hat) of a sampler run, for GIFs."""
 
@@ -126,7 +119,7 @@ def denoise_from(denoiser, x_t: torch.Tensor, t_start: Optional[float], *, sampl
     if t_start is None:
         return x_t.clone()
     timesteps = grid_from(denoiser, t_start, steps, grid, sampler, grid_opts)
-    return sampler_fn(sampler)(denoiser, x_t, timesteps, noise=noise, cond=cond, callback=callback, **opts)
+    return get_sampler(sampler)(denoiser, x_t, timesteps, noise=noise, cond=cond, callback=callback, **opts)
 
 
 class _Stop(Exception):
@@ -171,29 +164,6 @@ def sampler_step(fn: Callable, denoiser, x: torch.Tensor, t: float, t_next: Opti
     except _Stop:
         return out[0]
     raise RuntimeError("sampler returned without reporting its first step")  # every sampler reports each step
-
-
-class WrappedDenoiser:
-    """Base of the composite denoisers: the time axis (scales, grids) is the inner denoiser's.
-
-    As the guidance wrappers do, a composite combines the inner *unclipped* predictions and
-    applies the inner x0 clip once, afterwards; the inner denoiser may itself be guided.
-    """
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.schedule = inner.schedule
-
-    def __getattr__(self, name):
-        if name in ("raw", "from_output", "net") or name.startswith("__"):
-            raise AttributeError(f"{type(self).__name__} has no {name!r}: call it, it returns (x0_hat, eps_hat)")
-        return getattr(self.__dict__["inner"], name)
-
-    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inner.clip_pair(x, t, *self.unclipped(x, t, cond))
 
 
 @dataclass

@@ -18,13 +18,13 @@ import torch
 
 from ..errors import DenoiselabError
 from ..rng import SampleNoise
+from ..samplers import get_sampler
 from ..samplers.api import generate
 from ..samplers.common import initial_noise, randn, scales_at
 from ..samplers.grids import default_grid, make_grid
 from ..samplers.inversion import ddim_invert
-from .composite import AnagramDenoiser, HybridDenoiser, lowpass, highpass
-from .core import (EditResult, Shots, StreamNoise, check_level, denoise_from, noise_to, sampler_fn,
-                   sampler_step, time_at_level)
+from .composite import AnagramDenoiser, HybridDenoiser, highpass, lowpass
+from .core import EditResult, Shots, StreamNoise, check_level, denoise_from, noise_to, sampler_step, time_at_level
 from .views import VIEWS, get_view
 
 F64 = torch.float64
@@ -167,7 +167,7 @@ def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "d
     m = _check_mask(mask, x0)
     keep = m > 0.5
     cond = _cond(cond, n)
-    fn = sampler_fn(sampler)
+    fn = get_sampler(sampler)
     g = [float(t) for t in _full_grid(denoiser, sampler, steps, grid, grid_opts)]
     N = len(g)
     time_of = lambda u: g[N - 1 - u] if u >= 0 else None  # noqa: E731 - position -> time (None: clean)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,15 +30,8 @@ from ..errors import DenoiselabError
 from .frechet import single_thread
 
 FEATURENET_VERSION = 1   # bump when the architecture or the training recipe changes: invalidates caches
-CACHE_ENV = "DENOISELAB_CACHE"
 
 
-def default_cache_dir() -> Path:
-    """$DENOISELAB_CACHE, else $XDG_CACHE_HOME/denoiselab, else ~/.cache/denoiselab."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "denoiselab"
 
 
 def data_hash(x: torch.Tensor, y: Optional[torch.Tensor] = None) -> str:
@@ -173,7 +165,7 @@ def load_or_train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    from ..training.checkpoint import atomic_write
+    from ..io import atomic_write
 
     key = hashlib.sha256((data_hash(x, y) + json.dumps(asdict(cfg), sort_keys=True)).encode()).hexdigest()
     path = _cache_path(cache_dir, key)

@@ -102,7 +102,7 @@ def reference_features(extractor: FeatureExtractor, ref: TensorData, cache_dir: 
         log(f"extracting {extractor.name} features of {len(ref.x)} reference images")
     f = extract(extractor, ref.x)
     if path is not None:
-        from ..training.checkpoint import atomic_save_npy
+        from ..io import atomic_save_npy
 
         atomic_save_npy(path, f.numpy())
     return f

@@ -20,7 +20,7 @@ def load_reference(ref: str, n: int, seed: int) -> torch.Tensor:
         return load_toy(ref, n, seed)
     p = Path(ref)
     if p.suffix == ".npy" and p.is_file():
-        from ..validate import load_npy
+        from ..io import load_npy
 
         return torch.from_numpy(load_npy(p, "--ref", ndims=(2,)).astype(np.float32))
     raise DenoiselabError(f"reference {ref!r} is neither a 2D data set ({', '.join(TOY_DATASETS)}) nor a .npy file")
@@ -82,7 +82,7 @@ def format_results(results: dict) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """RUN_DIR/evaluation.md: every evaluation recorded in metrics.jsonl, newest first."""
-    from ..training.checkpoint import atomic_write
+    from ..io import atomic_write
 
     run_dir = Path(run_dir)
     records = []

@@ -5,7 +5,9 @@ with the step index ``i``, the step ``t``, the current ``x``, ``x0_hat`` and ``x
 """
 
 import inspect
+from typing import Callable
 
+from ..errors import DenoiselabError
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m, sample_dpmpp_3m_sde
@@ -26,6 +28,14 @@ SAMPLERS = {
     "dpmpp-3m-sde": sample_dpmpp_3m_sde,
 }
 
+
+def get_sampler(name: str) -> Callable:
+    """The sampler registered as ``name``: the one place that refuses an unknown name."""
+    if name not in SAMPLERS:
+        raise DenoiselabError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
 # Solver steps a sampler takes when named without --steps (and it is not the run's own stored
 # sampler, whose stored steps win): ancestral DDPM runs every trained step (Ho et al. 2020);
 # DDIM, Euler and Euler ancestral the usual 50 (Song et al. 2021); Heun 25, i.e. 49 NFE
@@ -45,7 +55,7 @@ DEFAULT_STEPS = {
 
 def takes_option(sampler: str, option: str) -> bool:
     """Whether the named sampler has the keyword option (e.g. eta): the one place that says so."""
-    return option in inspect.signature(SAMPLERS[sampler]).parameters
+    return option in inspect.signature(get_sampler(sampler)).parameters
 
 
 # Samplers that draw fresh noise at every step whatever their options.
@@ -58,7 +68,7 @@ def is_deterministic(sampler: str, opts: dict) -> bool:
     the sampler's own default."""
     if sampler in ALWAYS_STOCHASTIC:
         return False
-    params = inspect.signature(SAMPLERS[sampler]).parameters
+    params = inspect.signature(get_sampler(sampler)).parameters
 
     def value(option: str) -> float:
         return float(opts.get(option, params[option].default)) if option in params else 0.0
@@ -76,7 +86,7 @@ def default_steps(sampler: str, denoiser) -> int:
 
 
 __all__ = ["ALWAYS_STOCHASTIC", "DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
-           "initial_noise", "is_deterministic", "make_grid", "randn",
+           "get_sampler", "initial_noise", "is_deterministic", "make_grid", "randn",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
            "sample_euler",
            "sample_euler_ancestral", "sample_heun", "takes_option"]

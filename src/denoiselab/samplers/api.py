@@ -6,34 +6,38 @@ from typing import Optional
 
 import torch
 
+from ..denoiser import DenoiserWrapper
 from ..device import autocast, autocast_dtype, module_device
-from ..errors import DenoiselabError
 from ..rng import SampleNoise
 from .common import initial_noise, scales_at
 from .grids import default_grid, make_grid
 
 
-class CountingDenoiser:
+class CountingDenoiser(DenoiserWrapper):
     """Wraps a denoiser and counts network evaluations (NFE) per sample batch; with an autocast
     ``dtype`` the denoiser runs under it and its outputs come back in x's dtype, so the solver
-    only ever sees float32."""
+    only ever sees float32. Both calls, clipped and ``unclipped``, count and run under autocast."""
 
     def __init__(self, denoiser, dtype: Optional[torch.dtype] = None):
-        self.inner = denoiser
-        self.schedule = denoiser.schedule
+        super().__init__(denoiser)
         self.nfe = 0
         self.dtype = dtype
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def __call__(self, x, t, cond=None):
+    def _evaluate(self, fn, x, t, cond):
         self.nfe += 1
         if self.dtype is None:
-            return self.inner(x, t, cond)
+            return fn(x, t, cond)
         with autocast(x.device, self.dtype):
-            out = self.inner(x, t, cond)
+            out = fn(x, t, cond)
         return tuple(o.to(x.dtype) if torch.is_tensor(o) else o for o in out)
+
+    def unclipped(self, x, t, cond=None):
+        return self._evaluate(self.inner.unclipped, x, t, cond)
+
+    def __call__(self, x, t, cond=None):
+        # The inner call itself, not the base's clip of ``unclipped``: a plain callable denoiser
+        # has no clip_pair, and the clip stays inside the autocast region.
+        return self._evaluate(self.inner, x, t, cond)
 
 
 @torch.no_grad()
@@ -60,11 +64,9 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     ``start``: None starts from x_T ~ N(0, I); a ``start.DataMoments`` starts from the Gaussian
     with the noised data's mean and covariance at the grid's first point (same noise, mapped).
     """
-    from . import SAMPLERS  # registry lives in the package
+    from . import get_sampler
 
-    if sampler not in SAMPLERS:
-        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    fn = SAMPLERS[sampler]
+    fn = get_sampler(sampler)
     grid = grid or spacing or default_grid(sampler, denoiser)
     timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
     first = float(timesteps[0])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..process import posterior_coefs
 from ..errors import DenoiselabError
-from .common import bcast, Callback, grid_pairs, Noise, randn, report, scales_at, tvec
+from ..process import posterior_coefs
+from .common import Callback, Noise, bcast, grid_pairs, randn, report, scales_at, tvec
 
 VARIANCES = ("beta_tilde", "beta")
 

@@ -38,7 +38,7 @@ import math
 import torch
 
 from ..errors import DenoiselabError
-from .common import Callback, grid_pairs, Noise, randn, report, scales_at, sigma_of, tvec
+from .common import Callback, Noise, grid_pairs, randn, report, scales_at, sigma_of, tvec
 
 FRAMES = ("ve", "flow")
 

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -31,6 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import DenoiselabError
+from ..io import atomic_write, fsync_dir
 
 FORMAT = "denoiselab-checkpoint-1"
 LATEST = "checkpoint.safetensors"       # the public name (README, load_run, benchmarks)
@@ -39,60 +39,12 @@ _HISTORY_RE = re.compile(r"^step(\d+)\.safetensors$")
 _TMP_RE = re.compile(r"^\..+\.tmp$")    # atomic_write's temp files: ".NAME.XXXX.tmp"
 
 
-def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back (the CLI is single-threaded
-    # at this point, and every caller writes files itself).
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
-def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
-    """Call write(tmp_path), fsync, then rename over ``path``: readers see the old or the new file.
-
-    mkstemp creates its file with mode 0600; the result gets 0666 & ~umask like any file the user
-    writes, so a run directory stays readable on a shared cluster or behind a web server.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
-def atomic_save_npy(path: Path, array) -> None:
-    """np.save through atomic_write (given a file object: np.save would add .npy to a temp name)."""
-    import numpy as np
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-
-    atomic_write(path, write)
 
 
-def _fsync_dir(d: Path) -> None:
-    """Make a rename durable (POSIX: the directory entry lives in the directory)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
@@ -347,7 +299,7 @@ def _publish(src: Path, dst: Path) -> None:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -37,7 +37,8 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..device import autocast, autocast_dtype, place
 from ..errors import DenoiselabError
-from .checkpoint import LATEST, atomic_write, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
+from ..io import atomic_write
+from .checkpoint import LATEST, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
 from .ema import EMA
 from .runtime import LocalRuntime
 

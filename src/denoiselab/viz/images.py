@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..io import atomic_write
 from ..process import q_sample
 from ..schedules import NoiseSchedule, make_schedule
-from ..training.checkpoint import atomic_write
 from .common import plt, save_fig, write_gif
 
 

@@ -273,7 +273,7 @@ def page(title: str, body: list[str], script: str = "") -> str:
 
 
 def write_page(path: Path, text: str) -> Path:
-    from ..training.checkpoint import atomic_write
+    from ..io import atomic_write
 
     def write(tmp):
         Path(tmp).write_text(text, encoding="utf-8")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 
 def cmd_report(args) -> int:
-    from ..cli import _log
+    from ..io import log
     from ..viz.report import write_report
 
     pages = write_report(Path(args.path), Path(args.out) if args.out else None)
     for p in pages[1:]:
-        _log(f"wrote {p}")
+        log(f"wrote {p}")
     # The page asked for goes to stdout, last, so scripts can open it.
     print(pages[0])
     return 0

@@ -1,5 +1,6 @@
 """`denoiselab demo`: train the default models on the embedded data and leave pictures and
-numbers in one folder (``summary.md`` lists them)."""
+numbers in one folder (``summary.md`` lists them).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import json
 import time
 from pathlib import Path
 
-from . import pipeline
-from .config import apply_overrides, get_preset
-from .data import load_toy
-from .evaluation import chamfer_distance
-from .evaluation.report import append_metrics, evaluate_points
-from .samplers.api import generate
-from .viz import plots
+from .. import runs
+from ..config import apply_overrides, get_preset
+from ..data import load_toy
+from ..evaluation import chamfer_distance
+from ..evaluation.report import append_metrics, evaluate_points
+from ..samplers.api import generate
+from ..viz import plots
 
 SEEDS = (0, 1, 2)
 
@@ -21,20 +22,20 @@ SEEDS = (0, 1, 2)
 def _train(preset: str, out: Path, overrides: list[str]) -> tuple[Path, float]:
     cfg = apply_overrides(get_preset(preset), overrides)
     out.mkdir(parents=True, exist_ok=True)
-    (out / pipeline.CONFIG).write_text(cfg.to_json())
-    data = pipeline.build_data(cfg)
+    (out / runs.CONFIG).write_text(cfg.to_json())
+    data = runs.build_data(cfg)
     print(f"[demo] training {preset} ({cfg.train.steps} steps) -> {out}", flush=True)
     t0 = time.perf_counter()
-    pipeline.make_trainer(cfg, out, data).fit()
+    runs.make_trainer(cfg, out, data).fit()
     secs = time.perf_counter() - t0
-    pipeline.run_pictures(out, data)
+    runs.run_pictures(out, data)
     return out, secs
 
 
 def demo_2d(root: Path, quick: bool) -> list[str]:
     over = ["steps=300"] if quick else []
     run_dir, secs = _train("swiss-roll", root / "swiss-roll", over)
-    run = pipeline.load_run(run_dir)
+    run = runs.load_run(run_dir)
     lines = [f"## 2D swiss roll (preset `swiss-roll`, trained {secs:.0f} s)", "",
              "| sampler | chamfer (mean of 3 seeds) | floor: real vs real |", "| --- | --- | --- |"]
     floor = sum(chamfer_distance(load_toy("swiss-roll", 2048, 20_000 + s), load_toy("swiss-roll", 2048, 10_000 + s))
@@ -42,7 +43,7 @@ def demo_2d(root: Path, quick: bool) -> list[str]:
     results = {}
     for sampler, steps in (("ddpm", 100 if quick else 1000), ("ddim", 50)):
         cds, first = [], None
-        plan = pipeline.sampling_plan(run, sampler=sampler, steps=steps)  # as `denoiselab sample` draws them
+        plan = runs.sampling_plan(run, sampler=sampler, steps=steps)  # as `denoiselab sample` draws them
         for s in SEEDS:
             x, _ = generate(run.denoiser, 2048, (2,), seed=s, **plan.kwargs())
             cds.append(chamfer_distance(x, load_toy("swiss-roll", 2048, 10_000 + s)))
@@ -70,7 +71,7 @@ def demo_mnist(root: Path, quick: bool) -> list[str]:
     hist = numbers["pixel_histograms"]
     lines = [f"## MNIST (preset `mnist`, {rows[-1]['step']} steps, trained {secs:.0f} s, with pictures {total:.0f} s)", "",
              f"Final training loss {rows[-1]['loss']:.4f}. Samples: {numbers['samples']['sampler'].upper()}"
-             + pipeline.eta_text(numbers["samples"])
+             + runs.eta_text(numbers["samples"])
              + f", {numbers['samples']['steps']} steps (NFE {numbers['samples']['nfe']}).", "",
              "![samples](mnist/samples.png)", "![reverse](mnist/reverse.gif)", "![forward](mnist/forward.png)",
              "![forward](mnist/forward.gif)", "![loss](mnist/loss.png)", "",
@@ -97,11 +98,25 @@ def run_demo(root: Path, quick: bool = False) -> Path:
     lines += demo_mnist(root, quick)
     summary = root / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
-    from .viz.compare import write_comparison
-    from .viz.report import REPORT
+    from ..viz.compare import write_comparison
+    from ..viz.report import REPORT
 
     compared, _ = write_comparison(root)  # rebuilds each run's page too, now with the demo's scores
     print(f"[demo] pictures and numbers in {root}/ (see {summary})", flush=True)
     print(f"[demo] the runs compared: {compared}", flush=True)
     print(f"[demo] report: {root / 'mnist' / REPORT}", flush=True)
     return summary
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--quick", action="store_true", help="a short run for smoke tests")
+    p.set_defaults(fn=cmd_demo)

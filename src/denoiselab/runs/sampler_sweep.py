@@ -19,12 +19,16 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .errors import DenoiselabError
-from .samplers import SAMPLERS
-from .samplers.api import generate
+from ..errors import DenoiselabError
+from ..samplers import SAMPLERS
+from ..samplers.api import generate
 
 DEFAULT_SAMPLERS = ("ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde")
+
+
 DEFAULT_GRIDS = ("uniform", "quadratic", "karras", "logsnr", "leading", "logsnr:0.08:10", "karras:0.04:10")
+
+
 DEFAULT_NFES = (5, 10, 20, 50)
 
 
@@ -90,8 +94,8 @@ def steps_for_nfe(sampler: str, nfe: int) -> int:
 
 
 def points_scorer(data_name: str, num: int) -> Callable[[torch.Tensor, int], float]:
-    from .data import load_toy
-    from .evaluation import chamfer_distance
+    from ..data import load_toy
+    from ..evaluation import chamfer_distance
 
     def score(x: torch.Tensor, seed: int) -> float:
         return chamfer_distance(x, load_toy(data_name, num, 10_000 + seed))
@@ -101,11 +105,11 @@ def points_scorer(data_name: str, num: int) -> Callable[[torch.Tensor, int], flo
 
 def image_scorer(run, cache_dir: Path, log=None) -> Callable[[torch.Tensor, int], float]:
     """FID in the domain feature space against the held-out half of the run's own data set."""
-    from . import pipeline
-    from .evaluation.frechet import frechet_distance_features
-    from .evaluation.images import domain_extractor, extract, reference_features, reference_halves
+    from .. import runs
+    from ..evaluation.frechet import frechet_distance_features
+    from ..evaluation.images import domain_extractor, extract, reference_features, reference_halves
 
-    data = pipeline.build_data(run.config)
+    data = runs.build_data(run.config)
     ext = domain_extractor(data, cache_dir, log=log)
     ref = reference_features(ext, data, cache_dir, log=log)
     _, half_b = reference_halves(len(ref))
@@ -122,9 +126,9 @@ def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Seq
                   scorer: Optional[Callable[[torch.Tensor, int], float]] = None, batch_size: int = 0,
                   log: Optional[Callable[[str], None]] = None, start: str = "auto") -> list[Row]:
     """Score every (sampler, grid, NFE); pairs a model cannot run (a DDPM spacing on a flow, the
-    ddpm sampler on a flow) are skipped. ``start`` as ``pipeline.start_moments``: by default the
+    ddpm sampler on a flow) are skipped. ``start`` as ``runs.start_moments``: by default the
     deterministic samplers start from the data's moments, as ``sample`` does."""
-    from .pipeline import start_moments
+    from .plan import start_moments
 
     parsed = {spec: parse_sampler(spec) for spec in samplers}
     if scorer is None:
@@ -177,10 +181,10 @@ def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "",
     """Quality against NFE, one panel per grid, one line per sampler (log-log; ddim lies under
     euler, which is the same update). ``references`` draws labelled horizontal lines, e.g. the
     1000-step DDPM score the few-step samplers are measured against."""
-    from .training.checkpoint import atomic_write
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
-    from .viz.common import plt
+    from ..io import atomic_write
+    from ..viz.common import plt
 
     grids = list(dict.fromkeys(r.grid for r in rows))
     samplers = list(dict.fromkeys(r.sampler for r in rows))

@@ -18,14 +18,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
-from .errors import DenoiselabError
+from ..errors import DenoiselabError
+from ..io import existing_file
 
 DATA_PREFIX = "data:"
 
-
-# -- single checks ---------------------------------------------------------------------------
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -78,23 +75,10 @@ def output_file(path, suffixes: tuple[str, ...], what: str = "--out") -> Path:
     return p
 
 
-def existing_file(path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise DenoiselabError(f"{what} not found: {p} (check the path)")
-    if not p.is_file():
-        raise DenoiselabError(f"{what} {p} is not a file")
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise DenoiselabError(f"{what} {p} must be a {' or '.join(suffixes)} file")
-    if not os.access(p, os.R_OK):
-        raise DenoiselabError(f"{what} {p} is not readable: check its permissions")
-    return p
-
-
 def run_dir(path, what: str = "run directory") -> Path:
     """A directory made by ``denoiselab train`` that holds a checkpoint."""
-    from .pipeline import CONFIG
-    from .training.checkpoint import candidates
+    from ..runs import CONFIG
+    from ..training.checkpoint import candidates
 
     p = Path(path)
     if not p.exists():
@@ -116,7 +100,7 @@ def resolve_data_ref(text: str, what: str = "--ref", kinds: Optional[set] = None
     beside a run folder ``mnist/``) is an error naming both readings: ``data:mnist`` is always the
     data set, and a path with a slash (``./mnist``) or a file suffix always the path.
     """
-    from .data import DATASETS
+    from ..data import DATASETS
 
     names = ", ".join(n for n in DATASETS if n not in ("folder", "idx", "cifar10"))
     if text.startswith(DATA_PREFIX):
@@ -137,52 +121,14 @@ def resolve_data_ref(text: str, what: str = "--ref", kinds: Optional[set] = None
     return "path", str(p)
 
 
-# -- user arrays -------------------------------------------------------------------------------
-
-def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = False,
-             value_range: Optional[tuple[float, float]] = None) -> np.ndarray:
-    """A user's .npy, read without pickle (object arrays are refused), its shape, dtype and
-    values checked."""
-    p = existing_file(path, what)
-    with open(p, "rb") as f:
-        magic = f.read(6)
-    if magic[:4] == b"PK\x03\x04":
-        raise DenoiselabError(f"{what} {p} holds several arrays (.npz): save one array with np.save")
-    if magic != b"\x93NUMPY":
-        raise DenoiselabError(f"{what} {p} is not a .npy file (no NUMPY header): save the array with np.save")
-    try:
-        a = np.load(p, allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise DenoiselabError(f"{what} {p} holds Python objects (a pickle): save a numeric array with "
-                                  "np.save") from None
-        raise DenoiselabError(f"{what} {p} is not a valid .npy file ({str(e).splitlines()[0]})") from None
-    except (OSError, EOFError) as e:
-        raise DenoiselabError(f"{what} {p} cannot be read as .npy ({type(e).__name__}: {e}): is it truncated?") from None
-    if not isinstance(a, np.ndarray):
-        raise DenoiselabError(f"{what} {p} holds several arrays (.npz): save one array with np.save")
-    kinds = "iu" if integer else "fiu"
-    if a.dtype.kind not in kinds:
-        raise DenoiselabError(f"{what} {p} has dtype {a.dtype}: expected {'integers' if integer else 'numbers'}")
-    if ndims and a.ndim not in ndims:
-        raise DenoiselabError(f"{what} {p} has shape {a.shape}: expected {' or '.join(f'{n} dimensions' for n in ndims)}")
-    if a.size == 0:
-        raise DenoiselabError(f"{what} {p} is empty (shape {a.shape})")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        raise DenoiselabError(f"{what} {p} contains NaN or inf ({int((~np.isfinite(a)).sum())} values)")
-    if value_range is not None:
-        lo, hi = float(a.min()), float(a.max())
-        if lo < value_range[0] or hi > value_range[1]:
-            raise DenoiselabError(f"{what} {p} has values in [{lo:g}, {hi:g}], outside {list(value_range)}")
-    return a
-
-
-# -- argument tables ---------------------------------------------------------------------------
-
 # Counts: (must be > 0) unless the command lists the name in its "zero_ok".
 POSITIVE = ("num", "steps", "frames", "batch_size", "T", "image_size", "nfe", "num_batches", "rho", "sigma_min",
             "sigma_max")
+
+
 NON_NEGATIVE = ("seed", "seeds", "ref_seed", "bootstrap", "threads", "eta", "eta_low", "eta_switch", "churn")
+
+
 # Default output suffixes by command (a command not listed only needs a writable folder).
 IMAGE_OUT = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
@@ -205,7 +151,7 @@ def _check_counts(args, zero_ok: dict[str, str]) -> None:
 
 
 def _check_train(args) -> None:
-    from .config import PRESETS
+    from ..config import PRESETS
 
     if args.preset is not None and args.preset not in PRESETS:
         raise DenoiselabError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
@@ -259,7 +205,7 @@ def _check_plot(args) -> None:
             raise DenoiselabError("plot guidance needs a run directory: denoiselab plot guidance RUN_DIR")
         run_dir(args.target)
     elif args.what == "forward" and args.target:
-        from .data import TOY_DATASETS
+        from ..data import TOY_DATASETS
 
         if args.target not in TOY_DATASETS:
             raise DenoiselabError(f"plot forward: unknown 2D data set {args.target!r}, choose one of "
@@ -269,7 +215,7 @@ def _check_plot(args) -> None:
 
 
 def _check_schedule(name: str) -> None:
-    from .schedules import SCHEDULES
+    from ..schedules import SCHEDULES
 
     if name not in SCHEDULES:
         raise DenoiselabError(f"--schedule {name!r}: choose one of {', '.join(SCHEDULES)}")

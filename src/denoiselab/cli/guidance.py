@@ -7,8 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from ..errors import DenoiselabError
 
 GUIDANCE_HELP = ("classifier-free guidance scale w in eps = eps_u + w (eps_c - eps_u): 1 = the conditional model, "
@@ -35,7 +33,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 def conditioning(run, args, num: int):
     """(denoiser, labels) for ``num`` samples of ``run`` as the flags ask (see ``conditioning.guided_run``)."""
-    from ..conditioning import guided_run
+    from ..runs import guided_run
 
     return guided_run(run, num, cls=getattr(args, "cls", None), guidance=getattr(args, "guidance", None),
                       classifier=getattr(args, "classifier", None),
@@ -45,7 +43,7 @@ def conditioning(run, args, num: int):
 
 def add_plot_options(p: argparse.ArgumentParser) -> None:
     """Options of ``plot guidance`` (the plot parser is shared by every plot kind)."""
-    from ..pipeline import START_MODES
+    from ..runs import START_MODES
 
     g = p.add_argument_group("plot guidance RUN")
     g.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 5.0, 7.0], metavar="W",
@@ -72,8 +70,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
     """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
     batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
     along a column one sees the same starting noise pulled harder towards its class as w grows."""
-    from ..conditioning import class_labels, guided_run, is_text, num_classes
-    from ..pipeline import sampling_plan
+    from ..runs import class_labels, guided_run, is_text, num_classes, sampling_plan
     from ..samplers.api import generate
     from ..viz.images import make_grid, save_png
 
@@ -140,8 +137,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
 def training_sweep(out: Path, data, device=None) -> Optional[Path]:
     """Class-conditional image runs get their guidance sweep (``guidance.png``, one sample per class
     and scale, the run's own sampler) after training, so the run's page shows what the scale trades."""
-    from ..conditioning import is_text, num_classes
-    from ..pipeline import load_run
+    from ..runs import is_text, load_run, num_classes
 
     if data.kind != "images":
         return None
@@ -152,7 +148,7 @@ def training_sweep(out: Path, data, device=None) -> Optional[Path]:
 
 
 def cmd_plot_guidance(args, log) -> Path:
-    from ..pipeline import load_run, require_sampler
+    from ..runs import load_run, require_sampler
 
     if not args.target:
         raise DenoiselabError("plot guidance needs a run directory: denoiselab plot guidance RUN_DIR")

@@ -16,10 +16,10 @@ from typing import Optional, Union
 
 import torch
 
-from .device import module_device
-from .errors import DenoiselabError
-from .guidance import guided
-from .pipeline import LoadedRun, load_run
+from ..device import module_device
+from ..errors import DenoiselabError
+from ..guidance import guided
+from .load import LoadedRun, load_run
 
 # The schedule fields a classifier and the run it guides must share: the classifier's t must
 # mean the same noise level as the denoiser's.
@@ -41,7 +41,7 @@ def text_condition(run: LoadedRun, num: int, prompts, negative_prompt: Optional[
     """(denoiser, embeddings) for a text run: sample i gets prompt i mod P; classifier-free guidance
     at ``guidance`` (default: the run's ``sample.guidance``) contrasts against the negative prompt,
     or against the empty prompt, the null condition the run was trained with."""
-    from .text import prompt_condition
+    from ..models.text_encoder import prompt_condition
 
     cond, uncond = prompt_condition(run.net.null_cond, prompts, num, negative_prompt)
     scale = run.config.sample.guidance if guidance is None else guidance
@@ -142,8 +142,8 @@ def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance:
 def classifier_accuracy_by_t(clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, ts=(0, 100, 250, 500, 750, 999),
                              seed: int = 0) -> dict:
     """Accuracy of p(y | x_t, t) on images noised to each t (fixed noise): how far into the noise it sees."""
-    from .pipeline import build_schedule
-    from .process import q_sample
+    from ..process import q_sample
+    from .build import build_schedule
 
     schedule = build_schedule(clf.config.diffusion)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
@@ -155,17 +155,3 @@ def classifier_accuracy_by_t(clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, 
         pred = torch.cat([clf.net(xt[i:i + 500], tt[i:i + 500].float()).argmax(1) for i in range(0, len(xt), 500)])
         out[str(t)] = float((pred == y).double().mean())
     return out
-
-
-def classifier_pictures(out: Path, data) -> list[Path]:
-    """A classifier run's numbers: training-set accuracy at several noise levels, in ``pictures.json``."""
-    import json
-
-    from .training.checkpoint import atomic_write
-
-    clf = load_classifier(out)
-    n = min(2000, len(data))
-    numbers = {"train_accuracy_by_t": classifier_accuracy_by_t(clf, data.x[:n], data.y[:n])}
-    path = Path(out) / "pictures.json"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
-    return [path]

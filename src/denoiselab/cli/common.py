@@ -1,0 +1,164 @@
+"""What every command shares: the logger, writing samples, the sampling flags and the sampling plan from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DenoiselabError
+
+SAMPLER_HELP = "sampler name (ddpm, ddim, ...; see `denoiselab sample --help`)"
+
+
+def save_array(path: Path, x: torch.Tensor, kind: str) -> None:
+    from ..io import atomic_save_npy
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        atomic_save_npy(path, x.float().numpy().astype(np.float32))
+    elif path.suffix == ".png":
+        if kind == "points":
+            from ..viz.plots import plot_samples_over_data
+
+            plot_samples_over_data(x, None, path, title=f"{len(x)} samples")
+        else:
+            from ..viz.images import save_grid
+
+            save_grid(x, path)
+    else:
+        raise DenoiselabError(f"unknown output type {path.suffix!r} for {path}: use .npy or .png")
+
+
+def sampler_opts(args) -> dict:
+    from ..samplers import SAMPLERS, takes_option
+
+    opts = {}
+    for option in ("eta", "eta_low", "eta_switch"):
+        if args.sampler in SAMPLERS and takes_option(args.sampler, option) and getattr(args, option, None) is not None:
+            opts[option] = getattr(args, option)
+    if args.sampler == "ddpm" and args.variance:
+        opts["variance"] = args.variance
+    if args.sampler in ("euler", "heun") and args.churn:
+        opts["s_churn"] = args.churn
+    return opts
+
+
+def grid_opts(args) -> dict:
+    """--sigma-min/--sigma-max/--rho; a grid that takes none of them says so (grids.make_grid)."""
+    return {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
+
+
+def plan_from_args(run, args):
+    """What the command line leaves out comes from the run (pipeline.sampling_plan); the
+    resolved sampler, steps and grid are written back into args for the log and the metrics."""
+    from ..runs import sampling_plan
+
+    plan = sampling_plan(run, sampler=args.sampler, steps=args.steps or None, grid=args.grid or args.spacing,
+                         grid_opts=grid_opts(args), start=getattr(args, "start", None))
+    args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
+    plan.opts.update(sampler_opts(args))
+    if getattr(args, "precision", None):
+        plan.precision = args.precision
+    return plan
+
+
+def draw(run, args, num: int, callback=None):
+    from ..samplers.api import generate
+
+    plan = plan_from_args(run, args)
+
+    from ..device import module_device, sampling_batch_size
+    from .guidance import conditioning
+
+    kind, shape = run.kind, run.sample_shape
+    denoiser, cond = conditioning(run, args, num)
+    batch_size = args.batch_size or sampling_batch_size(kind, module_device(denoiser))
+    x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback,
+                      batch_size=batch_size, progress=True, **plan.kwargs())
+    return x, nfe, kind, plan
+
+
+def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
+    from ..device import AUTOCAST_MODES
+    from ..samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
+
+    own = sampler is None
+    p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS),
+                   help=SAMPLER_HELP + ("; default: the run's own (its preset's measured best, config.sample)"
+                                        if own else f"; default {sampler}"))
+    named = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
+    p.add_argument("--steps", type=int, default=steps,
+                   help="solver steps (the output reports the NFE); default: "
+                        + (f"the run's stored steps for its own sampler; another --sampler takes its usual count "
+                           f"(ddpm the model's T, {named})" if steps is None else str(steps)))
+    p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
+    p.add_argument("--grid", default=None, choices=list(GRIDS),
+                   help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
+                        "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
+                        "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
+                        "other solvers, quadratic for flows")
+    p.add_argument("--sigma-min", type=float, default=None,
+                   help="karras/logsnr grids: smallest sigma before the final denoising step; logsnr-trailing: where "
+                        "a further step would land (default: the data's "
+                        "resolution: one pixel level for images, the nearest-neighbour spacing of 2D points)")
+    p.add_argument("--sigma-max", type=float, default=None,
+                   help="karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance "
+                        "between two training samples, Song & Ermon 2020; both ends stored with the run)")
+    p.add_argument("--rho", type=float, default=None, help="karras grid: the spacing exponent (default 7)")
+    p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
+    p.add_argument("--eta", type=float, default=None,
+                   help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
+                        "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
+                        "eta >= 0)")
+    p.add_argument("--eta-low", type=float, default=None,
+                   help="dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch "
+                        "(default: the run's stored one, else 0)")
+    p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",
+                   help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
+                        "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "
+                        "--eta-low 8 --eta-switch 3)")
+    add_start(p)
+    p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
+    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
+    p.add_argument("--precision", default=None, choices=AUTOCAST_MODES,
+                   help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
+                        "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)")
+    add_device(p)
+    from .guidance import add_sampling_options
+
+    add_sampling_options(p)
+
+
+def add_start(p: argparse.ArgumentParser) -> None:
+    from ..runs import START_MODES
+
+    p.add_argument("--start", default="auto", choices=START_MODES,
+                   help="where sampling starts: moments (the Gaussian with the noised data's mean and covariance at "
+                        "the grid's first point, stored with the run), gaussian (N(0, I)), or auto (default): "
+                        "moments for deterministic samplers (ODE solvers carry a mismatched start to their samples), "
+                        "gaussian for stochastic ones")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    from ..device import DEVICE_HELP
+
+    if not any("--device" in a.option_strings for a in p._actions):
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # A warning (a skipped unreadable image, ...) is one line on stderr, like an error.
+    return f"denoiselab: warning: {message}\n"

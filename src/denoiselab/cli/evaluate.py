@@ -1,0 +1,190 @@
+"""`denoiselab evaluate` and `denoiselab benchmark-samplers`: metrics with their floors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DenoiselabError
+from ..io import log
+from ..runs.sampler_sweep import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from .common import add_device, add_sampling, add_start, draw, plan_from_args
+
+
+def _image_reference(ref: str, sample_shape: tuple):
+    """--ref for images: a data-set name or an image folder read at the samples' size."""
+    from ..data import DATASETS, TOY_DATASETS
+    from ..runs import open_dataset
+
+    if ref in TOY_DATASETS:
+        raise DenoiselabError(f"the samples are images {tuple(sample_shape)} but --ref {ref} is a 2D point set: "
+                              "compare images with an image data set (mnist, digits) or an image folder")
+    # A name that is also a path was refused by validate.resolve_data_ref: names first.
+    if ref in DATASETS:
+        data = open_dataset(ref)
+    elif Path(ref).is_dir():
+        data = open_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
+    else:
+        raise DenoiselabError(f"reference {ref!r} is neither an image data set (mnist, digits, ...) nor a folder")
+    if data.kind != "images" or len(data) == 0:
+        raise DenoiselabError(f"reference {ref!r} holds no images: name an image data set or a folder of images")
+    return data
+
+
+def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
+    from ..evaluation.images import domain_extractor, evaluate_images, inception_extractor
+    from ..io import cache_folder
+
+    ref = _image_reference(args.ref, tuple(x.shape[1:]))
+    from ..evaluation.images import check_images
+
+    check_images(x, ref)  # before a feature network is trained for minutes
+    cache = Path(args.cache_dir) if args.cache_dir else cache_folder()
+    domain = None
+    if labels is not None or not args.inception_weights:
+        domain = domain_extractor(ref, cache, log=log, device=args.device)
+    extractor = (inception_extractor(Path(args.inception_weights), device=args.device) if args.inception_weights
+                 else domain)
+    return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
+                           bootstrap=args.bootstrap, seed=args.seed, log=log)
+
+
+def cmd_evaluate(args) -> int:
+    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_report
+
+    src = Path(args.samples)
+    if src.is_dir():
+        from ..runs import load_run
+
+        run = load_run(src, device=args.device)
+        # The run's own sampler, steps and grid unless asked otherwise (pipeline.sampling_plan).
+        plan = plan_from_args(run, args)
+        log(f"sampling {args.num} {run.kind} from {src} ({plan.describe()}{plan.start_note()})")
+        x, _, kind, _ = draw(run, args, args.num)
+    elif src.suffix == ".npy" and src.is_file():
+        from ..io import load_npy
+
+        x = torch.from_numpy(load_npy(src, "samples", ndims=(2, 4)).astype(np.float32))
+    else:
+        raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
+    labels = None
+    if args.labels:
+        from ..io import load_npy
+
+        labels = load_npy(args.labels, "--labels", ndims=(1,), integer=True, value_range=(0, float("inf")))
+        if len(labels) != len(x):
+            raise DenoiselabError(f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: "
+                                  "give one per sample")
+    elif args.cls is not None:
+        labels = np.full(len(x), args.cls)
+    elif src.is_dir() and x.ndim == 4:
+        from ..runs import class_labels, load_classifier, num_classes
+
+        # Class-conditional (or classifier-guided) sampling asked for every class in turn: score those labels.
+        k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
+        labels = class_labels(len(x), k).numpy() if k else None
+    if x.ndim == 2:
+        results = evaluate_points(x, args.ref, seed=args.ref_seed)
+    elif x.ndim == 4:
+        results = _evaluate_images(x, args, labels)
+    else:
+        raise DenoiselabError(f"samples of shape {tuple(x.shape)}: expected (N, 2) points or (N, C, H, W) images in [-1, 1]")
+    for w in results.get("warnings", []):
+        log(f"warning: {w}")
+    print(json.dumps(results, indent=2) if args.json else format_results(results))
+    if src.is_dir():
+        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid,
+                             "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        log(f"appended to {src / 'metrics.jsonl'}; report {write_report(src)}")
+        if (src / "report.html").is_file():  # keep the run's page in step with its metrics
+            from ..viz.report import write_run_report
+
+            write_run_report(src)
+    return 0
+
+
+def cmd_benchmark_samplers(args) -> int:
+    from ..io import atomic_write
+    from ..runs import load_run
+    from ..runs import sampler_sweep as B
+
+    run = load_run(Path(args.run_dir), device=args.device)
+    torch.set_num_threads(args.threads) if args.threads else None
+    if run.kind == "points":
+        scorer, metric = None, "chamfer"
+    else:
+        from ..io import cache_folder
+
+        scorer, metric = B.image_scorer(run, cache_folder(), log=log), "FID"
+    references = {}
+    for ref in args.reference:
+        label, eq, value = ref.rpartition("=")
+        try:
+            references[label] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not label:
+            raise DenoiselabError(f"--reference {ref!r}: write LABEL=NUMBER, e.g. \"ddpm 1000=2.41\"")
+    rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds,
+                           num=args.num, scorer=scorer, batch_size=args.batch_size, log=log, start=args.start)
+    if not rows:
+        raise DenoiselabError("no sampler and grid in the list can run on this model: widen --samplers/--grids")
+    table = B.format_table(rows, metric)
+    best = B.best_by_nfe(rows)
+    summary = "\n".join(f"best within NFE {n}: {r.sampler} on {r.grid} (NFE {r.nfe}), {metric} {r.mean:.3f} +- {r.sd:.3f}"
+                         for n, r in sorted(best.items()))
+    print(table)
+    print()
+    print(summary)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samplers"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
+    p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
+               f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}, {args.num} samples each)",
+               references=references)
+    log(f"wrote {out / 'samplers.md'} and {p}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score samples or a run against reference data")
+    p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
+    p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
+                   "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
+                   "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder")
+    p.add_argument("--ref-seed", type=int, default=10_000, help="seed of the reference draw")
+    p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="pytorch-fid's pt_inception-2015-12-05 .pth: FID in the standard Inception space "
+                        "(default: the domain feature network, trained once on --ref and cached)")
+    p.add_argument("--cache-dir", default=None, help="feature network and reference feature cache "
+                   "(default $DENOISELAB_CACHE or ~/.cache/denoiselab)")
+    p.add_argument("--labels", default=None, metavar="NPY",
+                   help="intended class of each sample (.npy of ints): adds the conditional accuracy")
+    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the intervals (0: none)")
+    add_sampling(p)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
+    p.add_argument("run_dir")
+    p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME",
+                   help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
+    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), metavar="GRID",
+                   help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
+    p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES), help="evaluation budgets")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
+    p.add_argument("--num", type=int, default=2048, help="samples per seed")
+    p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
+    add_start(p)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    add_device(p)
+    p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
+    p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
+                   help="a horizontal line on the plot, e.g. \"ddpm 1000=2.41\" (repeatable)")
+    p.set_defaults(fn=cmd_benchmark_samplers)

@@ -1,0 +1,75 @@
+"""`denoiselab sample` and `denoiselab animate`: draw samples, watch the reverse process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import DenoiselabError
+from ..io import log
+from .common import add_sampling, draw, plan_from_args, save_array
+from .plot import image_data
+
+
+def cmd_sample(args) -> int:
+    from ..runs import load_run
+
+    run = load_run(Path(args.run_dir), device=args.device)
+    t0 = time.perf_counter()
+    x, nfe, kind, plan = draw(run, args, args.num)
+    if not torch.isfinite(x).all():
+        raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
+    save_array(Path(args.out), x, kind)
+    ends = f", {plan.ends()}" if plan.ends() else ""
+    log(f"wrote {args.num} samples to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
+         f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_animate(args) -> int:
+    from ..runs import load_run, reverse_gif
+
+    if args.run_dir == "forward":
+        from ..schedules import make_schedule
+        from ..viz.images import gif_forward_images
+
+        data = image_data(args.data, args.image_size)
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:min(args.num, 64)]
+        p = gif_forward_images(data.x[idx], make_schedule(args.schedule, args.T), Path(args.out), frames=args.frames,
+                               seed=args.seed)
+        log(f"wrote {p}")
+        return 0
+    from .guidance import conditioning
+
+    run = load_run(Path(args.run_dir), device=args.device)
+    plan = plan_from_args(run, args)
+    den, cond = conditioning(run, args, args.num)
+    p = reverse_gif(run, Path(args.out), seed=args.seed, num=args.num, frames=args.frames, denoiser=den, cond=cond,
+                    plan=plan)
+    log(f"wrote {p}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--num", type=int, default=2048)
+    p.add_argument("--out", required=True, help=".npy (float32, the data's frame) or .png (a picture)")
+    add_sampling(p)
+    p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("animate", help="GIF of the reverse process of a trained run, or `animate forward`")
+    p.add_argument("run_dir", help="a run directory (reverse process), or the word forward (forward process of --data)")
+    p.add_argument("--data", default="mnist", help="animate forward: image data set name or image folder")
+    p.add_argument("--image-size", type=int, default=64, help="animate forward: side of images read from a folder")
+    p.add_argument("--schedule", default="linear", help="animate forward: noise schedule")
+    p.add_argument("--T", type=int, default=1000, help="animate forward: number of steps")
+    p.add_argument("--out", required=True, help="output .gif")
+    p.add_argument("--num", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
+    add_sampling(p)
+    p.set_defaults(fn=cmd_animate)
+

@@ -1,0 +1,139 @@
+"""The training objectives, side by side: each maps (net, x0, cond, generator) to a scalar loss.
+
+| symbol | meaning |
+| --- | --- |
+| x0 | a batch of clean data |
+| t, tau | a VP step index; a flow time in [0, 1] |
+| eps | standard normal noise |
+| a, s | sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t): x_t = a x0 + s eps (Ho et al. 2020, eq. 4) |
+| SNR | a^2 / s^2 |
+
+Randomness is drawn from the run's CPU generator in a fixed order (t, eps, label dropout, input
+perturbation), so a resumed run draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .config import DiffusionConfig
+from .errors import DenoiselabError
+from .process import FLOW_TIME_SCALE, flow_interpolant, flow_velocity, q_sample, sample_t, scales, training_target
+from .schedules import NoiseSchedule
+
+
+def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
+                   min_snr: float = 0.0, perturbation: torch.Tensor | None = None) -> torch.Tensor:
+    """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization, or, with
+    ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4).
+    ``perturbation`` (gamma xi) is input perturbation (Ning et al. 2023, eq. 9): the network sees
+    a x0 + s (eps + gamma xi) but is trained toward the target built from eps, as if its input
+    carried the error its own earlier sampling steps leave."""
+    a, s = scales(schedule, t, x0)
+    xt = a * x0 + s * (eps if perturbation is None else eps + perturbation)
+    target = training_target(parameterization, x0, eps, a, s)
+    err = (net(xt, t.to(x0.device, x0.dtype), cond) - target).pow(2)
+    if min_snr > 0:
+        err = err * min_snr_weight(parameterization, a, s, min_snr).to(err.dtype)
+    return err.mean()
+
+
+def min_snr_weight(parameterization: str, a, s, gamma: float):
+    """Per-sample weight that turns the parameterization's squared error into
+    min(SNR, gamma) ||x0_hat - x0||^2 (Hang et al. 2023, sec. 3.4), SNR = a^2 / s^2: the same loss
+    whatever the network predicts, since the x0 error is (s / a) times the eps error and s times
+    the v error (a^2 + s^2 = 1). Clean-ish steps (SNR > gamma) no longer dominate the gradient."""
+    snr = (a / s).pow(2)
+    clipped = snr.clamp(max=gamma)
+    if parameterization == "eps":
+        return clipped / snr
+    if parameterization == "x0":
+        return clipped
+    if parameterization == "v":
+        return clipped / (snr + 1)
+    raise ValueError(f"unknown parameterization {parameterization!r}")
+
+
+def flow_loss(net, x0, tau, eps, cond=None, time_scale: float = 1000.0) -> torch.Tensor:
+    """Conditional flow matching loss ||u_theta(x_tau, tau) - (x0 - eps)||^2 (Lipman et al. 2023, eq. 23)."""
+    xt = flow_interpolant(x0, eps, tau)
+    return (net(xt, tau.to(x0.device, x0.dtype) * time_scale, cond) - flow_velocity(x0, eps)).pow(2).mean()
+
+
+def denoise_loss(net, x0, eps, sigma: float) -> torch.Tensor:
+    """Single-step denoiser loss ||D(x0 + sigma eps) - x0||^2 at one fixed sigma (CS180 project 5, part B.1)."""
+    return (net(x0 + sigma * eps, None, None) - x0).pow(2).mean()
+
+
+def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator,
+                null: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    """Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label is replaced
+    by -1 ("no label", which every conditional network maps to its null class) with prob. p_uncond;
+    each row of an (N, D) embedding condition by ``null`` (the empty prompt's embedding)."""
+    if cond is None or p_uncond <= 0:
+        return cond
+    drop = (torch.rand(cond.shape[:1], generator=generator) < p_uncond).to(cond.device)
+    if cond.is_floating_point():
+        if null is None:
+            raise DenoiselabError("embedding conditions need a null embedding to drop to (the empty prompt's)")
+        return torch.where(drop.view(-1, *([1] * (cond.ndim - 1))), null.to(cond.dtype).expand_as(cond), cond)
+    return torch.where(drop, torch.full_like(cond, -1), cond)
+
+
+def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
+                   null: Optional[torch.Tensor] = None):
+    """objective(net, x0, cond, generator) -> loss for the process ``d`` describes, on ``schedule``
+    (VP and classifier runs); ``null`` is the condition a dropped prompt becomes (text runs: the
+    empty prompt's embedding)."""
+    if d.kind == "denoise":
+        if d.sigma <= 0:
+            raise DenoiselabError("a single-step denoiser needs a noise level: --set diffusion.sigma=0.5")
+
+        def denoise_objective(net, x0, cond, generator):
+            return denoise_loss(net, x0, torch.randn(x0.shape, generator=generator).to(x0.device), d.sigma)
+
+        return denoise_objective
+    if d.kind == "flow":
+
+        def flow_objective(net, x0, cond, generator):
+            # Conditional flow matching with tau ~ U[0, 1] (Lipman et al. 2023, eq. 23).
+            tau = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+            cond = drop_labels(cond, d.p_uncond, generator, null)
+            return flow_loss(net, x0, tau, eps, cond, time_scale=FLOW_TIME_SCALE)
+
+        return flow_objective
+    if d.kind == "classifier":
+
+        def classifier_objective(net, x0, cond, generator):
+            # Noise-aware classifier (Dhariwal & Nichol 2021, sec. 4): cross-entropy of p(y | x_t, t)
+            # at t uniform over the schedule, x_t from q(x_t | x_0) (Ho et al. 2020, eq. 4).
+            if cond is None:
+                raise DenoiselabError("a classifier trains on labelled data: choose a data set with classes "
+                                      "(mnist, digits, a folder with one sub-folder per class)")
+            t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+            return F.cross_entropy(net(q_sample(schedule, x0, t, eps), t.to(x0.device, x0.dtype)).float(), cond)
+
+        return classifier_objective
+    if d.kind != "vp":
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
+    if d.parameterization not in ("eps", "x0", "v"):
+        raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
+
+    def objective(net, x0, cond, generator):
+        # Drawn on the CPU generator (the run's stream, saved in checkpoints), used on x0's device.
+        t = sample_t(schedule, x0.shape[0], generator, d.t_sampling, d.p_mean, d.p_std,
+                              (d.t_sigma_min, d.t_sigma_max), d.t_full)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        cond = drop_labels(cond, d.p_uncond, generator, null)
+        extra = None
+        if d.input_perturbation > 0:
+            extra = d.input_perturbation * torch.randn(x0.shape, generator=generator).to(x0.device)
+        return diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr,
+                                      perturbation=extra)
+
+    return objective

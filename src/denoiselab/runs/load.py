@@ -1,0 +1,128 @@
+"""Load a trained run: its config, its newest whole checkpoint, its network and denoiser.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import torch
+
+from ..config import RunConfig
+from ..denoiser import Denoiser
+from ..device import place
+from ..errors import DenoiselabError
+from ..io import log
+from ..training.checkpoint import load_latest
+from .build import build_denoiser, build_net, fit_data_moments, open_dataset
+
+if TYPE_CHECKING:
+    from ..samplers.start import DataMoments
+
+
+CONFIG = "config.json"
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    net: torch.nn.Module
+    denoiser: Denoiser
+    step: int
+    run_dir: Path
+    info: dict
+    moments: Optional["DataMoments"] = None  # the data's, stored at training (None: fitted on demand)
+
+    @property
+    def kind(self) -> str:
+        return self.info.get("kind", "points")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.info.get("sample_shape", (2,)))
+
+    def data_sigma_range(self) -> tuple[float, float]:
+        """The run's (sigma_min, sigma_max): the data's (grids.fit_sigma_range) or the preset's
+        measured one, stored at training time;
+        runs trained before it was stored fit it from their data set now (once per load), and
+        fall back to the model's trained range if that data set cannot be read here."""
+        s = self.config.sample
+        if s.sigma_min and s.sigma_max:
+            return s.sigma_min, s.sigma_max
+        if getattr(self, "_fitted", None) is None:
+            from ..samplers.grids import fit_sigma_range
+
+            try:
+                cfg = self.config
+                data = open_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
+                self._fitted = fit_sigma_range(data.x, data.kind)
+            except DenoiselabError as e:
+                log(f"warning: cannot read {self.config.data.name!r} to fit the grid's noise range ({e}); "
+                      "using the model's whole trained range")
+                self._fitted = self.denoiser.sigma_range
+        return self._fitted
+
+    def data_moments(self) -> Optional["DataMoments"]:
+        """The data's moments (``samplers.start``): stored in the checkpoint at training; runs
+        trained before they were stored fit them from their data set now (once per load), or
+        have none (None: a standard-normal start) if that data set cannot be read here."""
+        if self.moments is None and not getattr(self, "_moments_tried", False):
+            self._moments_tried = True
+            cfg = self.config
+            try:
+                data = open_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
+                self.moments = fit_data_moments(data)
+            except DenoiselabError as e:
+                log(f"warning: cannot read {cfg.data.name!r} to fit the data's moments ({e}); "
+                      "sampling starts from N(0, I)")
+        return self.moments
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise DenoiselabError(f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME --out {run_dir}`)")
+    if not path.is_file():
+        raise DenoiselabError(f"{run_dir} has no {CONFIG}: is it a run directory made by `denoiselab train`?")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise DenoiselabError(f"{path} is not a valid run config ({e}): retrain or fix the file") from None
+
+
+def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
+    """Load a trained run for sampling: the architecture comes from the checkpoint's own config.
+    The weights are read on the CPU and the network moved to ``device`` (default: the CPU), so a
+    checkpoint written on any device loads on any other."""
+    run_dir = Path(run_dir)
+    read_config(run_dir)  # clear error if this is not a run directory
+    # The newest whole checkpoint: a corrupt latest one is named on stderr and the previous used.
+    ck = load_latest(run_dir, log=log)
+    if ck is None:
+        raise DenoiselabError(f"{run_dir} has no checkpoint yet: train it (or resume it with "
+                              f"`denoiselab train --out {run_dir} --resume`)")
+    cfg = RunConfig.from_dict(ck["config"])
+    net = build_net(cfg)
+    weights = ck["ema"] if (use_ema and ck["ema"] is not None) else ck["model"]
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise DenoiselabError(f"checkpoint weights do not fit the model in its config: {str(e).splitlines()[0]}") from None
+    if device is not None:
+        net = place(net, device)
+    net.eval()
+    from ..samplers.start import DataMoments
+
+    return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
+                     DataMoments.from_tensors(ck.get("moments") or {}))
+
+
+def require_sampler(run: LoadedRun) -> None:
+    if run.denoiser is None and run.config.diffusion.kind == "classifier":
+        raise DenoiselabError(f"{run.run_dir} is a noise-aware classifier: it cannot be sampled; use it to guide "
+                              f"a run with `denoiselab sample RUN --classifier {run.run_dir} --class K`")
+    if run.denoiser is None:
+        raise DenoiselabError(f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
+                              "sampled; its pictures are denoiser_sigmas.png in the run directory")

@@ -1,0 +1,142 @@
+"""The sampling plan: how a run is sampled when a command leaves something out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import DenoiselabError
+from .load import LoadedRun, require_sampler
+
+if TYPE_CHECKING:
+    from ..samplers.start import DataMoments
+
+
+def eta_text(record: dict) -> str:
+    """" (eta 4, 8 at sigma <= 3)" for a plan's or a pictures.json record's eta ("" without one)."""
+    parts = [f"eta {record['eta']:g}"] if "eta" in record else []
+    if "eta_switch" in record:
+        parts.append(f"{record.get('eta_low', 0.0):g} at sigma <= {record['eta_switch']:g}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+@dataclass
+class SamplingPlan:
+    """How to sample a run: the keyword arguments of ``samplers.api.generate`` (with ``opts`` the
+    sampler's own options), decided by :func:`sampling_plan`."""
+    sampler: str
+    steps: int
+    grid: str
+    grid_opts: dict
+    opts: dict
+    precision: str = "none"
+    start: str = "auto"                  # auto, moments or gaussian (see start_moments)
+    run: Optional["LoadedRun"] = None    # whose data moments a moment-matched start uses
+
+    def start_moments(self) -> Optional["DataMoments"]:
+        """The moments sampling starts from, or None for x_T ~ N(0, I) (``start_moments``)."""
+        return start_moments(self.run, self.start, self.sampler, self.opts) if self.run is not None else None
+
+    def kwargs(self) -> dict:
+        return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
+                    precision=self.precision, start=self.start_moments(), **self.opts)
+
+    def eta_record(self) -> dict:
+        """eta, and eta_low with eta_switch where the steps below a noise level take another eta."""
+        keys = ("eta", "eta_low", "eta_switch") if self.opts.get("eta_switch", 0) > 0 else ("eta",)
+        return {k: self.opts[k] for k in keys if k in self.opts}
+
+    def describe(self) -> str:
+        eta = eta_text(self.eta_record())
+        bf = f", network in {self.precision}" if self.precision != "none" else ""
+        return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
+
+    def start_note(self) -> str:
+        """", starting from the data's moments" when it does ("" for N(0, I)), for the logs."""
+        return ", starting from the data's moments" if self.start_moments() is not None else ""
+
+    def record(self, nfe: int, num: int, **extra) -> dict:
+        """What a run's pictures.json says about how its samples were drawn."""
+        eta = self.eta_record()
+        start = "moments" if self.start_moments() is not None else "gaussian"
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "precision": self.precision,
+                "start": start, "nfe": nfe, "num": num, **extra}
+
+    def ends(self) -> str:
+        """The grid's sigma range, if it is placed by one ("" otherwise)."""
+        g = self.grid_opts
+        return f"sigma {g['sigma_max']:.3g} to {g['sigma_min']:.3g}" if "sigma_max" in g and "sigma_min" in g else ""
+
+
+def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None,
+                  grid: Optional[str] = None, grid_opts: Optional[dict] = None,
+                  opts: Optional[dict] = None, start: Optional[str] = None) -> SamplingPlan:
+    """The one place that decides how a run is sampled when a command leaves something out.
+
+    - sampler: the run's stored one (``config.sample.sampler``, the measured best of its preset);
+    - steps: the stored steps if the sampler is the stored one, else the sampler's default
+      (``samplers.default_steps``);
+    - grid: the stored grid for the stored sampler, else the sampler's default
+      (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
+      (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
+    - eta: the stored one for the stored sampler, if set, and likewise eta_low below eta_switch;
+    - precision: the stored ``config.sample.precision`` (the network's autocast while sampling);
+    - start: ``auto`` (``SamplingPlan.start_moments``: deterministic samplers start from the
+      noised data's mean and covariance, stochastic ones from N(0, I)), ``moments`` or ``gaussian``.
+    """
+    from ..samplers import SAMPLERS, default_steps, takes_option
+    from ..samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
+
+    require_sampler(run)
+    s = run.config.sample
+    own = sampler is None or sampler == s.sampler
+    sampler = sampler or s.sampler
+    if sampler not in SAMPLERS:
+        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    steps = steps or (s.steps if own else default_steps(sampler, run.denoiser))
+    grid = grid or (s.grid if own and s.grid else default_grid(sampler, run.denoiser))
+    grid_opts = dict(grid_opts or {})
+    if grid in SIGMA_GRIDS and not ("sigma_min" in grid_opts and "sigma_max" in grid_opts):
+        lo, hi = clamp_sigma_range(run.denoiser, *run.data_sigma_range())
+        if grid_opts.get("sigma_max", hi) <= lo:  # a user's sigma_max below the fitted sigma_min
+            lo = run.denoiser.sigma_range[0]
+        if grid_opts.get("sigma_min", lo) >= hi:  # a user's sigma_min above the fitted sigma_max
+            hi = run.denoiser.sigma_range[1]
+        grid_opts = {"sigma_min": lo, "sigma_max": hi, **grid_opts}
+    opts = dict(opts or {})
+    if own and s.eta > 0 and takes_option(sampler, "eta"):
+        opts.setdefault("eta", s.eta)
+    if own and s.eta_switch > 0 and takes_option(sampler, "eta_switch"):
+        opts.setdefault("eta_low", s.eta_low)
+        opts.setdefault("eta_switch", s.eta_switch)
+    start = _check_start(start or "auto")
+    return SamplingPlan(sampler, int(steps), grid, grid_opts, opts, s.precision, start, run)
+
+
+START_MODES = ("auto", "moments", "gaussian")
+
+
+def _check_start(start: str) -> str:
+    if start not in START_MODES:
+        raise DenoiselabError(f"unknown start {start!r}: choose one of {', '.join(START_MODES)}")
+    return start
+
+
+def start_moments(run: LoadedRun, start: str, sampler: str, opts: dict) -> Optional["DataMoments"]:
+    """The moments ``sampler`` with ``opts`` starts from on ``run``, or None for x_T ~ N(0, I):
+    ``moments`` always, ``gaussian`` never, ``auto`` for deterministic samplers only, which carry
+    a mismatched start to their samples where stochastic ones forget it (README, "Where sampling
+    starts"). Diffusion and flow runs have moments; a run trained before they were stored fits
+    them from its data set on first use."""
+    from ..samplers import is_deterministic
+
+    if _check_start(start) == "gaussian" or run.config.diffusion.kind not in ("vp", "flow"):
+        return None
+    if start == "auto" and not is_deterministic(sampler, opts):
+        return None
+    moments = run.data_moments()
+    if moments is None and start == "moments":
+        raise DenoiselabError(f"{run.run_dir} has no data moments and its data set cannot be read here: "
+                              "use --start gaussian (or auto)")
+    return moments
