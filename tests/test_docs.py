@@ -36,25 +36,35 @@ def relative_links(markdown: str) -> list[str]:
 def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs", reason="the docs extra: pip install -e '.[docs]'")
     pytest.importorskip("mkdocstrings", reason="the docs extra: pip install -e '.[docs]'")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     assert (tmp_path / "site" / "index.html").is_file()
 
 
 def test_readme_is_short():
     lines = README.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= README_MAX_LINES, (f"README.md has {len(lines)} lines, at most {README_MAX_LINES}: "
-                                            "move detail into docs/ and link it")
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines, at most {README_MAX_LINES}: move detail into docs/ and link it"
+    )
 
 
 def test_every_results_page_names_its_command():
     pages = sorted(RESULTS.glob("*.md"))
     assert pages, "docs/results/ holds no pages"
-    silent = [p.name for p in pages
-              if not any("python benchmarks/" in line or "denoiselab " in line
-                         for line in p.read_text(encoding="utf-8").splitlines())]
+    silent = [
+        p.name
+        for p in pages
+        if not any(
+            "python benchmarks/" in line or "denoiselab " in line for line in p.read_text(encoding="utf-8").splitlines()
+        )
+    ]
     assert not silent, f"results pages that name no command that measures them: {silent}"
 
 
@@ -78,5 +88,5 @@ def test_readme_links_resolve():
 
 
 def test_relative_links_ignores_code_urls_and_anchors():
-    md = "[a](docs/x.md#part) ![b](img.png \"t\") [c](https://e.org) [d](#top)\n```\n[e](nope.md)\n```\n"
+    md = '[a](docs/x.md#part) ![b](img.png "t") [c](https://e.org) [d](#top)\n```\n[e](nope.md)\n```\n'
     assert relative_links(md) == ["docs/x.md", "img.png"]
