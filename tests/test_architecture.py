@@ -75,3 +75,67 @@ def test_only_the_command_line_reads_argv():
             if word in text:
                 found.append(f"{path.relative_to(ROOT)}: {word}")
     assert not found, found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (at any depth of the file, lazy imports included)."""
+    names = {}
+    for path in modules():
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        if is_pkg:
+            parts = parts[:-1]
+        names[path] = (".".join(parts), is_pkg)
+    known = {m for m, _ in names.values()}
+    graph: dict[str, set[str]] = {m: set() for m in known}
+    for path, (mod, is_pkg) in names.items():
+        package = mod if is_pkg else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                candidates = [f"{target}.{a.name}" for a in node.names] + [target]
+            elif isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            else:
+                continue
+            for c in candidates:
+                if c in known and c != mod:
+                    graph[mod].add(c)
+                    break
+    return graph
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or round a loop (Tarjan's strongly connected
+    components). A package's __init__ handing on its submodules' names is no circle as long as
+    the submodules import each other, never the package."""
+    graph = import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)

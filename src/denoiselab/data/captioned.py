@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import DenoiselabError
-from . import TensorData
+from .tensors import TensorData
 
 # name -> RGB with max channel 1 (so grayscale() recovers the stroke) and hue on a 60-degree sector.
 PALETTE: dict[str, tuple[float, float, float]] = {
