@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import torch
-
 from ..errors import DenoiselabError
-from .tensors import TensorData, decode_uint8
+from .tensors import TensorData
 from .toy2d import TOY_DATASETS, GaussianMixture, default_mixture, load_toy
 
 
