@@ -64,6 +64,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
     ``start``: None starts from x_T ~ N(0, I); a ``start.DataMoments`` starts from the Gaussian
     with the noised data's mean and covariance at the grid's first point (same noise, mapped).
     """
+    # Imported at call time: the package that holds the registry may import this module.
     from . import get_sampler
 
     fn = get_sampler(sampler)

@@ -85,12 +85,89 @@ def _check_etas(name: str, eta: float, eta_low: float, eta_switch: float) -> Non
                               f"0 for one eta everywhere")
 
 
+def _step_order(q: int, i: int, n: int, t_next, eta: float) -> int:
+    """The order of step i of n, given the q data predictions in the history."""
+    if t_next is None:
+        return 1
+    if i == n - 2 and n < LOWER_ORDER_FINAL_BELOW:
+        return min(q, 2)
+    if eta > 0 and n < LOWER_ORDER_FINAL_BELOW:
+        # The SDE's 3rd-order term extrapolates over the step stretched by (1 + eta); on few
+        # steps that overshoots (with the full-weight second difference: swiss roll, 5 steps,
+        # chamfer 561 against the 2nd order's 62; MNIST, 10 steps at eta 4, FID 1.06 against
+        # 0.88; with the reference weight, MNIST training 0: 0.99 against 0.91), so
+        # dpmpp-3m-sde is 2M below 15 steps.
+        return min(q, 2)
+    return q
+
+
+def _ode_step(x, x0_hat, hist, q: int, h: float, ratio: float, a_n: float, exact: bool) -> torch.Tensor:
+    """One DPM-Solver++ step of order q on the data-prediction ODE (Lu et al. 2022)."""
+    phi = -math.expm1(-h)  # 1 - e^{-h}, exact for small h
+    if q == 1:
+        # DPM-Solver++ 1st order, which is DDIM (Lu et al. 2022, sec. 4).
+        return ratio * x + a_n * phi * x0_hat
+    if q == 2:
+        # Multistep 2nd order, Algorithm 2 (midpoint form).
+        (l0, m0), (l1, m1) = hist[0], hist[1]
+        r0 = (l0 - l1) / h
+        d1 = (m0 - m1) / r0
+        return ratio * x + a_n * phi * m0 + 0.5 * a_n * phi * d1
+    # Multistep 3rd order (Lu et al. 2022, appendix; diffusers multistep_dpm_solver_third_order_update).
+    d1, d2 = _third_order_differences(hist, h, exact)
+    em1 = math.expm1(-h)  # e^{-h} - 1
+    return (ratio * x - a_n * em1 * hist[0][1] + a_n * (em1 / h + 1) * d1
+            - a_n * ((em1 + h) / h**2 - 0.5) * d2)
+
+
+def _sde_drift(x, x0_hat, hist, q: int, h: float, eta: float, ratio: float, a_n: float, exact: bool,
+               warm_up_phi_2: bool) -> torch.Tensor:
+    """One SDE-DPM-Solver++ step of order q to a finite t_next, before its fresh noise.
+
+    SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde) on the
+    family of reverse SDEs dx = [f x - (1 + tau^2)/2 g^2 score] dt + tau g dw, which all share the
+    data's marginals (Xue et al. 2023, SA-Solver, sec. 4), with eta = tau^2; linear part exact
+    (ibid., sec. 5, data-prediction form):
+      x_next = (s_n / s) e^{-eta h} x + a_n (1 - e^{-(1+eta) h}) D + s_n sqrt(1 - e^{-2 eta h}) z
+    eta = 1 is the reverse SDE (diffusers' "sde-dpmsolver++"); eta = 0 the ODE solver; eta > 1
+    adds Langevin-like noise that corrects more of the network's error.
+    """
+    phi_sde = -math.expm1(-(1.0 + eta) * h)
+    x_next = ratio * math.exp(-eta * h) * x + a_n * phi_sde * x0_hat
+    if q == 2 and warm_up_phi_2:
+        # The 3rd-order solver's warm-up step, as k-diffusion sample_dpmpp_3m_sde takes it:
+        # d = h x0_hat'(lam) from the backward difference against the weight
+        # phi_2 = 1 - (1 - e^{-H}) / H, the integral of the kernel (1 + eta) e^{-(1 + eta)(lam_n - u)}
+        # against a linear x0_hat(u) (DPM-Solver++'s phi_2 with h -> H = (1 + eta) h).
+        (l0, m0), (l1, m1) = hist[0], hist[1]
+        big_h = (1.0 + eta) * h
+        x_next = x_next + a_n * (1.0 - phi_sde / big_h) * ((m0 - m1) / ((l0 - l1) / h))
+    elif q == 2:
+        # 2nd-order multistep correction (midpoint form, as in the ODE solver; k-diffusion
+        # sample_dpmpp_2m_sde's default): 0.5 (1 - e^{-H}) agrees with phi_2 to O(H^2).
+        (l0, m0), (l1, m1) = hist[0], hist[1]
+        x_next = x_next + 0.5 * a_n * phi_sde * (m0 - m1) / ((l0 - l1) / h)
+    elif q >= 3:
+        # 3rd-order multistep correction: the ODE's 3rd-order update with h replaced by
+        # H = (1 + eta) h, since x0_hat enters through the kernel (1 + eta) e^{-(1 + eta)(lam_n - lam)}
+        # (k-diffusion sample_dpmpp_3m_sde); with ``exact``, exact for a quadratic x0_hat.
+        d1, d2 = _third_order_differences(hist, h, exact)
+        big_h = (1.0 + eta) * h
+        phi_2 = 1.0 - phi_sde / big_h
+        phi_3 = phi_2 / big_h - 0.5
+        x_next = x_next + a_n * (phi_2 * d1 - phi_3 * d2)
+    return x_next
+
+
 def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, eta: float = 0.0,
                      noise: Noise = None, s_noise: float = 1.0, exact: bool = False, eta_low: float = 0.0,
                      eta_switch: float = 0.0) -> torch.Tensor:
     eta_high = eta
     pairs = grid_pairs(timesteps)
     n = len(pairs)
+    # From 15 steps on, the 3rd-order SDE solver warms up with k-diffusion's phi_2 weight; below,
+    # it is the measured dpmpp-2m-sde (midpoint weight), see sample_dpmpp_3m_sde.
+    warm_up_phi_2 = order == 3 and n >= LOWER_ORDER_FINAL_BELOW
     x = x_T
     hist: list[tuple[float, torch.Tensor]] = []  # (lambda, x0_hat), newest first, finite lambdas only
     for i, (t, t_next) in enumerate(pairs):
@@ -104,73 +181,16 @@ def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, et
         else:
             hist = []
         a_n, s_n = scales_at(denoiser, t_next)
-        lam_n = _lam(a_n, s_n)
-        h = lam_n - lam
-        phi = -math.expm1(-h)  # 1 - e^{-h}, exact for small h
-        q = max(1, len(hist))
-        if t_next is None:
-            q = 1
-        elif i == n - 2 and n < LOWER_ORDER_FINAL_BELOW:
-            q = min(q, 2)
-        elif eta > 0 and n < LOWER_ORDER_FINAL_BELOW:
-            # The SDE's 3rd-order term extrapolates over the step stretched by (1 + eta); on few
-            # steps that overshoots (with the full-weight second difference: swiss roll, 5 steps,
-            # chamfer 561 against the 2nd order's 62; MNIST, 10 steps at eta 4, FID 1.06 against
-            # 0.88; with the reference weight, MNIST training 0: 0.99 against 0.91), so
-            # dpmpp-3m-sde is 2M below 15 steps.
-            q = min(q, 2)
+        h = _lam(a_n, s_n) - lam
+        q = _step_order(max(1, len(hist)), i, n, t_next, eta)
         ratio = s_n / s
-        if eta > 0:
-            # SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde)
-            # on the family of reverse SDEs dx = [f x - (1 + tau^2)/2 g^2 score] dt + tau g dw,
-            # which all share the data's marginals (Xue et al. 2023, SA-Solver, sec. 4), with
-            # eta = tau^2; linear part exact (ibid., sec. 5, data-prediction form):
-            #   x_next = (s_n / s) e^{-eta h} x + a_n (1 - e^{-(1+eta) h}) D + s_n sqrt(1 - e^{-2 eta h}) z
-            # eta = 1 is the reverse SDE (diffusers' "sde-dpmsolver++"); eta = 0 the ODE solver
-            # above; eta > 1 adds Langevin-like noise that corrects more of the network's error.
-            if t_next is None:
-                x_next = x0_hat  # h = inf: the step lands on the data prediction, no noise left
-            else:
-                phi_sde = -math.expm1(-(1.0 + eta) * h)
-                x_next = ratio * math.exp(-eta * h) * x + a_n * phi_sde * x0_hat
-                if q == 2 and order == 3 and n >= LOWER_ORDER_FINAL_BELOW:
-                    # The 3rd-order solver's warm-up step, as k-diffusion sample_dpmpp_3m_sde takes it:
-                    # d = h x0_hat'(lam) from the backward difference against the weight
-                    # phi_2 = 1 - (1 - e^{-H}) / H, the integral of the kernel (1 + eta) e^{-(1 + eta)(lam_n - u)}
-                    # against a linear x0_hat(u) (DPM-Solver++'s phi_2 with h -> H = (1 + eta) h).
-                    (l0, m0), (l1, m1) = hist[0], hist[1]
-                    big_h = (1.0 + eta) * h
-                    x_next = x_next + a_n * (1.0 - phi_sde / big_h) * ((m0 - m1) / ((l0 - l1) / h))
-                elif q == 2:
-                    # 2nd-order multistep correction (midpoint form, as in the ODE solver; k-diffusion
-                    # sample_dpmpp_2m_sde's default): 0.5 (1 - e^{-H}) agrees with phi_2 to O(H^2).
-                    (l0, m0), (l1, m1) = hist[0], hist[1]
-                    x_next = x_next + 0.5 * a_n * phi_sde * (m0 - m1) / ((l0 - l1) / h)
-                elif q >= 3:
-                    # 3rd-order multistep correction: the ODE's 3rd-order update with h replaced by
-                    # H = (1 + eta) h, since x0_hat enters through the kernel (1 + eta) e^{-(1 + eta)(lam_n - lam)}
-                    # (k-diffusion sample_dpmpp_3m_sde); with ``exact``, exact for a quadratic x0_hat.
-                    d1, d2 = _third_order_differences(hist, h, exact)
-                    big_h = (1.0 + eta) * h
-                    phi_2 = 1.0 - phi_sde / big_h
-                    phi_3 = phi_2 / big_h - 0.5
-                    x_next = x_next + a_n * (phi_2 * d1 - phi_3 * d2)
-                x_next = x_next + s_n * math.sqrt(-math.expm1(-2.0 * eta * h)) * s_noise * randn(noise, i + 1, x)
-        elif q == 1:
-            # DPM-Solver++ 1st order, which is DDIM (Lu et al. 2022, sec. 4).
-            x_next = ratio * x + a_n * phi * x0_hat
-        elif q == 2:
-            # Multistep 2nd order, Algorithm 2 (midpoint form).
-            (l0, m0), (l1, m1) = hist[0], hist[1]
-            r0 = (l0 - l1) / h
-            d1 = (m0 - m1) / r0
-            x_next = ratio * x + a_n * phi * m0 + 0.5 * a_n * phi * d1
+        if eta > 0 and t_next is None:
+            x_next = x0_hat  # h = inf: the SDE step lands on the data prediction, no noise left
+        elif eta > 0:
+            x_next = _sde_drift(x, x0_hat, hist, q, h, eta, ratio, a_n, exact, warm_up_phi_2)
+            x_next = x_next + s_n * math.sqrt(-math.expm1(-2.0 * eta * h)) * s_noise * randn(noise, i + 1, x)
         else:
-            # Multistep 3rd order (Lu et al. 2022, appendix; diffusers multistep_dpm_solver_third_order_update).
-            d1, d2 = _third_order_differences(hist, h, exact)
-            em1 = math.expm1(-h)  # e^{-h} - 1
-            x_next = (ratio * x - a_n * em1 * hist[0][1] + a_n * (em1 / h + 1) * d1
-                      - a_n * ((em1 + h) / h**2 - 0.5) * d2)
+            x_next = _ode_step(x, x0_hat, hist, q, h, ratio, a_n, exact)
         report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
