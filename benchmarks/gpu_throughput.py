@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from denoiselab.config import get_preset
 from denoiselab.device import autocast, enable_fast_math, place, resolve_device
 from denoiselab.models import build_model
+from denoiselab.presets import get_preset
 from unet_throughput import DiffusersAdapter, diffusers_twin, n_params  # noqa: E402
 
 # preset -> the batch issue 12 measures it at

@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 
 from denoiselab import runs as R
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.data import build_dataset
 from denoiselab.device import module_device, sampling_batch_size
 from denoiselab.evaluation.images import domain_extractor, evaluate_images
 from denoiselab.io import cache_folder
+from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
 from denoiselab.viz.images import save_grid
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from denoiselab import runs
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.data import load_toy
 from denoiselab.evaluation import chamfer_distance
+from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
 
 SEEDS = (0, 1, 2)

@@ -19,7 +19,8 @@ import torch
 
 import denoiselab
 from denoiselab import runs
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
+from denoiselab.presets import get_preset
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from denoiselab.config import get_preset
 from denoiselab.models import build_model
+from denoiselab.presets import get_preset
 
 
 def n_params(m: torch.nn.Module) -> int:

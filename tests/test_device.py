@@ -14,11 +14,12 @@ import torch
 
 import denoiselab
 from denoiselab import runs
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.data import build_dataset
 from denoiselab.device import autocast_dtype, module_device, place, resolve_device
 from denoiselab.errors import DenoiselabError
 from denoiselab.models.unet import AttentionBlock, UNet
+from denoiselab.presets import get_preset
 from denoiselab.runs import validate_config
 from denoiselab.samplers.api import generate
 

@@ -336,7 +336,7 @@ def test_classifier_run_trains_loads_and_checks_its_schedule(runs):
 
 def test_classifier_objective_is_cross_entropy_at_q_sample():
     """The objective draws t ~ U{0..T-1}, eps ~ N(0, I) from the trainer's generator, scores x_t."""
-    from denoiselab.config import get_preset
+    from denoiselab.presets import get_preset
     from denoiselab.runs import build_objective, build_schedule
 
     cfg = get_preset("mnist-classifier")
@@ -359,7 +359,8 @@ def test_classifier_objective_is_cross_entropy_at_q_sample():
 def test_classifier_learns_digits_at_low_noise(tmp_path):
     """A few hundred steps of the trainer make the noise-aware classifier see clean 8x8 digits."""
     from denoiselab import runs
-    from denoiselab.config import apply_overrides, get_preset
+    from denoiselab.config import apply_overrides
+    from denoiselab.presets import get_preset
     from denoiselab.training.trainer import Trainer
 
     cfg = apply_overrides(get_preset("mnist-classifier"), ["data.name=digits", "model.image_size=8", "model.ch=16",
@@ -451,10 +452,11 @@ def test_training_sweep_writes_guidance_grid_for_class_runs_only(runs, tmp_path)
 
 def test_presets_for_conditioning(tmp_path):
     from denoiselab import runs
-    from denoiselab.config import apply_overrides, get_preset
+    from denoiselab.config import apply_overrides
     from denoiselab.data import build_dataset
     from denoiselab.errors import DenoiselabError
     from denoiselab.models import CS180UNet
+    from denoiselab.presets import get_preset
 
     c = get_preset("cs180-class")
     assert (c.model.name, c.model.options["num_classes"], c.diffusion.T, c.diffusion.p_uncond) == ("cs180-unet", 10, 300, 0.1)

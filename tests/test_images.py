@@ -12,13 +12,14 @@ from PIL import Image
 
 from denoiselab import runs
 from denoiselab.cli import main
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.data import build_dataset
 from denoiselab.data.image_files import load_cifar10, load_idx, load_image_folder
 from denoiselab.errors import DenoiselabError
 from denoiselab.models import build_model
 from denoiselab.models.cs180 import CS180UNet
 from denoiselab.models.unet import UNet
+from denoiselab.presets import get_preset
 from denoiselab.schedules import make_schedule
 from denoiselab.viz import images as V
 

@@ -16,8 +16,9 @@ import torch
 
 from denoiselab import runs
 from denoiselab.cli import main
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.errors import DenoiselabError
+from denoiselab.presets import get_preset
 from denoiselab.training import checkpoint as C
 from denoiselab.training.trainer import TrainingInterrupted
 

@@ -10,7 +10,7 @@ import pytest
 
 from denoiselab import runs as R
 from denoiselab.cli import main
-from denoiselab.config import get_preset
+from denoiselab.presets import get_preset
 from denoiselab.viz import compare, pagecheck, report
 
 IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",

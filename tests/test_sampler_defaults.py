@@ -9,8 +9,9 @@ import torch
 
 from denoiselab import runs
 from denoiselab.cli import main
-from denoiselab.config import RunConfig, SampleConfig, apply_overrides, get_preset
+from denoiselab.config import RunConfig, SampleConfig, apply_overrides
 from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser
+from denoiselab.presets import get_preset
 from denoiselab.samplers import SAMPLERS, default_steps
 from denoiselab.samplers.api import generate
 from denoiselab.samplers.grids import (
@@ -156,7 +157,7 @@ def test_old_configs_load_without_the_new_fields():
 
 
 def test_every_preset_stores_a_sampler_the_config_accepts():
-    from denoiselab.config import PRESETS
+    from denoiselab.presets import PRESETS
     from denoiselab.runs import validate_config
 
     for name in PRESETS:

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from denoiselab import runs
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.denoiser import AnalyticGaussianDenoiser, AnalyticMixtureDenoiser, Denoiser, FlowDenoiser
 from denoiselab.errors import DenoiselabError
 from denoiselab.models import ResidualMLP
+from denoiselab.presets import get_preset
 from denoiselab.rng import SampleNoise
 from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, is_deterministic, make_grid, sample_ddim, sample_euler
 from denoiselab.samplers.api import generate

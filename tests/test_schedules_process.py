@@ -231,7 +231,8 @@ def test_the_objective_perturbs_the_input_only_when_asked():
     a x0 + s (eps + gamma xi), xi a second draw of the run's generator, and scores it against eps;
     gamma = 0 (every preset's default) draws nothing extra and is L_simple as before."""
     from denoiselab import runs
-    from denoiselab.config import apply_overrides, get_preset
+    from denoiselab.config import apply_overrides
+    from denoiselab.presets import get_preset
     x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
 
     def run(gamma):

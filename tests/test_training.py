@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from denoiselab import runs
-from denoiselab.config import apply_overrides, get_preset
+from denoiselab.config import apply_overrides
 from denoiselab.errors import DenoiselabError
+from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
 from denoiselab.training.checkpoint import load_checkpoint, save_checkpoint
 from denoiselab.training.trainer import CHECKPOINT, lr_at

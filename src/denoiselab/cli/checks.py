@@ -151,10 +151,10 @@ def _check_counts(args, zero_ok: dict[str, str]) -> None:
 
 
 def _check_train(args) -> None:
-    from ..config import PRESETS
+    from ..presets import get_preset
 
-    if args.preset is not None and args.preset not in PRESETS:
-        raise DenoiselabError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    if args.preset is not None:
+        get_preset(args.preset)  # a shipped name, or a user's .toml file that loads: else its one-line error
     writable_dir(args.out, "--out")
     for item in args.set:
         if "=" not in item or not item.split("=", 1)[0].strip():

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from .. import runs
-from ..config import apply_overrides, get_preset
+from ..config import apply_overrides
 from ..data import load_toy
 from ..evaluation import chamfer_distance
 from ..evaluation.report import append_metrics, evaluate_points
+from ..presets import get_preset
 from ..samplers.api import generate
 from ..viz import plots
 

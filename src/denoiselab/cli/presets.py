@@ -1,15 +1,13 @@
-"""`denoiselab presets`: every preset, one line each."""
+"""`denoiselab presets`: every preset, one line each (NAME  summary (source)), grouped by the
+family file it lives in (denoiselab/presets/*.toml)."""
 
 from __future__ import annotations
 
-from ..config import PRESETS
+from ..presets import listing
 
 
 def cmd_presets(args) -> int:
-    width = max(map(len, PRESETS))
-    for name in PRESETS:
-        doc = (PRESETS[name].__doc__ or "").strip().split(".")[0].replace("\n", " ")
-        print(f"{name:{width}s}  {' '.join(doc.split())}")
+    print("\n".join(listing()))
     return 0
 
 

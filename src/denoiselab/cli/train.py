@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import PRESETS
 from ..errors import DenoiselabError
 from ..io import log
+from ..presets import PRESETS
 from .common import add_device
 
 
@@ -72,7 +72,8 @@ def cmd_train(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model from a preset")
-    p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default swiss-roll)")
+    p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default swiss-roll); or your "
+                   "own preset file, FILE.toml or FILE.toml:NAME (`denoiselab presets` lists them)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: steps, batch_size, lr, seed, train.ema_decay, model.width, ...")

@@ -52,7 +52,8 @@ def resolve_train_config(out: Path, preset: Optional[str], sets: list[str], resu
     A different preset, or a --set of the model, data or diffusion process, is an error naming the
     settings that differ: resume without --preset/--set, or choose another --out.
     """
-    from ..config import apply_overrides, get_preset
+    from ..config import apply_overrides
+    from ..presets import get_preset
     from .validate import validate_config
 
     out = Path(out)
