@@ -320,7 +320,7 @@ def test_sample_class_guidance_and_classifier(runs, tmp_path):
 
 
 def test_classifier_run_trains_loads_and_checks_its_schedule(runs):
-    from denoiselab import runs
+    from denoiselab import runs as R
     from denoiselab.errors import DenoiselabError
     from denoiselab.runs import check_classifier, load_classifier
 
@@ -328,7 +328,7 @@ def test_classifier_run_trains_loads_and_checks_its_schedule(runs):
     x = torch.zeros(3, 1, 8, 8)
     assert clf.net(x, torch.tensor([0.0, 500.0, 999.0])).shape == (3, 10)
     assert not any(p.requires_grad for p in clf.net.parameters())
-    run = runs.load_run(runs / "uncond")
+    run = R.load_run(runs / "uncond")
     check_classifier(run, clf)
     with pytest.raises(DenoiselabError, match="another noise schedule"):
         check_classifier(run, load_classifier(runs / "clf300"))
@@ -358,17 +358,17 @@ def test_classifier_objective_is_cross_entropy_at_q_sample():
 
 def test_classifier_learns_digits_at_low_noise(tmp_path):
     """A few hundred steps of the trainer make the noise-aware classifier see clean 8x8 digits."""
-    from denoiselab import runs
+    from denoiselab import runs as R
     from denoiselab.config import apply_overrides
     from denoiselab.presets import get_preset
     from denoiselab.training.trainer import Trainer
 
     cfg = apply_overrides(get_preset("mnist-classifier"), ["data.name=digits", "model.image_size=8", "model.ch=16",
                                                             "steps=150", "batch_size=64", "ema_decay=0", "warmup=10"])
-    data = runs.build_data(cfg)
+    data = R.build_data(cfg)
     torch.manual_seed(0)
-    net = runs.build_net(runs.resolve_config(cfg, data))
-    Trainer(net, runs.build_objective(cfg), data, cfg.train, tmp_path, cfg.to_dict(), progress=False).fit()
+    net = R.build_net(R.resolve_config(cfg, data))
+    Trainer(net, R.build_objective(cfg), data, cfg.train, tmp_path, cfg.to_dict(), progress=False).fit()
     net.eval()
     with torch.no_grad():
         acc = (net(data.x[:500], torch.zeros(500)).argmax(1) == data.y[:500]).double().mean().item()
@@ -404,12 +404,12 @@ def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_pat
 
     from PIL import Image
 
-    from denoiselab import runs
+    from denoiselab import runs as R
 
     run_dir = tmp_path / "run"
     shutil.copytree(runs / "class", run_dir)
-    data = runs.build_data(runs.read_config(run_dir))
-    calls, real_gif, real_load = [], runs.reverse_gif, runs.load_run
+    data = R.build_data(R.read_config(run_dir))
+    calls, real_gif, real_load = [], R.reverse_gif, R.load_run
 
     def load(d, use_ema=True, device=None):  # 2 sampling steps instead of the preset's own
         r = real_load(d, use_ema, device)
@@ -420,9 +420,9 @@ def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_pat
         calls.append(k)
         return real_gif(*a, **k)
 
-    monkeypatch.setattr(runs.pictures, "load_run", load)
-    monkeypatch.setattr(runs.pictures, "reverse_gif", gif)
-    written = runs.image_pictures(run_dir, data)
+    monkeypatch.setattr(R.pictures, "load_run", load)
+    monkeypatch.setattr(R.pictures, "reverse_gif", gif)
+    written = R.image_pictures(run_dir, data)
     grid = Image.open(run_dir / "samples.png")
     side = (grid.size[0] - 2) / 10  # 10 columns of equal tiles with 2-pixel padding
     assert abs(grid.size[1] - 2 - 4 * side) < 1e-6  # 4 rows
@@ -437,21 +437,21 @@ def test_training_sweep_writes_guidance_grid_for_class_runs_only(runs, tmp_path)
 
     from PIL import Image
 
-    from denoiselab import runs
-    from denoiselab.cli.guidance import training_sweep
+    from denoiselab import runs as R
+    from denoiselab.runs.sweeps import training_sweep
 
     run_dir = tmp_path / "run"
     shutil.copytree(runs / "class", run_dir)
-    data = runs.build_data(runs.read_config(run_dir))
+    data = R.build_data(R.read_config(run_dir))
     path = training_sweep(run_dir, data)
     assert path == run_dir / "guidance.png"
     w, h = Image.open(path).size
     assert w > h > 0  # 10 class columns, 6 scale rows of single tiles
-    assert training_sweep(runs / "uncond", runs.build_data(runs.read_config(runs / "uncond"))) is None
+    assert training_sweep(runs / "uncond", R.build_data(R.read_config(runs / "uncond"))) is None
 
 
 def test_presets_for_conditioning(tmp_path):
-    from denoiselab import runs
+    from denoiselab import runs as R
     from denoiselab.config import apply_overrides
     from denoiselab.data import build_dataset
     from denoiselab.errors import DenoiselabError
@@ -461,7 +461,7 @@ def test_presets_for_conditioning(tmp_path):
     c = get_preset("cs180-class")
     assert (c.model.name, c.model.options["num_classes"], c.diffusion.T, c.diffusion.p_uncond) == ("cs180-unet", 10, 300, 0.1)
     assert (c.sample.guidance, c.sample.sampler, c.sample.steps) == (5.0, "ddpm", 300)
-    assert isinstance(runs.build_net(c), CS180UNet)
+    assert isinstance(R.build_net(c), CS180UNet)
     m = get_preset("mnist-class")
     assert m.sample.guidance == 2.0 and m.diffusion.p_uncond == 0.1 and m.model.options["num_classes"] == 10
     k = get_preset("mnist-classifier")
@@ -474,12 +474,12 @@ def test_presets_for_conditioning(tmp_path):
         for i in range(2):
             Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(tmp_path / cls / f"{i}.png")
     f = apply_overrides(get_preset("folder-class"), [f"data.path={tmp_path}", "data.image_size=8"])
-    data = runs.build_data(f)
-    assert runs.resolve_config(f, data).model.options["num_classes"] == 3
+    data = R.build_data(f)
+    assert R.resolve_config(f, data).model.options["num_classes"] == 3
     with pytest.raises(DenoiselabError, match="no labels"):
-        runs.resolve_config(f, build_dataset("swiss-roll", {}, 100, 0))
+        R.resolve_config(f, build_dataset("swiss-roll", {}, 100, 0))
     with pytest.raises(DenoiselabError, match="num_classes=2 but the data has 3 classes"):
-        runs.resolve_config(apply_overrides(f, ["model.num_classes=2"]), data)
+        R.resolve_config(apply_overrides(f, ["model.num_classes=2"]), data)
     # The spelt-out form sets the same option.
     assert apply_overrides(f, ["model.options.num_classes=3"]).model.options["num_classes"] == 3
 

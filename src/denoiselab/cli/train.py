@@ -32,41 +32,7 @@ def cmd_train(args) -> int:
     if runtime.is_main:
         refuse_existing()
     runtime.wait()  # the main process looks before any process writes
-    data = runs.build_data(cfg)
-    cfg = runs.resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
-    trainer = runs.make_trainer(cfg, out, data, progress=not args.quiet, runtime=runtime)
-    net = trainer.net
-    if args.resume:
-        if trainer.resume():
-            log(f"resuming {out} at step {trainer.step}")
-        else:
-            log(f"{out} holds no checkpoint yet: starting the run")
-    from ..io import atomic_write
-
-    if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / runs.CONFIG, lambda tmp: Path(tmp).write_text(cfg.to_json()))
-    n_params = sum(p.numel() for p in net.parameters())
-    where = f"{runtime.device}" + (f" x {runtime.num_processes} processes" if runtime.num_processes > 1 else "")
-    if runtime.is_main:
-        log(f"training {cfg.preset}: {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {cfg.data.name}, "
-             f"{cfg.train.steps} steps, batch {cfg.train.batch_size}, on {where}")
-    result = trainer.fit()
-    if not runtime.is_main:  # pictures, sweeps and the report: once, by the main process
-        return 0
-    log(f"done: step {result['steps']}, loss {result.get('loss', float('nan')):.4f}, "
-         f"{result['seconds']:.1f} s; checkpoint {trainer.checkpoint_path}")
-    if not args.no_pictures:
-        for p in runs.run_pictures(out, data, device=runtime.device):
-            log(f"wrote {p}")
-        from .guidance import training_sweep
-
-        sweep = training_sweep(out, data, device=runtime.device)
-        if sweep is not None:
-            log(f"wrote {sweep}")
-    from ..viz.report import write_run_report
-
-    log(f"report: {write_run_report(out)}")
+    runs.fit_run(cfg, out, runtime=runtime, resume=args.resume, progress=not args.quiet, pictures=not args.no_pictures)
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import DenoiselabError
+from ..samplers import get_sampler
 from .load import LoadedRun, require_sampler
 
 if TYPE_CHECKING:
@@ -85,15 +86,14 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     - start: ``auto`` (``SamplingPlan.start_moments``: deterministic samplers start from the
       noised data's mean and covariance, stochastic ones from N(0, I)), ``moments`` or ``gaussian``.
     """
-    from ..samplers import SAMPLERS, default_steps, takes_option
+    from ..samplers import default_steps, takes_option
     from ..samplers.grids import SIGMA_GRIDS, clamp_sigma_range, default_grid
 
     require_sampler(run)
     s = run.config.sample
     own = sampler is None or sampler == s.sampler
     sampler = sampler or s.sampler
-    if sampler not in SAMPLERS:
-        raise DenoiselabError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    get_sampler(sampler)  # an unknown name: one line listing the samplers
     steps = steps or (s.steps if own else default_steps(sampler, run.denoiser))
     grid = grid or (s.grid if own and s.grid else default_grid(sampler, run.denoiser))
     grid_opts = dict(grid_opts or {})

@@ -20,16 +20,16 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..errors import DenoiselabError
-from ..samplers import SAMPLERS
+from ..samplers import SAMPLERS, get_sampler
 from ..samplers.api import generate
 
-DEFAULT_SAMPLERS = ("ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde")
+SWEEP_SAMPLERS = ("ddim", "euler", "heun", "euler-ancestral", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "dpmpp-3m-sde")
 
 
-DEFAULT_GRIDS = ("uniform", "quadratic", "karras", "logsnr", "leading", "logsnr:0.08:10", "karras:0.04:10")
+SWEEP_GRIDS = ("uniform", "quadratic", "karras", "logsnr", "leading", "logsnr:0.08:10", "karras:0.04:10")
 
 
-DEFAULT_NFES = (5, 10, 20, 50)
+SWEEP_NFES = (5, 10, 20, 50)
 
 
 @dataclass
@@ -67,8 +67,7 @@ def parse_grid(spec: str) -> tuple[str, dict]:
 def parse_sampler(spec: str) -> tuple[str, dict]:
     """``dpmpp-2m-sde`` -> ("dpmpp-2m-sde", {}); ``dpmpp-2m-sde:eta=2`` -> (..., {"eta": 2.0})."""
     name, *pairs = spec.split(":")
-    if name not in SAMPLERS:
-        raise DenoiselabError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
+    get_sampler(name)  # an unknown name: one line listing the samplers
     opts = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
@@ -121,8 +120,8 @@ def image_scorer(run, cache_dir: Path, log=None) -> Callable[[torch.Tensor, int]
     return score
 
 
-def run_benchmark(run, *, samplers: Sequence[str] = DEFAULT_SAMPLERS, grids: Sequence[str] = DEFAULT_GRIDS,
-                  nfes: Sequence[int] = DEFAULT_NFES, seeds: Sequence[int] = (0, 1, 2), num: int = 2048,
+def run_benchmark(run, *, samplers: Sequence[str] = SWEEP_SAMPLERS, grids: Sequence[str] = SWEEP_GRIDS,
+                  nfes: Sequence[int] = SWEEP_NFES, seeds: Sequence[int] = (0, 1, 2), num: int = 2048,
                   scorer: Optional[Callable[[torch.Tensor, int], float]] = None, batch_size: int = 0,
                   log: Optional[Callable[[str], None]] = None, start: str = "auto") -> list[Row]:
     """Score every (sampler, grid, NFE); pairs a model cannot run (a DDPM spacing on a flow, the
