@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import DenoiselabError
+from .io import load_npy
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -56,18 +57,9 @@ def _open_picture(path: Path):
         raise DenoiselabError(f"cannot read {path} as an image ({type(e).__name__}): pass a PNG/JPEG or an .npy") from None
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DenoiselabError(f"cannot read {path} as a numeric .npy array ({e})") from None
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise DenoiselabError(f"{path} holds {arr.dtype} values: an .npy of numbers is needed")
-    return arr
-
-
-def _as_nchw(arr: np.ndarray, shape: Sequence[int], path: Path, what: str) -> torch.Tensor:
-    """(N, C, H, W), (C, H, W) or (H, W) -> (N, C, H, W) with the model's (C, H, W)."""
+def as_nchw(arr: np.ndarray, shape: Sequence[int], path: Path, what: str) -> torch.Tensor:
+    """(N, C, H, W), (C, H, W) or (H, W) -> (N, C, H, W) float32 with the model's (C, H, W); ``what``
+    and ``path`` name the array in the error."""
     c, h, w = shape
     if arr.ndim == 2:
         arr = arr[None, None]
@@ -97,11 +89,9 @@ def read_images(paths: Sequence[str | Path] | str | Path, shape: Sequence[int],
         if not path.is_file():
             raise DenoiselabError(f"input image not found: {path}")
         if path.suffix.lower() == ".npy":
-            x = _as_nchw(_load_npy(path), (c, h, w), path, "input")
+            x = as_nchw(load_npy(path, "input"), (c, h, w), path, "input")
             if x.shape[1] != c:
                 raise DenoiselabError(f"input {path} has {x.shape[1]} channels: the model needs {c}")
-            if not torch.isfinite(x).all():
-                raise DenoiselabError(f"input {path} holds NaN or inf: give finite images in the data's frame")
         else:
             if c not in (1, 3) or h != w:
                 raise DenoiselabError(f"pictures can be read only for square models with 1 or 3 channels (this one "
@@ -129,7 +119,7 @@ def read_mask(path: str | Path, shape: Sequence[int], num: int, source_size: Opt
     if not path.is_file():
         raise DenoiselabError(f"mask not found: {path}")
     if path.suffix.lower() == ".npy":
-        m = _as_nchw(_load_npy(path).astype(np.float32), (c, h, w), path, "mask")
+        m = as_nchw(load_npy(path, "mask", booleans=True).astype(np.float32), (c, h, w), path, "mask")
         if m.shape[1] not in (1, c):
             raise DenoiselabError(f"mask {path} has {m.shape[1]} channels: give 1 (all channels) or {c}")
         if m.shape[0] not in (1, num):

@@ -115,10 +115,12 @@ def existing_file(path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
     return p
 
 
-def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = False,
+def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = False, booleans: bool = False,
              value_range: Optional[tuple[float, float]] = None) -> np.ndarray:
     """A user's .npy, read without pickle (object arrays are refused), its shape, dtype and
-    values checked."""
+    values checked: the one reader of every array a user hands the package (samples, references,
+    labels, input images, masks, noise), so every malformed file gets the same one line.
+    ``booleans`` also accepts a bool array (masks)."""
     p = existing_file(path, what)
     with open(p, "rb") as f:
         magic = f.read(6)
@@ -137,7 +139,7 @@ def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = Fa
         raise DenoiselabError(f"{what} {p} cannot be read as .npy ({type(e).__name__}: {e}): is it truncated?") from None
     if not isinstance(a, np.ndarray):
         raise DenoiselabError(f"{what} {p} holds several arrays (.npz): save one array with np.save")
-    kinds = "iu" if integer else "fiu"
+    kinds = ("iu" if integer else "fiu") + ("b" if booleans else "")
     if a.dtype.kind not in kinds:
         raise DenoiselabError(f"{what} {p} has dtype {a.dtype}: expected {'integers' if integer else 'numbers'}")
     if ndims and a.ndim not in ndims:

@@ -7,8 +7,8 @@ new command is covered by naming its arguments the way the others do:
 - ``COMMANDS``: what is special to one command (which output suffixes it writes, which counts
   may be 0 because 0 means "the default", which inputs must exist).
 
-Also here: reading a user's ``.npy`` safely (no pickle; shape, dtype, NaN and range checked) and
-the one rule that tells a data-set name from a path (``resolve_data_ref``).
+Also here: the one rule that tells a data-set name from a path (``resolve_data_ref``). A user's
+``.npy`` is read by ``io.load_npy`` alone.
 """
 
 from __future__ import annotations
@@ -179,8 +179,25 @@ def _check_evaluate(args) -> None:
     if kind == "path" and Path(value).is_file() and Path(value).suffix.lower() != ".npy":
         raise DenoiselabError(f"--ref {value} is a file but not .npy: pass a .npy of points, an image folder "
                               "or a data-set name")
+    if src.is_dir():
+        from ..data import TOY_DATASETS
+        from ..evaluation.report import check_reference
+        from ..runs import read_config
+
+        # The run's kind from its config (its data set), so a mismatched --ref fails before sampling.
+        check_reference("points" if read_config(src).data.name in TOY_DATASETS else "images", value)
+    if kind == "path" and Path(value).suffix.lower() == ".npy":
+        from ..evaluation.report import read_reference_points
+
+        read_reference_points(value)  # read again after sampling: a bad file fails now, not then
     if args.labels:
+        from .evaluate import read_labels
+
         existing_file(args.labels, "--labels", (".npy",))
+        n = len(read_labels(args.labels))
+        if src.is_dir() and n != args.num:
+            raise DenoiselabError(f"--labels {args.labels} has {n} class ids for --num {args.num} samples: "
+                                  "give one per sample")
     if args.inception_weights:
         existing_file(args.inception_weights, "--inception-weights")
     if args.cache_dir:
@@ -283,10 +300,21 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], dict[str, str]]] = {
 }
 
 
+def _check_guidance(args) -> None:
+    """A guidance scale w < 0 would steer away from the condition: refused, as no recipe uses it."""
+    for name in ("guidance", "scales"):
+        value = getattr(args, name, None)
+        for w in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(w, (int, float)) and w < 0:
+                raise DenoiselabError(f"{_flag(name)} {w:g} is negative: give a guidance scale >= 0 (0 = unconditional, "
+                                      "1 = the conditional model, > 1 stronger adherence to the condition)")
+
+
 def check_args(args) -> None:
     """Check a parsed command line before the command starts; raises DenoiselabError."""
     check, zero_ok = COMMANDS.get(getattr(args, "cmd", None) or "", (None, {}))
     _check_counts(args, zero_ok)
+    _check_guidance(args)
     if isinstance(getattr(args, "classifier", None), str):
         run_dir(args.classifier, "--classifier")
     if check is not None:

@@ -11,8 +11,6 @@ import torch
 
 from ..errors import DenoiselabError
 
-SAMPLER_HELP = "sampler name (ddpm, ddim, ...; see `denoiselab sample --help`)"
-
 
 def save_array(path: Path, x: torch.Tensor, kind: str) -> None:
     from ..io import atomic_save_npy
@@ -87,16 +85,17 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
     from ..samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
 
     own = sampler is None
-    p.add_argument("--sampler", default=sampler, choices=sorted(SAMPLERS),
-                   help=SAMPLER_HELP + ("; default: the run's own (its preset's measured best, config.sample)"
-                                        if own else f"; default {sampler}"))
+    p.add_argument("--sampler", default=sampler, choices=list(SAMPLERS), metavar="NAME",
+                   help="sampler: " + ", ".join(SAMPLERS)
+                        + ("; default: the run's own (its preset's measured best, config.sample)"
+                           if own else f"; default {sampler}"))
     named = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
     p.add_argument("--steps", type=int, default=steps,
                    help="solver steps (the output reports the NFE); default: "
                         + (f"the run's stored steps for its own sampler; another --sampler takes its usual count "
                            f"(ddpm the model's T, {named})" if steps is None else str(steps)))
-    p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i)")
-    p.add_argument("--grid", default=None, choices=list(GRIDS),
+    p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default 0)")
+    p.add_argument("--grid", default=None, choices=list(GRIDS), metavar="GRID",
                    help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
                         "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
                         "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
@@ -123,7 +122,9 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
                         "--eta-low 8 --eta-switch 3)")
     add_start(p)
     p.add_argument("--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
-    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None, help="DDPM variance choice")
+    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None,
+                   help="ddpm: the variance of each reverse step: beta_tilde (the true posterior's, default) or "
+                        "beta (its upper bound; Ho et al. 2020, sec. 3.2)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
     p.add_argument("--precision", default=None, choices=AUTOCAST_MODES,
@@ -162,3 +163,8 @@ class Parser(argparse.ArgumentParser):
 def one_line_warning(message, category, filename, lineno, line=None) -> str:
     # A warning (a skipped unreadable image, ...) is one line on stderr, like an error.
     return f"denoiselab: warning: {message}\n"
+
+
+def plural(n: int, noun: str) -> str:
+    """A count with its noun: 1 image, 2 images (for nouns whose plural adds an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

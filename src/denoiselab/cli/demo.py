@@ -118,6 +118,9 @@ def cmd_demo(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="train and evaluate the default models, write pictures and numbers")
-    p.add_argument("--out", default="demo-output")
-    p.add_argument("--quick", action="store_true", help="a short run for smoke tests")
+    p.add_argument("--out", default="demo-output",
+                   help="folder for the two runs (swiss-roll/, mnist/), their pictures and summary.md "
+                        "(default demo-output)")
+    p.add_argument("--quick", action="store_true",
+                   help="train a few steps only: checks that everything runs (the numbers mean nothing)")
     p.set_defaults(fn=cmd_demo)

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import DenoiselabError
 from ..io import log
+from .common import plural
 
 GRID_ROWS = 16  # images shown in the overview grid
 
@@ -191,7 +192,7 @@ def cmd_sdedit(args) -> int:
     t0 = time.perf_counter()
     res = E.sdedit(_guided(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **_opts(args))
     _write(res, args.out, run, f"sdedit, strengths {', '.join(f'{s:g}' for s in args.strength)} "
-                               f"({len(x0)} images each, strength-major; {time.perf_counter() - t0:.1f} s)")
+                               f"({plural(len(x0), 'image')} each, strength-major; {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -278,13 +279,14 @@ def cmd_invert(args) -> int:
 
 def cmd_reconstruct(args) -> int:
     from .. import editing as E
-    from ..image_io import _as_nchw, _load_npy
+    from ..image_io import as_nchw
+    from ..io import load_npy
 
     run = _load(args)
     path = Path(args.noise)
     if path.suffix.lower() != ".npy" or not path.is_file():
         raise DenoiselabError(f"--noise {path}: give the .npy written by `denoiselab edit invert`")
-    z = _as_nchw(_load_npy(path).astype("float32"), run.sample_shape, path, "noise")
+    z = as_nchw(load_npy(path, "--noise").astype("float32"), run.sample_shape, path, "--noise")
     cond, uncond = _condition(run, args, len(z), args.cls, _prompt(args))
     t0 = time.perf_counter()
     res = E.reconstruct(_guided(run, args, uncond, default=1.0), z, cond=cond, **_inversion_opts(args))

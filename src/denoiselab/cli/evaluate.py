@@ -13,18 +13,17 @@ import torch
 from ..errors import DenoiselabError
 from ..io import log
 from ..runs.sampler_sweep import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
-from .common import add_device, add_sampling, add_start, draw, plan_from_args
+from .common import add_device, add_sampling, add_start, draw, plan_from_args, plural
 
 
 def _image_reference(ref: str, sample_shape: tuple):
     """--ref for images: a data-set name or an image folder read at the samples' size."""
-    from ..data import DATASETS, TOY_DATASETS
+    from ..data import DATASETS
+    from ..evaluation.report import check_reference
     from ..runs import open_dataset
 
-    if ref in TOY_DATASETS:
-        raise DenoiselabError(f"the samples are images {tuple(sample_shape)} but --ref {ref} is a 2D point set: "
-                              "compare images with an image data set (mnist, digits) or an image folder")
-    # A name that is also a path was refused by validate.resolve_data_ref: names first.
+    check_reference("images", ref, tuple(sample_shape))
+    # A name that is also a path was refused by checks.resolve_data_ref: names first.
     if ref in DATASETS:
         data = open_dataset(ref)
     elif Path(ref).is_dir():
@@ -54,6 +53,13 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
                            bootstrap=args.bootstrap, seed=args.seed, log=log)
 
 
+def read_labels(path) -> np.ndarray:
+    """--labels: one class id (an integer >= 0) per sample."""
+    from ..io import load_npy
+
+    return load_npy(path, "--labels", ndims=(1,), integer=True, value_range=(0, float("inf")))
+
+
 def cmd_evaluate(args) -> int:
     from ..evaluation.report import append_metrics, evaluate_points, format_results, write_report
 
@@ -62,7 +68,7 @@ def cmd_evaluate(args) -> int:
         from ..runs import load_run
 
         run = load_run(src, device=args.device)
-        # The run's own sampler, steps and grid unless asked otherwise (pipeline.sampling_plan).
+        # The run's own sampler, steps and grid unless asked otherwise (runs.sampling_plan).
         plan = plan_from_args(run, args)
         log(f"sampling {args.num} {run.kind} from {src} ({plan.describe()}{plan.start_note()})")
         x, _, kind, _ = draw(run, args, args.num)
@@ -74,9 +80,7 @@ def cmd_evaluate(args) -> int:
         raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
     labels = None
     if args.labels:
-        from ..io import load_npy
-
-        labels = load_npy(args.labels, "--labels", ndims=(1,), integer=True, value_range=(0, float("inf")))
+        labels = read_labels(args.labels)
         if len(labels) != len(x):
             raise DenoiselabError(f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: "
                                   "give one per sample")
@@ -145,7 +149,7 @@ def cmd_benchmark_samplers(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
     p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
-               f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}, {args.num} samples each)",
+               f"({plural(len(args.seeds), 'seed')}, {plural(args.num, 'sample')} each)",
                references=references)
     log(f"wrote {out / 'samplers.md'} and {p}")
     return 0
@@ -157,9 +161,10 @@ def add_parser(sub) -> None:
     p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
                    "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
                    "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder")
-    p.add_argument("--ref-seed", type=int, default=10_000, help="seed of the reference draw")
-    p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--ref-seed", type=int, default=10_000,
+                   help="2D data sets: seed of the reference draw (the floor draws with the next seed)")
+    p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory (default 2048)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="pytorch-fid's pt_inception-2015-12-05 .pth: FID in the standard Inception space "
                         "(default: the domain feature network, trained once on --ref and cached)")
@@ -172,15 +177,16 @@ def add_parser(sub) -> None:
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
     p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME",
                    help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
     p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), metavar="GRID",
                    help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
-    p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES), help="evaluation budgets")
+    p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES),
+                   help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
     p.add_argument("--num", type=int, default=2048, help="samples per seed")
-    p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only)")
+    p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only; 0: automatic)")
     add_start(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_device(p)

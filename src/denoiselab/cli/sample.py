@@ -10,7 +10,7 @@ import torch
 
 from ..errors import DenoiselabError
 from ..io import log
-from .common import add_sampling, draw, plan_from_args, save_array
+from .common import add_sampling, draw, plan_from_args, plural, save_array
 from .plot import image_data
 
 
@@ -24,7 +24,7 @@ def cmd_sample(args) -> int:
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     save_array(Path(args.out), x, kind)
     ends = f", {plan.ends()}" if plan.ends() else ""
-    log(f"wrote {args.num} samples to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
+    log(f"wrote {plural(args.num, 'sample')} to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -54,10 +54,14 @@ def cmd_animate(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from ..schedules import SCHEDULES
+
     p = sub.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--num", type=int, default=2048)
-    p.add_argument("--out", required=True, help=".npy (float32, the data's frame) or .png (a picture)")
+    p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
+    p.add_argument("--num", type=int, default=2048, help="number of samples to draw (default 2048)")
+    p.add_argument("--out", required=True,
+                   help=".npy (float32, in the data's frame: normalised 2D points, or [-1, 1] NCHW images) or "
+                        ".png (a scatter plot of the points, or a grid of the images)")
     add_sampling(p)
     p.set_defaults(fn=cmd_sample)
 
@@ -65,10 +69,13 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="a run directory (reverse process), or the word forward (forward process of --data)")
     p.add_argument("--data", default="mnist", help="animate forward: image data set name or image folder")
     p.add_argument("--image-size", type=int, default=64, help="animate forward: side of images read from a folder")
-    p.add_argument("--schedule", default="linear", help="animate forward: noise schedule")
-    p.add_argument("--T", type=int, default=1000, help="animate forward: number of steps")
+    p.add_argument("--schedule", default="linear",
+                   help=f"animate forward: noise schedule, one of {', '.join(SCHEDULES)} (default linear)")
+    p.add_argument("--T", type=int, default=1000, help="animate forward: the schedule's number of steps T")
     p.add_argument("--out", required=True, help="output .gif")
-    p.add_argument("--num", type=int, default=1024)
+    p.add_argument("--num", type=int, default=1024,
+                   help="samples drawn: the particles of a 2D run; an image run's GIF shows the first 16; "
+                        "animate forward: images shown (at most 64)")
     p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
     add_sampling(p)
     p.set_defaults(fn=cmd_animate)

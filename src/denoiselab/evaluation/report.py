@@ -8,22 +8,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import TOY_DATASETS, default_mixture, load_toy
+from ..data import DATASETS, TOY_DATASETS, default_mixture, load_toy
 from ..errors import DenoiselabError
 from .chamfer import chamfer_distance
 from .mmd import mmd_rbf
 from .points import mixture_nll, sliced_wasserstein
 
+NEGATIVE_NOTE = "(MMD and KID are unbiased estimates: values near 0 may be negative)"
+
+
+def reference_kind(ref: str) -> str:
+    """What a reference holds: "points" (a 2D data set, a .npy of points) or "images" (an image data
+    set, an image folder)."""
+    return "points" if ref in TOY_DATASETS or Path(ref).suffix.lower() == ".npy" else "images"
+
+
+def check_reference(kind: str, ref: str, shape: tuple = ()) -> None:
+    """One line when samples of ``kind`` ("points" or "images", of ``shape``) cannot be scored
+    against ``ref``: called before sampling, so the mismatch costs nothing."""
+    if reference_kind(ref) == kind:
+        return
+    if kind == "points":
+        what = "an image data set" if ref in DATASETS else "an image folder"
+        raise DenoiselabError(f"the samples are 2D points but --ref {ref} is {what}: compare with a 2D data set "
+                              f"({', '.join(TOY_DATASETS)}) or a .npy of points")
+    what = "a 2D data set" if ref in TOY_DATASETS else "a .npy file (read as 2D points)"
+    images = f"images {tuple(shape)}" if shape else "images"
+    raise DenoiselabError(f"the samples are {images} but --ref {ref} is {what}: compare images with an image "
+                          "data set (mnist, digits, ...) or an image folder")
+
+
+def read_reference_points(path) -> torch.Tensor:
+    """A reference .npy of 2D points, (N, 2)."""
+    from ..io import load_npy
+
+    x = load_npy(path, "--ref", ndims=(2,))
+    if x.shape[1] != 2:
+        raise DenoiselabError(f"--ref {path} has shape {x.shape}: a reference .npy holds 2D points, shape (N, 2)")
+    return torch.from_numpy(x.astype(np.float32))
+
 
 def load_reference(ref: str, n: int, seed: int) -> torch.Tensor:
-    if ref in TOY_DATASETS:
-        return load_toy(ref, n, seed)
-    p = Path(ref)
-    if p.suffix == ".npy" and p.is_file():
-        from ..io import load_npy
-
-        return torch.from_numpy(load_npy(p, "--ref", ndims=(2,)).astype(np.float32))
-    raise DenoiselabError(f"reference {ref!r} is neither a 2D data set ({', '.join(TOY_DATASETS)}) nor a .npy file")
+    check_reference("points", ref)
+    return load_toy(ref, n, seed) if ref in TOY_DATASETS else read_reference_points(ref)
 
 
 def _point_metrics(x: torch.Tensor, y: torch.Tensor, ref: str) -> dict[str, float]:
@@ -76,7 +103,12 @@ def format_results(results: dict) -> str:
             text += f" +- {r['se']:.2g}"
         if "ci" in r:
             text += f"  [95% CI {r['ci'][0]:.6g}, {r['ci'][1]:.6g}]"
-        lines.append(f"{text:60s} (floor {r['floor']:.6g}: real vs real)")
+        floor = (f"floor {r['floor']:.6g}: real vs real" if np.isfinite(r["floor"]) else
+                 "no floor: a reference file cannot be drawn twice")
+        lines.append(f"{text:60s} ({floor})")
+    printed = [v for r in results["metrics"].values() for v in (r["value"], r["floor"], *r.get("ci", ()))]
+    if any(v < 0 for v in printed):
+        lines.append(NEGATIVE_NOTE)
     return "\n".join(lines)
 
 

@@ -36,3 +36,10 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: float = 12.0, hold_last
     frames = list(frames) + [frames[-1]] * hold_last
     imageio.mimsave(path, frames, duration=1000.0 / fps, loop=0)
     return path
+
+
+def format_level(v) -> str:
+    """A time or noise level for a title: integers as they are ("t = 250"), other values to 4
+    significant figures ("t = 629.5", "sigma = 0.002"), never a raw float repr."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() else f"{v:.4g}"

@@ -16,7 +16,7 @@ import torch
 from ..io import atomic_write
 from ..process import q_sample
 from ..schedules import NoiseSchedule, make_schedule
-from .common import plt, save_fig, write_gif
+from .common import format_level, plt, save_fig, write_gif
 
 
 def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -87,7 +87,7 @@ def gif_reverse_images(shots: list[tuple[int, torch.Tensor, torch.Tensor]], path
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     scale = _auto_scale(shots[0][1].shape[-1])
     for t, xt, x0 in shots:
-        left = _label(make_grid(xt[:n], nrow, scale=scale), "x_t" if t < 0 else f"x_t, t = {t}")
+        left = _label(make_grid(xt[:n], nrow, scale=scale), "x_t" if t < 0 else f"x_t, t = {format_level(t)}")
         right = _label(make_grid(x0[:n], nrow, scale=scale), "sample" if t < 0 else "predicted x0")
         frames.append(_side_by_side(left, right))
     return write_gif(frames, path, fps=fps)

@@ -11,7 +11,7 @@ import torch
 
 from ..process import q_sample
 from ..schedules import NoiseSchedule, make_schedule
-from .common import fig_to_array, plt, save_fig, write_gif
+from .common import fig_to_array, format_level, plt, save_fig, write_gif
 
 
 def plot_schedules(path: Path, T: int = 1000, names: Sequence[str] = ("linear", "cosine", "quadratic", "sigmoid")) -> Path:
@@ -106,6 +106,6 @@ def gif_reverse_points(frames: list[torch.Tensor], ts: list[int], path: Path, da
         if data is not None:
             _scatter(ax, data, lim, c="0.85", s=1)
         _scatter(ax, x, lim, c="tab:blue", s=2)
-        ax.set_title(f"reverse process, t = {t}")
+        ax.set_title(f"reverse process, t = {format_level(t)}")
         images.append(fig_to_array(fig))
     return write_gif(images, path, fps=fps)

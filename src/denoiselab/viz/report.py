@@ -303,6 +303,12 @@ def _caption(run: RunSummary, rel: str) -> str:
     if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
         return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
                 "(Ho & Salimans 2022; DDIM, Song et al. 2021).")
+    if rel == "reverse.gif":
+        from ..data import TOY_DATASETS
+
+        if run.config.get("data", {}).get("name") in TOY_DATASETS:
+            return ("The reverse process in 2D: the samples x_t (blue) move from noise onto the data (grey), one "
+                    "frame per recorded sampler step, drawn with the run's own sampler (config.sample).")
     return PICTURES[rel][1]
 
 
