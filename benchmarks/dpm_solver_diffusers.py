@@ -21,7 +21,7 @@ import torch
 
 from denoiselab import runs
 from denoiselab.rng import SampleNoise
-from denoiselab.samplers import SAMPLERS, initial_noise, make_grid, randn
+from denoiselab.samplers import SAMPLERS, initial_noise, randn, time_grid
 
 PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
@@ -98,9 +98,9 @@ def main() -> None:
     worst = 0.0
     for steps in args.steps:
         grids = {
-            "linspace": make_grid(run.denoiser, "linspace", steps + 1)[:-1],  # diffusers drops t = 0
-            "trailing": make_grid(run.denoiser, "trailing", steps),
-            "karras (rounded)": make_grid(run.denoiser, "karras", steps).round().long(),
+            "linspace": time_grid(run.denoiser, "linspace", steps + 1)[:-1],  # diffusers drops t = 0
+            "trailing": time_grid(run.denoiser, "trailing", steps),
+            "karras (rounded)": time_grid(run.denoiser, "karras", steps).round().long(),
         }
         for name, ts in grids.items():
             ts_list = [int(t) for t in ts]

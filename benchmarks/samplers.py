@@ -34,7 +34,7 @@ import torch
 
 from denoiselab.cli import main as cli_main
 from denoiselab.runs import START_MODES
-from denoiselab.runs.sampler_sweep import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from denoiselab.runs.sampler_sweep import SWEEP_GRIDS, SWEEP_NFES, SWEEP_SAMPLERS
 from denoiselab.samplers import SAMPLERS
 
 ALL_SAMPLERS = tuple(SAMPLERS)
@@ -100,8 +100,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--samplers", nargs="+", default=None)
-    ap.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS))
-    ap.add_argument("--nfe", nargs="+", default=[str(n) for n in DEFAULT_NFES])
+    ap.add_argument("--grids", nargs="+", default=list(SWEEP_GRIDS))
+    ap.add_argument("--nfe", nargs="+", default=[str(n) for n in SWEEP_NFES])
     ap.add_argument("--threads", default="1", help="torch threads (1: many small evaluations)")
     ap.add_argument("--by-steps", nargs="+", type=int, default=None, metavar="K",
                     help="score the default sampling of every sampler at these step counts over the runs")
@@ -120,7 +120,7 @@ def main() -> None:
         return
     for run in args.runs:
         print(f"\n## {run}\n", flush=True)
-        code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or DEFAULT_SAMPLERS), "--grids",
+        code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or SWEEP_SAMPLERS), "--grids",
                          *args.grids, "--nfe", *args.nfe, "--threads", args.threads, "--start", args.start])
         if code:
             sys.exit(code)

@@ -222,7 +222,7 @@ def test_pictures_are_written(tmp_path):
         assert f.stat().st_size > 0, f
     with Image.open(tmp_path / "rev.gif") as im:
         assert im.n_frames >= 3
-    assert V.make_grid(x, nrow=3, pad=2).shape == (2 * 10 + 2, 3 * 10 + 2, 3)
+    assert V.tile_images(x, nrow=3, pad=2).shape == (2 * 10 + 2, 3 * 10 + 2, 3)
 
 
 def test_forward_process_ends_near_a_standard_normal(tmp_path):

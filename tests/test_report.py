@@ -11,7 +11,7 @@ import pytest
 from denoiselab import runs as R
 from denoiselab.cli import main
 from denoiselab.presets import get_preset
-from denoiselab.viz import compare, pagecheck, report
+from denoiselab.viz import compare, html, pagecheck, report
 
 IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",
               "--set", "model.ch=8", "--set", "model.ch_mult=[1]", "--set", "model.attn_resolutions=[]",
@@ -50,7 +50,7 @@ def images_in(page: str) -> list[str]:
 
 def test_training_writes_a_self_contained_report(image_run):
     page = (image_run / "report.html").read_text()
-    pictures = report.run_pictures(image_run)
+    pictures = report.list_run_pictures(image_run)
     for name in ("loss.png", "dataset_summary.png", "samples.png", "reverse.gif", "forward.png", "forward.gif",
                  "histograms.png", "schedule_images.png", "previews/step0000010.png", "previews/step0000020.png"):
         assert name in pictures, name
@@ -71,14 +71,12 @@ def test_dataset_summary_is_the_first_training_batch(image_run):
     from PIL import Image
 
     from denoiselab.config import apply_overrides
-    from denoiselab.viz.images import make_grid
+    from denoiselab.viz.images import auto_scale, tile_images
 
     cfg = apply_overrides(get_preset("mnist"), [a for a in IMAGE_TINY if a != "--set"])
     x, _ = R.build_data(cfg).batch(0, 64, cfg.train.seed)
     got = np.asarray(Image.open(image_run / "dataset_summary.png").convert("RGB"))
-    from denoiselab.viz.images import _auto_scale
-
-    assert np.array_equal(got, make_grid(x, 8, scale=_auto_scale(8)))
+    assert np.array_equal(got, tile_images(x, 8, scale=auto_scale(8)))
 
 
 def test_new_pictures_appear_without_code_changes(image_run, tmp_path):
@@ -90,7 +88,7 @@ def test_new_pictures_appear_without_code_changes(image_run, tmp_path):
     page = report.write_run_report(run).read_text()
     assert "Classifier-free guidance sweep" in page
     assert "Other pictures" in page and "extra/my_edit.gif" in page
-    assert len(images_in(page)) == len(report.run_pictures(run))
+    assert len(images_in(page)) == len(report.list_run_pictures(run))
 
 
 def test_metrics_with_floors_and_comparison_table(runs):
@@ -106,7 +104,7 @@ def test_metrics_with_floors_and_comparison_table(runs):
         for metric, r in rec["evaluate"]["metrics"].items():
             # The sort key is the exact value; the floor is printed beside it.
             assert f'data-value="{r["value"]}"' in row, metric
-            assert f"(floor {report.fmt(r['floor'])})" in row
+            assert f"(floor {html.fmt(r['floor'])})" in row
         run_page = (runs / name / "report.html").read_text()
         assert "chamfer" in run_page and "floor (real vs real)" in run_page
     summary = report.read_run(runs / "roll0")
@@ -192,7 +190,7 @@ def browser():
 def test_pages_in_headless_chromium(browser, image_run, runs, tmp_path):
     run_check = browser.check(image_run / "report.html")
     assert run_check.console_errors == []
-    assert len(run_check.images) == len(report.run_pictures(image_run))
+    assert len(run_check.images) == len(report.list_run_pictures(image_run))
     assert all(i["natural_width"] > 0 and not i["blank"] for i in run_check.images), run_check.images
     page_path, _ = compare.write_comparison(runs)
     cmp_check = browser.check(page_path, sort=True)

@@ -21,7 +21,7 @@ from denoiselab.samplers.grids import (
     default_grid,
     fit_sigma_range,
     logsnr_sigmas,
-    make_grid,
+    time_grid,
 )
 from denoiselab.schedules import make_schedule
 
@@ -88,12 +88,12 @@ def test_logsnr_trailing_grid_strides_to_clean_data():
     """N points: the first N of N + 1 log-SNR-uniform points from sigma_max to sigma_min."""
     den, _ = _gaussian()
     for n in (1, 2, 5):
-        ts = make_grid(den, "logsnr-trailing", n, sigma_min=0.02, sigma_max=8.0)
+        ts = time_grid(den, "logsnr-trailing", n, sigma_min=0.02, sigma_max=8.0)
         want = den.t_from_sigma(logsnr_sigmas(0.02, 8.0, n + 1)[:-1])
         torch.testing.assert_close(ts, want.double())
         assert len(ts) == n
     # Two steps: 8 -> sqrt(8 * 0.02) -> clean data.
-    a, s = den.scales(make_grid(den, "logsnr-trailing", 2, sigma_min=0.02, sigma_max=8.0), torch.empty(2, dtype=torch.float64))
+    a, s = den.scales(time_grid(den, "logsnr-trailing", 2, sigma_min=0.02, sigma_max=8.0), torch.empty(2, dtype=torch.float64))
     torch.testing.assert_close((s / a).reshape(-1), torch.tensor([8.0, 0.16 ** 0.5], dtype=torch.float64))
 
 

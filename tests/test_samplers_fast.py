@@ -17,7 +17,7 @@ from denoiselab.errors import DenoiselabError
 from denoiselab.models import ResidualMLP
 from denoiselab.presets import get_preset
 from denoiselab.rng import SampleNoise
-from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, is_deterministic, make_grid, sample_ddim, sample_euler
+from denoiselab.samplers import GRIDS, SAMPLERS, ddim_invert, is_deterministic, sample_ddim, sample_euler, time_grid
 from denoiselab.samplers.api import generate
 from denoiselab.samplers.common import scales_at, sigma_of
 from denoiselab.samplers.grids import karras_sigmas
@@ -44,11 +44,11 @@ def x_T():
 @pytest.fixture(scope="module")
 def reference(mixture, x_T):
     """The exact ODE solution to ~1e-9: DPM-Solver++(3M) with 1000 log-SNR-uniform steps."""
-    return SAMPLERS["dpmpp-3m"](mixture, x_T, make_grid(mixture, "logsnr", 1000))
+    return SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", 1000))
 
 
 def _order(den, x_T, ref, sampler, grid, steps=(8, 16, 32, 64)):
-    errs = [(SAMPLERS[sampler](den, x_T, make_grid(den, grid, n)) - ref).norm(dim=1).mean().item() for n in steps]
+    errs = [(SAMPLERS[sampler](den, x_T, time_grid(den, grid, n)) - ref).norm(dim=1).mean().item() for n in steps]
     assert all(e > 0 for e in errs)
     return -np.polyfit(np.log(steps), np.log(errs), 1)[0], errs
 
@@ -63,14 +63,14 @@ def test_heun_order_holds_in_the_ve_frame(mixture, x_T, reference):
     # Heun integrates in the flow frame by default; EDM's own (ve) frame keeps its order too.
     ref = reference
     steps = (8, 16, 32, 64)
-    errs = [(SAMPLERS["heun"](mixture, x_T, make_grid(mixture, "logsnr", n), frame="ve") - ref).norm(dim=1).mean().item()
+    errs = [(SAMPLERS["heun"](mixture, x_T, time_grid(mixture, "logsnr", n), frame="ve") - ref).norm(dim=1).mean().item()
             for n in steps]
     slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
     assert 1.7 < slope < 2.8, (slope, errs)
 
 
 def test_euler_is_ddim_and_heun_needs_2n_minus_1_evaluations(mixture, x_T):
-    ts = make_grid(mixture, "karras", 12)
+    ts = time_grid(mixture, "karras", 12)
     torch.testing.assert_close(sample_euler(mixture, x_T, ts), sample_ddim(mixture, x_T, ts), rtol=1e-10, atol=1e-10)
     _, nfe = generate(mixture, 16, (2,), sampler="heun", steps=12, grid="karras")
     assert nfe == 23
@@ -92,7 +92,7 @@ def test_samplers_are_deterministic_for_a_seed(mixture, sampler):
 
 
 def test_dpmpp_2m_sde_at_eta_0_is_the_ode_solver(mixture, x_T):
-    ts = make_grid(mixture, "logsnr", 12)
+    ts = time_grid(mixture, "logsnr", 12)
     torch.testing.assert_close(SAMPLERS["dpmpp-2m-sde"](mixture, x_T, ts, eta=0.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
                                rtol=0, atol=0)
 
@@ -103,7 +103,7 @@ def test_eta_switch_gives_each_step_the_eta_of_its_noise_level(mixture, x_T):
     assert step_eta(5.0, 4.0, 8.0, 3.0) == 4.0 and step_eta(3.0, 4.0, 8.0, 3.0) == 8.0
     assert step_eta(0.1, 4.0, 8.0, 0.0) == 4.0  # switch 0: one eta everywhere
     assert step_eta(float("inf"), 4.0, 8.0, 3.0) == 4.0  # pure noise of a flow
-    ts = make_grid(mixture, "logsnr", 12, sigma_min=0.05, sigma_max=8.0)
+    ts = time_grid(mixture, "logsnr", 12, sigma_min=0.05, sigma_max=8.0)
     sde = SAMPLERS["dpmpp-2m-sde"]
     plain = sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1))
     # Off (switch 0), or the same eta on both sides: bit for bit the one-eta sampler.
@@ -143,7 +143,7 @@ def test_is_deterministic_counts_the_eta_below_the_switch():
 
 @pytest.mark.parametrize("exact", [0, 1])
 def test_dpmpp_3m_sde_at_eta_0_is_the_ode_solver(mixture, x_T, exact):
-    ts = make_grid(mixture, "logsnr", 20)
+    ts = time_grid(mixture, "logsnr", 20)
     torch.testing.assert_close(SAMPLERS["dpmpp-3m-sde"](mixture, x_T, ts, eta=0.0, exact=exact),
                                SAMPLERS["dpmpp-3m"](mixture, x_T, ts, exact=exact), rtol=0, atol=0)
 
@@ -198,11 +198,11 @@ def test_dpmpp_3m_sde_is_k_diffusions_from_15_steps(grid, eta):
                                    torch.tensor([0.04, 1.0, 0.3], dtype=F64))
     noise = SampleNoise(0, 16)
     x_T = noise.randn(0, (3,), dtype=F64)
-    ts = make_grid(den, grid, 25)
+    ts = time_grid(den, grid, 25)
     ours = SAMPLERS["dpmpp-3m-sde"](den, x_T, ts, noise=noise, eta=eta)
     ref = _k_diffusion_dpmpp_3m_sde(den, x_T, ts, noise, eta)
     assert (ours - ref).abs().max().item() < 1e-12 and ref.abs().max().item() > 1
-    few = make_grid(den, grid, 10)
+    few = time_grid(den, grid, 10)
     capped = SAMPLERS["dpmpp-3m-sde"](den, x_T, few, noise=noise, eta=eta)
     torch.testing.assert_close(capped, SAMPLERS["dpmpp-2m-sde"](den, x_T, few, noise=noise, eta=eta), rtol=0, atol=0)
     assert (capped - _k_diffusion_dpmpp_3m_sde(den, x_T, few, noise, eta)).abs().max().item() > 1e-3
@@ -228,7 +228,7 @@ def test_3m_steps_are_exact_for_a_quadratic_data_prediction(eta):
     The 2nd-order dpmpp-2m-sde is not exact for it, nor is the reference 3M step, whose second
     difference has half its weight (1e-3 here)."""
     den = _PolynomialInLambda(make_schedule("linear", 1000), (0.3, -0.2, 0.05))
-    ts = make_grid(den, "logsnr", 20)
+    ts = time_grid(den, "logsnr", 20)
     x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
 
     def worst_step_error(sampler, **opts):
@@ -255,10 +255,10 @@ def test_dpmpp_3m_order_asymptotically(mixture, x_T):
     """At 32 to 128 steps the exact 3M error falls 8x per halving (slope 3.0); the reference form,
     its second difference at half weight, falls 4x (slope 2.0) there, though 8 to 64 steps look
     like 2.7 (test_error_falls_at_the_solvers_order)."""
-    ref = SAMPLERS["dpmpp-3m"](mixture, x_T, make_grid(mixture, "logsnr", 2000), exact=1)
+    ref = SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", 2000), exact=1)
     steps = (32, 64, 128)
     for exact, (lo, hi) in ((1, (2.7, 3.3)), (0, (1.8, 2.2))):
-        errs = [(SAMPLERS["dpmpp-3m"](mixture, x_T, make_grid(mixture, "logsnr", n), exact=exact) - ref).norm(dim=1).mean()
+        errs = [(SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", n), exact=exact) - ref).norm(dim=1).mean()
                 .item() for n in steps]
         slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
         assert lo < slope < hi, (exact, slope, errs)
@@ -275,19 +275,19 @@ def test_samplers_recover_the_mixture(mixture):
 
 def test_ddim_inversion_round_trip(mixture):
     x0 = torch.tensor([[-1.0, 0.4], [0.8, -0.6], [0.2, 0.1]], dtype=F64)
-    ts = make_grid(mixture, "uniform", 100)
+    ts = time_grid(mixture, "uniform", 100)
     x_T = ddim_invert(mixture, x0, ts, fixed_point_iters=3)
     back = sample_ddim(mixture, x_T, ts)
     torch.testing.assert_close(back, x0, atol=1e-4, rtol=0)
     # Without the fixed point the classic inversion is close, and closer with more steps.
-    errs = [(sample_ddim(mixture, ddim_invert(mixture, x0, make_grid(mixture, "uniform", n)),
-                         make_grid(mixture, "uniform", n)) - x0).abs().max().item() for n in (25, 100)]
+    errs = [(sample_ddim(mixture, ddim_invert(mixture, x0, time_grid(mixture, "uniform", n)),
+                         time_grid(mixture, "uniform", n)) - x0).abs().max().item() for n in (25, 100)]
     assert errs[1] < errs[0] < 0.5
 
 
 def test_respaced_schedule_keeps_alpha_bar_at_the_kept_steps():
     sched = make_schedule("cosine", 1000)
-    kept = make_grid(AnalyticMixtureDenoiser(sched, torch.zeros(1, 2), torch.ones(1), torch.ones(1)), "trailing", 25)
+    kept = time_grid(AnalyticMixtureDenoiser(sched, torch.zeros(1, 2), torch.ones(1), torch.ones(1)), "trailing", 25)
     r = respace(sched, kept)
     assert r.T == 25
     torch.testing.assert_close(r.alpha_bar, sched.alpha_bar[kept.flip(0)], rtol=1e-9, atol=0)
@@ -299,16 +299,16 @@ def test_respaced_schedule_keeps_alpha_bar_at_the_kept_steps():
 def test_grids_are_monotone_and_hit_their_ends(mixture):
     lo, hi = mixture.sigma_range
     for name in GRIDS:
-        ts = make_grid(mixture, name, 10)
+        ts = time_grid(mixture, name, 10)
         assert len(ts) == 10
         assert (ts[1:] < ts[:-1]).all(), name  # VP: noise first means t decreasing
         assert ts.min() >= 0 and ts.max() <= 999
     s = karras_sigmas(lo, hi, 10)
     assert math.isclose(s[0].item(), hi) and math.isclose(s[-1].item(), lo)
-    torch.testing.assert_close(mixture.schedule.sigmas[make_grid(mixture, "karras", 10).round().long()[[0, -1]]],
+    torch.testing.assert_close(mixture.schedule.sigmas[time_grid(mixture, "karras", 10).round().long()[[0, -1]]],
                                torch.tensor([hi, lo], dtype=F64), rtol=1e-6, atol=0)
     with pytest.raises(DenoiselabError):
-        make_grid(mixture, "fancy", 10)
+        time_grid(mixture, "fancy", 10)
 
 
 def _tiny_net(seed: int = 0) -> torch.nn.Module:

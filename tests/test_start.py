@@ -117,9 +117,9 @@ def test_an_ode_from_a_moderate_noise_level_recovers_gaussian_data_only_from_the
     plain, _ = generate(den, 8000, (2,), **kw)
     # The exact flow of Gaussian data is x0 = mu + sqrt(VAR / (a^2 VAR + s^2)) (x_t - a mu) per
     # coordinate; from mean 0 it lands at mu (1 - a sqrt(VAR / (a^2 VAR + s^2))).
-    from denoiselab.samplers.grids import make_grid
+    from denoiselab.samplers.grids import time_grid
 
-    a, s = scales_at(den, float(make_grid(den, "logsnr", 60, sigma_min=0.02, sigma_max=2.0)[0]))
+    a, s = scales_at(den, float(time_grid(den, "logsnr", 60, sigma_min=0.02, sigma_max=2.0)[0]))
     want = MU * (1 - a * torch.sqrt(VAR / (a * a * VAR + s * s)))
     assert torch.allclose(plain.double().mean(0), want, atol=0.05)
     assert not torch.allclose(plain.double().mean(0), MU, atol=0.3)

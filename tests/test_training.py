@@ -11,7 +11,8 @@ from denoiselab.errors import DenoiselabError
 from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
 from denoiselab.training.checkpoint import load_checkpoint, save_checkpoint
-from denoiselab.training.trainer import CHECKPOINT, lr_at
+from denoiselab.training.optim import lr_at
+from denoiselab.training.trainer import CHECKPOINT
 
 TINY = ["data.num=4096", "model.width=32", "model.depth=2", "steps=80", "batch_size=64",
         "log_every=10", "warmup=5", "lr=3e-3"]

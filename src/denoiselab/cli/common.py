@@ -46,7 +46,7 @@ def sampler_opts(args) -> dict:
 
 
 def grid_opts(args) -> dict:
-    """--sigma-min/--sigma-max/--rho; a grid that takes none of them says so (grids.make_grid)."""
+    """--sigma-min/--sigma-max/--rho; a grid that takes none of them says so (grids.time_grid)."""
     return {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
 
 

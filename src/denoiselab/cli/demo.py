@@ -13,6 +13,7 @@ from ..config import apply_overrides
 from ..data import load_toy
 from ..evaluation import chamfer_distance
 from ..evaluation.report import append_metrics, evaluate_points
+from ..io import read_jsonl
 from ..presets import get_preset
 from ..samplers.api import generate
 from ..viz import plots
@@ -67,7 +68,7 @@ def demo_mnist(root: Path, quick: bool) -> list[str]:
     t0 = time.perf_counter()
     run_dir, secs = _train("mnist", root / "mnist", over)
     total = time.perf_counter() - t0
-    rows = plots.read_metrics(run_dir / "metrics.jsonl")
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     numbers = json.loads((run_dir / "pictures.json").read_text())
     hist = numbers["pixel_histograms"]
     lines = [f"## MNIST (preset `mnist`, {rows[-1]['step']} steps, trained {secs:.0f} s, with pictures {total:.0f} s)", "",

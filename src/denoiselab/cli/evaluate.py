@@ -12,7 +12,7 @@ import torch
 
 from ..errors import DenoiselabError
 from ..io import log
-from ..runs.sampler_sweep import DEFAULT_GRIDS, DEFAULT_NFES, DEFAULT_SAMPLERS
+from ..runs.sampler_sweep import SWEEP_GRIDS, SWEEP_NFES, SWEEP_SAMPLERS
 from .common import add_device, add_sampling, add_start, draw, plan_from_args, plural
 
 
@@ -61,7 +61,7 @@ def read_labels(path) -> np.ndarray:
 
 
 def cmd_evaluate(args) -> int:
-    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_report
+    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_metrics_report
 
     src = Path(args.samples)
     if src.is_dir():
@@ -104,7 +104,7 @@ def cmd_evaluate(args) -> int:
     if src.is_dir():
         append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid,
                              "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-        log(f"appended to {src / 'metrics.jsonl'}; report {write_report(src)}")
+        log(f"appended to {src / 'metrics.jsonl'}; report {write_metrics_report(src)}")
         if (src / "report.html").is_file():  # keep the run's page in step with its metrics
             from ..viz.report import write_run_report
 
@@ -178,11 +178,11 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
     p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
-    p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS), metavar="NAME",
+    p.add_argument("--samplers", nargs="+", default=list(SWEEP_SAMPLERS), metavar="NAME",
                    help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
-    p.add_argument("--grids", nargs="+", default=list(DEFAULT_GRIDS), metavar="GRID",
+    p.add_argument("--grids", nargs="+", default=list(SWEEP_GRIDS), metavar="GRID",
                    help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
-    p.add_argument("--nfe", nargs="+", type=int, default=list(DEFAULT_NFES),
+    p.add_argument("--nfe", nargs="+", type=int, default=list(SWEEP_NFES),
                    help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
     p.add_argument("--num", type=int, default=2048, help="samples per seed")

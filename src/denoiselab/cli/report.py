@@ -8,9 +8,9 @@ from pathlib import Path
 
 def cmd_report(args) -> int:
     from ..io import log
-    from ..viz.report import write_report
+    from ..viz.compare import write_pages
 
-    pages = write_report(Path(args.path), Path(args.out) if args.out else None)
+    pages = write_pages(Path(args.path), Path(args.out) if args.out else None)
     for p in pages[1:]:
         log(f"wrote {p}")
     # The page asked for goes to stdout, last, so scripts can open it.

@@ -84,9 +84,9 @@ def grid_from(denoiser, t_start: float, steps: int, grid: Optional[str], sampler
     """The sampler's grid of ``steps`` points over the whole range, cut to the points below
     t_start's noise level, with t_start in front (Meng et al. 2022, SDEdit: start the reverse
     process at t0 instead of T). A strength of 1/2 thus runs about half the grid's steps."""
-    from ..samplers.grids import default_grid, make_grid
+    from ..samplers.grids import default_grid, time_grid
 
-    full = make_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
+    full = time_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
     sig0 = sigma_at(denoiser, t_start)
     # A point within 1e-9 of the start would repeat it (a zero-length step).
     below = [float(t) for t in full if sigma_at(denoiser, float(t)) < sig0 * (1 - 1e-9)]

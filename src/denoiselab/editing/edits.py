@@ -21,7 +21,7 @@ from ..rng import SampleNoise
 from ..samplers import get_sampler
 from ..samplers.api import generate
 from ..samplers.common import initial_noise, randn, scales_at
-from ..samplers.grids import default_grid, make_grid
+from ..samplers.grids import default_grid, time_grid
 from ..samplers.inversion import ddim_invert
 from .composite import AnagramDenoiser, HybridDenoiser, highpass, lowpass
 from .core import EditResult, Shots, StreamNoise, check_level, denoise_from, noise_to, sampler_step, time_at_level
@@ -33,7 +33,7 @@ SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def _full_grid(denoiser, sampler: str, steps: int, grid: Optional[str], grid_opts: dict | None) -> torch.Tensor:
-    return make_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
+    return time_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
 
 
 def _cond(cond, n: int) -> Optional[torch.Tensor]:

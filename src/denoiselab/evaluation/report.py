@@ -112,21 +112,13 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path) -> Path:
+def write_metrics_report(run_dir: Path) -> Path:
     """RUN_DIR/evaluation.md: every evaluation recorded in metrics.jsonl, newest first."""
-    from ..io import atomic_write
+    from ..io import atomic_write, read_jsonl
 
     run_dir = Path(run_dir)
-    records = []
     path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "evaluate" in rec:
-                records.append(rec)
+    records = [r for r in read_jsonl(path) if isinstance(r, dict) and "evaluate" in r] if path.is_file() else []
     out = ["# Evaluation", "", f"Run `{run_dir.name}`: {len(records)} evaluation(s), newest first. "
            "Each score is read against its floor, the same metric for real data against real data.", ""]
     for rec in reversed(records):

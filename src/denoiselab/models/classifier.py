@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import DenoiselabError
 from .embeddings import sinusoidal_embedding
-from .unet import AttentionBlock, Downsample, ResBlock, _groups
+from .unet import AttentionBlock, Downsample, ResBlock, group_count
 
 
 class NoiseAwareClassifier(nn.Module):
@@ -50,7 +50,7 @@ class NoiseAwareClassifier(nn.Module):
                 self.blocks.append(Downsample(c))
                 res //= 2
         self.blocks.append(ResBlock(c, c, emb_dim, dropout, groups))
-        self.norm_out = nn.GroupNorm(_groups(c, groups), c)
+        self.norm_out = nn.GroupNorm(group_count(c, groups), c)
         self.head = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:

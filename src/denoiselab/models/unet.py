@@ -33,7 +33,7 @@ from ..errors import DenoiselabError
 from .embeddings import sinusoidal_embedding
 
 
-def _groups(channels: int, max_groups: int) -> int:
+def group_count(channels: int, max_groups: int) -> int:
     """The largest group count <= max_groups that divides ``channels`` (GroupNorm needs it)."""
     g = min(max_groups, channels)
     while channels % g:
@@ -52,10 +52,10 @@ class ResBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, groups: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(c_in, groups), c_in)
+        self.norm1 = nn.GroupNorm(group_count(c_in, groups), c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, c_out)
-        self.norm2 = nn.GroupNorm(_groups(c_out, groups), c_out)
+        self.norm2 = nn.GroupNorm(group_count(c_out, groups), c_out)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
@@ -75,7 +75,7 @@ class AttentionBlock(nn.Module):
         if channels % heads:
             raise DenoiselabError(f"attention: {channels} channels do not split into {heads} heads; choose heads dividing the width")
         self.heads = heads
-        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+        self.norm = nn.GroupNorm(group_count(channels, groups), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = _zero(nn.Conv2d(channels, channels, 1))
 
@@ -137,7 +137,28 @@ class UNet(nn.Module):
         self.ch = ch
         self.use_channels_last = channels_last
         emb_dim = 4 * ch
-        self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self._build_embeddings(emb_dim, num_classes, cond_dim, cond_norm)
+        attn_resolutions = set(int(r) for r in attn_resolutions)
+
+        # value_channel: the HSV value V = max(R, G, B) (Smith 1978) joins the input channels. A
+        # stroke drawn in any saturated colour has the same V, so shape is one linear feature of
+        # the first conv whatever the hue, where from RGB alone it is a different feature per colour.
+        self.value_channel = bool(value_channel)
+        self.conv_in = nn.Conv2d((in_channels + self.value_channel) * patch * patch, ch, 3, padding=1)
+        blocks = dict(emb_dim=emb_dim, dropout=dropout, heads=heads, groups=groups, attn_resolutions=attn_resolutions)
+        skips, c, res = self._build_encoder(ch, ch_mult, num_res_blocks, image_size // patch, **blocks)
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, groups)]
+                                 + ([AttentionBlock(c, heads, groups)] if mid_attn else [])
+                                 + [ResBlock(c, c, emb_dim, dropout, groups)])
+        c = self._build_decoder(ch, ch_mult, num_res_blocks, skips, c, res, **blocks)
+        self.norm_out = nn.GroupNorm(group_count(c, groups), c)
+        self.conv_out = _zero(nn.Conv2d(c, out_channels * patch * patch, 3, padding=1))
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def _build_embeddings(self, emb_dim: int, num_classes: int, cond_dim: int, cond_norm: bool) -> None:
+        """The time MLP, and the class embedding (with its null class) or the text-condition MLP."""
+        self.time_mlp = nn.Sequential(nn.Linear(self.ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         if num_classes and cond_dim:
             raise DenoiselabError("a UNet takes class labels (num_classes) or embeddings (cond_dim), not both: set one to 0")
@@ -157,16 +178,14 @@ class UNet(nn.Module):
             # (config.mnist_text).
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_scale", torch.ones(()))
-        attn_resolutions = set(int(r) for r in attn_resolutions)
 
-        # value_channel: the HSV value V = max(R, G, B) (Smith 1978) joins the input channels. A
-        # stroke drawn in any saturated colour has the same V, so shape is one linear feature of
-        # the first conv whatever the hue, where from RGB alone it is a different feature per colour.
-        self.value_channel = bool(value_channel)
-        self.conv_in = nn.Conv2d((in_channels + self.value_channel) * patch * patch, ch, 3, padding=1)
+    def _build_encoder(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, res: int, *, emb_dim: int,
+                       dropout: float, heads: int, groups: int, attn_resolutions: set[int]) -> tuple[list[int], int, int]:
+        """``self.down``: per level, residual blocks (with attention at the chosen sides), then a
+        strided conv down but on the last level. Returns the skip widths, the width and the side."""
         self.down = nn.ModuleList()
         skips = [ch]
-        c, res = ch, image_size // patch
+        c = ch
         for i, mult in enumerate(ch_mult):
             for _ in range(num_res_blocks):
                 layers = [ResBlock(c, ch * mult, emb_dim, dropout, groups)]
@@ -175,13 +194,16 @@ class UNet(nn.Module):
                     layers.append(AttentionBlock(c, heads, groups))
                 self.down.append(nn.ModuleList(layers))
                 skips.append(c)
-            if i < levels - 1:
+            if i < len(ch_mult) - 1:
                 self.down.append(nn.ModuleList([Downsample(c)]))
                 skips.append(c)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, groups)]
-                                 + ([AttentionBlock(c, heads, groups)] if mid_attn else [])
-                                 + [ResBlock(c, c, emb_dim, dropout, groups)])
+        return skips, c, res
+
+    def _build_decoder(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, skips: list[int], c: int, res: int,
+                       *, emb_dim: int, dropout: float, heads: int, groups: int, attn_resolutions: set[int]) -> int:
+        """``self.up``: per level from the bottom, residual blocks on the encoder's skips (with
+        attention at the chosen sides), then an upsample but on the top level. Returns the width."""
         self.up = nn.ModuleList()
         for i, mult in reversed(list(enumerate(ch_mult))):
             for j in range(num_res_blocks + 1):
@@ -193,10 +215,7 @@ class UNet(nn.Module):
                     layers.append(Upsample(c))
                     res *= 2
                 self.up.append(nn.ModuleList(layers))
-        self.norm_out = nn.GroupNorm(_groups(c, groups), c)
-        self.conv_out = _zero(nn.Conv2d(c, out_channels * patch * patch, 3, padding=1))
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        return c
 
     @torch.no_grad()
     def set_cond_stats(self, embeddings: torch.Tensor) -> None:

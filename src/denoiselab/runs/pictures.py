@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 
@@ -13,12 +13,8 @@ from ..data import TensorData
 from ..device import module_device
 from .build import open_dataset
 from .conditions import classifier_accuracy_by_t, load_classifier
-from .load import require_sampler
+from .load import LoadedRun, load_run, require_sampler
 from .plan import SamplingPlan, sampling_plan
-
-if TYPE_CHECKING:
-    pass
-from .load import LoadedRun, load_run
 
 
 def reverse_frames(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None, seed: int, num: int,
@@ -70,8 +66,6 @@ def run_pictures(out: Path, data: TensorData, device=None) -> list[Path]:
     out = Path(out)
     written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
     if load_run(out, device=device).config.diffusion.kind == "classifier":
-        from .pictures import classifier_pictures
-
         return written + classifier_pictures(out, data)
     if data.kind == "images":
         return written + image_pictures(out, data, device=device)
@@ -94,8 +88,6 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
     and GIF of a few training images, pixel histograms at t = T, schedules compared on one image;
     the histogram and schedule numbers go to ``pictures.json``. Single-step denoisers get their
     sigma sweep instead."""
-    from ..io import atomic_write
-    from ..samplers.api import generate
     from ..viz import images as V
 
     out = Path(out)
@@ -106,75 +98,95 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
     numbers: dict = {}
     # The first training batch exactly as the trainer draws it (flips included): what the model learns from.
     value_range = (0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0)
-    summary = V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
-                          value_range=value_range)
+    written = [V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
+                           value_range=value_range)]
     if cfg.diffusion.kind == "denoise":
-        dev = module_device(run.net)
-        path, mse = V.plot_denoiser_sigmas(pick[:6], lambda z: run.net(z.to(dev), None, None).cpu(),
-                                           out / "denoiser_sigmas.png",
-                                           value_range=value_range)
-        numbers["denoiser_mse_by_sigma"] = mse
-        written = [summary, path]
+        written.append(_denoiser_pictures(run, pick[:6], out, value_range, numbers))
     else:
-        # The preset's own sampler, steps and grid for the samples and the GIF alike.
-        plan = sampling_plan(run)
-        s = cfg.sample
-        from .conditions import guided_run, is_text, num_classes
-
-        k = num_classes(run)
-        if is_text(run):
-            # Text runs: "a <colour> <digit>" for every colour (rows) and digit (columns).
-            from ..data.captioned import COLOURS, DIGIT_WORDS, caption
-
-            prompts = [caption("a {c} {w}", d, c) for c in COLOURS for d in range(len(DIGIT_WORDS))]
-            den, cond = guided_run(run, len(prompts), prompts=prompts)
-            x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
-                              **plan.kwargs())
-            written = [summary, V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
-            numbers["samples"] = plan.record(nfe, len(prompts), guidance=s.guidance,
-                                             prompts="a <colour> <digit>: colours by row, digits by column")
-            den, cond = guided_run(run, 10, prompts=prompts[:10])
-            written.append(reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond,
-                                       nrow=10, plan=plan))
-        elif k:
-            # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
-            den, cond = guided_run(run, 4 * k)
-            x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
-                              **plan.kwargs())
-            written = [summary, V.save_grid(x, out / "samples.png", nrow=k)]
-            numbers["samples"] = plan.record(nfe, 4 * k, guidance=s.guidance, classes="one per column")
-            den, cond = guided_run(run, 2 * k)
-            written.append(reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
-                                       nrow=k, plan=plan))
-        else:
-            x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
-            written = [summary, V.save_grid(x, out / "samples.png")]
-            numbers["samples"] = plan.record(nfe, num)
-            written.append(reverse_gif(run, out / "reverse.gif", num=16, frames=25, plan=plan))
-        schedule = run.denoiser.schedule
-        if schedule is None:  # flows have no beta schedule: no forward-process pictures
-            atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
-            return written
-        written.append(V.plot_forward_grid(pick[:6], schedule, out / "forward.png"))
-        written.append(V.gif_forward_images(pick, schedule, out / "forward.gif"))
-        path, numbers["pixel_histograms"] = V.plot_pixel_histograms(data.x[:1000], schedule, out / "histograms.png")
-        written.append(path)
-        path, numbers["schedule_survival"] = V.plot_schedule_images(pick[:1], out / "schedule_images.png", T=schedule.T,
-                                                                    batch=data.x[:256])
-        written.append(path)
-    atomic_write(out / "pictures.json", lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
+        written += _sample_pictures(run, out, num, seed, numbers)
+        if run.denoiser.schedule is not None:  # flows have no beta schedule: no forward-process pictures
+            written += _forward_pictures(run.denoiser.schedule, pick, data.x, out, numbers)
+    _save_numbers(out, numbers)
     return written
+
+
+def _denoiser_pictures(run: LoadedRun, x: torch.Tensor, out: Path, value_range, numbers: dict) -> Path:
+    """A single-step denoiser's sigma sweep (CS180 part B.1), its MSE by sigma into ``numbers``."""
+    from ..viz import images as V
+
+    dev = module_device(run.net)
+    path, numbers["denoiser_mse_by_sigma"] = V.plot_denoiser_sigmas(
+        x, lambda z: run.net(z.to(dev), None, None).cpu(), out / "denoiser_sigmas.png", value_range=value_range)
+    return path
+
+
+def _sample_pictures(run: LoadedRun, out: Path, num: int, seed: int, numbers: dict) -> list[Path]:
+    """samples.png and reverse.gif, both with the preset's own sampler, steps and grid; how they were
+    sampled into ``numbers``. Text runs get every colour x digit prompt, class-conditional runs
+    every class, guided."""
+    from ..samplers.api import generate
+    from ..viz import images as V
+    from .conditions import guided_run, is_text, num_classes
+
+    plan = sampling_plan(run)
+    s = run.config.sample
+    k = num_classes(run)
+    if is_text(run):
+        # Text runs: "a <colour> <digit>" for every colour (rows) and digit (columns).
+        from ..data.captioned import COLOURS, DIGIT_WORDS, caption
+
+        prompts = [caption("a {c} {w}", d, c) for c in COLOURS for d in range(len(DIGIT_WORDS))]
+        den, cond = guided_run(run, len(prompts), prompts=prompts)
+        x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
+                          **plan.kwargs())
+        written = [V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
+        numbers["samples"] = plan.record(nfe, len(prompts), guidance=s.guidance,
+                                         prompts="a <colour> <digit>: colours by row, digits by column")
+        den, cond = guided_run(run, 10, prompts=prompts[:10])
+        return written + [reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond,
+                                      nrow=10, plan=plan)]
+    if k:
+        # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
+        den, cond = guided_run(run, 4 * k)
+        x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
+                          **plan.kwargs())
+        written = [V.save_grid(x, out / "samples.png", nrow=k)]
+        numbers["samples"] = plan.record(nfe, 4 * k, guidance=s.guidance, classes="one per column")
+        den, cond = guided_run(run, 2 * k)
+        return written + [reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
+                                      nrow=k, plan=plan)]
+    x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
+    written = [V.save_grid(x, out / "samples.png")]
+    numbers["samples"] = plan.record(nfe, num)
+    return written + [reverse_gif(run, out / "reverse.gif", num=16, frames=25, plan=plan)]
+
+
+def _forward_pictures(schedule, pick: torch.Tensor, images: torch.Tensor, out: Path, numbers: dict) -> list[Path]:
+    """The forward process on a few training images (``pick``): a grid and a GIF, pixel histograms
+    at t = T and the schedules compared on one image; their numbers into ``numbers``."""
+    from ..viz import images as V
+
+    written = [V.plot_forward_grid(pick[:6], schedule, out / "forward.png"),
+               V.gif_forward_images(pick, schedule, out / "forward.gif")]
+    path, numbers["pixel_histograms"] = V.plot_pixel_histograms(images[:1000], schedule, out / "histograms.png")
+    written.append(path)
+    path, numbers["schedule_survival"] = V.plot_schedule_images(pick[:1], out / "schedule_images.png", T=schedule.T,
+                                                                batch=images[:256])
+    written.append(path)
+    return written
+
+
+def _save_numbers(out: Path, numbers: dict) -> Path:
+    """``pictures.json``: the numbers beside a run's pictures (the run page shows them)."""
+    from ..io import atomic_write
+
+    path = Path(out) / "pictures.json"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
+    return path
 
 
 def classifier_pictures(out: Path, data) -> list[Path]:
     """A classifier run's numbers: training-set accuracy at several noise levels, in ``pictures.json``."""
-    import json
-
-    from ..io import atomic_write
-
     clf = load_classifier(out)
     n = min(2000, len(data))
-    numbers = {"train_accuracy_by_t": classifier_accuracy_by_t(clf, data.x[:n], data.y[:n])}
-    path = Path(out) / "pictures.json"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(numbers, indent=2)))
-    return [path]
+    return [_save_numbers(out, {"train_accuracy_by_t": classifier_accuracy_by_t(clf, data.x[:n], data.y[:n])})]

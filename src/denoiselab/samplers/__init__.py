@@ -11,7 +11,7 @@ from ..errors import DenoiselabError
 from .common import initial_noise, randn
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m, sample_dpmpp_3m_sde
-from .grids import GRIDS, make_grid
+from .grids import GRIDS, time_grid
 from .inversion import ddim_invert
 from .karras import sample_euler, sample_euler_ancestral, sample_heun
 from .timesteps import SPACINGS, discrete_timesteps
@@ -86,7 +86,7 @@ def default_steps(sampler: str, denoiser) -> int:
 
 
 __all__ = ["ALWAYS_STOCHASTIC", "DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
-           "get_sampler", "initial_noise", "is_deterministic", "make_grid", "randn",
+           "get_sampler", "initial_noise", "is_deterministic", "randn",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
            "sample_euler",
-           "sample_euler_ancestral", "sample_heun", "takes_option"]
+           "sample_euler_ancestral", "sample_heun", "takes_option", "time_grid"]

@@ -10,7 +10,7 @@ from ..denoiser import DenoiserWrapper
 from ..device import autocast, autocast_dtype, module_device
 from ..rng import SampleNoise
 from .common import initial_noise, scales_at
-from .grids import default_grid, make_grid
+from .grids import default_grid, time_grid
 
 
 class CountingDenoiser(DenoiserWrapper):
@@ -69,7 +69,7 @@ def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str 
 
     fn = get_sampler(sampler)
     grid = grid or spacing or default_grid(sampler, denoiser)
-    timesteps = make_grid(denoiser, grid, steps, **(grid_opts or {}))
+    timesteps = time_grid(denoiser, grid, steps, **(grid_opts or {}))
     first = float(timesteps[0])
     device = torch.device(device) if device is not None else module_device(denoiser)
     counting = CountingDenoiser(denoiser, autocast_dtype(precision, device))

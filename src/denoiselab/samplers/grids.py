@@ -204,7 +204,7 @@ def default_grid(sampler: str, denoiser) -> str:
     return DEFAULT_GRIDS.get(sampler, DEFAULT_CONTINUOUS_GRID)
 
 
-def make_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
+def time_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
     """The named grid of ``steps`` times for this denoiser (``opts``: rho, sigma_min, sigma_max)."""
     if name not in GRIDS:
         raise DenoiselabError(f"unknown grid {name!r}: choose one of {', '.join(GRIDS)}")

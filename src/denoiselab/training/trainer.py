@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import sys
 import threading
@@ -37,41 +36,16 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..device import autocast, autocast_dtype, place
 from ..errors import DenoiselabError
-from ..io import atomic_write
+from ..io import atomic_write, read_jsonl
 from .checkpoint import LATEST, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
 from .ema import EMA
+from .optim import lr_at, make_optimizer
 from .runtime import LocalRuntime
 
 Objective = Callable[[torch.nn.Module, torch.Tensor, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
 CHECKPOINT = LATEST
 METRICS = "metrics.jsonl"
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over cfg.warmup steps, then constant, cosine (Loshchilov & Hutter 2017) or
-    exponential decay reaching lr * lr_final at the last step."""
-    if cfg.warmup and step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    span = max(1, cfg.steps - cfg.warmup)
-    p = min(1.0, (step - cfg.warmup) / span)
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    if cfg.lr_schedule == "cosine":
-        return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * p)))
-    if cfg.lr_schedule == "exponential":
-        return cfg.lr * (max(cfg.lr_final, 1e-12) ** p)
-    raise DenoiselabError(f"unknown lr_schedule {cfg.lr_schedule!r}: use constant, cosine or exponential")
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    # fused: one kernel per optimizer step instead of a dozen per parameter group (CPU and CUDA).
-    kw = dict(lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay, fused=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, **kw)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, **kw)
-    raise DenoiselabError(f"unknown optimizer {cfg.optimizer!r}: use adam or adamw")
 
 
 class TrainingInterrupted(DenoiselabError):
@@ -240,16 +214,11 @@ class Trainer:
         path = self.run_dir / METRICS
         if not path.is_file():
             return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and "loss" in rec and rec["step"] > self.step:
-                continue
-            keep.append(line)
-        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
+        keep = [rec for rec in read_jsonl(path)
+                if not (isinstance(rec, dict) and isinstance(rec.get("step"), int) and "loss" in rec
+                        and rec["step"] > self.step)]
+        # Each line was written by json.dumps, so writing the records again gives the same lines.
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
 
     def _last_good(self) -> str:
         if self.last_saved is None:
@@ -315,63 +284,23 @@ class Trainer:
                    unit="step", dynamic_ncols=True, mininterval=0.5)
         dev = self.device
         acc, n_acc = torch.zeros((), device=dev), 0
-        # The first step whose loss is NaN or inf, tracked without a device sync per step.
-        bad_step, bad_loss = torch.full((), -1, dtype=torch.int64, device=dev), torch.zeros((), device=dev)
+        bad = NonFiniteWatch(dev)
         last: dict = {}
-
-        def check_finite() -> None:
-            if int(bad_step) >= 0:
-                raise DenoiselabError(
-                    f"loss became {float(bad_loss)} at step {int(bad_step)}: training stopped and nothing after it "
-                    f"was saved; {self._last_good()}; lower the learning rate (--set lr={cfg.lr / 10:g}) or clip "
-                    "gradients (--set grad_clip=1)")
-
         try:
             while self.step < stop and not caught:
                 lr = lr_at(cfg, self.step)
-                for g in self.opt.param_groups:
-                    g["lr"] = lr
-                x0, cond = self.data.batch(self.step, cfg.batch_size, cfg.seed)
-                parts = self._shares(x0, cond)
-                self.opt.zero_grad(set_to_none=True)
-                ld = torch.zeros((), device=self.device)
-                for j, (xb, cb) in enumerate(parts):
-                    # Gradients are averaged over the processes once, after the last micro-batch.
-                    sync = contextlib.nullcontext() if j == len(parts) - 1 else self.runtime.no_sync(self.train_net)
-                    with sync:
-                        with autocast(self.device, self.amp_dtype):
-                            loss = self.objective(self.train_net, xb, cb, self.generator) / len(parts)
-                        (self.scaler.scale(loss) if self.scaler else loss).backward()
-                    ld += loss.detach().float()
-                if self.scaler:
-                    self.scaler.unscale_(self.opt)  # clip the true gradients
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip, foreach=True)
-                if self.scaler:
-                    self.scaler.step(self.opt)
-                    self.scaler.update()
-                else:
-                    self.opt.step()
-                if self.ema is not None:
-                    self.ema.update(self.net, self.step)
-                first = (bad_step < 0) & ~torch.isfinite(ld)
-                bad_step = torch.where(first, torch.full_like(bad_step, self.step), bad_step)
-                bad_loss = torch.where(first, ld, bad_loss)
+                ld = self._optimizer_step(lr)
+                bad.record(ld, self.step)
                 acc += ld
                 n_acc += 1
                 self.step += 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    check_finite()
-                    mean_loss = self.runtime.mean(acc / n_acc).item()  # over the processes' shares
-                    last = {"step": self.step, "loss": mean_loss, "lr": lr,
-                            "time": round(time.perf_counter() - t0, 3)}
-                    if metrics_f is not None:
-                        metrics_f.write(json.dumps(last) + "\n")
-                        metrics_f.flush()
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    self._check_finite(bad)
+                    last = self._log_loss(acc / n_acc, lr, t0, metrics_f)
+                    bar.set_postfix(loss=f"{last['loss']:.4f}")
                     acc, n_acc = torch.zeros((), device=dev), 0
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps) or caught:
-                    check_finite()
+                    self._check_finite(bad)
                     self.torch_rng_state = torch.get_rng_state()
                     self.save()
                 if self.on_preview and main and cfg.preview_every and self.step % cfg.preview_every == 0:
@@ -379,9 +308,72 @@ class Trainer:
                         self.on_preview(self.step, self.sampling_net())
                     self.net.train()
                 bar.update(1)
-            check_finite()
+            self._check_finite(bad)
         finally:
             bar.close()
             if metrics_f is not None:
                 metrics_f.close()
         return last
+
+    def _optimizer_step(self, lr: float) -> torch.Tensor:
+        """One optimizer step at learning rate ``lr`` on the step's batch (this process's share, in
+        micro-batches), then the EMA update. Returns the step's loss, on the device (no sync)."""
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x0, cond = self.data.batch(self.step, cfg.batch_size, cfg.seed)
+        parts = self._shares(x0, cond)
+        self.opt.zero_grad(set_to_none=True)
+        ld = torch.zeros((), device=self.device)
+        for j, (xb, cb) in enumerate(parts):
+            # Gradients are averaged over the processes once, after the last micro-batch.
+            sync = contextlib.nullcontext() if j == len(parts) - 1 else self.runtime.no_sync(self.train_net)
+            with sync:
+                with autocast(self.device, self.amp_dtype):
+                    loss = self.objective(self.train_net, xb, cb, self.generator) / len(parts)
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            ld += loss.detach().float()
+        if self.scaler:
+            self.scaler.unscale_(self.opt)  # clip the true gradients
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip, foreach=True)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.net, self.step)
+        return ld
+
+    def _log_loss(self, loss: torch.Tensor, lr: float, t0: float, metrics_f) -> dict:
+        """The mean loss since the last log line (over the processes' shares), as a line of metrics.jsonl."""
+        last = {"step": self.step, "loss": self.runtime.mean(loss).item(), "lr": lr,
+                "time": round(time.perf_counter() - t0, 3)}
+        if metrics_f is not None:
+            metrics_f.write(json.dumps(last) + "\n")
+            metrics_f.flush()
+        return last
+
+    def _check_finite(self, bad: "NonFiniteWatch") -> None:
+        if bad.found():
+            raise DenoiselabError(
+                f"loss became {float(bad.loss)} at step {int(bad.step)}: training stopped and nothing after it "
+                f"was saved; {self._last_good()}; lower the learning rate (--set lr={self.cfg.lr / 10:g}) or clip "
+                "gradients (--set grad_clip=1)")
+
+
+class NonFiniteWatch:
+    """The first step whose loss is NaN or inf, tracked on the device without a sync per step."""
+
+    def __init__(self, device):
+        self.step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def record(self, loss: torch.Tensor, step: int) -> None:
+        first = (self.step < 0) & ~torch.isfinite(loss)
+        self.step = torch.where(first, torch.full_like(self.step, step), self.step)
+        self.loss = torch.where(first, loss, self.loss)
+
+    def found(self) -> bool:
+        return int(self.step) >= 0

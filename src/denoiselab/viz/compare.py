@@ -1,9 +1,11 @@
 """The comparison page: one sortable row per run in a folder (preset, key settings, steps, training
-time, each metric with its floor), linking to each run's own page, and the loss curves overlaid."""
+time, each metric with its floor), linking to each run's own page, and the loss curves overlaid.
+
+It stands on the HTML toolkit (``html.py``) and the run page (``report.py``); ``write_pages``
+writes whichever a path asks for."""
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 import os
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import DenoiselabError
-from .report import REPORT, RunSummary, esc, find_runs, fmt, page, read_run, table, write_page, write_run_report
+from .html import data_uri, esc, fmt, page, table, write_page
+from .report import REPORT, RunSummary, find_runs, read_run, write_run_report
 
 SORT_SCRIPT = """
 // Sort a table by the clicked column: numbers by data-value, text otherwise; empty cells last.
@@ -98,7 +101,7 @@ def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, s
                 cells.append(num(m.get("value"), f'<span title="{esc(title)}">{esc(fmt(m.get("value")))}</span> '
                                  f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>'))
         rows.append(cells)
-    loss_png = "data:image/png;base64," + base64.b64encode(plot_losses(runs)).decode("ascii")
+    loss_png = data_uri(plot_losses(runs), "image/png")
     # The table grows a column per metric: let it use the window's width.
     body = ["<style>body { max-width: 1900px; }</style>", f"<h1>{len(runs)} runs compared</h1>",
             f"<p class=\"muted\">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its "
@@ -122,3 +125,14 @@ def write_comparison(root: Path, out: Optional[Path] = None, run_pages: bool = T
     pages = [write_run_report(p) for p in paths] if run_pages else [p / REPORT for p in paths]
     links = {r.name: Path(os.path.relpath(pg, out.parent)).as_posix() for r, pg in zip(runs, pages)}
     return write_page(out, render_comparison(runs, out.parent, links)), pages
+
+
+def write_pages(path: Path, out: Optional[Path] = None) -> list[Path]:
+    """A run directory gets its page; a folder of runs gets the comparison page and every run's page."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DenoiselabError(f"{path} is not a directory: pass a run directory or a folder of runs")
+    if (path / "config.json").is_file():
+        return [write_run_report(path, out)]
+    page_path, pages = write_comparison(path, out)
+    return [page_path, *pages]

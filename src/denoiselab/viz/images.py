@@ -26,8 +26,8 @@ def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) ->
     return u.permute(0, 2, 3, 1).numpy()
 
 
-def make_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1,
-              value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+def tile_images(x: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1,
+                value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     """Tile N images into one (H, W, 3) uint8 array, ``nrow`` per row (default: near-square), on
     a white background; ``scale`` enlarges each pixel (nearest) so 28x28 digits stay crisp."""
     imgs = to_uint8(x, value_range)
@@ -45,7 +45,8 @@ def make_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int
     return grid
 
 
-def _auto_scale(side: int) -> int:
+def auto_scale(side: int) -> int:
+    """How many times to enlarge each pixel of a picture ``side`` pixels wide: to about 64 pixels."""
     return max(1, 64 // side) if side < 64 else 1
 
 
@@ -60,16 +61,32 @@ def save_png(arr: np.ndarray, path: Path) -> Path:
 def save_grid(x: torch.Tensor, path: Path, nrow: int | None = None, scale: int | None = None,
               value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
     """A grid of images as PNG (what ``denoiselab sample --out FILE.png`` writes for images)."""
-    return save_png(make_grid(x, nrow, scale=scale or _auto_scale(x.shape[-1]), value_range=value_range), path)
+    return save_png(tile_images(x, nrow, scale=scale or auto_scale(x.shape[-1]), value_range=value_range), path)
 
 
-def _label(arr: np.ndarray, text: str) -> np.ndarray:
+def caption_above(arr: np.ndarray, text: str) -> np.ndarray:
     """Put a caption strip above an (H, W, 3) array."""
     from PIL import Image, ImageDraw
 
     strip = Image.new("RGB", (arr.shape[1], 16), (255, 255, 255))
     ImageDraw.Draw(strip).text((3, 2), text, fill=(0, 0, 0))
     return np.concatenate([np.asarray(strip), arr], axis=0)
+
+
+def label_table(cells: list[list[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str],
+                gap: int = 6) -> np.ndarray:
+    """Pictures of one size in rows and columns on white: each under its column's label, each row's
+    label at its left (e.g. guidance scales x classes)."""
+    h, wd = cells[0][0].shape[:2]
+    canvas = np.full((len(cells) * (h + 16 + gap), len(column_labels) * (wd + gap) + 70, 3), 255, np.uint8)
+    for i, (label, row) in enumerate(zip(row_labels, cells)):
+        for j, (name, tile) in enumerate(zip(column_labels, row)):
+            cap = caption_above(tile, name)
+            y0, x0 = i * (h + 16 + gap), 70 + j * (wd + gap)
+            canvas[y0:y0 + cap.shape[0], x0:x0 + cap.shape[1]] = cap
+        strip = caption_above(np.full((h, 64, 3), 255, np.uint8), label)
+        canvas[i * (h + 16 + gap):i * (h + 16 + gap) + strip.shape[0], :64] = strip
+    return canvas
 
 
 def _side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
@@ -85,10 +102,10 @@ def gif_reverse_images(shots: list[tuple[int, torch.Tensor, torch.Tensor]], path
     frames = []
     n = min(num, shots[0][1].shape[0])
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    scale = _auto_scale(shots[0][1].shape[-1])
+    scale = auto_scale(shots[0][1].shape[-1])
     for t, xt, x0 in shots:
-        left = _label(make_grid(xt[:n], nrow, scale=scale), "x_t" if t < 0 else f"x_t, t = {format_level(t)}")
-        right = _label(make_grid(x0[:n], nrow, scale=scale), "sample" if t < 0 else "predicted x0")
+        left = caption_above(tile_images(xt[:n], nrow, scale=scale), "x_t" if t < 0 else f"x_t, t = {format_level(t)}")
+        right = caption_above(tile_images(x0[:n], nrow, scale=scale), "sample" if t < 0 else "predicted x0")
         frames.append(_side_by_side(left, right))
     return write_gif(frames, path, fps=fps)
 
@@ -111,17 +128,17 @@ def plot_forward_grid(x0: torch.Tensor, schedule: NoiseSchedule, path: Path, ts:
     xs = forward_images(x0, schedule, ts, seed)
     n = len(x0)
     tiles = torch.stack(xs, dim=1).reshape(n * len(ts), *x0.shape[1:])  # row-major: image, then t
-    grid = make_grid(tiles, nrow=len(ts), scale=_auto_scale(x0.shape[-1]))
+    grid = tile_images(tiles, nrow=len(ts), scale=auto_scale(x0.shape[-1]))
     header = "forward process q(x_t | x_0), columns t = " + ", ".join(str(t) for t in ts)
-    return save_png(_label(grid, header), path)
+    return save_png(caption_above(grid, header), path)
 
 
 def gif_forward_images(x0: torch.Tensor, schedule: NoiseSchedule, path: Path, frames: int = 40, seed: int = 0,
                        fps: float = 10.0) -> Path:
     ts = default_ts(schedule.T, frames)
     xs = forward_images(x0, schedule, ts, seed)
-    scale = _auto_scale(x0.shape[-1])
-    images = [_label(make_grid(x, scale=scale), f"t = {t}, abar = {schedule.alpha_bar[t].item():.3f}")
+    scale = auto_scale(x0.shape[-1])
+    images = [caption_above(tile_images(x, scale=scale), f"t = {t}, abar = {schedule.alpha_bar[t].item():.3f}")
               for t, x in zip(ts, xs)]
     return write_gif(images, path, fps=fps)
 
@@ -242,6 +259,6 @@ def plot_denoiser_sigmas(x: torch.Tensor, denoise: Callable[[torch.Tensor], torc
     for i in range(n):
         rows += [tiles[k][0][i] for k in range(len(sigmas))]
         rows += [tiles[k][1][i] for k in range(len(sigmas))]
-    grid = make_grid(torch.stack(rows), nrow=len(sigmas), scale=_auto_scale(x.shape[-1]), value_range=value_range)
+    grid = tile_images(torch.stack(rows), nrow=len(sigmas), scale=auto_scale(x.shape[-1]), value_range=value_range)
     header = "sigma = " + ", ".join(f"{s:g}" for s in sigmas) + " (rows: noisy z, denoised)"
-    return save_png(_label(grid, header), path), mse
+    return save_png(caption_above(grid, header), path), mse

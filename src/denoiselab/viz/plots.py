@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..io import read_jsonl
 from ..process import q_sample
 from ..schedules import NoiseSchedule, make_schedule
 from .common import fig_to_array, format_level, plt, save_fig, write_gif
@@ -33,18 +33,8 @@ def plot_schedules(path: Path, T: int = 1000, names: Sequence[str] = ("linear", 
     return save_fig(fig, path)
 
 
-def read_metrics(path: Path) -> list[dict]:
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by an interrupted run
-    return rows
-
-
 def plot_loss(metrics_path: Path, path: Path) -> Path:
-    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
+    rows = [r for r in read_jsonl(metrics_path) if "loss" in r]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     if rows:
         ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)

@@ -1,19 +1,16 @@
-"""Run report pages: ``RUN_DIR/report.html`` for one run, and a comparison page over a folder of runs (``compare.py``).
+"""The run page: ``RUN_DIR/report.html``, one run on one self-contained page (built with the HTML
+toolkit of ``html.py``; the comparison page over a folder of runs, ``compare.py``, stands on this one).
 
-Each page is one self-contained HTML file: pictures are inlined as data URIs (so the page can be
-mailed or opened offline), the only script is a few lines of inline JavaScript that sorts the
-comparison table, and nothing is fetched from the network. The pages read what a run directory
-already holds (config.json, metrics.jsonl with its loss lines and ``evaluate`` records,
-pictures.json and the pictures); they never load the network, so rebuilding one takes a second.
+The page reads what a run directory already holds (config.json, metrics.jsonl with its loss lines
+and ``evaluate`` records, pictures.json and the pictures); it never loads the network, so
+rebuilding one takes a second.
 
-Pictures the report knows get a section and a caption (``PICTURES``); any other PNG or GIF in the
+Pictures the page knows get a section and a caption (``PICTURES``); any other PNG or GIF in the
 run directory is still shown, under "Other pictures", so a new picture needs no code here.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -23,54 +20,50 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import DenoiselabError
+from ..io import read_jsonl
+from .html import IMAGE_MIME, esc, figure, fmt, page, table, write_page
 
 REPORT = "report.html"
-# Pictures larger than this are linked (kept beside the page) rather than inlined.
-INLINE_LIMIT = 8 * 2**20
-IMAGE_SUFFIXES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                  ".svg": "image/svg+xml", ".webp": "image/webp"}
 
-# Sections in page order, and the known pictures of each: file name -> caption.
-SECTIONS = ("Samples", "Evaluation", "Training", "Forward process", "Guidance and editing")
-PICTURES: dict[str, tuple[str, str]] = {
-    "loss.png": ("Training", "Training loss (mean over each log interval), log scale."),
-    "dataset_summary.png": ("Training", "Training images as the trainer sees them: the first batch, after "
-                            "augmentation (random horizontal flips when data.flip is on)."),
-    "samples.png": ("Samples", "Samples of the trained model."),
-    "reverse.gif": ("Samples", "The reverse process: x_t and the prediction x0_hat along the sampler's steps "
-                    "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."),
-    "guided.gif": ("Samples", "Guided sampling, step by step (Ho & Salimans 2022)."),
-    "forward.png": ("Forward process", "The forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, "
-                    "(1 - alpha_bar_t) I) at growing t (Ho et al. 2020, eq. 4)."),
-    "forward.gif": ("Forward process", "The forward process as an animation, t from 0 to T."),
-    "histograms.png": ("Forward process", "Pixel values of the training images and of x_T: the colour "
-                       "distribution ends in N(0, 1)."),
-    "schedule_images.png": ("Forward process", "Noise schedules compared on one image: linear (Ho et al. 2020), "
-                            "cosine (Nichol & Dhariwal 2021), quadratic and sigmoid."),
-    "denoiser_sigmas.png": ("Samples", "The single-step denoiser at several noise levels sigma."),
-    "samplers/samplers.png": ("Evaluation", "Sample quality against the number of network evaluations (NFE), "
-                              "every sampler and time grid (`denoiselab benchmark-samplers`)."),
-    "guidance.png": ("Guidance and editing", "Classifier-free guidance sweep: classes against guidance scales "
-                     "(Ho & Salimans 2022; `denoiselab plot guidance`)."),
-    "guidance_sweep.png": ("Guidance and editing", "Classifier-free guidance sweep: classes against guidance "
-                           "scales (Ho & Salimans 2022; `denoiselab plot guidance`)."),
+# The known pictures of each section, sections in page order: file name -> caption.
+PICTURES: dict[str, dict[str, str]] = {
+    "Samples": {
+        "samples.png": "Samples of the trained model.",
+        "reverse.gif": ("The reverse process: x_t and the prediction x0_hat along the sampler's steps "
+                        "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."),
+        "guided.gif": "Guided sampling, step by step (Ho & Salimans 2022).",
+        "denoiser_sigmas.png": "The single-step denoiser at several noise levels sigma.",
+    },
+    "Evaluation": {
+        "samplers/samplers.png": ("Sample quality against the number of network evaluations (NFE), every "
+                                  "sampler and time grid (`denoiselab benchmark-samplers`)."),
+    },
+    "Training": {
+        "loss.png": "Training loss (mean over each log interval), log scale.",
+        "dataset_summary.png": ("Training images as the trainer sees them: the first batch, after "
+                                "augmentation (random horizontal flips when data.flip is on)."),
+    },
+    "Forward process": {
+        "forward.png": ("The forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) at "
+                        "growing t (Ho et al. 2020, eq. 4)."),
+        "forward.gif": "The forward process as an animation, t from 0 to T.",
+        "histograms.png": ("Pixel values of the training images and of x_T: the colour distribution ends in "
+                           "N(0, 1)."),
+        "schedule_images.png": ("Noise schedules compared on one image: linear (Ho et al. 2020), cosine "
+                                "(Nichol & Dhariwal 2021), quadratic and sigmoid."),
+    },
+    "Guidance and editing": {
+        "guidance.png": ("Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans 2022; "
+                         "`denoiselab plot guidance`)."),
+        "guidance_sweep.png": ("Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans "
+                               "2022; `denoiselab plot guidance`)."),
+    },
 }
+PAGE_SECTIONS = tuple(PICTURES)
+CAPTIONS = {name: caption for known in PICTURES.values() for name, caption in known.items()}
 
 
 # -- reading a run directory ------------------------------------------------------------------
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut by an interrupted run
-            if isinstance(rec, dict):
-                rows.append(rec)
-    return rows
-
 
 def checkpoint_header(path: Path) -> dict:
     """Parameter count and step from a safetensors header alone (8-byte length + JSON), without
@@ -181,7 +174,8 @@ def read_run(run_dir: Path) -> RunSummary:
         config = json.loads(cfg_path.read_text())
     except ValueError as e:
         raise DenoiselabError(f"{cfg_path} is not valid JSON ({e}): retrain or fix the file") from None
-    rows = read_jsonl(run_dir / "metrics.jsonl")
+    metrics = run_dir / "metrics.jsonl"
+    rows = [r for r in read_jsonl(metrics) if isinstance(r, dict)] if metrics.is_file() else []
     pictures = {}
     if (run_dir / "pictures.json").is_file():
         try:
@@ -197,92 +191,6 @@ def find_runs(root: Path) -> list[Path]:
     """The run directories directly inside ``root`` (those holding a config.json), by name."""
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "config.json").is_file())
 
-
-# -- HTML pieces ------------------------------------------------------------------------------
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.floor { color: #777; font-size: 0.9em; }
-figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; max-width: 100%; }
-figure img { max-width: 100%; max-height: 520px; border: 1px solid #eee; image-rendering: pixelated; }
-figcaption { font-size: 0.85em; color: #555; max-width: 640px; }
-.previews figure img { width: 180px; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
-table.sortable th { cursor: pointer; user-select: none; } table.sortable td { white-space: nowrap; }
-.wide { overflow-x: auto; }
-table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
-.muted { color: #777; }
-"""
-
-def esc(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "n/a"
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def data_uri(path: Path) -> str:
-    mime = IMAGE_SUFFIXES.get(path.suffix.lower(), "application/octet-stream")
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def img_tag(path: Path, page_dir: Path, alt: str) -> str:
-    """Inline the picture; one too large to inline is linked relative to the page instead."""
-    if path.stat().st_size <= INLINE_LIMIT:
-        src = data_uri(path)
-    else:
-        src = Path(os.path.relpath(path, page_dir)).as_posix()
-    return f'<img src="{src}" alt="{esc(alt)}">'
-
-
-def figure(path: Path, page_dir: Path, caption: str) -> str:
-    return f"<figure>{img_tag(path, page_dir, caption)}<figcaption>{esc(caption)}</figcaption></figure>"
-
-
-def table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless ``raw`` (then they are HTML already)."""
-    cell = (lambda c: c) if raw else esc
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
-    body = "".join("<tr>" + "".join(c if raw and c.startswith("<td") else f"<td>{cell(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
-
-
-def page(title: str, body: list[str], script: str = "") -> str:
-    """The HTML document: inline style, inline script (if any), a policy that forbids any fetch."""
-    js = f"<script>{script}</script>" if script else ""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            # No network: images are data URIs; the policy blocks any fetch a picture might try.
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: 'self'; "
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
-            + "\n".join(body) + f"\n{js}</body></html>\n")
-
-
-def write_page(path: Path, text: str) -> Path:
-    from ..io import atomic_write
-
-    def write(tmp):
-        Path(tmp).write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o644)  # a page is for reading, by a web server too
-
-    atomic_write(Path(path), write)
-    return Path(path)
-
-
 # -- the run page -----------------------------------------------------------------------------
 
 def _caption(run: RunSummary, rel: str) -> str:
@@ -297,7 +205,9 @@ def _caption(run: RunSummary, rel: str) -> str:
             w = f" at guidance scale {s['guidance']:g}" if s and s.get("guidance") is not None else ""
             return (f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
                     f"classifier-free guidance{w} (Ho & Salimans 2022).{how}")
-        if run.config.get("data", {}).get("name") in ("swiss-roll", "moons", "gaussians", "circles", "checkerboard"):
+        from ..data import TOY_DATASETS
+
+        if run.config.get("data", {}).get("name") in TOY_DATASETS:
             return "Samples (red) over the data (grey), drawn with the run's own sampler (config.sample)."
         return "Samples of the trained model." + how
     if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
@@ -309,7 +219,7 @@ def _caption(run: RunSummary, rel: str) -> str:
         if run.config.get("data", {}).get("name") in TOY_DATASETS:
             return ("The reverse process in 2D: the samples x_t (blue) move from noise onto the data (grey), one "
                     "frame per recorded sampler step, drawn with the run's own sampler (config.sample).")
-    return PICTURES[rel][1]
+    return CAPTIONS[rel]
 
 
 def _metrics_section(run: RunSummary) -> list[str]:
@@ -359,11 +269,11 @@ def _numbers_tables(run: RunSummary) -> list[str]:
     return out
 
 
-def run_pictures(run_dir: Path) -> list[str]:
+def list_run_pictures(run_dir: Path) -> list[str]:
     """Every picture in the run directory (and its subfolders), as paths relative to it."""
     run_dir = Path(run_dir)
     return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                  if p.is_file() and p.suffix.lower() in IMAGE_MIME and not p.name.startswith("."))
 
 
 def render_run(run: RunSummary, page_dir: Path) -> str:
@@ -376,12 +286,12 @@ def render_run(run: RunSummary, page_dir: Path) -> str:
             f"{esc(d)}</code>.</p>", table(["", ""], facts),
             "<details><summary>Config (config.json)</summary><pre>"
             f"{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>"]
-    pictures = run_pictures(d)
+    pictures = list_run_pictures(d)
     shown = set()
-    for section in SECTIONS:
+    for section in PAGE_SECTIONS:
         part = []
-        for rel, (sec, _) in PICTURES.items():
-            if sec == section and rel in pictures:
+        for rel in PICTURES[section]:
+            if rel in pictures:
                 part.append(figure(d / rel, page_dir, _caption(run, rel)))
                 shown.add(rel)
         if section == "Training":
@@ -410,16 +320,3 @@ def write_run_report(run_dir: Path, out: Optional[Path] = None) -> Path:
     run = read_run(run_dir)
     out = Path(out) if out else Path(run_dir) / REPORT
     return write_page(out, render_run(run, out.parent))
-
-
-def write_report(path: Path, out: Optional[Path] = None) -> list[Path]:
-    """A run directory gets its page; a folder of runs gets the comparison page and every run's page."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DenoiselabError(f"{path} is not a directory: pass a run directory or a folder of runs")
-    if (path / "config.json").is_file():
-        return [write_run_report(path, out)]
-    from .compare import write_comparison
-
-    page_path, pages = write_comparison(path, out)
-    return [page_path, *pages]
