@@ -242,44 +242,28 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 
 # -- Validation: one error naming the bad key and the allowed values ------------------------
 
+# Every numeric setting's allowed interval, in the usual notation (runs.validate checks it).
+INTERVALS: dict[str, tuple[str, ...]] = {
+    ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num"),
+    "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max"),
+    "[0, 1)": ("diffusion.p_uncond", "train.ema_decay"),
+    "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr"),
+    "[0, 1]": ("diffusion.t_full",),
+}
+
+
+def parse_interval(text: str) -> tuple[float, float, bool, bool]:
+    """">= 1" -> (1, inf, True, False); "(0, 1]" -> (0, 1, False, True)."""
+    if text.startswith((">=", ">")):
+        return float(text.lstrip(">= ")), math.inf, text.startswith(">="), False
+    lo, hi = (float(v) for v in text[1:-1].split(","))
+    return lo, hi, text[0] == "[", text[-1] == "]"
+
+
 # key -> (lowest, highest, lowest included, highest included)
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "data.num": (1, math.inf, True, False),
-    "diffusion.T": (1, math.inf, True, False),
-    "diffusion.beta_start": (0, 1, False, False),
-    "diffusion.beta_end": (0, 1, False, False),
-    "diffusion.clip_x0": (0, math.inf, True, False),
-    "diffusion.p_uncond": (0, 1, True, False),
-    "diffusion.sigma": (0, math.inf, True, False),
-    "diffusion.min_snr": (0, math.inf, True, False),
-    "diffusion.p_std": (0, math.inf, False, False),
-    "diffusion.t_sigma_min": (0, math.inf, False, False),
-    "diffusion.t_sigma_max": (0, math.inf, False, False),
-    "diffusion.t_full": (0, 1, True, True),
-    "diffusion.input_perturbation": (0, math.inf, True, False),
-    "train.steps": (1, math.inf, True, False),
-    "train.batch_size": (1, math.inf, True, False),
-    "train.lr": (0, math.inf, False, False),
-    "train.weight_decay": (0, math.inf, True, False),
-    "train.warmup": (0, math.inf, True, False),
-    "train.lr_final": (0, math.inf, True, False),
-    "train.ema_decay": (0, 1, True, False),
-    "train.grad_clip": (0, math.inf, True, False),
-    "train.seed": (0, math.inf, True, False),
-    "train.log_every": (1, math.inf, True, False),
-    "train.ckpt_every": (0, math.inf, True, False),
-    "train.keep_checkpoints": (1, math.inf, True, False),
-    "train.preview_every": (0, math.inf, True, False),
-    "train.threads": (0, math.inf, True, False),
-    "train.grad_accum": (1, math.inf, True, False),
-    "sample.steps": (1, math.inf, True, False),
-    "sample.num": (1, math.inf, True, False),
-    "sample.eta": (0, math.inf, True, False),
-    "sample.eta_low": (0, math.inf, True, False),
-    "sample.eta_switch": (0, math.inf, True, False),
-    "sample.sigma_min": (0, math.inf, True, False),
-    "sample.sigma_max": (0, math.inf, True, False),
-}
+    key: parse_interval(interval) for interval, keys in INTERVALS.items() for key in keys}
 
 
 def name_in(section: Any, name: str) -> bool:
