@@ -80,6 +80,21 @@ def draw(run, args, num: int, callback=None):
     return x, nfe, kind, plan
 
 
+# Float options of `add_sampling` whose default (None) means: the run's stored value, else the sampler's own.
+OPTIONAL_FLOATS = {
+    "--sigma-min": "karras/logsnr grids: smallest sigma before the final denoising step; logsnr-trailing: where a "
+                   "further step would land (default: the data's resolution: one pixel level for images, the "
+                   "nearest-neighbour spacing of 2D points)",
+    "--sigma-max": "karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance between "
+                   "two training samples, Song & Ermon 2020; both ends stored with the run)",
+    "--rho": "karras grid: the spacing exponent (default 7)",
+    "--eta": "ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: how "
+             "much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any eta >= 0)",
+    "--eta-low": "dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch (default: the "
+                 "run's stored one, else 0)",
+}
+
+
 def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
     from ..device import AUTOCAST_MODES
     from ..samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
@@ -100,22 +115,9 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
                         "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
                         "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
                         "other solvers, quadratic for flows")
-    p.add_argument("--sigma-min", type=float, default=None,
-                   help="karras/logsnr grids: smallest sigma before the final denoising step; logsnr-trailing: where "
-                        "a further step would land (default: the data's "
-                        "resolution: one pixel level for images, the nearest-neighbour spacing of 2D points)")
-    p.add_argument("--sigma-max", type=float, default=None,
-                   help="karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance "
-                        "between two training samples, Song & Ermon 2020; both ends stored with the run)")
-    p.add_argument("--rho", type=float, default=None, help="karras grid: the spacing exponent (default 7)")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
-    p.add_argument("--eta", type=float, default=None,
-                   help="ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: "
-                        "how much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any "
-                        "eta >= 0)")
-    p.add_argument("--eta-low", type=float, default=None,
-                   help="dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch "
-                        "(default: the run's stored one, else 0)")
+    for flag, text in OPTIONAL_FLOATS.items():
+        p.add_argument(flag, type=float, default=None, help=text)
     p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",
                    help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
                         "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import DenoiselabError
 from ..io import log
+from ..schedules import SCHEDULES
 from .common import add_device
 
 
@@ -73,13 +74,17 @@ def cmd_plot(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images, guidance")
-    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images", "guidance"])
+    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images", "guidance"],
+                   help="which plot: schedules (beta_t, alpha_bar_t, log-SNR), loss (a run's curve), forward (q(x_t | x_0) "
+                        "of a 2D set), histogram (pixels of x_0 and x_T), schedule-images (one image under each "
+                        "schedule), guidance (samples over guidance scales x classes)")
     p.add_argument("target", nargs="?", help="run directory (loss, guidance), data set (forward) or image data set / "
                    "image folder (histogram, schedule-images; default mnist)")
     p.add_argument("--image-size", type=int, default=64, help="side of images read from a folder")
-    p.add_argument("--out", default=None)
-    p.add_argument("--T", type=int, default=1000)
-    p.add_argument("--schedule", default="linear")
+    p.add_argument("--out", default=None, help="the picture to write (default: PLOT.png here; loss: RUN/loss.png)")
+    p.add_argument("--T", type=int, default=1000, help="the schedule's number of steps (default 1000)")
+    p.add_argument("--schedule", default="linear", metavar="NAME",
+                   help=f"noise schedule of forward and histogram: {', '.join(SCHEDULES)} (default linear)")
     from .guidance import add_plot_options
 
     add_plot_options(p)
