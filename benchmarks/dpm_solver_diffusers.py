@@ -10,6 +10,12 @@ and "trailing" spacings, and a Karras (rho 7) grid rounded to integer steps, pas
 diffusers as custom timesteps.
 
     python benchmarks/dpm_solver_diffusers.py RUN_DIR [--num 2048]
+
+``--write-results`` writes the table into docs/results/samplers.md, section
+``diffusers-agreement`` (``diffusers-agreement-float64`` with ``--float64``):
+
+    python benchmarks/dpm_solver_diffusers.py runs/swiss --write-results
+    python benchmarks/dpm_solver_diffusers.py runs/swiss --float64 --write-results
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from denoiselab import runs
 from denoiselab.rng import SampleNoise
 from denoiselab.samplers import SAMPLERS, initial_noise, randn, time_grid
+from results import add_write_flag, markdown_row, markdown_table, write_table
 
 PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
@@ -73,6 +80,7 @@ def main() -> None:
     ap.add_argument("--float64", action="store_true",
                     help="run the network and both solvers in float64 (isolates the algorithms from float32 rounding, "
                          "which the ODE amplifies for points between the arms of the roll)")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     try:
@@ -93,9 +101,9 @@ def main() -> None:
     # The float32 floor: our own solver in float32 against itself in float64. The probability-flow
     # ODE amplifies rounding for points that start between two arms of the roll, so the largest
     # difference of any two float32 implementations cannot be much below it.
-    print("| solver | grid | steps | max abs diff | mean abs diff | float32 floor (max) | sample scale (std) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    worst = 0.0
+    header = ["solver", "grid", "steps", "max abs diff", "mean abs diff", "float32 floor (max)", "sample scale (std)"]
+    print(markdown_table(header, []))
+    rows, worst = [], 0.0
     for steps in args.steps:
         grids = {
             "linspace": time_grid(run.denoiser, "linspace", steps + 1)[:-1],  # diffusers drops t = 0
@@ -114,11 +122,16 @@ def main() -> None:
                 d = (ours - theirs).abs()
                 floor = "n/a" if args.float64 else f"{(ours.double() - ours64).abs().max().item():.2e}"
                 worst = max(worst, d.max().item())
-                print(f"| {solver} | {name} | {len(ts_list)} | {d.max().item():.2e} | {d.mean().item():.2e} | "
-                      f"{floor} | {ours.std().item():.3f} |", flush=True)
-    print(f"\nworst max abs difference {worst:.2e} (target 1e-4); diffusers {diffusers.__version__}, "
-          f"torch {torch.__version__}, model {run.config.preset} ({run.denoiser.parameterization}), "
-          f"{'float64' if args.float64 else 'float32'}")
+                rows.append([solver, name, len(ts_list), f"{d.max().item():.2e}", f"{d.mean().item():.2e}", floor,
+                             f"{ours.std().item():.3f}"])
+                print(markdown_row(rows[-1]), flush=True)
+    summary = (f"worst max abs difference {worst:.2e} (target 1e-4); diffusers {diffusers.__version__}, "
+               f"torch {torch.__version__}, model {run.config.preset} ({run.denoiser.parameterization}), "
+               f"{'float64' if args.float64 else 'float32'}")
+    print(f"\n{summary}")
+    if args.write_results:
+        write_table("samplers", "diffusers-agreement-float64" if args.float64 else "diffusers-agreement",
+                    f"{markdown_table(header, rows)}\n\n{summary}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ Parts (each can be run alone with --parts):
   inversion  DDIM inversion then reconstruction, --steps steps, --num test digits: mean abs error
   timing     every `denoiselab edit` command on 16 test digits, --steps steps, wall seconds of the
              whole command (start-up and writing included)
+
+``--write-results`` writes the parts' tables into docs/results/editing.md: inpaint, sdedit and
+inversion to ``editing``, anagram to ``anagrams``, timing to ``editing-time`` (a section only
+when all of its parts ran):
+
+    .venv/bin/python benchmarks/editing.py --class-run runs/mnist-class --run runs/mnist --write-results
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ from denoiselab.evaluation.featurenet import FeatureNetConfig, load_or_train_fea
 from denoiselab.guidance import guided
 from denoiselab.io import cache_folder
 from denoiselab.runs import load_run
+from results import add_write_flag, markdown_table, write_table
 
 PARTS = ("inpaint", "sdedit", "anagram", "inversion", "timing")
+# The sections of docs/results/editing.md and the parts each one holds.
+SECTIONS = {"editing": ("inpaint", "sdedit", "inversion"), "anagrams": ("anagram",), "editing-time": ("timing",)}
 ANAGRAM_PAIRS = ("6:9:rot180", "2:5:flip", "4:7:rot180")  # the README's three pairs
 
 
@@ -72,16 +81,15 @@ def chunks(n: int, size: int):
         yield s, min(size, n - s)
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    """Print the part's table under its title; return both (for the results page)."""
+    text = markdown_table(header, [[f"{v:.4g}" if isinstance(v, float) else v for v in r] for r in rows])
     print(f"\n## {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("| " + " | ".join("---" for _ in header) + " |")
-    for r in rows:
-        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    sys.stdout.flush()
+    print(text, flush=True)
+    return f"{title}\n\n{text}"
 
 
-def part_inpaint(run, x, y, net, args) -> None:
+def part_inpaint(run, x, y, net, args) -> str:
     m = torch.ones(1, 1, 28, 28)
     m[..., 14:] = 0
     outs = []
@@ -95,13 +103,13 @@ def part_inpaint(run, x, y, net, args) -> None:
         back = np.load(Path(d) / "o.npy")
     known = float(np.abs(back[..., :14] - x.numpy()[..., :14]).max())
     kept = float((classify(net, out) == y).float().mean())
-    table(f"Inpainting (RePaint, right half masked; {run.run_dir.name}, {args.sampler} {args.steps} steps, "
+    return table(f"Inpainting (RePaint, right half masked; {run.run_dir.name}, {args.sampler} {args.steps} steps, "
           f"jump length {args.jump_length}, jump count {args.jump_count})",
           ["digits", "class kept", "max abs diff of known pixels (.npy)", "classifier on the inputs", "seconds"],
           [[len(x), kept, known, float((classify(net, x) == y).float().mean()), time.perf_counter() - t0]])
 
 
-def part_sdedit(run, x, y, net, args) -> None:
+def part_sdedit(run, x, y, net, args) -> str:
     strengths = args.strengths
     res = {s: [] for s in strengths}
     t0 = time.perf_counter()
@@ -114,11 +122,11 @@ def part_sdedit(run, x, y, net, args) -> None:
         out = torch.cat(res[s])
         rows.append([s, float((classify(net, out) == y).float().mean()), float((out - x).pow(2).mean().sqrt()),
                      float((out - x).abs().mean())])
-    table(f"SDEdit strength sweep ({run.run_dir.name}, {len(x)} test digits, {args.sampler} {args.steps}-step grid; "
+    return table(f"SDEdit strength sweep ({run.run_dir.name}, {len(x)} test digits, {args.sampler} {args.steps}-step grid; "
           f"{time.perf_counter() - t0:.0f} s)", ["strength", "class agreement", "RMSE to input", "mean abs diff"], rows)
 
 
-def part_anagram(class_run, net, args) -> None:
+def part_anagram(class_run, net, args) -> str:
     rows = []
     den = guided(class_run.denoiser, scale=args.guidance)
     for pair in args.pairs:
@@ -136,12 +144,12 @@ def part_anagram(class_run, net, args) -> None:
 
             save_grid(torch.cat([x[:16], E.get_view(view).apply(x[:16])]), Path(args.save) / f"anagram_{a}_{b}_{view}.png",
                       nrow=16)
-    table(f"Visual anagrams ({class_run.run_dir.name}, CFG {args.guidance:g} per view, {args.sampler} {args.steps} steps, "
+    return table(f"Visual anagrams ({class_run.run_dir.name}, CFG {args.guidance:g} per view, {args.sampler} {args.steps} steps, "
           f"{args.anagram_num} samples per pair)", ["pair", "reading A right", "reading B right", "both right", "seconds"],
           rows)
 
 
-def part_inversion(run, x, args) -> None:
+def part_inversion(run, x, args) -> str:
     rows = []
     for iters in args.fixed_point_iters:
         t0 = time.perf_counter()
@@ -151,11 +159,11 @@ def part_inversion(run, x, args) -> None:
             rec.append(E.reconstruct(run.denoiser, z, steps=args.steps).x)
         rec = torch.cat(rec)
         rows.append([iters, float((rec - x).abs().mean()), float((rec - x).abs().max()), time.perf_counter() - t0])
-    table(f"DDIM inversion then reconstruction ({run.run_dir.name}, {args.steps} steps, {len(x)} test digits, "
+    return table(f"DDIM inversion then reconstruction ({run.run_dir.name}, {args.steps} steps, {len(x)} test digits, "
           "images in [-1, 1])", ["fixed-point iterations", "mean abs error", "max abs error", "seconds"], rows)
 
 
-def part_timing(class_run, run, x, args) -> None:
+def part_timing(class_run, run, x, args) -> str:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         np.save(d / "x.npy", x[:16].numpy())
@@ -186,7 +194,7 @@ def part_timing(class_run, run, x, args) -> None:
             if p.returncode:
                 raise SystemExit(f"{name} failed: {p.stderr.strip().splitlines()[-1]}")
             rows.append([name, wall, "yes" if wall <= 30 else "NO"])
-    table(f"Wall time of each `denoiselab edit` command, 16 images, {args.steps} steps, whole command "
+    return table(f"Wall time of each `denoiselab edit` command, 16 images, {args.steps} steps, whole command "
           f"(torch threads {torch.get_num_threads()}, load average at start {os.getloadavg()[0]:.1f})",
           ["edit", "seconds", "<= 30 s"], rows)
 
@@ -211,6 +219,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="images per call (memory only; results do not depend on it)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--save", default=None, help="folder for anagram grids")
+    add_write_flag(ap)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -231,9 +240,13 @@ def main() -> None:
     jobs = {"inpaint": lambda: part_inpaint(base, x, y, net, args), "sdedit": lambda: part_sdedit(base, x, y, net, args),
             "anagram": lambda: part_anagram(class_run, net, args), "inversion": lambda: part_inversion(base, x, args),
             "timing": lambda: part_timing(class_run, run, x, args)}
-    for part in dict.fromkeys(args.parts):  # in the order asked, each once
-        jobs[part]()
+    texts = {part: jobs[part]() for part in dict.fromkeys(args.parts)}  # in the order asked, each once
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
+    for name, parts in SECTIONS.items() if args.write_results else ():
+        if all(p in texts for p in parts):
+            write_table("editing", name, "\n\n".join(texts[p] for p in parts))
+        else:
+            print(f"not written: the section {name!r} needs the parts {', '.join(parts)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
 3. Domain feature network on MNIST-5k: held-out accuracy >= 98%, training <= 5 min.
 4. 10k vs 10k samples, 512-d features: FID + KID + precision/recall in <= 30 s.
 
-Usage: python benchmarks/evaluation.py [--threads 2] [--skip-featurenet]
+Usage: python benchmarks/evaluation.py [--threads 2] [--skip-featurenet] [--write-results]
+(``--write-results``: the table into docs/results/evaluation.md, section ``evaluation``.)
 Timings are wall-clock and CPU seconds of this process; on a shared machine the wall time
 depends on the load, which the table reports.
 """
@@ -34,6 +35,7 @@ from scipy import linalg
 
 from denoiselab.evaluation.feature_metrics import evaluate_features
 from denoiselab.evaluation.frechet import frechet_distance
+from results import add_write_flag, markdown_table, write_table
 
 
 def reference_fid(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -104,6 +106,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-featurenet", action="store_true")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import scipy
@@ -198,9 +201,11 @@ def main() -> int:
         rows.append((f"10k vs 10k 512-d, all metrics, bootstrap {boot}", "<= 30 s",
                      f"wall {wall:.1f} s (CPU {cpu:.1f} s)", wall <= 30))
 
-    print("\n| target | goal | measured | met |\n| --- | --- | --- | --- |")
-    for what, goal, got, met in rows:
-        print(f"| {what} | {goal} | {got} | {'yes' if met else 'NO'} |")
+    table = markdown_table(["target", "goal", "measured", "met"],
+                           [[what, goal, got, "yes" if met else "NO"] for what, goal, got, met in rows])
+    print("\n" + table)
+    if args.write_results:
+        write_table("evaluation", "evaluation", table)
     return 0
 
 

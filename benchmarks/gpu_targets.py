@@ -4,6 +4,7 @@ as one table at the end (and written to OUT/targets.md).
     python benchmarks/gpu_targets.py --out /tmp/gpu-targets             # on a GPU machine
     python benchmarks/gpu_targets.py --cpu-smoke --out /tmp/gpu-smoke   # tiny CPU fallback: checks
                                                                         # that every step runs
+    python benchmarks/gpu_targets.py --write-results                     # the table into docs/results/gpu.md
 
 Steps (each a command a user would type, timed from outside, so start-up is counted):
 1. ours vs diffusers UNet2DModel, `mnist` net batch 128 and `afhq64` net batch 64, fp32 / bf16 /
@@ -30,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results import add_write_flag, markdown_table, write_table  # noqa: E402
 
 
 def run(cmd: list[str], log: Path, env: dict) -> tuple[float, str]:
@@ -80,7 +84,10 @@ def main() -> None:
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny settings on the CPU: checks the script, measures nothing")
     ap.add_argument("--mnist-set", action="append", default=[], metavar="KEY=VALUE",
                     help="overrides of the mnist preset for the end-to-end target (a GPU-sized variant)")
+    add_write_flag(ap)
     args = ap.parse_args()
+    if args.write_results and args.cpu_smoke:
+        ap.error("--write-results with --cpu-smoke: a smoke run measures nothing; leave one of them out")
     out = Path(args.out)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -162,10 +169,15 @@ def main() -> None:
                 logs / "gloo-test.log", env)
     rows.append(("2 gloo processes vs 1, 200 steps (tests/test_device.py)", f"passed in {dt:.0f} s", "in the suite"))
 
+    table = markdown_table(["what", "measured", "target"], rows)
     lines = [f"device: {dev}{' (CPU smoke run: no figure here is a measurement of a target)' if smoke else ''}", "",
-             "| what | measured | target |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+             table]
     (out / "targets.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.write_results:
+        import torch
+
+        write_table("gpu", "gpu", table, device=torch.cuda.get_device_name(0))
 
 
 if __name__ == "__main__":

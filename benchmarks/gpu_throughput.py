@@ -10,6 +10,7 @@ sampling = one no-grad forward (a sampler step's network call).
     python benchmarks/gpu_throughput.py                                  # GPU: mnist (128), afhq64 (64)
     python benchmarks/gpu_throughput.py --device cpu --configs mnist --batch 8 --modes fp32 bf16 \
         --rounds 1 --steps 1                                             # CPU smoke run
+    python benchmarks/gpu_throughput.py --write-results                  # the table into docs/results/gpu.md
 
 diffusers is a benchmark-only dependency: pip install -e ".[bench]".
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from denoiselab.device import autocast, enable_fast_math, place, resolve_device
 from denoiselab.models import build_model
 from denoiselab.presets import get_preset
+from results import add_write_flag, markdown_table, write_table  # noqa: E402
 from unet_throughput import DiffusersAdapter, diffusers_twin, n_params  # noqa: E402
 
 # preset -> the batch issue 12 measures it at
@@ -94,6 +96,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20, help="calls per timed round")
     ap.add_argument("--threads", type=int, default=0, help="CPU: torch threads (0 = torch's default)")
+    add_write_flag(ap)
     args = ap.parse_args()
     device = resolve_device(args.device)
     enable_fast_math(device)
@@ -131,11 +134,14 @@ def main() -> None:
             del ours, theirs, fns
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    table = markdown_table(["config (batch)", "what", "mode", "diffusers img/s", "ours img/s", "ours / diffusers"],
+                           [[f"`{cfg_name}` net ({batch})", what, mode, f"{d:.0f}", f"{o:.0f}", f"{o / d:.2f}x"]
+                            for cfg_name, batch, what, mode, d, o in rows])
     print()
-    print("| config (batch) | what | mode | diffusers img/s | ours img/s | ours / diffusers |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for cfg_name, batch, what, mode, d, o in rows:
-        print(f"| `{cfg_name}` net ({batch}) | {what} | {mode} | {d:.0f} | {o:.0f} | {o / d:.2f}x |")
+    print(table)
+    if args.write_results:
+        write_table("gpu", "gpu-throughput", f"device {device} ({name}); median of {args.rounds} rounds x {args.steps} "
+                    f"calls\n\n{table}")
 
 
 if __name__ == "__main__":

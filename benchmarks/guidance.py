@@ -15,6 +15,14 @@ alone (w = 1, one forward), same sampler, steps, batch and samples.
 
     .venv/bin/python benchmarks/guidance.py \\
         --class-run runs/mnist-class --uncond-run runs/mnist --classifier-run runs/mnist-classifier
+
+``--write-results`` writes what the run measured into docs/results/guidance.md: the CFG rows to
+``cfg-scale``, the unconditional and classifier-guided rows to ``classifier-guidance``, the CFG
+time ratio and training times to ``guidance-cost``:
+
+    .venv/bin/python benchmarks/guidance.py --class-run runs/mnist-class --uncond-run runs/mnist \
+        --classifier-run runs/mnist-classifier --classifier-scales 5 10 20 40 --timing-run runs/mnist-class \
+        --timing-num 300 --write-results
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from denoiselab.io import cache_folder
 from denoiselab.runs import check_classifier, class_labels, load_classifier, num_classes
 from denoiselab.samplers.api import generate
 from denoiselab.viz.images import save_grid
+from mnist_quality import loop_seconds
+from results import add_write_flag, markdown_table, write_table
 
 
 def training_time(run_dir: Path) -> dict:
@@ -46,12 +56,8 @@ def training_time(run_dir: Path) -> dict:
         if m:
             parts = [float(p) for p in m.group(1).split(":")]
             out["wall_s"] = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if "time" in r and "loss" in r]
-        if rows:
-            out["train_loop_s"] = rows[-1]["time"]
+    if (run_dir / "metrics.jsonl").is_file() and loop_seconds(run_dir) is not None:
+        out["train_loop_s"] = loop_seconds(run_dir)
     return out
 
 
@@ -125,6 +131,7 @@ def main() -> None:
     ap.add_argument("--timing-num", type=int, default=500)
     ap.add_argument("--timing-steps", type=int, default=10)
     ap.add_argument("--timing-repeats", type=int, default=3)
+    add_write_flag(ap)
     args = ap.parse_args()
 
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -180,16 +187,31 @@ def main() -> None:
     if args.timing_run:
         results["cfg_cost"] = cfg_cost(runs.load_run(Path(args.timing_run)), args, log)
 
-    lines = [f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
-             f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
-             f"diversity {judge.real_diversity:.3f}", "",
-             "| run | accuracy | within-class diversity | FID (domain) | FID floor | sampling s |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    caption = (f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
+               f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
+               f"diversity {judge.real_diversity:.3f}")
+    costs = cost_lines(results)
+    table = "\n".join([caption, "", rows_table(rows), "", *costs])
+    print(table)
+    if out:
+        (out / "table.md").write_text(table + "\n")
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    if args.write_results:
+        publish(rows, caption, costs)
+
+
+def rows_table(rows: list[tuple[str, dict, float]]) -> str:
+    table = []
     for name, r, secs in rows:
         acc = f"{100 * r['accuracy']:.1f}%" if "accuracy" in r else "-"
         div = f"{r['diversity']:.3f}" if "diversity" in r else "-"
-        lines.append(f"| {name} | {acc} | {div} | {r['FID']:.3f} | {r['FID floor']:.3f} | {secs:.1f} |")
-    lines.append("")
+        table.append([name, acc, div, f"{r['FID']:.3f}", f"{r['FID floor']:.3f}", f"{secs:.1f}"])
+    return markdown_table(["run", "accuracy", "within-class diversity", "FID (domain)", "FID floor", "sampling s"], table)
+
+
+def cost_lines(results: dict) -> list[str]:
+    """The training times and the CFG time ratios, one line each."""
+    lines = []
     for key in ("class_run_training", "uncond_run_training", "classifier_training"):
         if key in results:
             lines.append(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v:.0f}" for k, v in results[key].items()))
@@ -200,11 +222,20 @@ def main() -> None:
         c = results["cfg_cost"]
         lines.append(f"CFG time ratio (w = 3 over w = 1, {c['num']} samples, DDIM {c['steps']} steps, batch "
                      f"{c['batch_size']}, median of {len(c['w1_s'])} alternated runs): {c['ratio']:.2f}x")
-    table = "\n".join(lines)
-    print(table)
-    if out:
-        (out / "table.md").write_text(table + "\n")
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+    return lines
+
+
+def publish(rows: list[tuple[str, dict, float]], caption: str, costs: list[str]) -> None:
+    """Each of the three tables of docs/results/guidance.md that this run measured."""
+    cfg = [row for row in rows if row[0].startswith("CFG")]
+    rest = [row for row in rows if not row[0].startswith("CFG")]
+    if cfg:
+        write_table("guidance", "cfg-scale", f"{caption}\n\n{rows_table(cfg)}")
+    if any(row[0].startswith("classifier") for row in rest):
+        write_table("guidance", "classifier-guidance", f"{caption}\n\n{rows_table(rest)}")
+    if costs:
+        write_table("guidance", "guidance-cost", markdown_table(["what", "measured"],
+                                                                [line.split(": ", 1) for line in costs]))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ features (PCA and classifier), 2,000 that are the reference B, and 2,000 of whic
 floor (real vs real against B, the same count as the samples). Samples are scored against B.
 
     python benchmarks/independent_mnist.py SAMPLES.npy      # images in [-1, 1], N x 1 x 28 x 28
-    (or through ``mnist_quality.py --independent``)
+    (or through ``mnist_quality.py --independent``, which writes the table of docs/results/mnist.md)
+    python benchmarks/independent_mnist.py SAMPLES.npy ... --write-results  # section independent-mnist
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import warnings
 import numpy as np
 
 from evaluation import reference_fid
+from results import add_write_flag, markdown_table, write_table
 
 FIT, REF, FLOOR = 1000, 2000, 1000
 
@@ -71,14 +73,19 @@ class IndependentMnist:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("samples", nargs="+", help=".npy files of images in [-1, 1]")
+    add_write_flag(ap)
     args = ap.parse_args()
     ev = IndependentMnist()
-    print(f"held-out accuracy of the independent classifier: {ev.accuracy:.3f}")
-    print("| samples | PCA FID | MLP FID |\n| --- | --- | --- |")
+    caption = f"held-out accuracy of the independent classifier: {ev.accuracy:.3f}"
+    rows = []
     for path in args.samples:
         s = ev.scores(np.load(path))
-        print(f"| {path} | {s['PCA FID']:.3f} | {s['MLP FID']:.3f} |")
-    print(f"| real vs real (the floor) | {ev.floors['PCA FID']:.3f} | {ev.floors['MLP FID']:.3f} |")
+        rows.append([path, f"{s['PCA FID']:.3f}", f"{s['MLP FID']:.3f}"])
+    rows.append(["real vs real (the floor)", f"{ev.floors['PCA FID']:.3f}", f"{ev.floors['MLP FID']:.3f}"])
+    table = markdown_table(["samples", "PCA FID", "MLP FID"], rows)
+    print(f"{caption}\n{table}")
+    if args.write_results:
+        write_table("mnist", "independent-mnist", f"{caption}\n\n{table}")
 
 
 if __name__ == "__main__":

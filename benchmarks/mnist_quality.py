@@ -17,12 +17,19 @@ With several ``--steps`` it prints one table per step count and then each count'
 against the best of them (the "10 NFE within X% of the best at any NFE" figure); with several
 ``--seeds`` each training is sampled once per seed, and the mean +- sd runs over all of them
 (FID at 1000 samples moves by about 0.1 between sampling seeds, as much as between trainings).
+
+``--write-results TABLE`` writes one row per step count (mean +- sd over the trainings and
+sampling seeds, FID per training) and the floor into the section TABLE of docs/results/mnist.md
+(``mnist-start``: samplers.md); each section's command is on its page, e.g.
+
+    .venv/bin/python benchmarks/mnist_quality.py --train-seeds 0 1 2 --write-results mnist-preset
+    .venv/bin/python benchmarks/mnist_quality.py --runs R0 R1 R2 --steps 10 20 40 80 --seeds 0 1 2 \
+        --write-results mnist-steps
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -34,10 +41,17 @@ from denoiselab.config import apply_overrides
 from denoiselab.data import build_dataset
 from denoiselab.device import module_device, sampling_batch_size
 from denoiselab.evaluation.images import domain_extractor, evaluate_images
-from denoiselab.io import cache_folder
+from denoiselab.io import cache_folder, read_jsonl
 from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
 from denoiselab.viz.images import save_grid
+from results import add_write_flag, markdown_table, write_table
+
+# The tables this script measures, by the arguments their pages name: name -> page.
+TABLES = {name: "mnist" for name in (
+    "mnist-preset", "mnist-t-sampling", "mnist-input-perturbation", "mnist-eta-low", "mnist-training-longer",
+    "mnist-noise-range", "mnist-independent", "mnist-steps", "mnist-bf16", "mnist-loss-weighting",
+    "mnist-2000-samplers")} | {"mnist-start": "samplers"}
 
 
 def train(seed: int, out: Path, overrides: list[str]) -> None:
@@ -49,8 +63,8 @@ def train(seed: int, out: Path, overrides: list[str]) -> None:
 
 
 def loop_seconds(run_dir: Path) -> float | None:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "time" in r and "loss" in r]
+    """Seconds in the training loop: the trainer's clock at its last logged loss (None if none)."""
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "time" in r and "loss" in r]
     return rows[-1]["time"] if rows else None
 
 
@@ -83,6 +97,7 @@ def main() -> None:
     ap.add_argument("--independent", action="store_true",
                     help="also score with two evaluators independent of the project (independent_mnist.py)")
     ap.add_argument("--grid", default="docs/mnist_samples.png", help="sample grid of the first run ('' for none)")
+    add_write_flag(ap, TABLES)
     args = ap.parse_args()
     args.grid = Path(args.grid) if args.grid else None
 
@@ -102,7 +117,7 @@ def main() -> None:
         independent = IndependentMnist()
         print(f"independent evaluators: PCA-64 pixels and a {independent.accuracy:.1%}-accurate sklearn MLP's hidden layer")
     grid_opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
-    means = {}
+    means, summary = {}, []
     for steps in args.steps:
         rows, plan = [], None
         for i, (run_dir, run) in enumerate(loaded):
@@ -131,6 +146,7 @@ def main() -> None:
                       f"recall {r['recall']:.3f}, sampling {sample_s:.1f} s", flush=True)
         means[plan.steps] = {k: statistics.mean(r[k] for r in rows) for k in ("FID",) + INDEPENDENT if k in rows[0]}
         table(rows, plan, args)
+        summary.append(summary_row(rows, plan))
     for key in means[next(iter(means))] if len(means) > 1 else ():
         m = {steps: v[key] for steps, v in means.items()}
         best = min(m, key=m.get)
@@ -139,6 +155,8 @@ def main() -> None:
             print(f"  {steps:4d} steps: {v:.3f}  ({100 * (v / m[best] - 1):+.0f}%)")
     if args.grid:
         print(f"\nsample grid: {args.grid}")
+    if args.write_results:
+        write_table(TABLES[args.write_results], args.write_results, summary_table(summary, rows, args))
 
 
 INDEPENDENT = ("PCA FID", "MLP FID")
@@ -169,6 +187,32 @@ def table(rows: list[dict], plan, args) -> None:
     if len(args.seeds) > 1:
         print("per training, mean over the sampling seeds: "
               + ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()))
+
+
+def summary_row(rows: list[dict], plan) -> list[str]:
+    """One step count's row of the results page: mean +- sd over every training and sampling seed."""
+    ends = f", {plan.ends()}" if plan.ends() else ""
+    per_run: dict[str, list[float]] = {}
+    for r in rows:
+        per_run.setdefault(r["run"], []).append(r["FID"])
+    loops = [v for v in {r["run"]: r["loop_s"] for r in rows}.values() if v is not None]
+    return [f"{plan.describe()}{ends}{plan.start_note()}", str(rows[0]["nfe"]), mean_sd([r["FID"] for r in rows]),
+            mean_sd([r["precision"] for r in rows]), mean_sd([r["recall"] for r in rows]),
+            ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()),
+            mean_sd([r["sample_s"] for r in rows], "{:.1f}"), mean_sd(loops, "{:.0f}"),
+            *(mean_sd([r[k] for r in rows]) for k in INDEPENDENT if k in rows[0])]
+
+
+def summary_table(summary: list[list[str]], rows: list[dict], args) -> str:
+    """The step counts' rows and the floor, under a line naming the trainings and samples."""
+    extra = [k for k in INDEPENDENT if k in rows[0]]
+    floors = rows[0]["floors"]
+    floor = ["real vs real (the floor)", "", *(f"{floors[k]:.3f}" for k in ("FID", "precision", "recall")),
+             "", "", "", *(f"{floors[k]:.3f}" for k in extra)]
+    head = ["sampling", "NFE", "FID", "precision", "recall", "FID per training", "sampling s", "training loop s", *extra]
+    return (f"{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds "
+            f"{', '.join(map(str, args.seeds))}; {args.num} samples each; domain FID\n\n"
+            + markdown_table(head, [*summary, floor]))
 
 
 if __name__ == "__main__":

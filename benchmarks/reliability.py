@@ -13,6 +13,7 @@
     python benchmarks/reliability.py                 # all three (about 5 minutes on a 2-core CPU)
     python benchmarks/reliability.py --only inputs   # the malformed-input table alone
     python benchmarks/reliability.py --kills 5 --only kill
+    python benchmarks/reliability.py --write-results  # all three, the table into docs/results/reliability.md
 
 Adding a case: append ``Case(command, what, argv)`` to ``CASES``; ``{NAME}`` in argv is replaced
 by the fixture of that name (see ``make_fixtures``): ``{run}`` a trained 2D run, ``{img}`` an
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from denoiselab.training.checkpoint import HISTORY, LATEST, candidates, history, load_checkpoint  # noqa: E402
+from results import add_write_flag, markdown_table, write_table  # noqa: E402
 
 # -- 1 and 2: kill -9 and corrupt checkpoints -------------------------------------------------
 
@@ -505,7 +507,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     ap.add_argument("--keep", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     ap.add_argument("--cases", action="store_true", help="print every malformed input with its error line")
+    add_write_flag(ap)
     args = ap.parse_args()
+    if args.write_results and (args.only or args.kills != ap.get_default("kills")):
+        ap.error("--write-results publishes the whole table: run all three parts with 20 kills (no --only, --kills)")
     root = args.keep or Path(tempfile.mkdtemp(prefix="reliability-"))
     root.mkdir(parents=True, exist_ok=True)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -530,17 +535,14 @@ def main() -> None:
                       f"{sum(r['traceback'] for r in res)} tracebacks; "
                       f"{sum(bool(r['files']) for r in res)} with files created, changed or lost"))
         if args.cases:
-            print("| command | malformed input | exit | stderr |")
-            print("| --- | --- | --- | --- |")
-            for r in res:
-                print(f"| {r['case'].command} | {r['case'].what} | {r['rc']} | "
-                      f"{(r['lines'] or [''])[-1].replace('|', '/')[:160]} |")
+            print(markdown_table(["command", "malformed input", "exit", "stderr"],
+                                 [[r["case"].command, r["case"].what, r["rc"], (r["lines"] or [""])[-1].replace("|", "/")[:160]]
+                                  for r in res]))
             print()
-    print("| what | measured |")
-    print("| --- | --- |")
-    for what, measured in table:
-        print(f"| {what} | {measured} |")
+    print(markdown_table(["what", "measured"], table))
     print(f"\nruns in {root}", file=sys.stderr)
+    if args.write_results:
+        write_table("reliability", "reliability", markdown_table(["what", "measured"], table))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@
 3. notebooks/tour.ipynb top to bottom as the test suite runs it (DENOISELAB_TOUR=small), timed.
 
     python benchmarks/report_check.py [--run runs/mnist] [--compare RUN ...] [--skip-notebook]
+
+``--write-results`` writes the pages' table into docs/results/report-pages.md, section
+``report-pages``, and the notebook's to ``tour-notebook`` (unless skipped):
+
+    python benchmarks/report_check.py --eval-num 300 --write-results
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from denoiselab.cli import main as cli  # noqa: E402
 from denoiselab.viz import report  # noqa: E402
 from denoiselab.viz.compare import write_comparison  # noqa: E402
 from denoiselab.viz.pagecheck import Browser  # noqa: E402
+from results import add_write_flag, markdown_table, write_table  # noqa: E402
 
 
 def finished(run: Path) -> bool:
@@ -96,6 +102,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the pages (default: a temp dir)")
     ap.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
                     help="save the top of each page as DIR/report_page.png and DIR/compare_page.png (README)")
+    add_write_flag(ap)
     args = ap.parse_args()
 
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="report-check-"))
@@ -141,16 +148,19 @@ def main() -> None:
             print("columns that did not sort:", ", ".join(unsorted))
     header = ["page", "console errors", "images loaded, non-blank", "columns sorted", "links resolve", "MiB",
               "build s", "pass"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + " --- |" * len(header))
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    pages_table = markdown_table(header, rows)
+    print(pages_table)
     print(f"\nsortable columns: {', '.join(check.sorts)}")
+    if args.write_results:
+        write_table("report-pages", "report-pages", f"{pages_table}\n\nsortable columns: {', '.join(check.sorts)}")
     if not args.skip_notebook:
         (tmp / "notebook").mkdir(exist_ok=True)
         seconds = run_notebook(tmp / "notebook")
-        print(f"\n| notebook | seconds | target |\n| --- | --- | --- |\n| notebooks/tour.ipynb (DENOISELAB_TOUR=small) "
-              f"| {seconds:.0f} | <= 300 |")
+        notebook = markdown_table(["notebook", "seconds", "target"],
+                                  [["notebooks/tour.ipynb (DENOISELAB_TOUR=small)", f"{seconds:.0f}", "<= 300"]])
+        print("\n" + notebook)
+        if args.write_results:
+            write_table("report-pages", "tour-notebook", notebook)
     print(f"\npages and copies in {tmp}")
 
 

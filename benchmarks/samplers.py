@@ -21,6 +21,15 @@ the same step count (2D runs only):
     for s in 0 1 2; do denoiselab train --preset swiss-roll --out runs/swiss-s$s --set seed=$s; done
     python benchmarks/samplers.py runs/swiss-s0 runs/swiss-s1 runs/swiss-s2 --by-steps 2 5 10 20
     python benchmarks/samplers.py runs/swiss-s* --by-steps 10 20 --grid karras --sigma-min 0.08 --sigma-max 10
+
+The published tables (docs/results/samplers.md), written with ``--write-results TABLE``:
+
+    python benchmarks/samplers.py runs/swiss-s0 runs/swiss-s1 runs/swiss-s2 --by-steps 2 5 10 20 --seeds 0 \
+        --write-results swiss-roll-by-steps        # and --start gaussian --write-results swiss-roll-gaussian-start
+    python benchmarks/samplers.py runs/mnist --samplers dpmpp-2m-sde:eta=3 dpmpp-2m-sde heun euler-ancestral \
+        --grids uniform --nfe 5 10 20 --start gaussian --write-results mnist-nfe
+    python benchmarks/samplers.py runs/swiss --samplers dpmpp-3m dpmpp-3m:exact=1 --nfe 5 10 20 \
+        --write-results dpmpp-3m-weight
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,8 +46,12 @@ from denoiselab.cli import main as cli_main
 from denoiselab.runs import START_MODES
 from denoiselab.runs.sampler_sweep import SWEEP_GRIDS, SWEEP_NFES, SWEEP_SAMPLERS
 from denoiselab.samplers import SAMPLERS
+from results import add_write_flag, markdown_table, write_table
 
 ALL_SAMPLERS = tuple(SAMPLERS)
+TABLES = {"swiss-roll-by-steps": "samplers", "swiss-roll-gaussian-start": "samplers", "mnist-nfe": "samplers",
+          "dpmpp-3m-weight": "samplers"}
+BY_STEPS_TABLES = ("swiss-roll-by-steps", "swiss-roll-gaussian-start")  # the others are NFE sweeps
 
 
 def _ms(v: list[float]) -> str:
@@ -45,7 +59,9 @@ def _ms(v: list[float]) -> str:
 
 
 def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list[int], grid: str | None,
-             grid_opts: dict, start: str = "auto") -> None:
+             grid_opts: dict, start: str = "auto") -> str:
+    """Print the table of every sampler at every step count over the runs; return it with its
+    caption and the best sampler per budget (what the results page holds)."""
     from denoiselab import runs
     from denoiselab.data import load_toy
     from denoiselab.evaluation import chamfer_distance
@@ -74,26 +90,26 @@ def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list
                 plans[(sampler, k)] = plan.grid + (f" {plan.ends()}" if plan.ends() else "")
         print(f"scored {run.run_dir} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     n = len(loaded)
-    print(f"\nchamfer distance, mean +- sd over {n} training{'s' if n > 1 else ''} (each the mean of sampling "
-          f"seeds {', '.join(map(str, seeds))}; 2048 samples vs 2048 fresh points; floor about 0.39)\n")
-    print("| sampler | " + " | ".join(f"{k} steps" for k in steps) + " | grid |")
-    print("| --- |" + " --- |" * (len(steps) + 1))
-    for sampler in samplers:
-        cells = [f"{_ms(scores[(sampler, k)])} (NFE {nfes[(sampler, k)]})" for k in steps]
-        print(f"| {sampler} | " + " | ".join(cells) + f" | {plans[(sampler, steps[-1])]} |")
-    print()
+    text = [f"chamfer distance, mean +- sd over {n} training{'s' if n > 1 else ''} (each the mean of sampling "
+            f"seeds {', '.join(map(str, seeds))}; 2048 samples vs 2048 fresh points; floor about 0.39)", ""]
+    text.append(markdown_table(["sampler", *(f"{k} steps" for k in steps), "grid"],
+                               [[sampler, *(f"{_ms(scores[(sampler, k)])} (NFE {nfes[(sampler, k)]})" for k in steps),
+                                 plans[(sampler, steps[-1])]] for sampler in samplers]))
+    text.append("")
     for budget in (10, 20):
         inside = [(statistics.mean(v), key) for key, v in scores.items() if nfes[key] <= budget]
         if inside:
             m, (sampler, k) = min(inside)
-            print(f"best within NFE {budget}: {sampler} {k} steps (NFE {nfes[(sampler, k)]}): "
-                  f"{_ms(scores[(sampler, k)])}")
+            text.append(f"best within NFE {budget}: {sampler} {k} steps (NFE {nfes[(sampler, k)]}): "
+                        f"{_ms(scores[(sampler, k)])}")
+    print("\n" + "\n".join(text))
     if "ddim" in samplers:
         print("\nratio to DDIM at the same step count (mean over trainings; worst sampler per column):")
         for k in steps:
             base = statistics.mean(scores[("ddim", k)])
             worst = max((statistics.mean(scores[(s, k)]) / base, s) for s in samplers)
             print(f"  {k:3d} steps: DDIM {base:.3f}; worst {worst[1]} {worst[0]:.2f}x")
+    return "\n".join(text)
 
 
 def main() -> None:
@@ -111,20 +127,32 @@ def main() -> None:
     ap.add_argument("--sigma-max", type=float, default=None, help="--by-steps: grid end instead of the data's")
     ap.add_argument("--start", default="auto", choices=START_MODES,
                     help="where sampling starts (as `denoiselab sample --start`; default auto)")
+    add_write_flag(ap, TABLES)
     args = ap.parse_args()
+    if args.write_results and (args.write_results in BY_STEPS_TABLES) != bool(args.by_steps):
+        ap.error(f"--write-results {args.write_results} is a table of {'--by-steps' if args.by_steps is None else 'an NFE sweep'}"
+                 f": {'add --by-steps' if args.by_steps is None else 'leave out --by-steps'} or name another table")
     if args.by_steps:
         torch.set_num_threads(int(args.threads))
         opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
-        by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts, args.start)
+        text = by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts,
+                        args.start)
         print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+        if args.write_results:
+            write_table(TABLES[args.write_results], args.write_results, text)
         return
+    sections = []
     for run in args.runs:
         print(f"\n## {run}\n", flush=True)
         code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or SWEEP_SAMPLERS), "--grids",
                          *args.grids, "--nfe", *args.nfe, "--threads", args.threads, "--start", args.start])
         if code:
             sys.exit(code)
+        # The sweep's table and best rows, as `benchmark-samplers` wrote them to RUN_DIR/samplers.
+        sections.append(f"`{run}`\n\n" + (Path(run) / "samplers" / "samplers.md").read_text(encoding="utf-8").strip())
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+    if args.write_results:
+        write_table(TABLES[args.write_results], args.write_results, "\n\n".join(sections))
 
 
 if __name__ == "__main__":

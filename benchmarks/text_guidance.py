@@ -14,6 +14,11 @@ Prints per colour and per digit accuracy (digit right, colour right, both right)
 figures. Target (issue 9): >= 90% of samples right on both.
 
     PYTHONPATH=src .venv/bin/python benchmarks/text_guidance.py runs/mnist-text --guidance 3
+
+``--write-results`` writes one row per guidance scale (digit, colour and both right over all
+samples) into docs/results/text.md, section ``text-both-right``:
+
+    .venv/bin/python benchmarks/text_guidance.py runs/mnist-text --guidance 3 --write-results
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from denoiselab.io import cache_folder
 from denoiselab.models.text_encoder import prompt_condition
 from denoiselab.runs import load_run
 from denoiselab.samplers.api import generate
+from results import add_write_flag, markdown_table, write_table
 
 # Paraphrases absent from the training captions: does the model follow the meaning, not the string?
 HELDOUT_TEMPLATES = (
@@ -80,6 +86,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--per-group", action="store_true", help="the per colour and per digit rows (default: all)")
     ap.add_argument("--grid", default=None, help="save the first 70 samples of the first scale as a PNG grid")
+    add_write_flag(ap)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,7 +103,7 @@ def main() -> None:
     cond, uncond = prompt_condition(run.net.null_cond, texts, args.num, args.negative_prompt)
     print(f"{run.run_dir}: {args.num} samples, {args.templates} captions (e.g. {texts[0]!r}, {texts[17]!r}), "
           f"{args.sampler} {args.steps} steps, seed {args.seed}")
-    summary = []
+    summary, published = [], []
     for w in args.guidance:
         t0 = time.perf_counter()
         x, nfe = generate(guided(run.denoiser, scale=w, uncond=uncond), args.num, run.sample_shape,
@@ -116,9 +123,16 @@ def main() -> None:
             rows += [(f"digit {d}", dig_ok[want_digit == d], col_ok[want_digit == d]) for d in range(10)]
         print(table(rows))
         summary.append((f"w = {w:g}", dig_ok, col_ok))
+        published.append([f"{w:g}", str(args.num), f"{dig_ok.double().mean():.1%}", f"{col_ok.double().mean():.1%}",
+                          f"{(dig_ok & col_ok).double().mean():.1%}", str(nfe), f"{secs:.0f}"])
     if len(args.guidance) > 1:
         print("\noverall by guidance scale")
         print(table(summary))
+    if args.write_results:
+        write_table("text", "text-both-right", f"`{run.run_dir}` (training seed {run.config.train.seed}), "
+                    f"{args.templates} captions, {args.sampler} {args.steps} steps, sampling seed {args.seed}\n\n"
+                    + markdown_table(["w", "samples", "digit right", "colour right", "both right", "NFE", "seconds"],
+                                     published))
 
 
 if __name__ == "__main__":

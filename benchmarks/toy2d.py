@@ -7,6 +7,13 @@ points of the data set (seed 10_000 + s), next to the floor: two independent dra
     python benchmarks/toy2d.py                       # kaist and swiss-roll presets
     python benchmarks/toy2d.py --presets swiss-roll --set train.steps=4000
     python benchmarks/toy2d.py --presets kaist --train-seeds 0 1 2 3 4   # spread over trainings
+
+The published tables (docs/results/toy2d.md), written with ``--write-results TABLE`` (with several
+trainings the page gets the rows of their mean; the rows of each training are printed):
+
+    python benchmarks/toy2d.py --presets kaist --train-seeds 0 1 ... 19 --write-results toy2d
+    python benchmarks/toy2d.py --presets kaist --train-seeds 0 1 ... 19 --set train.ema_decay=0 \
+        --samplers ddim:1000 ddim:50:quadratic --write-results toy2d-last-iterate
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from denoiselab.data import load_toy
 from denoiselab.evaluation import chamfer_distance
 from denoiselab.presets import get_preset
 from denoiselab.samplers.api import generate
+from results import add_write_flag, markdown_table, write_table
 
 SEEDS = (0, 1, 2)
+TABLES = {"toy2d": "toy2d", "toy2d-last-iterate": "toy2d"}
 N = 2048
 
 
@@ -66,13 +75,15 @@ def main() -> None:
     ap.add_argument("--train-seeds", nargs="+", type=int, default=None,
                     help="train once per seed and add a row per sampler with the mean and spread over the "
                          "trainings (a short, un-averaged run like kaist's varies a lot from seed to seed)")
+    add_write_flag(ap, TABLES)
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="toy2d-"))
-    rows = []
+    rows, published = [], []  # published: the page's rows, the means alone where there are several trainings
     for name in args.presets:
         base = apply_overrides(get_preset(name), args.set)
         seeds = args.train_seeds if args.train_seeds is not None else [base.train.seed]
         per_sampler: dict[str, list[float]] = {}
+        first = len(rows)
         for seed in seeds:
             cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
             label = name if args.train_seeds is None else f"{name} (train seed {seed})"
@@ -90,15 +101,17 @@ def main() -> None:
             for key, means in per_sampler.items():
                 rows.append((f"{name}: mean over {len(seeds)} trainings", base.data.name, key,
                              f"{fmt(means)} (min {min(means):.3f}, max {max(means):.3f})", ""))
+        published += rows[first + len(seeds) * len(args.samplers):] if len(seeds) > 1 else rows[first:]
     floors = {}
     for data_name in sorted({r[1] for r in rows}):
         floors[data_name] = fmt([chamfer_distance(load_toy(data_name, N, 20_000 + s), load_toy(data_name, N, 10_000 + s))
                                  for s in SEEDS])
+    header = ["preset", "data", "sampler", f"chamfer (mean +- sd, {len(SEEDS)} seeds)", "train s", "floor (real vs real)"]
     print()
-    print(f"| preset | data | sampler | chamfer (mean +- sd, {len(SEEDS)} seeds) | train s | floor (real vs real) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {' | '.join(r)} | {floors[r[1]]} |")
+    print(markdown_table(header, [[*r, floors[r[1]]] for r in rows]))
+    if args.write_results:
+        write_table(TABLES[args.write_results], args.write_results,
+                    markdown_table(header, [[*r, floors[r[1]]] for r in published]))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; runs in {root}", file=sys.stderr)
 
 

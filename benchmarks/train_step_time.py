@@ -6,6 +6,10 @@ metrics.jsonl. Point PYTHONPATH at two checkouts to compare them, rounds interle
 
     for r in 1 2 3; do for src in /work/main/src src; do \
         PYTHONPATH=$src python benchmarks/train_step_time.py --preset mnist --steps 150; done; done
+
+``--write-results`` writes the row into docs/results/throughput.md, section ``train-step-time``:
+
+    python benchmarks/train_step_time.py --preset mnist --steps 150 --write-results
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import denoiselab
 from denoiselab import runs
 from denoiselab.config import apply_overrides
 from denoiselab.presets import get_preset
+from results import add_write_flag, markdown_row, markdown_table, write_table
 
 
 def main() -> None:
@@ -31,6 +36,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="preset overrides, as for `denoiselab train` (e.g. train.autocast=bf16)")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = apply_overrides(get_preset(args.preset), [*args.set, f"steps={args.steps}", f"log_every={args.skip}",
@@ -44,9 +50,12 @@ def main() -> None:
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
     per = (t1 - t0) / (s1 - s0)
-    print(f"| {Path(denoiselab.__file__).parents[1]} | {args.preset} {' '.join(args.set)} | steps {s0}-{s1} | "
-          f"{per * 1000:.1f} ms/step | "
-          f"{cfg.train.batch_size / per:.0f} img/s | loss {lines[-1]['loss']:.4f} |", flush=True)
+    row = [f"{args.preset} {' '.join(args.set)}", f"steps {s0}-{s1}", f"{per * 1000:.1f} ms/step",
+           f"{cfg.train.batch_size / per:.0f} img/s", f"loss {lines[-1]['loss']:.4f}"]
+    print(markdown_row([Path(denoiselab.__file__).parents[1], *row]), flush=True)
+    if args.write_results:
+        write_table("throughput", "train-step-time",
+                    markdown_table(["preset", "steps timed", "per step", "images/s", "last loss"], [row]))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ alike, and the median round is reported.
 
     .venv/bin/python benchmarks/unet_throughput.py              # default: batch 128, 2 threads
     .venv/bin/python benchmarks/unet_throughput.py --variants all --rounds 5
+    .venv/bin/python benchmarks/unet_throughput.py --variants all --write-results   # docs/results/throughput.md
 
 diffusers is a benchmark-only dependency: pip install -e ".[bench]".
 """
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from denoiselab.models import build_model
 from denoiselab.presets import get_preset
+from results import add_write_flag, markdown_table, write_table
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="training steps per timed round")
     ap.add_argument("--variants", default="default",
                     help="'default' (diffusers vs our preset settings) or 'all' (every speed option)")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -131,13 +134,17 @@ def main() -> None:
                 fn()
             times[name].append((time.perf_counter() - t0) / args.steps)
     ref = statistics.median(times["diffusers UNet2DModel fp32"])
-    print()
-    print(f"| model | params | s/step (median of {args.rounds}) | images/s | vs diffusers |")
-    print("| --- | --- | --- | --- | --- |")
+    rows = []
     for name, ts in times.items():
         med = statistics.median(ts)
         p = (classic_params if "32/64/64" in name else twin_params) if name.startswith("diffusers") else ours_params
-        print(f"| {name} | {p / 1e6:.3f}M | {med:.3f} | {args.batch / med:.0f} | {ref / med:.2f}x |")
+        rows.append([name, f"{p / 1e6:.3f}M", f"{med:.3f}", f"{args.batch / med:.0f}", f"{ref / med:.2f}x"])
+    table = markdown_table(["model", "params", f"s/step (median of {args.rounds})", "images/s", "vs diffusers"], rows)
+    print()
+    print(table)
+    if args.write_results:
+        write_table("throughput", "cpu-throughput", f"training steps of the `mnist` UNet, batch {args.batch}, {size}x{size}, "
+                    f"{args.threads} threads\n\n{table}")
 
 
 if __name__ == "__main__":

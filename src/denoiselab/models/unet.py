@@ -175,7 +175,7 @@ class UNet(nn.Module):
             # reach the embedding MLP as small differences on a large common part, unlike a class
             # embedding of unit scale. Measured on mnist-text (eps prediction) it moved the digit only
             # from 10.6% to 12.8%: there the eps parameterisation, not the scale, was what limited
-            # (config.mnist_text).
+            # (`mnist-text` in src/denoiselab/presets/mnist.toml; docs/results/text.md, "Why v prediction").
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_scale", torch.ones(()))
 

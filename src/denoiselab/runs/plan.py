@@ -126,9 +126,9 @@ def _check_start(start: str) -> str:
 def start_moments(run: LoadedRun, start: str, sampler: str, opts: dict) -> Optional["DataMoments"]:
     """The moments ``sampler`` with ``opts`` starts from on ``run``, or None for x_T ~ N(0, I):
     ``moments`` always, ``gaussian`` never, ``auto`` for deterministic samplers only, which carry
-    a mismatched start to their samples where stochastic ones forget it (README, "Where sampling
-    starts"). Diffusion and flow runs have moments; a run trained before they were stored fits
-    them from its data set on first use."""
+    a mismatched start to their samples where stochastic ones forget it (docs/results/samplers.md,
+    "MNIST: where sampling starts"). Diffusion and flow runs have moments; a run trained before
+    they were stored fits them from its data set on first use."""
     from ..samplers import is_deterministic
 
     if _check_start(start) == "gaussian" or run.config.diffusion.kind not in ("vp", "flow"):

@@ -150,7 +150,8 @@ SIGMA_GRIDS = ("karras", "logsnr", "logsnr-trailing")  # grids placed by their s
 #       spacing below which a 2048-point metric (chamfer, MMD) cannot see a difference.
 # Both are then clamped into the model's trained range (``clamp_sigma_range``). A preset may store
 # a measured range instead: on MNIST, sigma 10 to 0.2 beat the fitted 29.7 to 0.0078 at 10 and at
-# 40 steps (README, "Images"); the nearly binary digits are resolved far above one 8-bit level.
+# 40 steps (docs/results/mnist.md, "The sampler's noise range"); the nearly binary digits are
+# resolved far above one 8-bit level.
 
 FIT_POINTS = 2048       # data points the fit looks at (the size every 2D metric compares)
 FIT_IMAGES = 1000       # images the fit looks at (pairwise distances of 1000 x D)
