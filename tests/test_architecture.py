@@ -60,8 +60,11 @@ def test_no_private_name_is_imported_from_another_module():
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("denoiselab")):
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert not found, "make these public or keep them in their module:\n" + "\n".join(found)
 
 

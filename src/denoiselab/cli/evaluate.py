@@ -1,5 +1,4 @@
-"""`denoiselab evaluate` and `denoiselab benchmark-samplers`: metrics with their floors.
-"""
+"""`denoiselab evaluate` and `denoiselab benchmark-samplers`: metrics with their floors."""
 
 from __future__ import annotations
 
@@ -47,10 +46,21 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
     domain = None
     if labels is not None or not args.inception_weights:
         domain = domain_extractor(ref, cache, log=log, device=args.device)
-    extractor = (inception_extractor(Path(args.inception_weights), device=args.device) if args.inception_weights
-                 else domain)
-    return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
-                           bootstrap=args.bootstrap, seed=args.seed, log=log)
+    extractor = (
+        inception_extractor(Path(args.inception_weights), device=args.device) if args.inception_weights else domain
+    )
+    return evaluate_images(
+        x,
+        ref,
+        args.ref,
+        extractor,
+        cache_dir=cache,
+        labels=labels,
+        classifier=domain,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        log=log,
+    )
 
 
 def read_labels(path) -> np.ndarray:
@@ -82,8 +92,9 @@ def cmd_evaluate(args) -> int:
     if args.labels:
         labels = read_labels(args.labels)
         if len(labels) != len(x):
-            raise DenoiselabError(f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: "
-                                  "give one per sample")
+            raise DenoiselabError(
+                f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: give one per sample"
+            )
     elif args.cls is not None:
         labels = np.full(len(x), args.cls)
     elif src.is_dir() and x.ndim == 4:
@@ -97,13 +108,23 @@ def cmd_evaluate(args) -> int:
     elif x.ndim == 4:
         results = _evaluate_images(x, args, labels)
     else:
-        raise DenoiselabError(f"samples of shape {tuple(x.shape)}: expected (N, 2) points or (N, C, H, W) images in [-1, 1]")
+        raise DenoiselabError(
+            f"samples of shape {tuple(x.shape)}: expected (N, 2) points or (N, C, H, W) images in [-1, 1]"
+        )
     for w in results.get("warnings", []):
         log(f"warning: {w}")
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     if src.is_dir():
-        append_metrics(src, {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid,
-                             "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        append_metrics(
+            src,
+            {
+                "evaluate": results,
+                "sampler": args.sampler,
+                "steps": args.steps,
+                "grid": args.grid,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+        )
         log(f"appended to {src / 'metrics.jsonl'}; report {write_metrics_report(src)}")
         if (src / "report.html").is_file():  # keep the run's page in step with its metrics
             from ..viz.report import write_run_report
@@ -133,24 +154,41 @@ def cmd_benchmark_samplers(args) -> int:
         except ValueError:
             eq = ""
         if not eq or not label:
-            raise DenoiselabError(f"--reference {ref!r}: write LABEL=NUMBER, e.g. \"ddpm 1000=2.41\"")
-    rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds,
-                           num=args.num, scorer=scorer, batch_size=args.batch_size, log=log, start=args.start)
+            raise DenoiselabError(f'--reference {ref!r}: write LABEL=NUMBER, e.g. "ddpm 1000=2.41"')
+    rows = B.run_benchmark(
+        run,
+        samplers=args.samplers,
+        grids=args.grids,
+        nfes=args.nfe,
+        seeds=args.seeds,
+        num=args.num,
+        scorer=scorer,
+        batch_size=args.batch_size,
+        log=log,
+        start=args.start,
+    )
     if not rows:
         raise DenoiselabError("no sampler and grid in the list can run on this model: widen --samplers/--grids")
     table = B.format_table(rows, metric)
     best = B.best_by_nfe(rows)
-    summary = "\n".join(f"best within NFE {n}: {r.sampler} on {r.grid} (NFE {r.nfe}), {metric} {r.mean:.3f} +- {r.sd:.3f}"
-                         for n, r in sorted(best.items()))
+    summary = "\n".join(
+        f"best within NFE {n}: {r.sampler} on {r.grid} (NFE {r.nfe}), {metric} {r.mean:.3f} +- {r.sd:.3f}"
+        for n, r in sorted(best.items())
+    )
     print(table)
     print()
     print(summary)
     out = Path(args.out) if args.out else Path(args.run_dir) / "samplers"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "samplers.md", lambda tmp: Path(tmp).write_text(table + "\n\n" + summary + "\n"))
-    p = B.plot(rows, out / "samplers.png", metric, title=f"{run.config.preset}: {metric} against NFE "
-               f"({plural(len(args.seeds), 'seed')}, {plural(args.num, 'sample')} each)",
-               references=references)
+    p = B.plot(
+        rows,
+        out / "samplers.png",
+        metric,
+        title=f"{run.config.preset}: {metric} against NFE "
+        f"({plural(len(args.seeds), 'seed')}, {plural(args.num, 'sample')} each)",
+        references=references,
+    )
     log(f"wrote {out / 'samplers.md'} and {p}")
     return 0
 
@@ -158,32 +196,68 @@ def cmd_benchmark_samplers(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score samples or a run against reference data")
     p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
-    p.add_argument("--ref", required=True, help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
-                   "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
-                   "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder")
-    p.add_argument("--ref-seed", type=int, default=10_000,
-                   help="2D data sets: seed of the reference draw (the floor draws with the next seed)")
+    p.add_argument(
+        "--ref",
+        required=True,
+        help="reference: a data-set name (swiss-roll, mnist, digits, ...), "
+        "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
+        "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder",
+    )
+    p.add_argument(
+        "--ref-seed",
+        type=int,
+        default=10_000,
+        help="2D data sets: seed of the reference draw (the floor draws with the next seed)",
+    )
     p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory (default 2048)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="pytorch-fid's pt_inception-2015-12-05 .pth: FID in the standard Inception space "
-                        "(default: the domain feature network, trained once on --ref and cached)")
-    p.add_argument("--cache-dir", default=None, help="feature network and reference feature cache "
-                   "(default $DENOISELAB_CACHE or ~/.cache/denoiselab)")
-    p.add_argument("--labels", default=None, metavar="NPY",
-                   help="intended class of each sample (.npy of ints): adds the conditional accuracy")
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help="pytorch-fid's pt_inception-2015-12-05 .pth: FID in the standard Inception space "
+        "(default: the domain feature network, trained once on --ref and cached)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature network and reference feature cache (default $DENOISELAB_CACHE or ~/.cache/denoiselab)",
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="NPY",
+        help="intended class of each sample (.npy of ints): adds the conditional accuracy",
+    )
     p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the intervals (0: none)")
     add_sampling(p)
     p.set_defaults(fn=cmd_evaluate)
 
-    p = sub.add_parser("benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid")
+    p = sub.add_parser(
+        "benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid"
+    )
     p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
-    p.add_argument("--samplers", nargs="+", default=list(SWEEP_SAMPLERS), metavar="NAME",
-                   help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
-    p.add_argument("--grids", nargs="+", default=list(SWEEP_GRIDS), metavar="GRID",
-                   help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
-    p.add_argument("--nfe", nargs="+", type=int, default=list(SWEEP_NFES),
-                   help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit")
+    p.add_argument(
+        "--samplers",
+        nargs="+",
+        default=list(SWEEP_SAMPLERS),
+        metavar="NAME",
+        help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2",
+    )
+    p.add_argument(
+        "--grids",
+        nargs="+",
+        default=list(SWEEP_GRIDS),
+        metavar="GRID",
+        help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends",
+    )
+    p.add_argument(
+        "--nfe",
+        nargs="+",
+        type=int,
+        default=list(SWEEP_NFES),
+        help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
     p.add_argument("--num", type=int, default=2048, help="samples per seed")
     p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only; 0: automatic)")
@@ -191,6 +265,11 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_device(p)
     p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
-    p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
-                   help="a horizontal line on the plot, e.g. \"ddpm 1000=2.41\" (repeatable)")
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help='a horizontal line on the plot, e.g. "ddpm 1000=2.41" (repeatable)',
+    )
     p.set_defaults(fn=cmd_benchmark_samplers)

@@ -28,7 +28,7 @@ from .core import EditResult, Shots, StreamNoise, check_level, denoise_from, noi
 from .views import VIEWS, get_view
 
 F64 = torch.float64
-DENOISE_LEVELS = (0.25, 0.5, 0.75)          # CS180 A.1.2-1.4: t = 250, 500, 750 of 1000
+DENOISE_LEVELS = (0.25, 0.5, 0.75)  # CS180 A.1.2-1.4: t = 250, 500, 750 of 1000
 SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
@@ -46,10 +46,23 @@ def _cond(cond, n: int) -> Optional[torch.Tensor]:
 
 # -- Denoising (CS180 A.1.2-1.4) -----------------------------------------------------------
 
+
 @torch.no_grad()
-def denoise(denoiser, x0: torch.Tensor, levels: Sequence[float] = DENOISE_LEVELS, *, sampler: str = "ddim",
-            steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0,
-            offset: int = 0, cond=None, frames: int = 25, **opts) -> EditResult:
+def denoise(
+    denoiser,
+    x0: torch.Tensor,
+    levels: Sequence[float] = DENOISE_LEVELS,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    seed: int = 0,
+    offset: int = 0,
+    cond=None,
+    frames: int = 25,
+    **opts,
+) -> EditResult:
     """Noise x0 to each level (``core.time_at_level``) and denoise three ways: a Gaussian blur
     of x_t (classical; the hybrid low-pass), one prediction x0_hat(x_t, t) (Ho et al. 2020,
     eq. 15), and the sampler from t down the cut grid (iterative). ``x`` holds the iterative
@@ -67,13 +80,25 @@ def denoise(denoiser, x0: torch.Tensor, levels: Sequence[float] = DENOISE_LEVELS
         x_t = noise_to(denoiser, x0, t, eps)
         blur = lowpass(x_t)
         one = denoiser(x_t, torch.full((n,), t, dtype=F64), cond)[0]
-        it = denoise_from(denoiser, x_t, t, sampler=sampler, steps=steps, grid=grid, grid_opts=grid_opts, noise=noise,
-                          cond=cond, callback=shots if k == len(levels) // 2 else None, **opts)
+        it = denoise_from(
+            denoiser,
+            x_t,
+            t,
+            sampler=sampler,
+            steps=steps,
+            grid=grid,
+            grid_opts=grid_opts,
+            noise=noise,
+            cond=cond,
+            callback=shots if k == len(levels) // 2 else None,
+            **opts,
+        )
         tag = f"level {level:g}"
         ref = f"{level * 1000:g}"  # the reference step, as CS180 names the levels
         rows.update({f"t={ref}": x_t, f"blur {ref}": blur, f"1-step {ref}": one, f"iter {ref}": it})
-        mse[tag] = {name: float((v - x0).pow(2).mean()) for name, v in (("blur", blur), ("one step", one),
-                                                                        ("iterative", it))}
+        mse[tag] = {
+            name: float((v - x0).pow(2).mean()) for name, v in (("blur", blur), ("one step", one), ("iterative", it))
+        }
         outs.append(it)
     shots.add(-1, outs[len(levels) // 2], outs[len(levels) // 2])
     return EditResult(torch.cat(outs), shots.shots, rows, {"mse": mse, "levels": list(levels)})
@@ -81,10 +106,23 @@ def denoise(denoiser, x0: torch.Tensor, levels: Sequence[float] = DENOISE_LEVELS
 
 # -- SDEdit (Meng et al. 2022) -------------------------------------------------------------
 
+
 @torch.no_grad()
-def sdedit(denoiser, x0: torch.Tensor, strengths: Sequence[float] = SDEDIT_STRENGTHS, *, sampler: str = "ddim",
-           steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
-           cond=None, frames: int = 25, **opts) -> EditResult:
+def sdedit(
+    denoiser,
+    x0: torch.Tensor,
+    strengths: Sequence[float] = SDEDIT_STRENGTHS,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    seed: int = 0,
+    offset: int = 0,
+    cond=None,
+    frames: int = 25,
+    **opts,
+) -> EditResult:
     """SDEdit (Meng et al. 2022, Algorithm 1): x_t0 = a x0 + s eps at the strength's noise level,
     then the reverse process from t0. Strength 0 returns the input, 1 starts from pure noise.
     All strengths share one eps per image, so a sweep differs only by strength. ``x`` holds the
@@ -100,8 +138,19 @@ def sdedit(denoiser, x0: torch.Tensor, strengths: Sequence[float] = SDEDIT_STREN
     for k, s in enumerate(strengths):
         t0 = time_at_level(denoiser, s)
         x_t = noise_to(denoiser, x0, t0, eps) if t0 is not None else x0
-        out = denoise_from(denoiser, x_t, t0, sampler=sampler, steps=steps, grid=grid, grid_opts=grid_opts,
-                           noise=noise, cond=cond, callback=shots if k == top else None, **opts)
+        out = denoise_from(
+            denoiser,
+            x_t,
+            t0,
+            sampler=sampler,
+            steps=steps,
+            grid=grid,
+            grid_opts=grid_opts,
+            noise=noise,
+            cond=cond,
+            callback=shots if k == top else None,
+            **opts,
+        )
         rows[f"strength {s:g}"] = out
         outs.append(out)
     shots.add(-1, outs[top], outs[top])
@@ -109,6 +158,7 @@ def sdedit(denoiser, x0: torch.Tensor, strengths: Sequence[float] = SDEDIT_STREN
 
 
 # -- Inpainting (RePaint, Lugmayr et al. 2022) ------------------------------------------------
+
 
 def repaint_schedule(num_points: int, jump_length: int, jump_count: int) -> list[int]:
     """Grid positions visited by RePaint's resampling (Lugmayr et al. 2022, sec. 4.2 and their
@@ -138,8 +188,10 @@ def _check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     try:
         m = m.expand_as(x0)
     except RuntimeError:
-        raise DenoiselabError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x0.shape)}: "
-                              "give one (H, W) mask, or one per image") from None
+        raise DenoiselabError(
+            f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x0.shape)}: "
+            "give one (H, W) mask, or one per image"
+        ) from None
     if not ((m == 0) | (m == 1)).all():
         raise DenoiselabError("mask is not binary: use 1 = keep, 0 = fill")
     return m
@@ -153,9 +205,23 @@ REPAINT_JUMP_COUNT = 10
 
 
 @torch.no_grad()
-def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "ddim", steps: int = 50,
-            grid: Optional[str] = None, grid_opts: dict | None = None, jump_length: int = 10,
-            jump_count: int = REPAINT_JUMP_COUNT, seed: int = 0, offset: int = 0, cond=None, frames: int = 25, **opts) -> EditResult:
+def inpaint(
+    denoiser,
+    x0: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    jump_length: int = 10,
+    jump_count: int = REPAINT_JUMP_COUNT,
+    seed: int = 0,
+    offset: int = 0,
+    cond=None,
+    frames: int = 25,
+    **opts,
+) -> EditResult:
     """RePaint (Lugmayr et al. 2022, Algorithm 1): at every step the known region (mask 1) of
     x_{t'} is the forward-noised original a_{t'} x0 + s_{t'} eps (fresh eps) and the unknown
     region is the sampler's step from x_t; with resampling, the walk goes back up by the
@@ -181,8 +247,9 @@ def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "d
         if u_next < u:
             # Reverse step for the unknown region, forward-noised input for the known one (Alg. 1, lines 5-8).
             x0_seen = []
-            unknown = sampler_step(fn, denoiser, x, t, t_next, noise=blk, cond=cond,
-                                   callback=lambda d: x0_seen.append(d["x0_hat"]), **opts)
+            unknown = sampler_step(
+                fn, denoiser, x, t, t_next, noise=blk, cond=cond, callback=lambda d: x0_seen.append(d["x0_hat"]), **opts
+            )
             known = noise_to(denoiser, x0, t_next, randn(blk, blk.BLOCK - 1, x))
             x_next = torch.where(keep, known, unknown)
             shots({"t": t, "x": x, "x0_hat": torch.where(keep, x0, x0_seen[0])})
@@ -196,43 +263,97 @@ def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "d
     x = torch.where(keep, x0, x)  # the last step lands on x0 in the known region; make it exact
     shots.add(-1, x, x)
     holed = torch.where(keep, x0, torch.zeros_like(x0))
-    return EditResult(x, shots.shots, {"input": x0, "mask": m * 2 - 1, "kept": holed, "inpainted": x},
-                      {"nfe_steps": sum(1 for u, v in zip(path, path[1:]) if v < u), "jumps": jump_length,
-                       "jump_count": jump_count})
+    return EditResult(
+        x,
+        shots.shots,
+        {"input": x0, "mask": m * 2 - 1, "kept": holed, "inpainted": x},
+        {"nfe_steps": sum(1 for u, v in zip(path, path[1:]) if v < u), "jumps": jump_length, "jump_count": jump_count},
+    )
 
 
 # -- Visual anagrams and hybrid images ------------------------------------------------------
 
+
 @torch.no_grad()
-def anagram(denoiser, num: int, sample_shape: tuple, cond, view_cond, view: str = "rot180", *, sampler: str = "ddim",
-            steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
-            frames: int = 25, **opts) -> EditResult:
+def anagram(
+    denoiser,
+    num: int,
+    sample_shape: tuple,
+    cond,
+    view_cond,
+    view: str = "rot180",
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    seed: int = 0,
+    offset: int = 0,
+    frames: int = 25,
+    **opts,
+) -> EditResult:
     """Visual anagrams (Geng et al. 2024): one image that shows ``cond`` as it is and ``view_cond``
     under ``view``. ``x`` is the upright image; ``rows`` adds its view."""
     v = get_view(view)
     wrapped = AnagramDenoiser(denoiser, [VIEWS["identity"], v], [_cond(cond, num), _cond(view_cond, num)])
     shots = Shots(steps, frames)
-    x, _ = generate(wrapped, num, tuple(sample_shape), sampler=sampler, steps=steps, seed=seed, grid=grid,
-                    grid_opts=grid_opts, callback=shots, offset=offset, **opts)
+    x, _ = generate(
+        wrapped,
+        num,
+        tuple(sample_shape),
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        grid=grid,
+        grid_opts=grid_opts,
+        callback=shots,
+        offset=offset,
+        **opts,
+    )
     shots.add(-1, x, x)
     return EditResult(x, shots.shots, {"upright": x, view: v.apply(x)}, {"view": view})
 
 
 @torch.no_grad()
-def hybrid(denoiser, num: int, sample_shape: tuple, low_cond, high_cond, *, sampler: str = "ddim", steps: int = 50,
-           grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
-           frames: int = 25, **opts) -> EditResult:
+def hybrid(
+    denoiser,
+    num: int,
+    sample_shape: tuple,
+    low_cond,
+    high_cond,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    seed: int = 0,
+    offset: int = 0,
+    frames: int = 25,
+    **opts,
+) -> EditResult:
     """Hybrid images by factorized diffusion (CS180 A.1.9): low frequencies from ``low_cond``,
     high frequencies from ``high_cond``. ``rows`` shows the image, its low- and high-pass parts."""
     wrapped = HybridDenoiser(denoiser, _cond(low_cond, num), _cond(high_cond, num))
     shots = Shots(steps, frames)
-    x, _ = generate(wrapped, num, tuple(sample_shape), sampler=sampler, steps=steps, seed=seed, grid=grid,
-                    grid_opts=grid_opts, callback=shots, offset=offset, **opts)
+    x, _ = generate(
+        wrapped,
+        num,
+        tuple(sample_shape),
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        grid=grid,
+        grid_opts=grid_opts,
+        callback=shots,
+        offset=offset,
+        **opts,
+    )
     shots.add(-1, x, x)
     return EditResult(x, shots.shots, {"hybrid": x, "low-pass": lowpass(x), "high-pass": highpass(x) - 1}, {})
 
 
 # -- DDIM inversion, reconstruction, interpolation --------------------------------------------
+
 
 def inversion_grid(denoiser, steps: int, grid: Optional[str] = None, grid_opts: dict | None = None) -> torch.Tensor:
     """The grid that inversion encodes along and reconstruction decodes along (DDIM's default)."""
@@ -240,22 +361,45 @@ def inversion_grid(denoiser, steps: int, grid: Optional[str] = None, grid_opts: 
 
 
 @torch.no_grad()
-def invert(denoiser, x0: torch.Tensor, *, steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None,
-           cond=None, fixed_point_iters: int = 1, frames: int = 25) -> EditResult:
+def invert(
+    denoiser,
+    x0: torch.Tensor,
+    *,
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    cond=None,
+    fixed_point_iters: int = 1,
+    frames: int = 25,
+) -> EditResult:
     """DDIM inversion (Song et al. 2021, sec. 4.3; ``samplers.inversion``): x0 -> x_T along the
     deterministic ODE; ``fixed_point_iters`` re-evaluates each step at its end point (Pan et al.
     2023), which makes decoding with :func:`reconstruct` return the input closely."""
     timesteps = inversion_grid(denoiser, steps, grid, grid_opts)
     shots = Shots(steps, frames)
-    z = ddim_invert(denoiser, x0, timesteps, cond=_cond(cond, len(x0)),
-                    callback=lambda d: shots({**d, "x0_hat": x0}), fixed_point_iters=fixed_point_iters)
+    z = ddim_invert(
+        denoiser,
+        x0,
+        timesteps,
+        cond=_cond(cond, len(x0)),
+        callback=lambda d: shots({**d, "x0_hat": x0}),
+        fixed_point_iters=fixed_point_iters,
+    )
     shots.add(timesteps[0].item(), z, x0)
     return EditResult(z, shots.shots, {"input": x0, "noise": z.clamp(-3, 3) / 3}, {})
 
 
 @torch.no_grad()
-def reconstruct(denoiser, x_T: torch.Tensor, *, steps: int = 50, grid: Optional[str] = None,
-                grid_opts: dict | None = None, cond=None, frames: int = 25) -> EditResult:
+def reconstruct(
+    denoiser,
+    x_T: torch.Tensor,
+    *,
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    cond=None,
+    frames: int = 25,
+) -> EditResult:
     """Decode an inverted x_T with deterministic DDIM (eta = 0) on the inversion's grid."""
     from ..samplers import sample_ddim
 
@@ -279,9 +423,18 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(denoiser, xa: torch.Tensor, xb: torch.Tensor, *, frames: int = 8, steps: int = 50,
-                grid: Optional[str] = None, grid_opts: dict | None = None, cond=None,
-                fixed_point_iters: int = 1) -> EditResult:
+def interpolate(
+    denoiser,
+    xa: torch.Tensor,
+    xb: torch.Tensor,
+    *,
+    frames: int = 8,
+    steps: int = 50,
+    grid: Optional[str] = None,
+    grid_opts: dict | None = None,
+    cond=None,
+    fixed_point_iters: int = 1,
+) -> EditResult:
     """Invert both images, slerp between their noises at ``frames`` points (ends included) and
     decode each. ``x`` is pair-major: x[i * frames + f] is pair i at alpha = f / (frames - 1)."""
     if frames < 2:
@@ -289,13 +442,26 @@ def interpolate(denoiser, xa: torch.Tensor, xb: torch.Tensor, *, frames: int = 8
     if xa.shape != xb.shape:
         raise DenoiselabError(f"the two inputs hold {len(xa)} and {len(xb)} images: give the same number")
     n = len(xa)
-    zs = invert(denoiser, torch.cat([xa, xb]), steps=steps, grid=grid, grid_opts=grid_opts,
-                cond=None if cond is None else _cond(cond, 2 * n), fixed_point_iters=fixed_point_iters).x
+    zs = invert(
+        denoiser,
+        torch.cat([xa, xb]),
+        steps=steps,
+        grid=grid,
+        grid_opts=grid_opts,
+        cond=None if cond is None else _cond(cond, 2 * n),
+        fixed_point_iters=fixed_point_iters,
+    ).x
     za, zb = zs[:n], zs[n:]
     alphas = [f / (frames - 1) for f in range(frames)]
     z = torch.stack([slerp(za, zb, al) for al in alphas], dim=1).reshape(n * frames, *xa.shape[1:])
-    x = reconstruct(denoiser, z, steps=steps, grid=grid, grid_opts=grid_opts,
-                    cond=None if cond is None else _cond(cond, n * frames).reshape(-1)).x
+    x = reconstruct(
+        denoiser,
+        z,
+        steps=steps,
+        grid=grid,
+        grid_opts=grid_opts,
+        cond=None if cond is None else _cond(cond, n * frames).reshape(-1),
+    ).x
     strip = x.reshape(n, frames, *xa.shape[1:])
     shots = [(f, strip[:, f], strip[:, f]) for f in range(frames)] + [(-1, strip[:, -1], strip[:, -1])]
     rows = {"A": xa, **{f"{al:.2f}": strip[:, f] for f, al in enumerate(alphas)}, "B": xb}

@@ -36,8 +36,9 @@ def is_text(run: LoadedRun) -> bool:
     return bool(run.config.model.options.get("cond_dim", 0)) and hasattr(run.net, "null_cond")
 
 
-def text_condition(run: LoadedRun, num: int, prompts, negative_prompt: Optional[str] = None,
-                   guidance: Optional[float] = None) -> tuple[object, torch.Tensor]:
+def text_condition(
+    run: LoadedRun, num: int, prompts, negative_prompt: Optional[str] = None, guidance: Optional[float] = None
+) -> tuple[object, torch.Tensor]:
     """(denoiser, embeddings) for a text run: sample i gets prompt i mod P; classifier-free guidance
     at ``guidance`` (default: the run's ``sample.guidance``) contrasts against the negative prompt,
     or against the empty prompt, the null condition the run was trained with."""
@@ -61,8 +62,10 @@ def load_classifier(run_dir: Union[str, Path], device=None) -> LoadedRun:
     """A noise-aware classifier run (``diffusion.kind = classifier``), ready to guide, on ``device``."""
     clf = load_run(Path(run_dir), device=device)
     if clf.config.diffusion.kind != "classifier":
-        raise DenoiselabError(f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
-                              "train one with `denoiselab train --preset mnist-classifier --out DIR`")
+        raise DenoiselabError(
+            f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
+            "train one with `denoiselab train --preset mnist-classifier --out DIR`"
+        )
     for p in clf.net.parameters():
         p.requires_grad_(False)  # guidance needs gradients with respect to x_t only
     return clf
@@ -75,17 +78,28 @@ def check_classifier(run: LoadedRun, clf: LoadedRun) -> None:
         raise DenoiselabError(f"classifier guidance needs a VP (DDPM-family) run; {run.run_dir} is a {d.kind} run")
     diff = [f"{f} {getattr(c, f)!r} vs {getattr(d, f)!r}" for f in SCHEDULE_FIELDS if getattr(c, f) != getattr(d, f)]
     if diff:
-        raise DenoiselabError(f"classifier {clf.run_dir} was trained on another noise schedule than {run.run_dir} "
-                              f"({'; '.join(diff)}): train it with the run's schedule (--set diffusion.T=..., ...)")
+        raise DenoiselabError(
+            f"classifier {clf.run_dir} was trained on another noise schedule than {run.run_dir} "
+            f"({'; '.join(diff)}): train it with the run's schedule (--set diffusion.T=..., ...)"
+        )
     if tuple(clf.sample_shape) != tuple(run.sample_shape):
-        raise DenoiselabError(f"classifier {clf.run_dir} reads images of shape {clf.sample_shape}, the run makes "
-                              f"{run.sample_shape}: train the classifier on the run's data")
+        raise DenoiselabError(
+            f"classifier {clf.run_dir} reads images of shape {clf.sample_shape}, the run makes "
+            f"{run.sample_shape}: train the classifier on the run's data"
+        )
 
 
-def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance: Optional[float] = None,
-               classifier: Union[None, str, Path, LoadedRun] = None,
-               classifier_scale: Optional[float] = None, prompts=None,
-               negative_prompt: Optional[str] = None) -> tuple[object, Optional[torch.Tensor]]:
+def guided_run(
+    run: LoadedRun,
+    num: int,
+    *,
+    cls: Optional[int] = None,
+    guidance: Optional[float] = None,
+    classifier: Union[None, str, Path, LoadedRun] = None,
+    classifier_scale: Optional[float] = None,
+    prompts=None,
+    negative_prompt: Optional[str] = None,
+) -> tuple[object, Optional[torch.Tensor]]:
     """(denoiser, labels) for drawing ``num`` samples of ``run``.
 
     Class-conditional runs: classifier-free guidance at ``guidance`` (default: the run's
@@ -97,41 +111,55 @@ def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance:
     k = num_classes(run)
     if is_text(run):
         if cls is not None or classifier is not None or classifier_scale is not None:
-            raise DenoiselabError(f"{run.run_dir} is a text-conditional model: ask with --prompt \"a red seven\" "
-                                  "instead of --class or --classifier")
+            raise DenoiselabError(
+                f'{run.run_dir} is a text-conditional model: ask with --prompt "a red seven" '
+                "instead of --class or --classifier"
+            )
         if prompts is None:
             if guidance is not None or negative_prompt is not None:
-                raise DenoiselabError("--guidance and --negative-prompt steer a prompt: add --prompt \"...\"")
+                raise DenoiselabError('--guidance and --negative-prompt steer a prompt: add --prompt "..."')
             return run.denoiser, None
         return text_condition(run, num, prompts, negative_prompt, guidance)
     if prompts is not None or negative_prompt is not None:
         if k:
-            raise DenoiselabError(f"{run.run_dir} is class-conditional, not text-conditional: use --class K "
-                                  "instead of --prompt")
-        raise DenoiselabError(f"{run.run_dir} is an unconditional model: drop --prompt (a text model is trained "
-                              "with --preset mnist-text)")
+            raise DenoiselabError(
+                f"{run.run_dir} is class-conditional, not text-conditional: use --class K instead of --prompt"
+            )
+        raise DenoiselabError(
+            f"{run.run_dir} is an unconditional model: drop --prompt (a text model is trained with --preset mnist-text)"
+        )
     if classifier is None:
         if classifier_scale is not None:
-            raise DenoiselabError("--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)")
+            raise DenoiselabError(
+                "--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)"
+            )
         if not k:
             if cls is not None:
-                raise DenoiselabError(f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
-                                      "preset (mnist-class, ...), or guide it with --classifier CLF_RUN")
+                raise DenoiselabError(
+                    f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
+                    "preset (mnist-class, ...), or guide it with --classifier CLF_RUN"
+                )
             if guidance is not None:
-                raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
-                                      "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)")
+                raise DenoiselabError(
+                    f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
+                    "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)"
+                )
             return run.denoiser, None
         labels = class_labels(num, k, cls, f"{run.run_dir}")
         scale = run.config.sample.guidance if guidance is None else guidance
         return guided(run.denoiser, scale=scale), labels
-    clf = classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
+    clf = (
+        classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
+    )
     check_classifier(run, clf)
     kc = num_classes(clf)
     if k and k != kc:
         raise DenoiselabError(f"the classifier knows {kc} classes, the run {k}: use a classifier of the run's data")
     if guidance is not None and not k:
-        raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
-                              "the classifier's strength is --classifier-scale")
+        raise DenoiselabError(
+            f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
+            "the classifier's strength is --classifier-scale"
+        )
     labels = class_labels(num, kc, cls, f"classifier {clf.run_dir}")
     scale = (run.config.sample.guidance if guidance is None else guidance) if k else 1.0
     cscale = clf.config.sample.guidance if classifier_scale is None else classifier_scale
@@ -139,8 +167,9 @@ def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance:
 
 
 @torch.no_grad()
-def classifier_accuracy_by_t(clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, ts=(0, 100, 250, 500, 750, 999),
-                             seed: int = 0) -> dict:
+def classifier_accuracy_by_t(
+    clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, ts=(0, 100, 250, 500, 750, 999), seed: int = 0
+) -> dict:
     """Accuracy of p(y | x_t, t) on images noised to each t (fixed noise): how far into the noise it sees."""
     from ..process import q_sample
     from .build import build_schedule
@@ -152,6 +181,6 @@ def classifier_accuracy_by_t(clf: LoadedRun, x0: torch.Tensor, y: torch.Tensor, 
         t = min(int(t), schedule.T - 1)
         tt = torch.full((len(x0),), t)
         xt = q_sample(schedule, x0, tt, eps)
-        pred = torch.cat([clf.net(xt[i:i + 500], tt[i:i + 500].float()).argmax(1) for i in range(0, len(xt), 500)])
+        pred = torch.cat([clf.net(xt[i : i + 500], tt[i : i + 500].float()).argmax(1) for i in range(0, len(xt), 500)])
         out[str(t)] = float((pred == y).double().mean())
     return out

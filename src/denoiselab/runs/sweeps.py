@@ -12,9 +12,22 @@ from .load import load_run
 from .plan import sampling_plan
 
 
-def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, num_batches: int = 1,
-                  sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0, log=None, prompts=None,
-                  negative_prompt=None, start: str = "auto") -> Path:
+def plot_guidance(
+    run,
+    out: Path,
+    *,
+    scales,
+    classes=None,
+    batch_size: int = 4,
+    num_batches: int = 1,
+    sampler: Optional[str] = None,
+    steps: Optional[int] = None,
+    seed: int = 0,
+    log=None,
+    prompts=None,
+    negative_prompt=None,
+    start: str = "auto",
+) -> Path:
     """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
     batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
     along a column one sees the same starting noise pulled harder towards its class as w grows."""
@@ -24,18 +37,22 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
     k = num_classes(run)
     text = is_text(run)
     if prompts is not None and not text:
-        raise DenoiselabError(f"{run.run_dir} is not a text-conditional model: drop --prompts"
-                              + (" and choose --classes" if k else ""))
+        raise DenoiselabError(
+            f"{run.run_dir} is not a text-conditional model: drop --prompts" + (" and choose --classes" if k else "")
+        )
     if not k and not text:
-        raise DenoiselabError(f"{run.run_dir} is an unconditional model: plot guidance needs a class- or "
-                              "text-conditional run")
+        raise DenoiselabError(
+            f"{run.run_dir} is an unconditional model: plot guidance needs a class- or text-conditional run"
+        )
     if batch_size < 1 or num_batches < 1:
         raise DenoiselabError("--batch-size and --num-batches must be at least 1")
     if not scales:
         raise DenoiselabError("no guidance scales: give --scales W [W ...]")
     if text:
         if classes:
-            raise DenoiselabError(f"{run.run_dir} is a text-conditional model: choose columns with --prompts, not --classes")
+            raise DenoiselabError(
+                f"{run.run_dir} is a text-conditional model: choose columns with --prompts, not --classes"
+            )
         from ..data.captioned import DEMO_PROMPTS
 
         names = list(DEMO_PROMPTS) if prompts is None else list(prompts)
@@ -54,8 +71,16 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
         cells = []
         for column in columns:
             den, labels = guided_run(run, per, guidance=w, **column)
-            x, _ = generate(den, per, run.sample_shape, seed=seed, cond=labels, batch_size=batch_size, progress=True,
-                            **plan.kwargs())
+            x, _ = generate(
+                den,
+                per,
+                run.sample_shape,
+                seed=seed,
+                cond=labels,
+                batch_size=batch_size,
+                progress=True,
+                **plan.kwargs(),
+            )
             cells.append(x)
         rows.append(cells)
         if log:

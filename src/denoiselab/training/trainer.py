@@ -69,7 +69,7 @@ def _stream_seed(seed: int, rank: int, step: int) -> int:
     restarted at each resume from (seed, rank, step), since a checkpoint holds the main one only."""
     if rank == 0 and step == 0:
         return seed
-    return (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + 1) % (2 ** 63)
+    return (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + 1) % (2**63)
 
 
 def _stderr(msg: str) -> None:
@@ -77,18 +77,31 @@ def _stderr(msg: str) -> None:
 
 
 class Trainer:
-    def __init__(self, net: torch.nn.Module, objective: Objective, data, cfg: TrainConfig, run_dir: Path,
-                 config_dict: dict, progress: bool = True,
-                 on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None,
-                 log: Callable[[str], None] = _stderr, device=None, runtime=None,
-                 moments: Optional[dict[str, torch.Tensor]] = None):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        objective: Objective,
+        data,
+        cfg: TrainConfig,
+        run_dir: Path,
+        config_dict: dict,
+        progress: bool = True,
+        on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None,
+        extra: Optional[dict] = None,
+        log: Callable[[str], None] = _stderr,
+        device=None,
+        runtime=None,
+        moments: Optional[dict[str, torch.Tensor]] = None,
+    ):
         self.runtime = runtime or LocalRuntime(device or "cpu")
         self.device = self.runtime.device
         rank, world = self.runtime.process_index, self.runtime.num_processes
         accum = max(1, int(getattr(cfg, "grad_accum", 1)))
         if cfg.batch_size % (world * accum):
-            raise DenoiselabError(f"batch_size {cfg.batch_size} does not split evenly over {world} process(es) x "
-                                  f"{accum} accumulation step(s): use a multiple of {world * accum}")
+            raise DenoiselabError(
+                f"batch_size {cfg.batch_size} does not split evenly over {world} process(es) x "
+                f"{accum} accumulation step(s): use a multiple of {world * accum}"
+            )
         self.shares = (rank, world, accum)
         net = place(net, self.device)
         data = data.to(self.device) if hasattr(data, "to") else data
@@ -132,9 +145,18 @@ class Trainer:
 
     def save(self) -> Path:
         def write(path: Path) -> None:
-            save_checkpoint(path, model=self.net, ema=self.ema.module if self.ema else None, optimizer=self.opt,
-                            config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
-                            rng_states=self._rng_states(), extra=self.extra, moments=self.moments)
+            save_checkpoint(
+                path,
+                model=self.net,
+                ema=self.ema.module if self.ema else None,
+                optimizer=self.opt,
+                config=self.config_dict,
+                step=self.step,
+                rng_state=self.generator.get_state(),
+                rng_states=self._rng_states(),
+                extra=self.extra,
+                moments=self.moments,
+            )
 
         path = self.checkpoint_path
         if self.runtime.is_main:  # the processes hold the same weights: one writes them
@@ -156,15 +178,18 @@ class Trainer:
             self.net.load_state_dict(ck["model"])
             if self.ema is not None:
                 if ck["ema"] is None:
-                    raise DenoiselabError("checkpoint has no EMA weights but the config asks for EMA: "
-                                          "resume with --set train.ema_decay=0")
+                    raise DenoiselabError(
+                        "checkpoint has no EMA weights but the config asks for EMA: resume with --set train.ema_decay=0"
+                    )
                 self.ema.module.load_state_dict(ck["ema"])
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
                 self._match_layouts()
         except (RuntimeError, ValueError, KeyError) as e:
-            raise DenoiselabError(f"checkpoint {ck['path']} does not fit this run's model or optimizer "
-                                  f"({str(e).splitlines()[0]}): resume with the run's own config") from None
+            raise DenoiselabError(
+                f"checkpoint {ck['path']} does not fit this run's model or optimizer "
+                f"({str(e).splitlines()[0]}): resume with the run's own config"
+            ) from None
         if ck["rng_state"] is not None:
             self.generator.set_state(ck["rng_state"])
         rng = ck["rng"]
@@ -177,7 +202,7 @@ class Trainer:
         cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
         if cuda and torch.cuda.is_available():
             # A run resumed on fewer GPUs than it was saved on takes the states it has GPUs for.
-            for i, st in enumerate(cuda[:torch.cuda.device_count()]):
+            for i, st in enumerate(cuda[: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(st, i)
         self.step = int(ck["step"])
         self.last_saved = (self.step, ck["path"])
@@ -203,10 +228,12 @@ class Trainer:
         process r of W takes rows [r B / W, (r + 1) B / W). One process, no accumulation: the batch."""
         rank, world, accum = self.shares
         n = x0.shape[0] // world
-        x0 = x0[rank * n:(rank + 1) * n].to(self.device, non_blocking=True)
-        cond = cond[rank * n:(rank + 1) * n].to(self.device, non_blocking=True) if cond is not None else None
+        x0 = x0[rank * n : (rank + 1) * n].to(self.device, non_blocking=True)
+        cond = cond[rank * n : (rank + 1) * n].to(self.device, non_blocking=True) if cond is not None else None
         m = n // accum
-        return [(x0[j * m:(j + 1) * m], cond[j * m:(j + 1) * m] if cond is not None else None) for j in range(accum)]
+        return [
+            (x0[j * m : (j + 1) * m], cond[j * m : (j + 1) * m] if cond is not None else None) for j in range(accum)
+        ]
 
     def _trim_metrics(self) -> None:
         """Drop the loss lines logged after the checkpoint resumed from (the resumed run logs
@@ -214,9 +241,13 @@ class Trainer:
         path = self.run_dir / METRICS
         if not path.is_file():
             return
-        keep = [rec for rec in read_jsonl(path)
-                if not (isinstance(rec, dict) and isinstance(rec.get("step"), int) and "loss" in rec
-                        and rec["step"] > self.step)]
+        keep = [
+            rec
+            for rec in read_jsonl(path)
+            if not (
+                isinstance(rec, dict) and isinstance(rec.get("step"), int) and "loss" in rec and rec["step"] > self.step
+            )
+        ]
         # Each line was written by json.dumps, so writing the records again gives the same lines.
         atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
 
@@ -251,7 +282,9 @@ class Trainer:
         if caught:
             raise TrainingInterrupted(
                 f"interrupted by {signal.Signals(caught[0]).name} at step {self.step}: checkpoint saved to "
-                f"{self.last_saved[1]}; run the same command with --resume to continue", caught[0])
+                f"{self.last_saved[1]}; run the same command with --resume to continue",
+                caught[0],
+            )
         return {"steps": self.step, "seconds": time.perf_counter() - t0, **last}
 
     def _catch_signals(self, caught: list[int]) -> Callable[[], None]:
@@ -280,8 +313,15 @@ class Trainer:
         main = self.runtime.is_main
         metrics_f = open(self.run_dir / METRICS, "a") if main else None
         self.net.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and main), desc="train",
-                   unit="step", dynamic_ncols=True, mininterval=0.5)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (self.progress and main),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
         dev = self.device
         acc, n_acc = torch.zeros((), device=dev), 0
         bad = NonFiniteWatch(dev)
@@ -348,8 +388,12 @@ class Trainer:
 
     def _log_loss(self, loss: torch.Tensor, lr: float, t0: float, metrics_f) -> dict:
         """The mean loss since the last log line (over the processes' shares), as a line of metrics.jsonl."""
-        last = {"step": self.step, "loss": self.runtime.mean(loss).item(), "lr": lr,
-                "time": round(time.perf_counter() - t0, 3)}
+        last = {
+            "step": self.step,
+            "loss": self.runtime.mean(loss).item(),
+            "lr": lr,
+            "time": round(time.perf_counter() - t0, 3),
+        }
         if metrics_f is not None:
             metrics_f.write(json.dumps(last) + "\n")
             metrics_f.flush()
@@ -360,7 +404,8 @@ class Trainer:
             raise DenoiselabError(
                 f"loss became {float(bad.loss)} at step {int(bad.step)}: training stopped and nothing after it "
                 f"was saved; {self._last_good()}; lower the learning rate (--set lr={self.cfg.lr / 10:g}) or clip "
-                "gradients (--set grad_clip=1)")
+                "gradients (--set grad_clip=1)"
+            )
 
 
 class NonFiniteWatch:
