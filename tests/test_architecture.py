@@ -41,6 +41,14 @@ def test_ruff_lint_passes():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
 
+def test_ruff_format_holds():
+    """The code is laid out by `ruff format` (its settings in pyproject.toml): run it to fix this."""
+    r = subprocess.run(
+        [tool("ruff"), "format", "--check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
 def test_no_module_or_function_is_too_long():
     too_long = []
     for path in modules():

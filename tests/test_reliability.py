@@ -20,7 +20,7 @@ from denoiselab.config import apply_overrides
 from denoiselab.errors import DenoiselabError
 from denoiselab.presets import get_preset
 from denoiselab.training import checkpoint as C
-from denoiselab.training.trainer import TrainingInterrupted
+from denoiselab.training.guards import TrainingInterrupted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import reliability as R  # noqa: E402

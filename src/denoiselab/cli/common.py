@@ -110,8 +110,20 @@ OPTIONAL_FLOATS = {
 
 
 def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
-    from ..device import AUTOCAST_MODES
-    from ..samplers import DEFAULT_STEPS, GRIDS, SAMPLERS, SPACINGS
+    """Every flag of a command that samples a run (sample, evaluate, animate, edit)."""
+    from .guidance import add_sampling_options
+
+    add_solver(p, steps, sampler)
+    add_grid(p)
+    add_start(p)
+    add_execution(p)
+    add_device(p)
+    add_sampling_options(p)
+
+
+def add_solver(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
+    """--sampler, --steps, --seed: which solver, how many steps, which noise."""
+    from ..samplers import DEFAULT_STEPS, SAMPLERS
 
     own = sampler is None
     p.add_argument(
@@ -137,6 +149,12 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
         ),
     )
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default 0)")
+
+
+def add_grid(p: argparse.ArgumentParser) -> None:
+    """The time grid, its ends and the noise each step re-injects."""
+    from ..samplers import GRIDS, SPACINGS
+
     p.add_argument(
         "--grid",
         default=None,
@@ -159,7 +177,12 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
         "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "
         "--eta-low 8 --eta-switch 3)",
     )
-    add_start(p)
+
+
+def add_execution(p: argparse.ArgumentParser) -> None:
+    """How each step runs: churn, the DDPM variance, the batch and the precision."""
+    from ..device import AUTOCAST_MODES
+
     p.add_argument(
         "--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)"
     )
@@ -183,10 +206,6 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
         help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
         "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)",
     )
-    add_device(p)
-    from .guidance import add_sampling_options
-
-    add_sampling_options(p)
 
 
 def add_start(p: argparse.ArgumentParser) -> None:

@@ -70,39 +70,50 @@ def read_labels(path) -> np.ndarray:
     return load_npy(path, "--labels", ndims=(1,), integer=True, value_range=(0, float("inf")))
 
 
-def cmd_evaluate(args) -> int:
-    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_metrics_report
-
+def samples_of(args):
+    """(samples, the run they were drawn from or None): a run directory is sampled as it stores it
+    (runs.sampling_plan) unless the flags say otherwise; a .npy is read as it is."""
     src = Path(args.samples)
     if src.is_dir():
         from ..runs import load_run
 
         run = load_run(src, device=args.device)
-        # The run's own sampler, steps and grid unless asked otherwise (runs.sampling_plan).
         plan = plan_from_args(run, args)
         log(f"sampling {args.num} {run.kind} from {src} ({plan.describe()}{plan.start_note()})")
-        x, _, kind, _ = draw(run, args, args.num)
-    elif src.suffix == ".npy" and src.is_file():
+        x, _, _, _ = draw(run, args, args.num)
+        return x, run
+    if src.suffix == ".npy" and src.is_file():
         from ..io import load_npy
 
-        x = torch.from_numpy(load_npy(src, "samples", ndims=(2, 4)).astype(np.float32))
-    else:
-        raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
-    labels = None
+        return torch.from_numpy(load_npy(src, "samples", ndims=(2, 4)).astype(np.float32)), None
+    raise DenoiselabError(f"{src} is neither a run directory nor a .npy file of samples")
+
+
+def labels_of(args, x, run):
+    """The class each sample was asked for: --labels, --class, or every class in turn for a
+    class-conditional (or classifier-guided) run's images; None when there is none."""
     if args.labels:
         labels = read_labels(args.labels)
         if len(labels) != len(x):
             raise DenoiselabError(
                 f"--labels {args.labels} has {len(labels)} class ids for {len(x)} samples: give one per sample"
             )
-    elif args.cls is not None:
-        labels = np.full(len(x), args.cls)
-    elif src.is_dir() and x.ndim == 4:
+        return labels
+    if args.cls is not None:
+        return np.full(len(x), args.cls)
+    if run is not None and x.ndim == 4:
         from ..runs import class_labels, load_classifier, num_classes
 
-        # Class-conditional (or classifier-guided) sampling asked for every class in turn: score those labels.
         k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
-        labels = class_labels(len(x), k).numpy() if k else None
+        return class_labels(len(x), k).numpy() if k else None
+    return None
+
+
+def cmd_evaluate(args) -> int:
+    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_metrics_report
+
+    x, run = samples_of(args)
+    labels = labels_of(args, x, run)
     if x.ndim == 2:
         results = evaluate_points(x, args.ref, seed=args.ref_seed)
     elif x.ndim == 4:
@@ -114,17 +125,11 @@ def cmd_evaluate(args) -> int:
     for w in results.get("warnings", []):
         log(f"warning: {w}")
     print(json.dumps(results, indent=2) if args.json else format_results(results))
-    if src.is_dir():
-        append_metrics(
-            src,
-            {
-                "evaluate": results,
-                "sampler": args.sampler,
-                "steps": args.steps,
-                "grid": args.grid,
-                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            },
-        )
+    if run is not None:
+        src = Path(args.samples)
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        record = {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid, "time": when}
+        append_metrics(src, record)
         log(f"appended to {src / 'metrics.jsonl'}; report {write_metrics_report(src)}")
         if (src / "report.html").is_file():  # keep the run's page in step with its metrics
             from ..viz.report import write_run_report
@@ -194,6 +199,11 @@ def cmd_benchmark_samplers(args) -> int:
 
 
 def add_parser(sub) -> None:
+    add_evaluate_parser(sub)
+    add_benchmark_parser(sub)
+
+
+def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score samples or a run against reference data")
     p.add_argument("samples", help="a .npy file of samples or a run directory (sampled first)")
     p.add_argument(
@@ -233,6 +243,8 @@ def add_parser(sub) -> None:
     add_sampling(p)
     p.set_defaults(fn=cmd_evaluate)
 
+
+def add_benchmark_parser(sub) -> None:
     p = sub.add_parser(
         "benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid"
     )

@@ -17,13 +17,10 @@ from .edits import (
     denoise,
     hybrid,
     inpaint,
-    interpolate,
-    invert,
-    reconstruct,
     repaint_schedule,
     sdedit,
-    slerp,
 )
+from .inversion import interpolate, invert, reconstruct, slerp
 from .views import USER_VIEWS, VIEWS, View, get_view
 
 EDITS = {

@@ -29,6 +29,7 @@ from ..errors import DenoiselabError
 from ..rng import SampleNoise
 from ..samplers import get_sampler
 from ..samplers.common import scales_at, sigma_of
+from ..samplers.grids import default_grid, time_grid
 from ..schedules import make_schedule
 
 F64 = torch.float64
@@ -86,7 +87,6 @@ def grid_from(
     """The sampler's grid of ``steps`` points over the whole range, cut to the points below
     t_start's noise level, with t_start in front (Meng et al. 2022, SDEdit: start the reverse
     process at t0 instead of T). A strength of 1/2 thus runs about half the grid's steps."""
-    from ..samplers.grids import default_grid, time_grid
 
     full = time_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
     sig0 = sigma_at(denoiser, t_start)
@@ -206,3 +206,15 @@ class EditResult:
     shots: list = field(default_factory=list)
     rows: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+
+
+def full_grid(denoiser, sampler: str, steps: int, grid: Optional[str], grid_opts: dict | None) -> torch.Tensor:
+    return time_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
+
+
+def per_sample_cond(cond, n: int) -> Optional[torch.Tensor]:
+    """An int, a tensor of n labels, or None -> (n,) int64 or None."""
+    if cond is None:
+        return None
+    c = torch.as_tensor(cond, dtype=torch.int64)
+    return c.expand(n).clone() if c.ndim == 0 else c

@@ -21,27 +21,24 @@ from ..rng import SampleNoise
 from ..samplers import get_sampler
 from ..samplers.api import generate
 from ..samplers.common import initial_noise, randn, scales_at
-from ..samplers.grids import default_grid, time_grid
-from ..samplers.inversion import ddim_invert
 from .composite import AnagramDenoiser, HybridDenoiser, highpass, lowpass
-from .core import EditResult, Shots, StreamNoise, check_level, denoise_from, noise_to, sampler_step, time_at_level
+from .core import (
+    EditResult,
+    Shots,
+    StreamNoise,
+    check_level,
+    denoise_from,
+    full_grid,
+    noise_to,
+    per_sample_cond,
+    sampler_step,
+    time_at_level,
+)
 from .views import VIEWS, get_view
 
 F64 = torch.float64
 DENOISE_LEVELS = (0.25, 0.5, 0.75)  # CS180 A.1.2-1.4: t = 250, 500, 750 of 1000
 SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-def _full_grid(denoiser, sampler: str, steps: int, grid: Optional[str], grid_opts: dict | None) -> torch.Tensor:
-    return time_grid(denoiser, grid or default_grid(sampler, denoiser), steps, **(grid_opts or {})).to(F64)
-
-
-def _cond(cond, n: int) -> Optional[torch.Tensor]:
-    """An int, a tensor of n labels, or None -> (n,) int64 or None."""
-    if cond is None:
-        return None
-    c = torch.as_tensor(cond, dtype=torch.int64)
-    return c.expand(n).clone() if c.ndim == 0 else c
 
 
 # -- Denoising (CS180 A.1.2-1.4) -----------------------------------------------------------
@@ -68,7 +65,7 @@ def denoise(
     eq. 15), and the sampler from t down the cut grid (iterative). ``x`` holds the iterative
     results, level-major; ``info["mse"]`` each method's mean squared error to x0 per level."""
     n = len(x0)
-    cond = _cond(cond, n)
+    cond = per_sample_cond(cond, n)
     noise = SampleNoise(seed, n, offset)
     eps = initial_noise(noise, n, tuple(x0.shape[1:])).to(x0.dtype)
     rows, outs, mse = {"original": x0}, [], {}
@@ -129,7 +126,7 @@ def sdedit(
     results strength-major (len(strengths) * N images)."""
     strengths = [check_level(s) for s in strengths]
     n = len(x0)
-    cond = _cond(cond, n)
+    cond = per_sample_cond(cond, n)
     noise = SampleNoise(seed, n, offset)
     eps = initial_noise(noise, n, tuple(x0.shape[1:])).to(x0.dtype)
     rows, outs = {"input": x0}, []
@@ -204,6 +201,16 @@ def _check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
 REPAINT_JUMP_COUNT = 10
 
 
+def jump_up(denoiser, x: torch.Tensor, t: float, t_high: float, noise: torch.Tensor) -> torch.Tensor:
+    """x at the higher noise level t_high from x at t by the forward transition
+    q(x_high | x_low) = N((a_h / a_l) x_low, (s_h^2 - (a_h s_l / a_l)^2) I) (Ho et al. 2020, eq. 2
+    composed over the steps between; RePaint's resampling jump)."""
+    a_l, s_l = scales_at(denoiser, t)
+    a_h, s_h = scales_at(denoiser, t_high)
+    r = a_h / a_l
+    return r * x + math.sqrt(max(0.0, s_h**2 - (r * s_l) ** 2)) * noise
+
+
 @torch.no_grad()
 def inpaint(
     denoiser,
@@ -232,9 +239,9 @@ def inpaint(
     n = len(x0)
     m = _check_mask(mask, x0)
     keep = m > 0.5
-    cond = _cond(cond, n)
+    cond = per_sample_cond(cond, n)
     fn = get_sampler(sampler)
-    g = [float(t) for t in _full_grid(denoiser, sampler, steps, grid, grid_opts)]
+    g = [float(t) for t in full_grid(denoiser, sampler, steps, grid, grid_opts)]
     N = len(g)
     time_of = lambda u: g[N - 1 - u] if u >= 0 else None  # noqa: E731 - position -> time (None: clean)
     path = repaint_schedule(N, jump_length, jump_count)
@@ -253,12 +260,8 @@ def inpaint(
             known = noise_to(denoiser, x0, t_next, randn(blk, blk.BLOCK - 1, x))
             x_next = torch.where(keep, known, unknown)
             shots({"t": t, "x": x, "x0_hat": torch.where(keep, x0, x0_seen[0])})
-        else:
-            # Resampling jump back up (Alg. 1, line 10, over jump_length steps at once).
-            a_l, s_l = scales_at(denoiser, t)
-            a_h, s_h = scales_at(denoiser, t_next)
-            r = a_h / a_l
-            x_next = r * x + math.sqrt(max(0.0, s_h**2 - (r * s_l) ** 2)) * randn(blk, blk.BLOCK - 2, x)
+        else:  # resampling: back up jump_length steps at once (Alg. 1, line 10)
+            x_next = jump_up(denoiser, x, t, t_next, randn(blk, blk.BLOCK - 2, x))
         x = x_next
     x = torch.where(keep, x0, x)  # the last step lands on x0 in the known region; make it exact
     shots.add(-1, x, x)
@@ -295,7 +298,9 @@ def anagram(
     """Visual anagrams (Geng et al. 2024): one image that shows ``cond`` as it is and ``view_cond``
     under ``view``. ``x`` is the upright image; ``rows`` adds its view."""
     v = get_view(view)
-    wrapped = AnagramDenoiser(denoiser, [VIEWS["identity"], v], [_cond(cond, num), _cond(view_cond, num)])
+    wrapped = AnagramDenoiser(
+        denoiser, [VIEWS["identity"], v], [per_sample_cond(cond, num), per_sample_cond(view_cond, num)]
+    )
     shots = Shots(steps, frames)
     x, _ = generate(
         wrapped,
@@ -333,7 +338,7 @@ def hybrid(
 ) -> EditResult:
     """Hybrid images by factorized diffusion (CS180 A.1.9): low frequencies from ``low_cond``,
     high frequencies from ``high_cond``. ``rows`` shows the image, its low- and high-pass parts."""
-    wrapped = HybridDenoiser(denoiser, _cond(low_cond, num), _cond(high_cond, num))
+    wrapped = HybridDenoiser(denoiser, per_sample_cond(low_cond, num), per_sample_cond(high_cond, num))
     shots = Shots(steps, frames)
     x, _ = generate(
         wrapped,
@@ -350,119 +355,3 @@ def hybrid(
     )
     shots.add(-1, x, x)
     return EditResult(x, shots.shots, {"hybrid": x, "low-pass": lowpass(x), "high-pass": highpass(x) - 1}, {})
-
-
-# -- DDIM inversion, reconstruction, interpolation --------------------------------------------
-
-
-def inversion_grid(denoiser, steps: int, grid: Optional[str] = None, grid_opts: dict | None = None) -> torch.Tensor:
-    """The grid that inversion encodes along and reconstruction decodes along (DDIM's default)."""
-    return _full_grid(denoiser, "ddim", steps, grid, grid_opts)
-
-
-@torch.no_grad()
-def invert(
-    denoiser,
-    x0: torch.Tensor,
-    *,
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    cond=None,
-    fixed_point_iters: int = 1,
-    frames: int = 25,
-) -> EditResult:
-    """DDIM inversion (Song et al. 2021, sec. 4.3; ``samplers.inversion``): x0 -> x_T along the
-    deterministic ODE; ``fixed_point_iters`` re-evaluates each step at its end point (Pan et al.
-    2023), which makes decoding with :func:`reconstruct` return the input closely."""
-    timesteps = inversion_grid(denoiser, steps, grid, grid_opts)
-    shots = Shots(steps, frames)
-    z = ddim_invert(
-        denoiser,
-        x0,
-        timesteps,
-        cond=_cond(cond, len(x0)),
-        callback=lambda d: shots({**d, "x0_hat": x0}),
-        fixed_point_iters=fixed_point_iters,
-    )
-    shots.add(timesteps[0].item(), z, x0)
-    return EditResult(z, shots.shots, {"input": x0, "noise": z.clamp(-3, 3) / 3}, {})
-
-
-@torch.no_grad()
-def reconstruct(
-    denoiser,
-    x_T: torch.Tensor,
-    *,
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    cond=None,
-    frames: int = 25,
-) -> EditResult:
-    """Decode an inverted x_T with deterministic DDIM (eta = 0) on the inversion's grid."""
-    from ..samplers import sample_ddim
-
-    timesteps = inversion_grid(denoiser, steps, grid, grid_opts)
-    shots = Shots(steps, frames)
-    x = sample_ddim(denoiser, x_T, timesteps, cond=_cond(cond, len(x_T)), callback=shots)
-    shots.add(-1, x, x)
-    return EditResult(x, shots.shots, {"noise": x_T.clamp(-3, 3) / 3, "reconstruction": x}, {})
-
-
-def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Spherical interpolation per sample (Shoemake 1985; the x_T interpolation of Song et al.
-    2021, sec. 5.4): keeps the norm of Gaussian noise where a straight line would shrink it."""
-    a, b = z0.flatten(1).double(), z1.flatten(1).double()
-    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
-    theta = torch.arccos(cos.clamp(-1, 1))[:, None]
-    sin = torch.sin(theta)
-    lin = (1 - alpha) * a + alpha * b  # where the two are (anti)parallel, slerp degenerates to a line
-    sph = (torch.sin((1 - alpha) * theta) * a + torch.sin(alpha * theta) * b) / sin.clamp_min(1e-12)
-    return torch.where(sin > 1e-6, sph, lin).reshape(z0.shape).to(z0.dtype)
-
-
-@torch.no_grad()
-def interpolate(
-    denoiser,
-    xa: torch.Tensor,
-    xb: torch.Tensor,
-    *,
-    frames: int = 8,
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    cond=None,
-    fixed_point_iters: int = 1,
-) -> EditResult:
-    """Invert both images, slerp between their noises at ``frames`` points (ends included) and
-    decode each. ``x`` is pair-major: x[i * frames + f] is pair i at alpha = f / (frames - 1)."""
-    if frames < 2:
-        raise DenoiselabError(f"interpolation needs at least 2 frames, got {frames}")
-    if xa.shape != xb.shape:
-        raise DenoiselabError(f"the two inputs hold {len(xa)} and {len(xb)} images: give the same number")
-    n = len(xa)
-    zs = invert(
-        denoiser,
-        torch.cat([xa, xb]),
-        steps=steps,
-        grid=grid,
-        grid_opts=grid_opts,
-        cond=None if cond is None else _cond(cond, 2 * n),
-        fixed_point_iters=fixed_point_iters,
-    ).x
-    za, zb = zs[:n], zs[n:]
-    alphas = [f / (frames - 1) for f in range(frames)]
-    z = torch.stack([slerp(za, zb, al) for al in alphas], dim=1).reshape(n * frames, *xa.shape[1:])
-    x = reconstruct(
-        denoiser,
-        z,
-        steps=steps,
-        grid=grid,
-        grid_opts=grid_opts,
-        cond=None if cond is None else _cond(cond, n * frames).reshape(-1),
-    ).x
-    strip = x.reshape(n, frames, *xa.shape[1:])
-    shots = [(f, strip[:, f], strip[:, f]) for f in range(frames)] + [(-1, strip[:, -1], strip[:, -1])]
-    rows = {"A": xa, **{f"{al:.2f}": strip[:, f] for f, al in enumerate(alphas)}, "B": xb}
-    return EditResult(x, shots, rows, {"alphas": alphas})

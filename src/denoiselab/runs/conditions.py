@@ -108,18 +108,16 @@ def guided_run(
     ``sample.guidance``). Unconditional runs without a classifier take no class and no scale.
     Text runs: ``prompts`` (see :func:`text_condition`); without prompts, their null condition.
     """
-    k = num_classes(run)
     if is_text(run):
-        if cls is not None or classifier is not None or classifier_scale is not None:
-            raise DenoiselabError(
-                f'{run.run_dir} is a text-conditional model: ask with --prompt "a red seven" '
-                "instead of --class or --classifier"
-            )
-        if prompts is None:
-            if guidance is not None or negative_prompt is not None:
-                raise DenoiselabError('--guidance and --negative-prompt steer a prompt: add --prompt "..."')
-            return run.denoiser, None
-        return text_condition(run, num, prompts, negative_prompt, guidance)
+        return text_guided(
+            run,
+            num,
+            prompts,
+            negative_prompt,
+            guidance,
+            asked_class=cls is not None or classifier is not None or classifier_scale is not None,
+        )
+    k = num_classes(run)
     if prompts is not None or negative_prompt is not None:
         if k:
             raise DenoiselabError(
@@ -129,25 +127,62 @@ def guided_run(
             f"{run.run_dir} is an unconditional model: drop --prompt (a text model is trained with --preset mnist-text)"
         )
     if classifier is None:
-        if classifier_scale is not None:
+        return class_guided(run, num, k, cls, guidance, classifier_scale)
+    return classifier_guided(run, num, k, cls, guidance, classifier, classifier_scale)
+
+
+def text_guided(
+    run: LoadedRun, num: int, prompts, negative_prompt: Optional[str], guidance: Optional[float], asked_class: bool
+) -> tuple[object, Optional[torch.Tensor]]:
+    """guided_run for a text-conditional run: prompts, or its null condition without them."""
+    if asked_class:
+        raise DenoiselabError(
+            f'{run.run_dir} is a text-conditional model: ask with --prompt "a red seven" '
+            "instead of --class or --classifier"
+        )
+    if prompts is None:
+        if guidance is not None or negative_prompt is not None:
+            raise DenoiselabError('--guidance and --negative-prompt steer a prompt: add --prompt "..."')
+        return run.denoiser, None
+    return text_condition(run, num, prompts, negative_prompt, guidance)
+
+
+def class_guided(
+    run: LoadedRun, num: int, k: int, cls: Optional[int], guidance: Optional[float], classifier_scale: Optional[float]
+) -> tuple[object, Optional[torch.Tensor]]:
+    """guided_run without a classifier: classifier-free guidance of a class-conditional run, or an
+    unconditional run as it is."""
+    if classifier_scale is not None:
+        raise DenoiselabError(
+            "--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)"
+        )
+    if not k:
+        if cls is not None:
             raise DenoiselabError(
-                "--classifier-scale needs --classifier CLF_RUN (a run of the mnist-classifier preset or alike)"
+                f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
+                "preset (mnist-class, ...), or guide it with --classifier CLF_RUN"
             )
-        if not k:
-            if cls is not None:
-                raise DenoiselabError(
-                    f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
-                    "preset (mnist-class, ...), or guide it with --classifier CLF_RUN"
-                )
-            if guidance is not None:
-                raise DenoiselabError(
-                    f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
-                    "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)"
-                )
-            return run.denoiser, None
-        labels = class_labels(num, k, cls, f"{run.run_dir}")
-        scale = run.config.sample.guidance if guidance is None else guidance
-        return guided(run.denoiser, scale=scale), labels
+        if guidance is not None:
+            raise DenoiselabError(
+                f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
+                "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)"
+            )
+        return run.denoiser, None
+    labels = class_labels(num, k, cls, f"{run.run_dir}")
+    scale = run.config.sample.guidance if guidance is None else guidance
+    return guided(run.denoiser, scale=scale), labels
+
+
+def classifier_guided(
+    run: LoadedRun,
+    num: int,
+    k: int,
+    cls: Optional[int],
+    guidance: Optional[float],
+    classifier: Union[str, Path, LoadedRun],
+    classifier_scale: Optional[float],
+) -> tuple[object, Optional[torch.Tensor]]:
+    """guided_run with a classifier run: classifier guidance (and CFG too on a class-conditional run)."""
     clf = (
         classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
     )

@@ -12,6 +12,38 @@ from .load import load_run
 from .plan import sampling_plan
 
 
+def sweep_columns(run, classes, prompts, negative_prompt) -> tuple[list[str], list[dict]]:
+    """The sweep's columns: (names, guided_run keywords), one per class (default: every class) or,
+    for a text run, one per prompt (default: the demo prompts)."""
+    k = num_classes(run)
+    text = is_text(run)
+    if prompts is not None and not text:
+        raise DenoiselabError(
+            f"{run.run_dir} is not a text-conditional model: drop --prompts" + (" and choose --classes" if k else "")
+        )
+    if not k and not text:
+        raise DenoiselabError(
+            f"{run.run_dir} is an unconditional model: plot guidance needs a class- or text-conditional run"
+        )
+    if text:
+        if classes:
+            raise DenoiselabError(
+                f"{run.run_dir} is a text-conditional model: choose columns with --prompts, not --classes"
+            )
+        from ..data.captioned import DEMO_PROMPTS
+
+        names = list(DEMO_PROMPTS) if prompts is None else list(prompts)
+        columns = [dict(prompts=[p], negative_prompt=negative_prompt) for p in names]
+    else:
+        classes = list(range(k)) if not classes else [int(c) for c in classes]
+        for c in classes:
+            class_labels(1, k, c, f"{run.run_dir}")  # range check, one clear line
+        class_names = list(run.info.get("class_names") or [])
+        names = [str(class_names[c]) if c < len(class_names) else str(c) for c in classes]
+        columns = [dict(cls=c) for c in classes]
+    return names, columns
+
+
 def plot_guidance(
     run,
     out: Path,
@@ -34,36 +66,12 @@ def plot_guidance(
     from ..samplers.api import generate
     from ..viz.images import save_png, tile_images
 
-    k = num_classes(run)
+    names, columns = sweep_columns(run, classes, prompts, negative_prompt)
     text = is_text(run)
-    if prompts is not None and not text:
-        raise DenoiselabError(
-            f"{run.run_dir} is not a text-conditional model: drop --prompts" + (" and choose --classes" if k else "")
-        )
-    if not k and not text:
-        raise DenoiselabError(
-            f"{run.run_dir} is an unconditional model: plot guidance needs a class- or text-conditional run"
-        )
     if batch_size < 1 or num_batches < 1:
         raise DenoiselabError("--batch-size and --num-batches must be at least 1")
     if not scales:
         raise DenoiselabError("no guidance scales: give --scales W [W ...]")
-    if text:
-        if classes:
-            raise DenoiselabError(
-                f"{run.run_dir} is a text-conditional model: choose columns with --prompts, not --classes"
-            )
-        from ..data.captioned import DEMO_PROMPTS
-
-        names = list(DEMO_PROMPTS) if prompts is None else list(prompts)
-        columns = [dict(prompts=[p], negative_prompt=negative_prompt) for p in names]
-    else:
-        classes = list(range(k)) if not classes else [int(c) for c in classes]
-        for c in classes:
-            class_labels(1, k, c, f"{run.run_dir}")  # range check, one clear line
-        class_names = list(run.info.get("class_names") or [])
-        names = [str(class_names[c]) if c < len(class_names) else str(c) for c in classes]
-        columns = [dict(cls=c) for c in classes]
     per = batch_size * num_batches
     plan = sampling_plan(run, sampler=sampler, steps=steps, start=start)  # the run's own unless told otherwise
     rows = []

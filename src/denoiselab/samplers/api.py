@@ -71,11 +71,8 @@ def generate(
 
     The sampler runs on the device of the denoiser's network (``device`` overrides it); the
     noise is drawn on the CPU (``rng.SampleNoise``) and moved, so sample i is the same on every
-    device up to float rounding. The samples come back on the CPU.
-
-    ``precision`` is the network's autocast (``device.autocast_dtype``: none, bf16, auto, fp16):
-    under bf16 the network's convolutions and matmuls run in bfloat16 while the solver's own
-    arithmetic and the samples stay float32.
+    device up to float rounding. The samples come back on the CPU. ``precision`` is the network's
+    autocast (none, bf16, auto, fp16): the solver's arithmetic and the samples stay float32.
 
     ``start``: None starts from x_T ~ N(0, I); a ``start.DataMoments`` starts from the Gaussian
     with the noised data's mean and covariance at the grid's first point (same noise, mapped).
@@ -96,10 +93,7 @@ def generate(
         for lo in range(0, num, batch_size):
             n = min(batch_size, num - lo)
             noise = SampleNoise(seed, n, offset + lo)
-            x_T = initial_noise(noise, n, sample_shape)
-            if start is not None:
-                x_T = start.draw(x_T, *scales_at(denoiser, first))
-            x_T = x_T.to(device)
+            x_T = start_point(denoiser, noise, n, sample_shape, start, first).to(device)
             c = cond[lo : lo + n].to(device) if cond is not None else None
             counting.nfe = 0
             outs.append(fn(counting, x_T, timesteps, noise=noise, cond=c, callback=callback, **opts).cpu())
@@ -107,6 +101,13 @@ def generate(
         if bar is not None:
             bar.close()
     return torch.cat(outs), counting.nfe
+
+
+def start_point(denoiser, noise: SampleNoise, n: int, sample_shape, start, first: float) -> torch.Tensor:
+    """x_T of n samples from their own noise streams: N(0, I), or with ``start`` (DataMoments) the
+    Gaussian with the noised data's mean and covariance at the grid's first time ``first``."""
+    x_T = initial_noise(noise, n, sample_shape)
+    return x_T if start is None else start.draw(x_T, *scales_at(denoiser, first))
 
 
 def _progress(progress: bool, callback, total: int, desc: str):

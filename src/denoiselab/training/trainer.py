@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -36,9 +35,10 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..device import autocast, autocast_dtype, place
 from ..errors import DenoiselabError
-from ..io import atomic_write, read_jsonl
+from ..io import atomic_write, log, read_jsonl
 from .checkpoint import LATEST, commit_checkpoint, load_latest, remove_stale_temp_files, save_checkpoint
 from .ema import EMA
+from .guards import NonFiniteWatch, TrainingInterrupted
 from .optim import lr_at, make_optimizer
 from .runtime import LocalRuntime
 
@@ -46,14 +46,6 @@ Objective = Callable[[torch.nn.Module, torch.Tensor, Optional[torch.Tensor], tor
 
 CHECKPOINT = LATEST
 METRICS = "metrics.jsonl"
-
-
-class TrainingInterrupted(DenoiselabError):
-    """SIGINT or SIGTERM during training: a checkpoint was saved; exit with 128 + the signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 def _dropout_rng_state(seed: int, rank: int = 0, step: int = 0) -> torch.Tensor:
@@ -72,10 +64,6 @@ def _stream_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 0x9E3779B1 + rank * 0x85EBCA77 + step * 0xC2B2AE3D + 1) % (2**63)
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 class Trainer:
     def __init__(
         self,
@@ -88,7 +76,7 @@ class Trainer:
         progress: bool = True,
         on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None,
         extra: Optional[dict] = None,
-        log: Callable[[str], None] = _stderr,
+        log: Callable[[str], None] = log,
         device=None,
         runtime=None,
         moments: Optional[dict[str, torch.Tensor]] = None,
@@ -406,19 +394,3 @@ class Trainer:
                 f"was saved; {self._last_good()}; lower the learning rate (--set lr={self.cfg.lr / 10:g}) or clip "
                 "gradients (--set grad_clip=1)"
             )
-
-
-class NonFiniteWatch:
-    """The first step whose loss is NaN or inf, tracked on the device without a sync per step."""
-
-    def __init__(self, device):
-        self.step = torch.full((), -1, dtype=torch.int64, device=device)
-        self.loss = torch.zeros((), device=device)
-
-    def record(self, loss: torch.Tensor, step: int) -> None:
-        first = (self.step < 0) & ~torch.isfinite(loss)
-        self.step = torch.where(first, torch.full_like(self.step, step), self.step)
-        self.loss = torch.where(first, loss, self.loss)
-
-    def found(self) -> bool:
-        return int(self.step) >= 0
