@@ -53,16 +53,11 @@ def diffusers_sample(run, x_T: torch.Tensor, timesteps: list[int], order: int, s
     module.torch = _Float64Torch() if x_T.dtype == torch.float64 else torch
 
     den = run.denoiser
-    sched = DPMSolverMultistepScheduler(
-        num_train_timesteps=den.schedule.T,
-        trained_betas=den.schedule.betas.numpy(),
-        solver_order=order,
-        algorithm_type="sde-dpmsolver++" if sde_noise else "dpmsolver++",
-        prediction_type=PREDICTION[den.parameterization],
-        final_sigmas_type="zero",
-        lower_order_final=True,
-        thresholding=False,
-    )
+    sched = DPMSolverMultistepScheduler(num_train_timesteps=den.schedule.T, trained_betas=den.schedule.betas.numpy(),
+                                        solver_order=order,
+                                        algorithm_type="sde-dpmsolver++" if sde_noise else "dpmsolver++",
+                                        prediction_type=PREDICTION[den.parameterization], final_sigmas_type="zero",
+                                        lower_order_final=True, thresholding=False)
     sched.set_timesteps(timesteps=timesteps)
     if x_T.dtype == torch.float64:
         # diffusers keeps its sigma table in float32; in the float64 comparison give it the exact
@@ -82,12 +77,9 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--num", type=int, default=2048)
     ap.add_argument("--steps", nargs="+", type=int, default=[10, 20])
-    ap.add_argument(
-        "--float64",
-        action="store_true",
-        help="run the network and both solvers in float64 (isolates the algorithms from float32 rounding, "
-        "which the ODE amplifies for points between the arms of the roll)",
-    )
+    ap.add_argument("--float64", action="store_true",
+                    help="run the network and both solvers in float64 (isolates the algorithms from float32 rounding, "
+                         "which the ODE amplifies for points between the arms of the roll)")
     add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -130,30 +122,16 @@ def main() -> None:
                 d = (ours - theirs).abs()
                 floor = "n/a" if args.float64 else f"{(ours.double() - ours64).abs().max().item():.2e}"
                 worst = max(worst, d.max().item())
-                rows.append(
-                    [
-                        solver,
-                        name,
-                        len(ts_list),
-                        f"{d.max().item():.2e}",
-                        f"{d.mean().item():.2e}",
-                        floor,
-                        f"{ours.std().item():.3f}",
-                    ]
-                )
+                rows.append([solver, name, len(ts_list), f"{d.max().item():.2e}", f"{d.mean().item():.2e}", floor,
+                             f"{ours.std().item():.3f}"])
                 print(markdown_row(rows[-1]), flush=True)
-    summary = (
-        f"worst max abs difference {worst:.2e} (target 1e-4); diffusers {diffusers.__version__}, "
-        f"torch {torch.__version__}, model {run.config.preset} ({run.denoiser.parameterization}), "
-        f"{'float64' if args.float64 else 'float32'}"
-    )
+    summary = (f"worst max abs difference {worst:.2e} (target 1e-4); diffusers {diffusers.__version__}, "
+               f"torch {torch.__version__}, model {run.config.preset} ({run.denoiser.parameterization}), "
+               f"{'float64' if args.float64 else 'float32'}")
     print(f"\n{summary}")
     if args.write_results:
-        write_table(
-            "samplers",
-            "diffusers-agreement-float64" if args.float64 else "diffusers-agreement",
-            f"{markdown_table(header, rows)}\n\n{summary}",
-        )
+        write_table("samplers", "diffusers-agreement-float64" if args.float64 else "diffusers-agreement",
+                    f"{markdown_table(header, rows)}\n\n{summary}")
 
 
 if __name__ == "__main__":

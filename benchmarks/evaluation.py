@@ -64,17 +64,15 @@ def pytorch_fid_function():
 
         if importlib.util.find_spec("pytorch_fid") is None:
             return None
-        if "torchvision" not in sys.modules:  # only its module-level imports need it
+        if "torchvision" not in sys.modules:   # only its module-level imports need it
             tv = types.ModuleType("torchvision")
             tv.transforms = types.ModuleType("torchvision.transforms")
             tv.models = types.ModuleType("torchvision.models")
-            tv.models.inception = types.SimpleNamespace(
-                InceptionA=torch.nn.Module, InceptionC=torch.nn.Module, InceptionE=torch.nn.Module
-            )
+            tv.models.inception = types.SimpleNamespace(InceptionA=torch.nn.Module, InceptionC=torch.nn.Module,
+                                                        InceptionE=torch.nn.Module)
             tv.__version__ = "0.0"
-            sys.modules.update(
-                {"torchvision": tv, "torchvision.transforms": tv.transforms, "torchvision.models": tv.models}
-            )
+            sys.modules.update({"torchvision": tv, "torchvision.transforms": tv.transforms,
+                                "torchvision.models": tv.models})
         from pytorch_fid.fid_score import calculate_frechet_distance
 
         return calculate_frechet_distance
@@ -113,27 +111,20 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import scipy
 
-    print(
-        f"torch {torch.__version__}, scipy {scipy.__version__}, numpy {np.__version__}, {args.threads} threads, "
-        f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
+    print(f"torch {torch.__version__}, scipy {scipy.__version__}, numpy {np.__version__}, {args.threads} threads, "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rows = []
 
     # 1. Agreement with pytorch-fid's formula.
     official = pytorch_fid_function()
-    print(
-        "\n1. FID vs pytorch-fid's formula (reference: "
-        + ("pytorch_fid.fid_score.calculate_frechet_distance" if official else "its algorithm restated here")
-        + ")"
-    )
+    print("\n1. FID vs pytorch-fid's formula (reference: "
+          + ("pytorch_fid.fid_score.calculate_frechet_distance" if official else "its algorithm restated here") + ")")
     print(f"{'case':34s} {'ours':>14s} {'reference':>14s} {'rel. diff':>10s}")
     worst = 0.0
-    for name, (n, d, shift) in {
-        "10k vs 10k, 64-d, shifted": (10_000, 64, 0.3),
-        "10k vs 10k, 512-d, shifted": (10_000, 512, 0.1),
-        "5k vs 5k, 2048-d, shifted": (5_000, 2048, 0.05),
-        "10k vs 10k, 512-d, same law": (10_000, 512, 0.0),
-    }.items():
+    for name, (n, d, shift) in {"10k vs 10k, 64-d, shifted": (10_000, 64, 0.3),
+                                "10k vs 10k, 512-d, shifted": (10_000, 512, 0.1),
+                                "5k vs 5k, 2048-d, shifted": (5_000, 2048, 0.05),
+                                "10k vs 10k, 512-d, same law": (10_000, 512, 0.0)}.items():
         f1, f2 = relu_features(n, d, 1), relu_features(n, d, 2, shift)
         m1, s1 = _np_stats(f1)
         m2, s2 = _np_stats(f2)
@@ -156,15 +147,11 @@ def main() -> int:
         "duplicated images: 20 unique x 100 vs itself": (np.repeat(uniq, 100, 0), np.repeat(uniq, 100, 0)),
         "duplicated images vs 2000 real, 512-d": (np.repeat(uniq, 100, 0), base),
         "identical sets, 30 samples, 512-d": (uniq[:10].repeat(3, 0), uniq[:10].repeat(3, 0)),
-        "identical float32 features, 200 x 1024-d": (
-            relu_features(200, 1024, 10).astype(np.float32),
-            relu_features(200, 1024, 10).astype(np.float32),
-        ),
+        "identical float32 features, 200 x 1024-d": (relu_features(200, 1024, 10).astype(np.float32),
+                                                     relu_features(200, 1024, 10).astype(np.float32)),
         "constant features (zero covariance)": (np.ones((100, 64)), np.ones((100, 64)) + 1e-3),
-        "rank 5 features vs rank 5, 256-d": (
-            rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256)),
-            rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256)),
-        ),
+        "rank 5 features vs rank 5, 256-d": (rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256)),
+                                             rng.standard_normal((500, 5)) @ rng.standard_normal((5, 256))),
     }
     all_ok, scipy_bad = True, 0
     for name, (f1, f2) in cases.items():
@@ -176,14 +163,8 @@ def main() -> int:
         v, text = scipy_outcome(f1, f2)
         scipy_bad += v is None or not np.isfinite(v) or v < 0
         print(f"{name:44s} {ours:12.6g}   {text}")
-    rows.append(
-        (
-            "ill-conditioned FID finite and >= 0",
-            "all cases",
-            f"{len(cases)} cases ok={all_ok}; scipy formula failed/negative in {scipy_bad}",
-            bool(all_ok),
-        )
-    )
+    rows.append(("ill-conditioned FID finite and >= 0", "all cases", f"{len(cases)} cases ok={all_ok}; "
+                 f"scipy formula failed/negative in {scipy_bad}", bool(all_ok)))
 
     # 3. Domain feature network on MNIST-5k.
     if not args.skip_featurenet:
@@ -197,19 +178,11 @@ def main() -> int:
             w0, c0 = time.perf_counter(), time.process_time()
             _, info = load_or_train_feature_net(data.x, data.y, 10, tmp, FeatureNetConfig(), log=print)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        print(
-            f"held-out accuracy {info['heldout_accuracy']:.4f} on {info['num_heldout']} images "
-            f"(trained on {info['num_train']}), wall {wall:.0f} s, CPU {cpu:.0f} s, "
-            f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}"
-        )
-        rows.append(
-            (
-                "feature net held-out accuracy (MNIST-5k)",
-                ">= 0.98",
-                f"{info['heldout_accuracy']:.4f}",
-                info["heldout_accuracy"] >= 0.98,
-            )
-        )
+        print(f"held-out accuracy {info['heldout_accuracy']:.4f} on {info['num_heldout']} images "
+              f"(trained on {info['num_train']}), wall {wall:.0f} s, CPU {cpu:.0f} s, "
+              f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+        rows.append(("feature net held-out accuracy (MNIST-5k)", ">= 0.98", f"{info['heldout_accuracy']:.4f}",
+                     info["heldout_accuracy"] >= 0.98))
         rows.append(("feature net training time", "<= 300 s", f"wall {wall:.0f} s, CPU {cpu:.0f} s", wall <= 300))
 
     # 4. Timing: 10k vs 10k, 512-d.
@@ -222,24 +195,14 @@ def main() -> int:
         r = evaluate_features(f1, f2, bootstrap=boot)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         m = r["metrics"]
-        print(
-            f"bootstrap {boot:2d}: FID {m['FID']['value']:.4f}, KID {m['KID']['value']:.5f} +- {m['KID']['se']:.1e}, "
-            f"precision {m['precision']['value']:.4f}, recall {m['recall']['value']:.4f}; wall {wall:.1f} s, "
-            f"CPU {cpu:.1f} s, load average {load0:.1f}"
-        )
-        rows.append(
-            (
-                f"10k vs 10k 512-d, all metrics, bootstrap {boot}",
-                "<= 30 s",
-                f"wall {wall:.1f} s (CPU {cpu:.1f} s)",
-                wall <= 30,
-            )
-        )
+        print(f"bootstrap {boot:2d}: FID {m['FID']['value']:.4f}, KID {m['KID']['value']:.5f} +- {m['KID']['se']:.1e}, "
+              f"precision {m['precision']['value']:.4f}, recall {m['recall']['value']:.4f}; wall {wall:.1f} s, "
+              f"CPU {cpu:.1f} s, load average {load0:.1f}")
+        rows.append((f"10k vs 10k 512-d, all metrics, bootstrap {boot}", "<= 30 s",
+                     f"wall {wall:.1f} s (CPU {cpu:.1f} s)", wall <= 30))
 
-    table = markdown_table(
-        ["target", "goal", "measured", "met"],
-        [[what, goal, got, "yes" if met else "NO"] for what, goal, got, met in rows],
-    )
+    table = markdown_table(["target", "goal", "measured", "met"],
+                           [[what, goal, got, "yes" if met else "NO"] for what, goal, got, met in rows])
     print("\n" + table)
     if args.write_results:
         write_table("evaluation", "evaluation", table)

@@ -68,21 +68,8 @@ def make_folder(path: Path, n: int, size: int) -> Path:
 def train_rate(py, out: Path, preset: str, sets: list[str], device: str, env: dict, logs: Path) -> dict:
     """images/s of the real trainer (from its metrics.jsonl: steps after the first log line, so
     start-up and compilation are left out) and the time of a 1,000-image epoch."""
-    cmd = [
-        py,
-        "-m",
-        "denoiselab.cli",
-        "train",
-        "--preset",
-        preset,
-        "--out",
-        str(out),
-        "--device",
-        device,
-        "--quiet",
-        "--no-pictures",
-        *[a for s in sets for a in ("--set", s)],
-    ]
+    cmd = [py, "-m", "denoiselab.cli", "train", "--preset", preset, "--out", str(out), "--device", device, "--quiet",
+           "--no-pictures", *[a for s in sets for a in ("--set", s)]]
     run(cmd, logs / f"train-{preset}.log", env)
     cfg = json.loads((out / "config.json").read_text())
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
@@ -94,16 +81,9 @@ def train_rate(py, out: Path, preset: str, sets: list[str], device: str, env: di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/denoiselab-gpu-targets")
-    ap.add_argument(
-        "--cpu-smoke", action="store_true", help="tiny settings on the CPU: checks the script, measures nothing"
-    )
-    ap.add_argument(
-        "--mnist-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="overrides of the mnist preset for the end-to-end target (a GPU-sized variant)",
-    )
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny settings on the CPU: checks the script, measures nothing")
+    ap.add_argument("--mnist-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="overrides of the mnist preset for the end-to-end target (a GPU-sized variant)")
     add_write_flag(ap)
     args = ap.parse_args()
     if args.write_results and args.cpu_smoke:
@@ -124,13 +104,8 @@ def main() -> None:
     table = [line for line in text.splitlines() if line.startswith("| `")]
     for line in table:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        rows.append(
-            (
-                f"{cells[0]} {cells[1]} {cells[2]}",
-                f"{cells[5]} ({cells[4]} vs {cells[3]} img/s)",
-                ">= 1.3x (bf16, train)" if cells[1] == "train" and cells[2] == "bf16" else "",
-            )
-        )
+        rows.append((f"{cells[0]} {cells[1]} {cells[2]}", f"{cells[5]} ({cells[4]} vs {cells[3]} img/s)",
+                     ">= 1.3x (bf16, train)" if cells[1] == "train" and cells[2] == "bf16" else ""))
 
     # 2. CPU: ours vs diffusers, the mnist net, 2 threads.
     cpu = [py, "benchmarks/unet_throughput.py", "--threads", "2"]
@@ -147,45 +122,17 @@ def main() -> None:
 
         shutil.rmtree(run_dir)
     sets = ["steps=4", "batch_size=8", "preview_every=0"] if smoke else list(args.mnist_set)
-    cmd = [
-        py,
-        "-m",
-        "denoiselab.cli",
-        "train",
-        "--preset",
-        "mnist",
-        "--out",
-        str(run_dir),
-        "--device",
-        dev,
-        "--quiet",
-        "--no-pictures",
-        *[a for s in sets for a in ("--set", s)],
-    ]
+    cmd = [py, "-m", "denoiselab.cli", "train", "--preset", "mnist", "--out", str(run_dir), "--device", dev, "--quiet",
+           "--no-pictures", *[a for s in sets for a in ("--set", s)]]
     dt, _ = run(cmd, logs / "train-mnist.log", env)
-    rows.append(
-        (f"`mnist` train end to end, start to checkpoint ({' '.join(sets) or 'preset'})", f"{dt:.1f} s", "<= 90 s")
-    )
+    rows.append((f"`mnist` train end to end, start to checkpoint ({' '.join(sets) or 'preset'})", f"{dt:.1f} s",
+                 "<= 90 s"))
     num = 64 if smoke else 10_000
-    cmd = [
-        py,
-        "-m",
-        "denoiselab.cli",
-        "evaluate",
-        str(run_dir),
-        "--ref",
-        "mnist",
-        "--num",
-        str(num),
-        "--device",
-        dev,
-        "--json",
-        "--bootstrap",
-        "0",
-    ]
+    cmd = [py, "-m", "denoiselab.cli", "evaluate", str(run_dir), "--ref", "mnist", "--num", str(num), "--device", dev,
+           "--json", "--bootstrap", "0"]
     _, text = run(cmd, logs / "evaluate-mnist.log", env)
     try:
-        res = json.loads(text[text.index("{") : text.rindex("}") + 1])
+        res = json.loads(text[text.index("{"):text.rindex("}") + 1])
         fid = res.get("FID", res.get("fid"))
         fid = fid.get("value", fid) if isinstance(fid, dict) else fid
         rows.append((f"`mnist` domain FID, default sampling, {num} samples", f"{float(fid):.3f}", "<= 0.6"))
@@ -193,23 +140,8 @@ def main() -> None:
         rows.append((f"`mnist` domain FID, {num} samples", "see logs/evaluate-mnist.log", "<= 0.6"))
 
     # 4. 10,000 digits, dpmpp-2m-sde 10 steps.
-    cmd = [
-        py,
-        "-m",
-        "denoiselab.cli",
-        "sample",
-        str(run_dir),
-        "--num",
-        str(num),
-        "--sampler",
-        "dpmpp-2m-sde",
-        "--steps",
-        "10",
-        "--out",
-        str(out / "digits.npy"),
-        "--device",
-        dev,
-    ]
+    cmd = [py, "-m", "denoiselab.cli", "sample", str(run_dir), "--num", str(num), "--sampler", "dpmpp-2m-sde", "--steps",
+           "10", "--out", str(out / "digits.npy"), "--device", dev]
     dt, text = run(cmd, logs / "sample-mnist.log", env)
     inner = text.strip().splitlines()[-1].rsplit(",", 1)[-1].strip() if text.strip() else "?"
     rows.append((f"sample {num} digits, dpmpp-2m-sde 10 steps", f"{dt:.1f} s command, {inner} sampling", "<= 10 s"))
@@ -218,50 +150,28 @@ def main() -> None:
     for preset, size in (("afhq64", 64), ("ddpm128", 128)):
         side = 32 if smoke else size
         folder = make_folder(out / f"folder{side}", 24 if smoke else 1000, side)
-        sets = [
-            f"data.path={folder}",
-            "preview_every=0",
-            "ckpt_every=0",
-            "log_every=2" if smoke else "log_every=50",
-            "steps=4" if smoke else "steps=300",
-            "train.ema_decay=0.9999",
-        ]
+        sets = [f"data.path={folder}", "preview_every=0", "ckpt_every=0", "log_every=2" if smoke else "log_every=50",
+                "steps=4" if smoke else "steps=300", "train.ema_decay=0.9999"]
         if smoke:
-            sets += [
-                f"data.image_size={side}",
-                f"model.image_size={side}",
-                "model.ch=32",
-                "model.num_res_blocks=1",
-                "batch_size=4",
-            ]
+            sets += [f"data.image_size={side}", f"model.image_size={side}", "model.ch=32", "model.num_res_blocks=1",
+                     "batch_size=4"]
         d = out / f"run-{preset}"
         if d.exists():
             import shutil
 
             shutil.rmtree(d)
         r = train_rate(py, d, preset, sets, dev, env, logs)
-        rows.append(
-            (
-                f"`{preset}` training, batch {r['batch']}",
-                f"{r['images_per_s']:.1f} img/s, {r['epoch_1000_s']:.1f} s per 1,000-image epoch",
-                "README figure",
-            )
-        )
+        rows.append((f"`{preset}` training, batch {r['batch']}", f"{r['images_per_s']:.1f} img/s, "
+                     f"{r['epoch_1000_s']:.1f} s per 1,000-image epoch", "README figure"))
 
     # 6. the gloo test.
-    dt, _ = run(
-        [py, "-m", "pytest", "tests/test_device.py", "-q", "-k", "gloo", "-p", "no:cacheprovider"],
-        logs / "gloo-test.log",
-        env,
-    )
+    dt, _ = run([py, "-m", "pytest", "tests/test_device.py", "-q", "-k", "gloo", "-p", "no:cacheprovider"],
+                logs / "gloo-test.log", env)
     rows.append(("2 gloo processes vs 1, 200 steps (tests/test_device.py)", f"passed in {dt:.0f} s", "in the suite"))
 
     table = markdown_table(["what", "measured", "target"], rows)
-    lines = [
-        f"device: {dev}{' (CPU smoke run: no figure here is a measurement of a target)' if smoke else ''}",
-        "",
-        table,
-    ]
+    lines = [f"device: {dev}{' (CPU smoke run: no figure here is a measurement of a target)' if smoke else ''}", "",
+             table]
     (out / "targets.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.write_results:

@@ -111,11 +111,8 @@ def main() -> None:
         batch = args.batch or CONFIGS[cfg_name]
         ours_p = n_params(build_model("unet", **opts))
         theirs_p = n_params(diffusers_twin(opts, size))
-        print(
-            f"{cfg_name}: ours {ours_p / 1e6:.2f}M params, diffusers twin {theirs_p / 1e6:.2f}M "
-            f"({100 * (theirs_p / ours_p - 1):+.1f}%), batch {batch}, {ch}x{size}x{size}",
-            flush=True,
-        )
+        print(f"{cfg_name}: ours {ours_p / 1e6:.2f}M params, diffusers twin {theirs_p / 1e6:.2f}M "
+              f"({100 * (theirs_p / ours_p - 1):+.1f}%), batch {batch}, {ch}x{size}x{size}", flush=True)
         for mode in args.modes:
             torch.manual_seed(0)
             ours = place(build_model("unet", **opts), device)
@@ -137,21 +134,14 @@ def main() -> None:
             del ours, theirs, fns
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    table = markdown_table(
-        ["config (batch)", "what", "mode", "diffusers img/s", "ours img/s", "ours / diffusers"],
-        [
-            [f"`{cfg_name}` net ({batch})", what, mode, f"{d:.0f}", f"{o:.0f}", f"{o / d:.2f}x"]
-            for cfg_name, batch, what, mode, d, o in rows
-        ],
-    )
+    table = markdown_table(["config (batch)", "what", "mode", "diffusers img/s", "ours img/s", "ours / diffusers"],
+                           [[f"`{cfg_name}` net ({batch})", what, mode, f"{d:.0f}", f"{o:.0f}", f"{o / d:.2f}x"]
+                            for cfg_name, batch, what, mode, d, o in rows])
     print()
     print(table)
     if args.write_results:
-        write_table(
-            "gpu",
-            "gpu-throughput",
-            f"device {device} ({name}); median of {args.rounds} rounds x {args.steps} calls\n\n{table}",
-        )
+        write_table("gpu", "gpu-throughput", f"device {device} ({name}); median of {args.rounds} rounds x {args.steps} "
+                    f"calls\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def training_time(run_dir: Path) -> dict:
         m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", log.read_text())
         if m:
             parts = [float(p) for p in m.group(1).split(":")]
-            out["wall_s"] = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+            out["wall_s"] = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     if (run_dir / "metrics.jsonl").is_file() and loop_seconds(run_dir) is not None:
         out["train_loop_s"] = loop_seconds(run_dir)
     return out
@@ -89,9 +89,8 @@ class Judge:
 
 def draw(denoiser, n: int, shape, labels, args) -> tuple[torch.Tensor, float]:
     t0 = time.perf_counter()
-    x, _ = generate(
-        denoiser, n, shape, sampler="ddim", steps=args.steps, seed=args.seed, cond=labels, batch_size=args.batch_size
-    )
+    x, _ = generate(denoiser, n, shape, sampler="ddim", steps=args.steps, seed=args.seed, cond=labels,
+                    batch_size=args.batch_size)
     return x, time.perf_counter() - t0
 
 
@@ -109,14 +108,9 @@ def cfg_cost(run, args, log) -> dict:
     for _ in range(args.timing_repeats):
         for w in (1.0, 3.0):
             times[w].append(draw(guided(run.denoiser, scale=w), args.timing_num, run.sample_shape, labels, sub)[1])
-    out = {
-        "w1_s": times[1.0],
-        "w3_s": times[3.0],
-        "ratio": statistics.median(times[3.0]) / statistics.median(times[1.0]),
-        "num": args.timing_num,
-        "steps": args.timing_steps,
-        "batch_size": args.batch_size,
-    }
+    out = {"w1_s": times[1.0], "w3_s": times[3.0],
+           "ratio": statistics.median(times[3.0]) / statistics.median(times[1.0]),
+           "num": args.timing_num, "steps": args.timing_steps, "batch_size": args.batch_size}
     log(f"CFG cost: w = 1 {times[1.0]} s, w = 3 {times[3.0]} s, median ratio {out['ratio']:.2f}")
     return out
 
@@ -145,19 +139,10 @@ def main() -> None:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     judge = Judge(log)
-    log(
-        f"judge: domain feature network, held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}; "
-        f"real digits' within-class diversity {judge.real_diversity:.3f}"
-    )
-    rows, results = (
-        [],
-        {
-            "judge_heldout_accuracy": judge.ext.info["heldout_accuracy"],
-            "real_diversity": judge.real_diversity,
-            "num": args.num,
-            "steps": args.steps,
-        },
-    )
+    log(f"judge: domain feature network, held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}; "
+        f"real digits' within-class diversity {judge.real_diversity:.3f}")
+    rows, results = [], {"judge_heldout_accuracy": judge.ext.info["heldout_accuracy"],
+                         "real_diversity": judge.real_diversity, "num": args.num, "steps": args.steps}
 
     def row(name: str, r: dict, secs: float) -> None:
         rows.append((name, r, secs))
@@ -196,19 +181,15 @@ def main() -> None:
                 x, secs = draw(den, args.num, urun.sample_shape, labels, args)
                 row(f"classifier guidance s = {s:g}", judge(x, labels), secs)
                 if out:
-                    order = (
-                        torch.cat([torch.nonzero(labels == c)[:4, 0] for c in range(10)]).reshape(10, 4).T.reshape(-1)
-                    )
+                    order = torch.cat([torch.nonzero(labels == c)[:4, 0] for c in range(10)]).reshape(10, 4).T.reshape(-1)
                     save_grid(x[order], out / f"clf_s{s:g}.png", nrow=10)
 
     if args.timing_run:
         results["cfg_cost"] = cfg_cost(runs.load_run(Path(args.timing_run)), args, log)
 
-    caption = (
-        f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
-        f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
-        f"diversity {judge.real_diversity:.3f}"
-    )
+    caption = (f"{args.num} samples per row (equal per class), DDIM {args.steps} steps, seed {args.seed}; judge: domain "
+               f"feature network (held-out accuracy {judge.ext.info['heldout_accuracy']:.4f}); real within-class "
+               f"diversity {judge.real_diversity:.3f}")
     costs = cost_lines(results)
     table = "\n".join([caption, "", rows_table(rows), "", *costs])
     print(table)
@@ -225,9 +206,7 @@ def rows_table(rows: list[tuple[str, dict, float]]) -> str:
         acc = f"{100 * r['accuracy']:.1f}%" if "accuracy" in r else "-"
         div = f"{r['diversity']:.3f}" if "diversity" in r else "-"
         table.append([name, acc, div, f"{r['FID']:.3f}", f"{r['FID floor']:.3f}", f"{secs:.1f}"])
-    return markdown_table(
-        ["run", "accuracy", "within-class diversity", "FID (domain)", "FID floor", "sampling s"], table
-    )
+    return markdown_table(["run", "accuracy", "within-class diversity", "FID (domain)", "FID floor", "sampling s"], table)
 
 
 def cost_lines(results: dict) -> list[str]:
@@ -237,16 +216,12 @@ def cost_lines(results: dict) -> list[str]:
         if key in results:
             lines.append(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v:.0f}" for k, v in results[key].items()))
     if "cfg_time_ratio_w3_over_w1" in results:
-        lines.append(
-            f"CFG time ratio of the sweep rows (w = 3 over w = 1, same sampler/steps/batch, one run each): "
-            f"{results['cfg_time_ratio_w3_over_w1']:.2f}x"
-        )
+        lines.append(f"CFG time ratio of the sweep rows (w = 3 over w = 1, same sampler/steps/batch, one run each): "
+                     f"{results['cfg_time_ratio_w3_over_w1']:.2f}x")
     if "cfg_cost" in results:
         c = results["cfg_cost"]
-        lines.append(
-            f"CFG time ratio (w = 3 over w = 1, {c['num']} samples, DDIM {c['steps']} steps, batch "
-            f"{c['batch_size']}, median of {len(c['w1_s'])} alternated runs): {c['ratio']:.2f}x"
-        )
+        lines.append(f"CFG time ratio (w = 3 over w = 1, {c['num']} samples, DDIM {c['steps']} steps, batch "
+                     f"{c['batch_size']}, median of {len(c['w1_s'])} alternated runs): {c['ratio']:.2f}x")
     return lines
 
 
@@ -259,9 +234,8 @@ def publish(rows: list[tuple[str, dict, float]], caption: str, costs: list[str])
     if any(row[0].startswith("classifier") for row in rest):
         write_table("guidance", "classifier-guidance", f"{caption}\n\n{rows_table(rest)}")
     if costs:
-        write_table(
-            "guidance", "guidance-cost", markdown_table(["what", "measured"], [line.split(": ", 1) for line in costs])
-        )
+        write_table("guidance", "guidance-cost", markdown_table(["what", "measured"],
+                                                                [line.split(": ", 1) for line in costs]))
 
 
 if __name__ == "__main__":

@@ -53,18 +53,8 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         run = args.out / preset
-        cli(
-            "train",
-            "--preset",
-            preset,
-            "--out",
-            str(run),
-            "--quiet",
-            "--no-pictures",
-            "--set",
-            "train.threads=1",
-            *RUNS[preset],
-        )
+        cli("train", "--preset", preset, "--out", str(run), "--quiet", "--no-pictures", "--set", "train.threads=1",
+            *RUNS[preset])
         tensors = load_file(str(run / "checkpoint.safetensors"))
         cli("sample", str(run), "--num", "16", "--seed", "3", "--out", str(run / "s.npy"))
         rows.append([preset, digest(tensors), digest({"x": np.load(run / "s.npy")})])
@@ -72,11 +62,8 @@ def main() -> None:
     if args.write_results:
         # The fingerprints of this commit on this machine: a later commit that should not change
         # behaviour rewrites the same digests (float sums differ between CPUs, so compare on one).
-        write_table(
-            "reliability",
-            "fingerprints",
-            markdown_table(["preset", "checkpoint SHA-256", "samples SHA-256"], [[f"`{c}`" for c in r] for r in rows]),
-        )
+        write_table("reliability", "fingerprints", markdown_table(["preset", "checkpoint SHA-256", "samples SHA-256"],
+                                                                  [[f"`{c}`" for c in r] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class IndependentMnist:
         X, y = mnist_data()
         X = X.astype(np.float64) / 255.0
         perm = np.random.default_rng(seed).permutation(len(X))
-        fit, ref, rest = perm[:FIT], perm[FIT : FIT + REF], perm[FIT + REF :]
+        fit, ref, rest = perm[:FIT], perm[FIT:FIT + REF], perm[FIT + REF:]
         self.pca = PCA(64, random_state=seed).fit(X[fit])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

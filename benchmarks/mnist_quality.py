@@ -48,22 +48,10 @@ from denoiselab.viz.images import save_grid
 from results import add_write_flag, markdown_table, write_table
 
 # The tables this script measures, by the arguments their pages name: name -> page.
-TABLES = {
-    name: "mnist"
-    for name in (
-        "mnist-preset",
-        "mnist-t-sampling",
-        "mnist-input-perturbation",
-        "mnist-eta-low",
-        "mnist-training-longer",
-        "mnist-noise-range",
-        "mnist-independent",
-        "mnist-steps",
-        "mnist-bf16",
-        "mnist-loss-weighting",
-        "mnist-2000-samplers",
-    )
-} | {"mnist-start": "samplers"}
+TABLES = {name: "mnist" for name in (
+    "mnist-preset", "mnist-t-sampling", "mnist-input-perturbation", "mnist-eta-low", "mnist-training-longer",
+    "mnist-noise-range", "mnist-independent", "mnist-steps", "mnist-bf16", "mnist-loss-weighting",
+    "mnist-2000-samplers")} | {"mnist-start": "samplers"}
 
 
 def train(seed: int, out: Path, overrides: list[str]) -> None:
@@ -93,9 +81,7 @@ def main() -> None:
     src.add_argument("--train-seeds", nargs="+", type=int, help="train the preset once per seed into --out/seedK")
     ap.add_argument("--out", type=Path, default=Path("/tmp/denoiselab-mnist-bench"), help="where --train-seeds trains")
     ap.add_argument("--set", action="append", default=[], help="preset overrides, as for `denoiselab train`")
-    ap.add_argument(
-        "--num", type=int, default=1000, help="samples per training (FID at 1000 has a floor of about 0.19)"
-    )
+    ap.add_argument("--num", type=int, default=1000, help="samples per training (FID at 1000 has a floor of about 0.19)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="sampling seeds (each training once per seed)")
     ap.add_argument("--sampler", default=None)
     ap.add_argument("--steps", nargs="+", type=int, default=[None], help="step counts (default: the run's own)")
@@ -104,23 +90,12 @@ def main() -> None:
     ap.add_argument("--eta-switch", type=float, default=None, help="sigma where --eta-low starts (0: one eta)")
     ap.add_argument("--sigma-min", type=float, default=None, help="grid end (default: the run's stored one)")
     ap.add_argument("--sigma-max", type=float, default=None, help="grid end (default: the run's stored one)")
-    ap.add_argument(
-        "--start",
-        default="auto",
-        choices=R.START_MODES,
-        help="where sampling starts (as `denoiselab sample --start`; default auto)",
-    )
-    ap.add_argument(
-        "--precision",
-        default=None,
-        choices=["none", "bf16"],
-        help="the network's autocast while sampling (default: the run's stored one)",
-    )
-    ap.add_argument(
-        "--independent",
-        action="store_true",
-        help="also score with two evaluators independent of the project (independent_mnist.py)",
-    )
+    ap.add_argument("--start", default="auto", choices=R.START_MODES,
+                    help="where sampling starts (as `denoiselab sample --start`; default auto)")
+    ap.add_argument("--precision", default=None, choices=["none", "bf16"],
+                    help="the network's autocast while sampling (default: the run's stored one)")
+    ap.add_argument("--independent", action="store_true",
+                    help="also score with two evaluators independent of the project (independent_mnist.py)")
     ap.add_argument("--grid", default="docs/mnist_samples.png", help="sample grid of the first run ('' for none)")
     add_write_flag(ap, TABLES)
     args = ap.parse_args()
@@ -139,11 +114,8 @@ def main() -> None:
     independent = None
     if args.independent:
         from independent_mnist import IndependentMnist
-
         independent = IndependentMnist()
-        print(
-            f"independent evaluators: PCA-64 pixels and a {independent.accuracy:.1%}-accurate sklearn MLP's hidden layer"
-        )
+        print(f"independent evaluators: PCA-64 pixels and a {independent.accuracy:.1%}-accurate sklearn MLP's hidden layer")
     grid_opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
     means, summary = {}, []
     for steps in args.steps:
@@ -158,34 +130,20 @@ def main() -> None:
             batch = sampling_batch_size(run.kind, module_device(run.denoiser))
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                x, nfe = generate(
-                    run.denoiser, args.num, run.sample_shape, seed=seed, batch_size=batch, **plan.kwargs()
-                )
+                x, nfe = generate(run.denoiser, args.num, run.sample_shape, seed=seed, batch_size=batch, **plan.kwargs())
                 sample_s = time.perf_counter() - t0
                 if i == 0 and seed == args.seeds[0] and args.grid and steps == args.steps[0]:
                     save_grid(x[:64], args.grid, nrow=8)
                 res = evaluate_images(x, ref, "mnist", extractor, cache_dir=cache, bootstrap=0)["metrics"]
-                rows.append(
-                    {
-                        "run": str(run_dir),
-                        "seed": seed,
-                        "steps": run.step,
-                        "loop_s": loop_seconds(run_dir),
-                        "nfe": nfe,
-                        "sample_s": sample_s,
-                        **{k: res[k]["value"] for k in ("FID", "precision", "recall")},
-                        "floors": {k: res[k]["floor"] for k in ("FID", "precision", "recall")},
-                    }
-                )
+                rows.append({"run": str(run_dir), "seed": seed, "steps": run.step, "loop_s": loop_seconds(run_dir),
+                             "nfe": nfe, "sample_s": sample_s, **{k: res[k]["value"] for k in ("FID", "precision", "recall")},
+                             "floors": {k: res[k]["floor"] for k in ("FID", "precision", "recall")}})
                 if independent is not None:
                     rows[-1].update(independent.scores(x))
                     rows[-1]["floors"].update(independent.floors)
                 r = rows[-1]
-                print(
-                    f"{run_dir} seed {seed}: {plan.describe()}{plan.start_note()}: FID {r['FID']:.3f}, precision {r['precision']:.3f}, "
-                    f"recall {r['recall']:.3f}, sampling {sample_s:.1f} s",
-                    flush=True,
-                )
+                print(f"{run_dir} seed {seed}: {plan.describe()}{plan.start_note()}: FID {r['FID']:.3f}, precision {r['precision']:.3f}, "
+                      f"recall {r['recall']:.3f}, sampling {sample_s:.1f} s", flush=True)
         means[plan.steps] = {k: statistics.mean(r[k] for r in rows) for k in ("FID",) + INDEPENDENT if k in rows[0]}
         table(rows, plan, args)
         summary.append(summary_row(rows, plan))
@@ -207,40 +165,28 @@ INDEPENDENT = ("PCA FID", "MLP FID")
 def table(rows: list[dict], plan, args) -> None:
     floors = rows[0]["floors"]
     ends = f", {plan.ends()}" if plan.ends() else ""
-    print(
-        f"\n{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds {args.seeds}; {args.num} samples "
-        f"each, {plan.describe()}{ends}{plan.start_note()} (NFE {rows[0]['nfe']}), {torch.get_num_threads()} torch threads\n"
-    )
+    print(f"\n{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds {args.seeds}; {args.num} samples "
+          f"each, {plan.describe()}{ends}{plan.start_note()} (NFE {rows[0]['nfe']}), {torch.get_num_threads()} torch threads\n")
     extra = [k for k in INDEPENDENT if k in rows[0]]
-    print(
-        "| run | sampling seed | training steps | training loop s | sampling s | FID | precision | recall |"
-        + "".join(f" {k} |" for k in extra)
-    )
+    print("| run | sampling seed | training steps | training loop s | sampling s | FID | precision | recall |"
+          + "".join(f" {k} |" for k in extra))
     print("| --- " * (8 + len(extra)) + "|")
     for r in rows:
         loop = f"{r['loop_s']:.0f}" if r["loop_s"] is not None else "-"
-        print(
-            f"| {r['run']} | {r['seed']} | {r['steps']} | {loop} | {r['sample_s']:.1f} | {r['FID']:.3f} | "
-            f"{r['precision']:.3f} | {r['recall']:.3f} |" + "".join(f" {r[k]:.3f} |" for k in extra)
-        )
+        print(f"| {r['run']} | {r['seed']} | {r['steps']} | {loop} | {r['sample_s']:.1f} | {r['FID']:.3f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} |" + "".join(f" {r[k]:.3f} |" for k in extra))
     loops = list({r["run"]: r["loop_s"] for r in rows if r["loop_s"] is not None}.values())
     per_run = {}
     for r in rows:
         per_run.setdefault(r["run"], []).append(r["FID"])
-    print(
-        f"| mean +- sd over {len(rows)} | | | {mean_sd(loops, '{:.0f}')} | {mean_sd([r['sample_s'] for r in rows], '{:.1f}')} | "
-        f"{mean_sd([r['FID'] for r in rows])} | {mean_sd([r['precision'] for r in rows])} | "
-        f"{mean_sd([r['recall'] for r in rows])} |" + "".join(f" {mean_sd([r[k] for r in rows])} |" for k in extra)
-    )
-    print(
-        f"| real vs real (the floor) | | | | | {floors['FID']:.3f} | {floors['precision']:.3f} | {floors['recall']:.3f} |"
-        + "".join(f" {floors[k]:.3f} |" for k in extra)
-    )
+    print(f"| mean +- sd over {len(rows)} | | | {mean_sd(loops, '{:.0f}')} | {mean_sd([r['sample_s'] for r in rows], '{:.1f}')} | "
+          f"{mean_sd([r['FID'] for r in rows])} | {mean_sd([r['precision'] for r in rows])} | "
+          f"{mean_sd([r['recall'] for r in rows])} |" + "".join(f" {mean_sd([r[k] for r in rows])} |" for k in extra))
+    print(f"| real vs real (the floor) | | | | | {floors['FID']:.3f} | {floors['precision']:.3f} | {floors['recall']:.3f} |"
+          + "".join(f" {floors[k]:.3f} |" for k in extra))
     if len(args.seeds) > 1:
-        print(
-            "per training, mean over the sampling seeds: "
-            + ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values())
-        )
+        print("per training, mean over the sampling seeds: "
+              + ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()))
 
 
 def summary_row(rows: list[dict], plan) -> list[str]:
@@ -250,48 +196,23 @@ def summary_row(rows: list[dict], plan) -> list[str]:
     for r in rows:
         per_run.setdefault(r["run"], []).append(r["FID"])
     loops = [v for v in {r["run"]: r["loop_s"] for r in rows}.values() if v is not None]
-    return [
-        f"{plan.describe()}{ends}{plan.start_note()}",
-        str(rows[0]["nfe"]),
-        mean_sd([r["FID"] for r in rows]),
-        mean_sd([r["precision"] for r in rows]),
-        mean_sd([r["recall"] for r in rows]),
-        ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()),
-        mean_sd([r["sample_s"] for r in rows], "{:.1f}"),
-        mean_sd(loops, "{:.0f}"),
-        *(mean_sd([r[k] for r in rows]) for k in INDEPENDENT if k in rows[0]),
-    ]
+    return [f"{plan.describe()}{ends}{plan.start_note()}", str(rows[0]["nfe"]), mean_sd([r["FID"] for r in rows]),
+            mean_sd([r["precision"] for r in rows]), mean_sd([r["recall"] for r in rows]),
+            ", ".join(f"{statistics.mean(v):.2f}" for v in per_run.values()),
+            mean_sd([r["sample_s"] for r in rows], "{:.1f}"), mean_sd(loops, "{:.0f}"),
+            *(mean_sd([r[k] for r in rows]) for k in INDEPENDENT if k in rows[0])]
 
 
 def summary_table(summary: list[list[str]], rows: list[dict], args) -> str:
     """The step counts' rows and the floor, under a line naming the trainings and samples."""
     extra = [k for k in INDEPENDENT if k in rows[0]]
     floors = rows[0]["floors"]
-    floor = [
-        "real vs real (the floor)",
-        "",
-        *(f"{floors[k]:.3f}" for k in ("FID", "precision", "recall")),
-        "",
-        "",
-        "",
-        *(f"{floors[k]:.3f}" for k in extra),
-    ]
-    head = [
-        "sampling",
-        "NFE",
-        "FID",
-        "precision",
-        "recall",
-        "FID per training",
-        "sampling s",
-        "training loop s",
-        *extra,
-    ]
-    return (
-        f"{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds "
-        f"{', '.join(map(str, args.seeds))}; {args.num} samples each; domain FID\n\n"
-        + markdown_table(head, [*summary, floor])
-    )
+    floor = ["real vs real (the floor)", "", *(f"{floors[k]:.3f}" for k in ("FID", "precision", "recall")),
+             "", "", "", *(f"{floors[k]:.3f}" for k in extra)]
+    head = ["sampling", "NFE", "FID", "precision", "recall", "FID per training", "sampling s", "training loop s", *extra]
+    return (f"{len({r['run'] for r in rows})} training(s) of `mnist` x sampling seeds "
+            f"{', '.join(map(str, args.seeds))}; {args.num} samples each; domain FID\n\n"
+            + markdown_table(head, [*summary, floor]))
 
 
 if __name__ == "__main__":

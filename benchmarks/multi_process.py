@@ -24,44 +24,19 @@ from pathlib import Path
 from denoiselab.io import read_jsonl
 from results import ROOT, add_write_flag, markdown_table, write_table
 
-SETS = [
-    "data.num=4096",
-    "model.width=32",
-    "model.depth=2",
-    "steps=200",
-    "batch_size=256",
-    "log_every=20",
-    "warmup=10",
-    "lr=3e-3",
-    "train.autocast=none",
-    "train.ema_decay=0",
-]
+SETS = ["data.num=4096", "model.width=32", "model.depth=2", "steps=200", "batch_size=256", "log_every=20",
+        "warmup=10", "lr=3e-3", "train.autocast=none", "train.ema_decay=0"]
 # The one-process run with another noise stream: `train.seed` fixes data order and noise alike, so
 # the objective's generator alone is re-seeded (as rank 1 would seed it).
-OTHER_NOISE = (
-    "import sys; from denoiselab.training import trainer as T\n"
-    "orig = T._stream_seed\n"
-    "T._stream_seed = lambda seed, rank, step: orig(seed, 1, step)\n"
-    "from denoiselab.cli import main; sys.exit(main(sys.argv[1:]))\n"
-)
+OTHER_NOISE = ("import sys; from denoiselab.training import trainer as T\n"
+               "orig = T._stream_seed\n"
+               "T._stream_seed = lambda seed, rank, step: orig(seed, 1, step)\n"
+               "from denoiselab.cli import main; sys.exit(main(sys.argv[1:]))\n")
 
 
 def train(out: Path, *extra: str, python: tuple[str, ...] = ("-m", "denoiselab.cli")) -> float:
-    cmd = [
-        sys.executable,
-        *python,
-        "train",
-        "--preset",
-        "swiss-roll",
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-pictures",
-        "--device",
-        "cpu",
-        *[a for s in SETS for a in ("--set", s)],
-        *extra,
-    ]
+    cmd = [sys.executable, *python, "train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--no-pictures",
+           "--device", "cpu", *[a for s in SETS for a in ("--set", s)], *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -73,7 +48,7 @@ def train(out: Path, *extra: str, python: tuple[str, ...] = ("-m", "denoiselab.c
 def smoothed_losses(run: Path) -> list[float]:
     """The logged losses in means of two (40 steps), as the test compares them."""
     ls = [r["loss"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
-    return [sum(ls[i : i + 2]) / 2 for i in range(0, len(ls), 2)]
+    return [sum(ls[i:i + 2]) / 2 for i in range(0, len(ls), 2)]
 
 
 def largest_gap(a: list[float], b: list[float]) -> float:
@@ -90,18 +65,11 @@ def main() -> None:
         one_s = train(tmp / "one")
         train(tmp / "noise", python=("-c", OTHER_NOISE))
         one = smoothed_losses(tmp / "one")
-        two_gap, noise_gap = (
-            largest_gap(smoothed_losses(tmp / "two"), one),
-            largest_gap(smoothed_losses(tmp / "noise"), one),
-        )
-    table = markdown_table(
-        ["what", "measured"],
-        [
-            ["largest difference of the smoothed loss curves, two processes against one", f"{100 * two_gap:.1f}%"],
-            ["the same between two one-process runs that differ only in their noise stream", f"{100 * noise_gap:.1f}%"],
-            ["wall time of the two-process / the one-process command", f"{two_s:.0f} s / {one_s:.0f} s"],
-        ],
-    )
+        two_gap, noise_gap = largest_gap(smoothed_losses(tmp / "two"), one), largest_gap(smoothed_losses(tmp / "noise"), one)
+    table = markdown_table(["what", "measured"], [
+        ["largest difference of the smoothed loss curves, two processes against one", f"{100 * two_gap:.1f}%"],
+        ["the same between two one-process runs that differ only in their noise stream", f"{100 * noise_gap:.1f}%"],
+        ["wall time of the two-process / the one-process command", f"{two_s:.0f} s / {one_s:.0f} s"]])
     print(table)
     if args.write_results:
         write_table("gpu", "multi-process-cpu", table)

@@ -48,19 +48,13 @@ def text_row(run, classify, w: float, num: int, seed: int) -> dict:
     texts, want_digit, want_colour = prompts_for(num, FULL_TEMPLATES)
     cond, uncond = prompt_condition(run.net.null_cond, texts, num)
     t0 = time.perf_counter()
-    x, nfe = generate(
-        guided(run.denoiser, scale=w, uncond=uncond), num, run.sample_shape, seed=seed, cond=cond, **plan.kwargs()
-    )
+    x, nfe = generate(guided(run.denoiser, scale=w, uncond=uncond), num, run.sample_shape, seed=seed, cond=cond,
+                      **plan.kwargs())
     digit, colour = judge_text(x, classify)
     ok_d, ok_c = digit == want_digit, colour == want_colour
-    return {
-        "digit": ok_d.double().mean().item(),
-        "colour": ok_c.double().mean().item(),
-        "both": (ok_d & ok_c).double().mean().item(),
-        "seconds": time.perf_counter() - t0,
-        "nfe": nfe,
-        "plan": plan.describe(),
-    }
+    return {"digit": ok_d.double().mean().item(), "colour": ok_c.double().mean().item(),
+            "both": (ok_d & ok_c).double().mean().item(), "seconds": time.perf_counter() - t0, "nfe": nfe,
+            "plan": plan.describe()}
 
 
 def main() -> None:
@@ -81,43 +75,28 @@ def main() -> None:
     per: dict[float, list[dict]] = {w: [] for w in scales}
     for run in loaded:
         for w in scales:
-            r = (
-                class_row(run, judge, w, num, args.seed)
-                if args.kind == "class"
-                else text_row(run, judge.ext.classify, w, num, args.seed)
-            )
+            r = (class_row(run, judge, w, num, args.seed) if args.kind == "class"
+                 else text_row(run, judge.ext.classify, w, num, args.seed))
             per[w].append(r)
             log(f"{run.run_dir} w = {w:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float)))
     plan, nfe = per[own][0]["plan"], per[own][0]["nfe"]
     train_s = [loop_seconds(Path(r.run_dir)) for r in loaded]
     train_s = [t for t in train_s if t]
-    caption = (
-        f"{len(loaded)} trainings of `{loaded[0].config.preset}` (seeds "
-        f"{', '.join(str(r.config.train.seed) for r in loaded)}; training loop "
-        + (f"{min(train_s):.0f}-{max(train_s):.0f} s" if train_s else "time not recorded")
-        + f"), {num} samples each, sampling seed {args.seed}; sampled as the run stores it: {plan}, NFE {nfe}; "
-        f"mean +- sd over the trainings."
-    )
+    caption = (f"{len(loaded)} trainings of `{loaded[0].config.preset}` (seeds "
+               f"{', '.join(str(r.config.train.seed) for r in loaded)}; training loop "
+               + (f"{min(train_s):.0f}-{max(train_s):.0f} s" if train_s else "time not recorded")
+               + f"), {num} samples each, sampling seed {args.seed}; sampled as the run stores it: {plan}, NFE {nfe}; "
+               f"mean +- sd over the trainings.")
     if args.kind == "class":
         header = ["w", "asked digit (%)", "within-class diversity", "FID (domain)", "FID floor"]
-        rows = [
-            [
-                f"{w:g}" + (" (the run's own)" if w == own else ""),
-                mean_sd([100 * r["accuracy"] for r in per[w]], ".1f"),
-                mean_sd([r["diversity"] for r in per[w]]),
-                mean_sd([r["FID"] for r in per[w]]),
-                f"{per[w][0]['FID floor']:.2f}",
-            ]
-            for w in scales
-        ]
+        rows = [[f"{w:g}" + (" (the run's own)" if w == own else ""),
+                 mean_sd([100 * r["accuracy"] for r in per[w]], ".1f"), mean_sd([r["diversity"] for r in per[w]]),
+                 mean_sd([r["FID"] for r in per[w]]), f"{per[w][0]['FID floor']:.2f}"] for w in scales]
         caption += f" Real digits' within-class diversity: {judge.real_diversity:.2f}."
     else:
         header = ["w", "digit right (%)", "colour right (%)", "both right (%)"]
-        rows = [
-            [f"{w:g}" + (" (the run's own)" if w == own else "")]
-            + [mean_sd([100 * r[k] for r in per[w]], ".1f") for k in ("digit", "colour", "both")]
-            for w in scales
-        ]
+        rows = [[f"{w:g}" + (" (the run's own)" if w == own else "")]
+                + [mean_sd([100 * r[k] for r in per[w]], ".1f") for k in ("digit", "colour", "both")] for w in scales]
     table = caption + "\n\n" + markdown_table(header, rows)
     print(table)
     if args.write_results:

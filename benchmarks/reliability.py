@@ -49,30 +49,9 @@ from results import add_write_flag, markdown_table, write_table  # noqa: E402
 # -- 1 and 2: kill -9 and corrupt checkpoints -------------------------------------------------
 
 KILL_STEPS = 48
-KILL_RUN = [
-    "--preset",
-    "mnist-class",
-    "--set",
-    f"steps={KILL_STEPS}",
-    "--set",
-    "batch_size=16",
-    "--set",
-    "ckpt_every=3",
-    "--set",
-    "log_every=3",
-    "--set",
-    "warmup=5",
-    "--set",
-    "model.dropout=0.1",
-    "--set",
-    "preview_every=0",
-    "--set",
-    "threads=1",
-    "--set",
-    "keep_checkpoints=2",
-    "--quiet",
-    "--no-pictures",
-]
+KILL_RUN = ["--preset", "mnist-class", "--set", f"steps={KILL_STEPS}", "--set", "batch_size=16", "--set", "ckpt_every=3",
+            "--set", "log_every=3", "--set", "warmup=5", "--set", "model.dropout=0.1", "--set", "preview_every=0",
+            "--set", "threads=1", "--set", "keep_checkpoints=2", "--quiet", "--no-pictures"]
 
 
 def _env() -> dict:
@@ -96,11 +75,8 @@ def all_tensors(out: Path) -> dict:
 def identical(a: dict, b: dict) -> bool:
     import torch
 
-    return (
-        a["step"] == b["step"]
-        and a["tensors"].keys() == b["tensors"].keys()
-        and all(torch.equal(a["tensors"][k], b["tensors"][k]) for k in a["tensors"])
-    )
+    return (a["step"] == b["step"] and a["tensors"].keys() == b["tensors"].keys()
+            and all(torch.equal(a["tensors"][k], b["tensors"][k]) for k in a["tensors"]))
 
 
 def corrupt_files(out: Path) -> list[str]:
@@ -173,27 +149,15 @@ def kill_benchmark(root: Path, kills: int, seed: int, log) -> dict:
         if i >= early:
             window *= 0.7 if after - before > 2 * share else 1.15 if after == before else 1.0
         rows.append((i + 1, f"{at:5.2f}", before, after, "finished" if finished else "killed", len(temps), len(bad)))
-        log(
-            f"kill {i + 1:2d} at {at:5.2f} s: step {before} -> {after}{' (finished first)' if finished else ''}"
-            f"{f', {len(temps)} temp file(s)' if temps else ''}{f', CORRUPT {bad}' if bad else ''}"
-        )
+        log(f"kill {i + 1:2d} at {at:5.2f} s: step {before} -> {after}{' (finished first)' if finished else ''}"
+            f"{f', {len(temps)} temp file(s)' if temps else ''}{f', CORRUPT {bad}' if bad else ''}")
     r = subprocess.run(train_argv(run), env=_env(), capture_output=True, text=True)
     final_ok = r.returncode == 0
     same = final_ok and identical(all_tensors(ref), all_tensors(run))
     left = corrupt_files(run) + [str(p) for p in stale_temps(run)]
-    return {
-        "kills": kills,
-        "killed": sum(r[4] == "killed" for r in rows),
-        "no_progress": n_startup,
-        "final_rc": r.returncode,
-        "identical": same,
-        "corrupt_left": left,
-        "corrupt_seen": corrupt_seen,
-        "temps_seen": temps_seen,
-        "rows": rows,
-        "ref": ref,
-        "seconds": total,
-    }
+    return {"kills": kills, "killed": sum(r[4] == "killed" for r in rows), "no_progress": n_startup,
+            "final_rc": r.returncode, "identical": same, "corrupt_left": left, "corrupt_seen": corrupt_seen,
+            "temps_seen": temps_seen, "rows": rows, "ref": ref, "seconds": total}
 
 
 def _flip_bit(path: Path, offset: int) -> None:
@@ -235,7 +199,6 @@ def corruption_benchmark(root: Path, ref: Path, log) -> list[tuple]:
 
 
 # -- 3: malformed inputs ------------------------------------------------------------------------
-
 
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -287,14 +250,8 @@ CASES: list[Case] = [
     Case("train", "--resume changing the model", "train --out {run} --resume --set model.width=64"),
     Case("train", "--resume, every checkpoint corrupt", "train --out {run_flip} --resume"),
     Case("train", "--resume, config.json garbage", "train --out {run_badconfig} --resume"),
-    Case(
-        "train", "image folder that does not exist", "train --preset pokemon --out {tmp}/new --set data.path={tmp}/nope"
-    ),
-    Case(
-        "train",
-        "image folder of corrupt images",
-        "train --preset pokemon --out {tmp}/new --set data.path={imgdir_corrupt}",
-    ),
+    Case("train", "image folder that does not exist", "train --preset pokemon --out {tmp}/new --set data.path={tmp}/nope"),
+    Case("train", "image folder of corrupt images", "train --preset pokemon --out {tmp}/new --set data.path={imgdir_corrupt}"),
     Case("train", "empty image folder", "train --preset pokemon --out {tmp}/new --set data.path={imgdir_empty}"),
     Case("train", "--steps is not a train flag", "train --out {tmp}/new --steps 5"),
     # sample
@@ -324,11 +281,7 @@ CASES: list[Case] = [
     Case("sample", "rho 0", S + " --grid karras --rho 0"),
     Case("sample", "--class on an unconditional model", S + " --class 3"),
     Case("sample", "--class out of range", S.replace("{run}", "{cls}").replace("--num 8", "--num 2") + " --class 99"),
-    Case(
-        "sample",
-        "NaN guidance",
-        S.replace("{run}", "{cls}").replace("--num 8", "--num 2") + " --class 1 --guidance nan",
-    ),
+    Case("sample", "NaN guidance", S.replace("{run}", "{cls}").replace("--num 8", "--num 2") + " --class 1 --guidance nan"),
     # evaluate
     Case("evaluate", "samples file missing", "evaluate {tmp}/nope.npy --ref swiss-roll"),
     Case("evaluate", "samples not .npy", "evaluate {file} --ref swiss-roll"),
@@ -357,11 +310,7 @@ CASES: list[Case] = [
     Case("evaluate", "--labels negative", "evaluate {npy_img} --ref data:mnist --labels {npy_labels_neg}"),
     Case("evaluate", "--num 0 for a run", "evaluate {run} --ref swiss-roll --num 0"),
     Case("evaluate", "negative --bootstrap", "evaluate {npy_ok} --ref swiss-roll --bootstrap -1"),
-    Case(
-        "evaluate",
-        "--inception-weights missing",
-        "evaluate {npy_img} --ref data:mnist --inception-weights {tmp}/no.pth",
-    ),
+    Case("evaluate", "--inception-weights missing", "evaluate {npy_img} --ref data:mnist --inception-weights {tmp}/no.pth"),
     Case("evaluate", "--cache-dir under a file", "evaluate {npy_img} --ref data:mnist --cache-dir {file}/cache"),
     Case("evaluate", "run with corrupt checkpoints", "evaluate {run_trunc} --ref swiss-roll"),
     Case("evaluate", "--ref missing", "evaluate {npy_ok}"),
@@ -412,11 +361,8 @@ CASES: list[Case] = [
     Case("edit", "--noise of the wrong shape", "edit reconstruct {img} --out {tmp}/e.npy --noise {npy_n3}"),
     Case("edit", "--noise a text file", "edit reconstruct {img} --out {tmp}/e.npy --noise {file}"),
     Case("edit", "interpolate with one input", "edit interpolate {img} --out {tmp}/e.npy --input {npy_img}"),
-    Case(
-        "edit",
-        "interpolate --frames 0",
-        "edit interpolate {img} --out {tmp}/e.npy --input {npy_img} --input {npy_img} --frames 0",
-    ),
+    Case("edit", "interpolate --frames 0",
+         "edit interpolate {img} --out {tmp}/e.npy --input {npy_img} --input {npy_img} --frames 0"),
     Case("edit", "unknown anagram view", "edit anagram {cls} --out {tmp}/e.npy --view sideways"),
     Case("edit", "anagram --num 0", "edit anagram {cls} --out {tmp}/e.npy --num 0"),
     Case("edit", "hybrid of an unconditional run", "edit hybrid {img} --out {tmp}/e.npy --low-class 1 --high-class 7"),
@@ -439,47 +385,14 @@ def make_fixtures(tmp: Path, log=lambda m: None) -> dict[str, str]:
     """The sandbox every case runs in: small trained runs and broken files of every kind."""
     from denoiselab.cli import main
 
-    tiny2d = [
-        "--set",
-        "data.num=2048",
-        "--set",
-        "model.width=16",
-        "--set",
-        "model.depth=1",
-        "--set",
-        "steps=6",
-        "--set",
-        "batch_size=32",
-        "--set",
-        "log_every=3",
-        "--set",
-        "ckpt_every=3",
-        "--quiet",
-        "--no-pictures",
-    ]
-    tinyimg = [
-        "--set",
-        "steps=2",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "model.ch=8",
-        "--set",
-        "model.groups=4",
-        "--set",
-        "log_every=1",
-        "--set",
-        "preview_every=0",
-        "--quiet",
-        "--no-pictures",
-    ]
+    tiny2d = ["--set", "data.num=2048", "--set", "model.width=16", "--set", "model.depth=1", "--set", "steps=6",
+              "--set", "batch_size=32", "--set", "log_every=3", "--set", "ckpt_every=3", "--quiet", "--no-pictures"]
+    tinyimg = ["--set", "steps=2", "--set", "batch_size=4", "--set", "model.ch=8", "--set", "model.groups=4",
+               "--set", "log_every=1", "--set", "preview_every=0", "--quiet", "--no-pictures"]
     fx = {"tmp": str(tmp)}
     with contextlib.redirect_stderr(io.StringIO()):
-        for name, argv in (
-            ("run", ["--preset", "swiss-roll", *tiny2d]),
-            ("img", ["--preset", "mnist", *tinyimg]),
-            ("cls", ["--preset", "mnist-class", *tinyimg]),
-        ):
+        for name, argv in (("run", ["--preset", "swiss-roll", *tiny2d]), ("img", ["--preset", "mnist", *tinyimg]),
+                           ("cls", ["--preset", "mnist-class", *tinyimg])):
             assert main(["train", *argv, "--out", str(tmp / name)]) == 0, name
             fx[name] = str(tmp / name)
     for name in ("run_trunc", "run_flip", "run_badconfig", "run_nockpt"):
@@ -561,16 +474,9 @@ def run_case(case: Case, fx: dict[str, str]) -> dict:
     changed = sorted(k for k in before if after.get(k) != before[k]) + sorted(k for k in after if k not in before)
     lines = [ln for ln in err.getvalue().replace("\r", "\n").splitlines() if ln.strip()]
     text = tb or err.getvalue()
-    one_line = len(lines) == 1 and ": error:" in lines[0] and "Traceback" not in text
-    return {
-        "case": case,
-        "rc": rc,
-        "lines": lines,
-        "traceback": tb is not None or "Traceback" in text,
-        "one_line": one_line,
-        "files": changed,
-        "ok": rc not in (0, None) and one_line and not changed and not tb,
-    }
+    one_line = (len(lines) == 1 and ": error:" in lines[0] and "Traceback" not in text)
+    return {"case": case, "rc": rc, "lines": lines, "traceback": tb is not None or "Traceback" in text,
+            "one_line": one_line, "files": changed, "ok": rc not in (0, None) and one_line and not changed and not tb}
 
 
 def inputs_benchmark(root: Path, log, cases: list[Case] = CASES) -> list[dict]:
@@ -587,10 +493,8 @@ def inputs_benchmark(root: Path, log, cases: list[Case] = CASES) -> list[dict]:
             r = run_case(c, fx)
             results.append(r)
             if not r["ok"]:
-                log(
-                    f"FAIL {c.command} / {c.what}: rc {r['rc']}, {len(r['lines'])} lines, files {r['files']}: "
-                    f"{(r['lines'] or ['(nothing)'])[-1][:200]}"
-                )
+                log(f"FAIL {c.command} / {c.what}: rc {r['rc']}, {len(r['lines'])} lines, files {r['files']}: "
+                    f"{(r['lines'] or ['(nothing)'])[-1][:200]}")
     finally:
         os.chdir(cwd)
     return results
@@ -613,45 +517,27 @@ def main() -> None:
     table = []
     if args.only in (None, "kill"):
         k = kill_benchmark(root, args.kills, args.seed, log)
-        table.append(
-            (
-                f"kill -9 at {k['kills']} random moments of a {KILL_STEPS}-step "
-                f"MNIST run ({k['no_progress']} before any new checkpoint), same command with --resume",
-                f"{k['killed']}/{k['kills']} killed; final run rc {k['final_rc']}; final checkpoint "
-                f"{'bit-identical' if k['identical'] else 'DIFFERENT'}; corrupt checkpoints seen "
-                f"{len(k['corrupt_seen'])}, left {len(k['corrupt_left'])}; temp files seen {k['temps_seen']}"
-                " (removed on resume)",
-            )
-        )
+        table.append((f"kill -9 at {k['kills']} random moments of a {KILL_STEPS}-step "
+                      f"MNIST run ({k['no_progress']} before any new checkpoint), same command with --resume",
+                      f"{k['killed']}/{k['kills']} killed; final run rc {k['final_rc']}; final checkpoint "
+                      f"{'bit-identical' if k['identical'] else 'DIFFERENT'}; corrupt checkpoints seen "
+                      f"{len(k['corrupt_seen'])}, left {len(k['corrupt_left'])}; temp files seen {k['temps_seen']}"
+                      " (removed on resume)"))
         for mode, detected, rc, same, line in corruption_benchmark(root, k["ref"], log):
-            table.append(
-                (
-                    f"latest checkpoint {mode}",
-                    f"{'detected' if detected else 'NOT detected'}; run {'finished' if rc == 0 else f'rc {rc}'}; "
-                    f"{'bit-identical' if same else 'DIFFERENT'}; `{line.strip()[:110]}`",
-                )
-            )
+            table.append((f"latest checkpoint {mode}",
+                          f"{'detected' if detected else 'NOT detected'}; run {'finished' if rc == 0 else f'rc {rc}'}; "
+                          f"{'bit-identical' if same else 'DIFFERENT'}; `{line.strip()[:110]}`"))
     if args.only in (None, "inputs"):
         res = inputs_benchmark(root, log)
         n = len(res)
-        table.append(
-            (
-                f"{n} malformed inputs across {len({r['case'].command for r in res})} commands",
-                f"{sum(r['one_line'] and r['rc'] not in (0, None) for r in res)}/{n} one clear line and exit != 0; "
-                f"{sum(r['traceback'] for r in res)} tracebacks; "
-                f"{sum(bool(r['files']) for r in res)} with files created, changed or lost",
-            )
-        )
+        table.append((f"{n} malformed inputs across {len({r['case'].command for r in res})} commands",
+                      f"{sum(r['one_line'] and r['rc'] not in (0, None) for r in res)}/{n} one clear line and exit != 0; "
+                      f"{sum(r['traceback'] for r in res)} tracebacks; "
+                      f"{sum(bool(r['files']) for r in res)} with files created, changed or lost"))
         if args.cases:
-            print(
-                markdown_table(
-                    ["command", "malformed input", "exit", "stderr"],
-                    [
-                        [r["case"].command, r["case"].what, r["rc"], (r["lines"] or [""])[-1].replace("|", "/")[:160]]
-                        for r in res
-                    ],
-                )
-            )
+            print(markdown_table(["command", "malformed input", "exit", "stderr"],
+                                 [[r["case"].command, r["case"].what, r["rc"], (r["lines"] or [""])[-1].replace("|", "/")[:160]]
+                                  for r in res]))
             print()
     print(markdown_table(["what", "measured"], table))
     print(f"\nruns in {root}", file=sys.stderr)

@@ -61,9 +61,7 @@ def ensure_evaluated(run: Path, num: int) -> None:
     args = ["evaluate", str(run), "--ref", data, "--num", str(num)]
     if summary.config.get("data", {}).get("options"):
         raise SystemExit(f"{run}: evaluate it first (its data has options this script does not pass)")
-    if cli(
-        args + (["--steps", "25", "--bootstrap", "0"] if data not in ("swiss-roll", "moons") else ["--steps", "200"])
-    ):
+    if cli(args + (["--steps", "25", "--bootstrap", "0"] if data not in ("swiss-roll", "moons") else ["--steps", "200"])):
         raise SystemExit(f"evaluation of {run} failed")
 
 
@@ -72,16 +70,8 @@ def page_row(what: str, check, seconds: float, size: int) -> list[str]:
     ok_images = sum(i["natural_width"] > 0 and not i["blank"] for i in images)
     sorts = f"{sum(check.sorts.values())}/{len(check.sorts)}" if check.sorts else "-"
     links = f"{sum(link['exists'] for link in check.links)}/{len(check.links)}" if check.links else "-"
-    return [
-        what,
-        str(len(check.console_errors)),
-        f"{ok_images}/{len(images)}",
-        sorts,
-        links,
-        f"{size / 2**20:.1f}",
-        f"{seconds:.1f}",
-        "yes" if check.ok else "NO",
-    ]
+    return [what, str(len(check.console_errors)), f"{ok_images}/{len(images)}", sorts, links,
+            f"{size / 2**20:.1f}", f"{seconds:.1f}", "yes" if check.ok else "NO"]
 
 
 def run_notebook(tmp: Path) -> float:
@@ -89,18 +79,13 @@ def run_notebook(tmp: Path) -> float:
     import nbformat
     from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 
-    env = {
-        "DENOISELAB_TOUR": "small",
-        "DENOISELAB_CACHE": str(tmp / "cache"),
-        "MPLBACKEND": "Agg",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = {"DENOISELAB_TOUR": "small", "DENOISELAB_CACHE": str(tmp / "cache"), "MPLBACKEND": "Agg",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     os.environ.update(env)
     nb = nbformat.read(ROOT / "notebooks" / "tour.ipynb", as_version=4)
     t0 = time.perf_counter()
-    nbclient.NotebookClient(
-        nb, timeout=600, kernel_name=NATIVE_KERNEL_NAME, resources={"metadata": {"path": str(tmp)}}
-    ).execute()
+    nbclient.NotebookClient(nb, timeout=600, kernel_name=NATIVE_KERNEL_NAME,
+                            resources={"metadata": {"path": str(tmp)}}).execute()
     seconds = time.perf_counter() - t0
     nbformat.write(nb, tmp / "tour-executed.ipynb")
     return seconds
@@ -108,31 +93,15 @@ def run_notebook(tmp: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--run", type=Path, default=None, help="a finished MNIST run (default runs/mnist, else runs/mnist-class)"
-    )
-    ap.add_argument(
-        "--compare",
-        type=Path,
-        nargs="*",
-        default=None,
-        help="finished runs for the comparison page (default: every finished run in runs)",
-    )
-    ap.add_argument(
-        "--eval-num",
-        type=int,
-        default=500,
-        help="samples per evaluation of an unevaluated run (0: leave runs unevaluated)",
-    )
+    ap.add_argument("--run", type=Path, default=None, help="a finished MNIST run (default runs/mnist, "
+                    "else runs/mnist-class)")
+    ap.add_argument("--compare", type=Path, nargs="*", default=None,
+                    help="finished runs for the comparison page (default: every finished run in runs)")
+    ap.add_argument("--eval-num", type=int, default=500, help="samples per evaluation of an unevaluated run (0: leave runs unevaluated)")
     ap.add_argument("--skip-notebook", action="store_true")
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the pages (default: a temp dir)")
-    ap.add_argument(
-        "--screenshots",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="save the top of each page as DIR/report_page.png and DIR/compare_page.png (README)",
-    )
+    ap.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                    help="save the top of each page as DIR/report_page.png and DIR/compare_page.png (README)")
     add_write_flag(ap)
     args = ap.parse_args()
 
@@ -151,31 +120,16 @@ def main() -> None:
             browser.screenshot(page, args.screenshots / "report_page.png", height=1500, scale=0.5)
 
         # 2. The comparison page over >= 3 runs.
-        sources = (
-            args.compare
-            if args.compare is not None
-            else [p for p in sorted(Path("runs").iterdir()) if p.is_dir() and finished(p)]
-        )
+        sources = args.compare if args.compare is not None else [
+            p for p in sorted(Path("runs").iterdir()) if p.is_dir() and finished(p)]
         runs_dir = tmp / "runs"
         runs_dir.mkdir(exist_ok=True)
         for src in sources:
             copy_run(src, runs_dir / src.name)
         for i in range(max(0, 3 - len(sources))):
             out = runs_dir / f"swiss-roll-{i}"
-            cli(
-                [
-                    "train",
-                    "--preset",
-                    "swiss-roll",
-                    "--out",
-                    str(out),
-                    "--quiet",
-                    "--set",
-                    f"steps={1000 * (i + 1)}",
-                    "--set",
-                    f"seed={i}",
-                ]
-            )
+            cli(["train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--set", f"steps={1000 * (i + 1)}",
+                 "--set", f"seed={i}"])
         for p in report.find_runs(runs_dir) if args.eval_num > 0 else []:
             ensure_evaluated(p, args.eval_num)
         t0 = time.perf_counter()
@@ -185,26 +139,15 @@ def main() -> None:
         rows.append(page_row(f"comparison page: {len(pages)} runs", check, build, page.stat().st_size))
         for link in check.links:
             linked = Path(link["href"].removeprefix("file://"))
-            rows.append(
-                page_row(
-                    f"  linked: {linked.parent.name}/report.html", browser.check(linked), 0.0, linked.stat().st_size
-                )
-            )
+            rows.append(page_row(f"  linked: {linked.parent.name}/report.html", browser.check(linked), 0.0,
+                                 linked.stat().st_size))
         if args.screenshots:
             browser.screenshot(page, args.screenshots / "compare_page.png", height=800, scale=0.5)
         unsorted = [k for k, v in check.sorts.items() if not v]
         if unsorted:
             print("columns that did not sort:", ", ".join(unsorted))
-    header = [
-        "page",
-        "console errors",
-        "images loaded, non-blank",
-        "columns sorted",
-        "links resolve",
-        "MiB",
-        "build s",
-        "pass",
-    ]
+    header = ["page", "console errors", "images loaded, non-blank", "columns sorted", "links resolve", "MiB",
+              "build s", "pass"]
     pages_table = markdown_table(header, rows)
     print(pages_table)
     print(f"\nsortable columns: {', '.join(check.sorts)}")
@@ -213,10 +156,8 @@ def main() -> None:
     if not args.skip_notebook:
         (tmp / "notebook").mkdir(exist_ok=True)
         seconds = run_notebook(tmp / "notebook")
-        notebook = markdown_table(
-            ["notebook", "seconds", "target"],
-            [["notebooks/tour.ipynb (DENOISELAB_TOUR=small)", f"{seconds:.0f}", "<= 300"]],
-        )
+        notebook = markdown_table(["notebook", "seconds", "target"],
+                                  [["notebooks/tour.ipynb (DENOISELAB_TOUR=small)", f"{seconds:.0f}", "<= 300"]])
         print("\n" + notebook)
         if args.write_results:
             write_table("report-pages", "tour-notebook", notebook)

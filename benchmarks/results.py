@@ -100,10 +100,8 @@ def write_table(page: str, name: str, table: str, command: str | None = None, *,
     text = path.read_text(encoding="utf-8") if path.is_file() else f"# Results: {page}\n\nMeasured with `{command}`.\n"
     new = replace_section(text, name, body)
     atomic_write(path, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
-    print(
-        f"wrote the table {name!r} into {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}",
-        file=sys.stderr,
-    )
+    print(f"wrote the table {name!r} into {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}",
+          file=sys.stderr)
     return path
 
 
@@ -115,10 +113,5 @@ def add_write_flag(ap: argparse.ArgumentParser, tables: dict[str, str] | None = 
     if tables is None:
         ap.add_argument("--write-results", action="store_true", help=f"write the table into {what}")
     else:
-        ap.add_argument(
-            "--write-results",
-            default=None,
-            choices=list(tables),
-            metavar="TABLE",
-            help=f"write the table into the section TABLE of {what}; one of {', '.join(tables)}",
-        )
+        ap.add_argument("--write-results", default=None, choices=list(tables), metavar="TABLE",
+                        help=f"write the table into the section TABLE of {what}; one of {', '.join(tables)}")

@@ -49,12 +49,8 @@ from denoiselab.samplers import SAMPLERS
 from results import add_write_flag, markdown_table, write_table
 
 ALL_SAMPLERS = tuple(SAMPLERS)
-TABLES = {
-    "swiss-roll-by-steps": "samplers",
-    "swiss-roll-gaussian-start": "samplers",
-    "mnist-nfe": "samplers",
-    "dpmpp-3m-weight": "samplers",
-}
+TABLES = {"swiss-roll-by-steps": "samplers", "swiss-roll-gaussian-start": "samplers", "mnist-nfe": "samplers",
+          "dpmpp-3m-weight": "samplers"}
 BY_STEPS_TABLES = ("swiss-roll-by-steps", "swiss-roll-gaussian-start")  # the others are NFE sweeps
 
 
@@ -62,15 +58,8 @@ def _ms(v: list[float]) -> str:
     return f"{statistics.mean(v):.3f} +- {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
 
 
-def by_steps(
-    runs: list[str],
-    samplers: list[str],
-    steps: list[int],
-    seeds: list[int],
-    grid: str | None,
-    grid_opts: dict,
-    start: str = "auto",
-) -> str:
+def by_steps(runs: list[str], samplers: list[str], steps: list[int], seeds: list[int], grid: str | None,
+             grid_opts: dict, start: str = "auto") -> str:
     """Print the table of every sampler at every step count over the runs; return it with its
     caption and the best sampler per budget (what the results page holds)."""
     from denoiselab import runs
@@ -90,14 +79,8 @@ def by_steps(
         for sampler in samplers:
             for k in steps:
                 discrete = sampler in ("ddpm", "ddim")
-                plan = runs.sampling_plan(
-                    run,
-                    sampler=sampler,
-                    steps=k,
-                    grid=None if discrete else grid,
-                    grid_opts=None if discrete else grid_opts,
-                    start=start,
-                )
+                plan = runs.sampling_plan(run, sampler=sampler, steps=k, grid=None if discrete else grid,
+                                              grid_opts=None if discrete else grid_opts, start=start)
                 per = []
                 for s in seeds:
                     x, nfe = generate(run.denoiser, 2048, (2,), seed=s, **plan.kwargs())
@@ -107,32 +90,18 @@ def by_steps(
                 plans[(sampler, k)] = plan.grid + (f" {plan.ends()}" if plan.ends() else "")
         print(f"scored {run.run_dir} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     n = len(loaded)
-    text = [
-        f"chamfer distance, mean +- sd over {n} training{'s' if n > 1 else ''} (each the mean of sampling "
-        f"seeds {', '.join(map(str, seeds))}; 2048 samples vs 2048 fresh points; floor about 0.39)",
-        "",
-    ]
-    text.append(
-        markdown_table(
-            ["sampler", *(f"{k} steps" for k in steps), "grid"],
-            [
-                [
-                    sampler,
-                    *(f"{_ms(scores[(sampler, k)])} (NFE {nfes[(sampler, k)]})" for k in steps),
-                    plans[(sampler, steps[-1])],
-                ]
-                for sampler in samplers
-            ],
-        )
-    )
+    text = [f"chamfer distance, mean +- sd over {n} training{'s' if n > 1 else ''} (each the mean of sampling "
+            f"seeds {', '.join(map(str, seeds))}; 2048 samples vs 2048 fresh points; floor about 0.39)", ""]
+    text.append(markdown_table(["sampler", *(f"{k} steps" for k in steps), "grid"],
+                               [[sampler, *(f"{_ms(scores[(sampler, k)])} (NFE {nfes[(sampler, k)]})" for k in steps),
+                                 plans[(sampler, steps[-1])]] for sampler in samplers]))
     text.append("")
     for budget in (10, 20):
         inside = [(statistics.mean(v), key) for key, v in scores.items() if nfes[key] <= budget]
         if inside:
             m, (sampler, k) = min(inside)
-            text.append(
-                f"best within NFE {budget}: {sampler} {k} steps (NFE {nfes[(sampler, k)]}): {_ms(scores[(sampler, k)])}"
-            )
+            text.append(f"best within NFE {budget}: {sampler} {k} steps (NFE {nfes[(sampler, k)]}): "
+                        f"{_ms(scores[(sampler, k)])}")
     print("\n" + "\n".join(text))
     if "ddim" in samplers:
         print("\nratio to DDIM at the same step count (mean over trainings; worst sampler per column):")
@@ -150,37 +119,24 @@ def main() -> None:
     ap.add_argument("--grids", nargs="+", default=list(SWEEP_GRIDS))
     ap.add_argument("--nfe", nargs="+", default=[str(n) for n in SWEEP_NFES])
     ap.add_argument("--threads", default="1", help="torch threads (1: many small evaluations)")
-    ap.add_argument(
-        "--by-steps",
-        nargs="+",
-        type=int,
-        default=None,
-        metavar="K",
-        help="score the default sampling of every sampler at these step counts over the runs",
-    )
+    ap.add_argument("--by-steps", nargs="+", type=int, default=None, metavar="K",
+                    help="score the default sampling of every sampler at these step counts over the runs")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="--by-steps: sampling seeds")
     ap.add_argument("--grid", default=None, help="--by-steps: this grid for the ODE/SDE solvers instead of the default")
     ap.add_argument("--sigma-min", type=float, default=None, help="--by-steps: grid end instead of the data's")
     ap.add_argument("--sigma-max", type=float, default=None, help="--by-steps: grid end instead of the data's")
-    ap.add_argument(
-        "--start",
-        default="auto",
-        choices=START_MODES,
-        help="where sampling starts (as `denoiselab sample --start`; default auto)",
-    )
+    ap.add_argument("--start", default="auto", choices=START_MODES,
+                    help="where sampling starts (as `denoiselab sample --start`; default auto)")
     add_write_flag(ap, TABLES)
     args = ap.parse_args()
     if args.write_results and (args.write_results in BY_STEPS_TABLES) != bool(args.by_steps):
-        ap.error(
-            f"--write-results {args.write_results} is a table of {'--by-steps' if args.by_steps is None else 'an NFE sweep'}"
-            f": {'add --by-steps' if args.by_steps is None else 'leave out --by-steps'} or name another table"
-        )
+        ap.error(f"--write-results {args.write_results} is a table of {'--by-steps' if args.by_steps is None else 'an NFE sweep'}"
+                 f": {'add --by-steps' if args.by_steps is None else 'leave out --by-steps'} or name another table")
     if args.by_steps:
         torch.set_num_threads(int(args.threads))
         opts = {k: v for k, v in (("sigma_min", args.sigma_min), ("sigma_max", args.sigma_max)) if v is not None}
-        text = by_steps(
-            args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts, args.start
-        )
+        text = by_steps(args.runs, args.samplers or list(ALL_SAMPLERS), args.by_steps, args.seeds, args.grid, opts,
+                        args.start)
         print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
         if args.write_results:
             write_table(TABLES[args.write_results], args.write_results, text)
@@ -188,22 +144,8 @@ def main() -> None:
     sections = []
     for run in args.runs:
         print(f"\n## {run}\n", flush=True)
-        code = cli_main(
-            [
-                "benchmark-samplers",
-                run,
-                "--samplers",
-                *(args.samplers or SWEEP_SAMPLERS),
-                "--grids",
-                *args.grids,
-                "--nfe",
-                *args.nfe,
-                "--threads",
-                args.threads,
-                "--start",
-                args.start,
-            ]
-        )
+        code = cli_main(["benchmark-samplers", run, "--samplers", *(args.samplers or SWEEP_SAMPLERS), "--grids",
+                         *args.grids, "--nfe", *args.nfe, "--threads", args.threads, "--start", args.start])
         if code:
             sys.exit(code)
         # The sweep's table and best rows, as `benchmark-samplers` wrote them to RUN_DIR/samplers.

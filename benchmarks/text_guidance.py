@@ -59,7 +59,7 @@ def prompts_for(num: int, templates: tuple[str, ...]) -> tuple[list[str], torch.
 @torch.no_grad()
 def judge(x: torch.Tensor, classify) -> tuple[torch.Tensor, torch.Tensor]:
     g = grayscale(x)
-    digit = torch.cat([classify(g[i : i + 250]).argmax(1) for i in range(0, len(g), 250)])
+    digit = torch.cat([classify(g[i:i + 250]).argmax(1) for i in range(0, len(g), 250)])
     return digit, measure_colour(x)
 
 
@@ -67,10 +67,8 @@ def table(rows: list[tuple[str, torch.Tensor, torch.Tensor]]) -> str:
     lines = [f"{'group':<12} {'n':>5} {'digit':>7} {'colour':>7} {'both':>7}"]
     for name, dig_ok, col_ok in rows:
         both = dig_ok & col_ok
-        lines.append(
-            f"{name:<12} {len(both):>5d} {dig_ok.double().mean():7.1%} {col_ok.double().mean():7.1%} "
-            f"{both.double().mean():7.1%}"
-        )
+        lines.append(f"{name:<12} {len(both):>5d} {dig_ok.double().mean():7.1%} {col_ok.double().mean():7.1%} "
+                     f"{both.double().mean():7.1%}")
     return "\n".join(lines)
 
 
@@ -103,24 +101,14 @@ def main() -> None:
     templates = FULL_TEMPLATES if args.templates == "train" else HELDOUT_TEMPLATES
     texts, want_digit, want_colour = prompts_for(args.num, templates)
     cond, uncond = prompt_condition(run.net.null_cond, texts, args.num, args.negative_prompt)
-    print(
-        f"{run.run_dir}: {args.num} samples, {args.templates} captions (e.g. {texts[0]!r}, {texts[17]!r}), "
-        f"{args.sampler} {args.steps} steps, seed {args.seed}"
-    )
+    print(f"{run.run_dir}: {args.num} samples, {args.templates} captions (e.g. {texts[0]!r}, {texts[17]!r}), "
+          f"{args.sampler} {args.steps} steps, seed {args.seed}")
     summary, published = [], []
     for w in args.guidance:
         t0 = time.perf_counter()
-        x, nfe = generate(
-            guided(run.denoiser, scale=w, uncond=uncond),
-            args.num,
-            run.sample_shape,
-            sampler=args.sampler,
-            steps=args.steps,
-            seed=args.seed,
-            cond=cond,
-            batch_size=250,
-            **opts,
-        )
+        x, nfe = generate(guided(run.denoiser, scale=w, uncond=uncond), args.num, run.sample_shape,
+                          sampler=args.sampler, steps=args.steps, seed=args.seed, cond=cond, batch_size=250,
+                          **opts)
         secs = time.perf_counter() - t0
         if args.grid and w == args.guidance[0]:
             from denoiselab.viz.images import save_grid
@@ -135,30 +123,16 @@ def main() -> None:
             rows += [(f"digit {d}", dig_ok[want_digit == d], col_ok[want_digit == d]) for d in range(10)]
         print(table(rows))
         summary.append((f"w = {w:g}", dig_ok, col_ok))
-        published.append(
-            [
-                f"{w:g}",
-                str(args.num),
-                f"{dig_ok.double().mean():.1%}",
-                f"{col_ok.double().mean():.1%}",
-                f"{(dig_ok & col_ok).double().mean():.1%}",
-                str(nfe),
-                f"{secs:.0f}",
-            ]
-        )
+        published.append([f"{w:g}", str(args.num), f"{dig_ok.double().mean():.1%}", f"{col_ok.double().mean():.1%}",
+                          f"{(dig_ok & col_ok).double().mean():.1%}", str(nfe), f"{secs:.0f}"])
     if len(args.guidance) > 1:
         print("\noverall by guidance scale")
         print(table(summary))
     if args.write_results:
-        write_table(
-            "text",
-            "text-both-right",
-            f"`{run.run_dir}` (training seed {run.config.train.seed}), "
-            f"{args.templates} captions, {args.sampler} {args.steps} steps, sampling seed {args.seed}\n\n"
-            + markdown_table(
-                ["w", "samples", "digit right", "colour right", "both right", "NFE", "seconds"], published
-            ),
-        )
+        write_table("text", "text-both-right", f"`{run.run_dir}` (training seed {run.config.train.seed}), "
+                    f"{args.templates} captions, {args.sampler} {args.steps} steps, sampling seed {args.seed}\n\n"
+                    + markdown_table(["w", "samples", "digit right", "colour right", "both right", "NFE", "seconds"],
+                                     published))
 
 
 if __name__ == "__main__":

@@ -56,24 +56,18 @@ def fresh_clone(tmp: Path) -> list[list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     test = timed(["make", "test"], clone, env)
     demo = timed(["make", "demo"], clone, env)
-    loops = [
-        f"{d.name} trained in {loop_seconds(d):.0f} s"
-        for d in sorted((clone / "demo-output").iterdir())
-        if (d / "metrics.jsonl").is_file() and loop_seconds(d) is not None
-    ]
-    return [
-        ["`make test` (environment, install, test suite)", minutes(test)],
-        ["`make demo` after it", minutes(demo) + (f" ({', '.join(loops)})" if loops else "")],
-    ]
+    loops = [f"{d.name} trained in {loop_seconds(d):.0f} s" for d in sorted((clone / "demo-output").iterdir())
+             if (d / "metrics.jsonl").is_file() and loop_seconds(d) is not None]
+    return [["`make test` (environment, install, test suite)", minutes(test)],
+            ["`make demo` after it", minutes(demo) + (f" ({', '.join(loops)})" if loops else "")]]
 
 
 def trainings(tmp: Path, presets: list[str]) -> list[list[str]]:
     rows = []
     for preset in presets:
         out = tmp / preset
-        wall = timed(
-            [sys.executable, "-m", "denoiselab.cli", "train", "--preset", preset, "--out", str(out), "--quiet"], ROOT
-        )
+        wall = timed([sys.executable, "-m", "denoiselab.cli", "train", "--preset", preset, "--out", str(out), "--quiet"],
+                     ROOT)
         loop = loop_seconds(out)
         rows.append([f"`{preset}`", f"{loop:.0f} s" if loop is not None else "-", f"{wall:.0f} s"])
     return rows
@@ -94,9 +88,8 @@ def main() -> None:
                 write_table("timings", "fresh-clone", table)
         if "trainings" in args.parts:
             load = load_note()
-            table = f"{load}\n\n" + markdown_table(
-                ["preset", "training loop", "whole command"], trainings(Path(tmp), args.presets)
-            )
+            table = f"{load}\n\n" + markdown_table(["preset", "training loop", "whole command"],
+                                                   trainings(Path(tmp), args.presets))
             print(f"\n{table}", flush=True)
             if args.write_results:
                 write_table("timings", "training-time", table)

@@ -70,20 +70,11 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["kaist", "swiss-roll"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="keep runs here (default: a temp dir)")
-    ap.add_argument(
-        "--samplers",
-        nargs="+",
-        default=["ddpm:1000", "ddim:50"],
-        help="SAMPLER:STEPS[:GRID], e.g. ddim:50:quadratic (default grid: the sampler's)",
-    )
-    ap.add_argument(
-        "--train-seeds",
-        nargs="+",
-        type=int,
-        default=None,
-        help="train once per seed and add a row per sampler with the mean and spread over the "
-        "trainings (a short, un-averaged run like kaist's varies a lot from seed to seed)",
-    )
+    ap.add_argument("--samplers", nargs="+", default=["ddpm:1000", "ddim:50"],
+                    help="SAMPLER:STEPS[:GRID], e.g. ddim:50:quadratic (default grid: the sampler's)")
+    ap.add_argument("--train-seeds", nargs="+", type=int, default=None,
+                    help="train once per seed and add a row per sampler with the mean and spread over the "
+                         "trainings (a short, un-averaged run like kaist's varies a lot from seed to seed)")
     add_write_flag(ap, TABLES)
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="toy2d-"))
@@ -108,37 +99,19 @@ def main() -> None:
                 print(*rows[-1], sep=" | ", flush=True)
         if len(seeds) > 1:
             for key, means in per_sampler.items():
-                rows.append(
-                    (
-                        f"{name}: mean over {len(seeds)} trainings",
-                        base.data.name,
-                        key,
-                        f"{fmt(means)} (min {min(means):.3f}, max {max(means):.3f})",
-                        "",
-                    )
-                )
-        published += rows[first + len(seeds) * len(args.samplers) :] if len(seeds) > 1 else rows[first:]
+                rows.append((f"{name}: mean over {len(seeds)} trainings", base.data.name, key,
+                             f"{fmt(means)} (min {min(means):.3f}, max {max(means):.3f})", ""))
+        published += rows[first + len(seeds) * len(args.samplers):] if len(seeds) > 1 else rows[first:]
     floors = {}
     for data_name in sorted({r[1] for r in rows}):
-        floors[data_name] = fmt(
-            [chamfer_distance(load_toy(data_name, N, 20_000 + s), load_toy(data_name, N, 10_000 + s)) for s in SEEDS]
-        )
-    header = [
-        "preset",
-        "data",
-        "sampler",
-        f"chamfer (mean +- sd, {len(SEEDS)} seeds)",
-        "train s",
-        "floor (real vs real)",
-    ]
+        floors[data_name] = fmt([chamfer_distance(load_toy(data_name, N, 20_000 + s), load_toy(data_name, N, 10_000 + s))
+                                 for s in SEEDS])
+    header = ["preset", "data", "sampler", f"chamfer (mean +- sd, {len(SEEDS)} seeds)", "train s", "floor (real vs real)"]
     print()
     print(markdown_table(header, [[*r, floors[r[1]]] for r in rows]))
     if args.write_results:
-        write_table(
-            TABLES[args.write_results],
-            args.write_results,
-            markdown_table(header, [[*r, floors[r[1]]] for r in published]),
-        )
+        write_table(TABLES[args.write_results], args.write_results,
+                    markdown_table(header, [[*r, floors[r[1]]] for r in published]))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; runs in {root}", file=sys.stderr)
 
 

@@ -34,19 +34,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--skip", type=int, default=50, help="steps left out at the start")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="preset overrides, as for `denoiselab train` (e.g. train.autocast=bf16)",
-    )
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="preset overrides, as for `denoiselab train` (e.g. train.autocast=bf16)")
     add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = apply_overrides(
-        get_preset(args.preset), [*args.set, f"steps={args.steps}", f"log_every={args.skip}", "preview_every=0"]
-    )
+    cfg = apply_overrides(get_preset(args.preset), [*args.set, f"steps={args.steps}", f"log_every={args.skip}",
+                                                         "preview_every=0"])
     data = runs.build_data(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -56,20 +50,12 @@ def main() -> None:
         lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     (s0, t0), (s1, t1) = (lines[0]["step"], lines[0]["time"]), (lines[-1]["step"], lines[-1]["time"])
     per = (t1 - t0) / (s1 - s0)
-    row = [
-        f"{args.preset} {' '.join(args.set)}",
-        f"steps {s0}-{s1}",
-        f"{per * 1000:.1f} ms/step",
-        f"{cfg.train.batch_size / per:.0f} img/s",
-        f"loss {lines[-1]['loss']:.4f}",
-    ]
+    row = [f"{args.preset} {' '.join(args.set)}", f"steps {s0}-{s1}", f"{per * 1000:.1f} ms/step",
+           f"{cfg.train.batch_size / per:.0f} img/s", f"loss {lines[-1]['loss']:.4f}"]
     print(markdown_row([Path(denoiselab.__file__).parents[1], *row]), flush=True)
     if args.write_results:
-        write_table(
-            "throughput",
-            "train-step-time",
-            markdown_table(["preset", "steps timed", "per step", "images/s", "last loss"], [row]),
-        )
+        write_table("throughput", "train-step-time",
+                    markdown_table(["preset", "steps timed", "per step", "images/s", "last loss"], [row]))
 
 
 if __name__ == "__main__":

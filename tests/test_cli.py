@@ -9,20 +9,8 @@ import pytest
 
 from denoiselab.cli import main
 
-TINY = [
-    "--set",
-    "data.num=4096",
-    "--set",
-    "model.width=32",
-    "--set",
-    "model.depth=2",
-    "--set",
-    "steps=40",
-    "--set",
-    "batch_size=64",
-    "--set",
-    "log_every=10",
-]
+TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=40",
+        "--set", "batch_size=64", "--set", "log_every=10"]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +21,8 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_the_run_directory(run_dir):
-    for name in (
-        "config.json",
-        "checkpoint.safetensors",
-        "metrics.jsonl",
-        "loss.png",
-        "forward.png",
-        "samples.png",
-        "reverse.gif",
-    ):
+    for name in ("config.json", "checkpoint.safetensors", "metrics.jsonl", "loss.png", "forward.png",
+                 "samples.png", "reverse.gif"):
         assert (run_dir / name).stat().st_size > 0, name
     assert json.loads((run_dir / "config.json").read_text())["train"]["steps"] == 40
 
@@ -56,23 +37,7 @@ def test_sample_npy_and_png(run_dir, tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 0
     # Same seed, same samples; the first samples do not depend on how many are drawn (up to the
     # last-bit differences of batch-size-dependent matrix kernels).
-    assert (
-        main(
-            [
-                "sample",
-                str(run_dir),
-                "--num",
-                "10",
-                "--sampler",
-                "ddim",
-                "--steps",
-                "10",
-                "--out",
-                str(tmp_path / "t.npy"),
-            ]
-        )
-        == 0
-    )
+    assert main(["sample", str(run_dir), "--num", "10", "--sampler", "ddim", "--steps", "10", "--out", str(tmp_path / "t.npy")]) == 0
     assert np.allclose(np.load(tmp_path / "t.npy"), x[:10], rtol=1e-4, atol=1e-4)
 
 
@@ -81,10 +46,7 @@ def test_evaluate_prints_chamfer_with_floor(run_dir, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "s.npy"), "--ref", "swiss-roll", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["metrics"]["chamfer"]["value"] > res["metrics"]["chamfer"]["floor"] > 0
-    assert (
-        main(["evaluate", str(run_dir), "--ref", "swiss-roll", "--num", "128", "--sampler", "ddim", "--steps", "5"])
-        == 0
-    )
+    assert main(["evaluate", str(run_dir), "--ref", "swiss-roll", "--num", "128", "--sampler", "ddim", "--steps", "5"]) == 0
     assert "chamfer" in capsys.readouterr().out
 
 
@@ -107,54 +69,23 @@ def test_resume_continues_a_run(run_dir, tmp_path):
     assert rows[-1]["step"] == 50
 
 
-@pytest.mark.parametrize(
-    "argv,needle",
-    [
-        (["train", "--preset", "nope", "--out", "{tmp}/x"], "unknown preset"),
-        (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "data.name=spiral"], "unknown data set"),
-        (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.beta_end=1.5"], "inside (0, 1)"),
-        (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "bogus=1"], "unknown setting"),
-        (
-            [
-                "train",
-                "--preset",
-                "swiss-roll",
-                "--out",
-                "{tmp}/x",
-                "--set",
-                "diffusion.t_sampling=range",
-                "--set",
-                "diffusion.t_sigma_min=500",
-                "--set",
-                "diffusion.t_sigma_max=600",
-            ],
-            "widen diffusion.t_sigma_min",
-        ),
-        (
-            [
-                "train",
-                "--preset",
-                "swiss-roll",
-                "--out",
-                "{tmp}/x",
-                "--set",
-                "diffusion.t_sampling=range",
-                "--set",
-                "diffusion.t_sigma_min=2",
-                "--set",
-                "diffusion.t_sigma_max=1",
-            ],
-            "make t_sigma_min the smaller",
-        ),
-        (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_full=1.5"], "inside [0, 1]"),
-        (["sample", "{tmp}/missing", "--out", "{tmp}/a.npy"], "run directory not found"),
-        (["sample", "{tmp}", "--out", "{tmp}/a.npy"], "no config.json"),
-        (["evaluate", "{tmp}/nothing.npy", "--ref", "swiss-roll"], "neither a run directory"),
-        (["evaluate", "{tmp}/bad.npy", "--ref", "swiss-roll"], "shape"),
-        (["plot", "loss", "{tmp}"], "not found"),
-        (["train", "--preset", "mnist", "--out", "{tmp}/x", "--set", "sample.eta_low=-1"], "must be >= 0"),
-    ],
-)
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--preset", "nope", "--out", "{tmp}/x"], "unknown preset"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "data.name=spiral"], "unknown data set"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.beta_end=1.5"], "inside (0, 1)"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "bogus=1"], "unknown setting"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_sampling=range",
+      "--set", "diffusion.t_sigma_min=500", "--set", "diffusion.t_sigma_max=600"], "widen diffusion.t_sigma_min"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_sampling=range",
+      "--set", "diffusion.t_sigma_min=2", "--set", "diffusion.t_sigma_max=1"], "make t_sigma_min the smaller"),
+    (["train", "--preset", "swiss-roll", "--out", "{tmp}/x", "--set", "diffusion.t_full=1.5"], "inside [0, 1]"),
+    (["sample", "{tmp}/missing", "--out", "{tmp}/a.npy"], "run directory not found"),
+    (["sample", "{tmp}", "--out", "{tmp}/a.npy"], "no config.json"),
+    (["evaluate", "{tmp}/nothing.npy", "--ref", "swiss-roll"], "neither a run directory"),
+    (["evaluate", "{tmp}/bad.npy", "--ref", "swiss-roll"], "shape"),
+    (["plot", "loss", "{tmp}"], "not found"),
+    (["train", "--preset", "mnist", "--out", "{tmp}/x", "--set", "sample.eta_low=-1"], "must be >= 0"),
+])
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, needle):
     np.save(tmp_path / "bad.npy", np.zeros((10, 3), np.float32))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -167,11 +98,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, needle):
 def test_eta_below_a_noise_level_from_the_command_line(run_dir, tmp_path, capsys):
     base = ["sample", str(run_dir), "--num", "50", "--sampler", "dpmpp-2m-sde", "--steps", "8", "--eta", "2"]
     outs = {}
-    for name, extra in (
-        ("plain", []),
-        ("switch", ["--eta-low", "8", "--eta-switch", "1000"]),
-        ("eight", ["--eta", "8"]),
-    ):
+    for name, extra in (("plain", []), ("switch", ["--eta-low", "8", "--eta-switch", "1000"]),
+                        ("eight", ["--eta", "8"])):
         assert main(base[:-2] + ["--eta", "2"] + extra + ["--out", str(tmp_path / f"{name}.npy")]) == 0
         outs[name] = np.load(tmp_path / f"{name}.npy")
     log = capsys.readouterr().err
@@ -231,29 +159,8 @@ def test_runs_store_their_datas_moments_and_deterministic_samplers_start_from_th
     outs = {}
     for start in ("moments", "gaussian"):
         out = tmp_path / f"{start}.npy"
-        assert (
-            main(
-                [
-                    "sample",
-                    str(run_dir),
-                    "--num",
-                    "50",
-                    "--sampler",
-                    "dpmpp-2m",
-                    "--steps",
-                    "8",
-                    "--grid",
-                    "logsnr",
-                    "--sigma-max",
-                    "3",
-                    "--start",
-                    start,
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert main(["sample", str(run_dir), "--num", "50", "--sampler", "dpmpp-2m", "--steps", "8", "--grid", "logsnr",
+                     "--sigma-max", "3", "--start", start, "--out", str(out)]) == 0
         outs[start] = np.load(out)
         err = capsys.readouterr().err
         assert ("starting from the data's moments" in err) == (start == "moments")

@@ -28,7 +28,6 @@ SRC = str(Path(denoiselab.__file__).resolve().parents[1])
 
 # -- device selection -----------------------------------------------------------------------
 
-
 def _no_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -50,16 +49,9 @@ def test_auto_prefers_cuda_then_mps(monkeypatch):
     assert resolve_device("auto") == torch.device("mps")
 
 
-@pytest.mark.parametrize(
-    "name, match",
-    [
-        ("cuda", "torch sees no CUDA GPU"),
-        ("cuda:1", "torch sees no CUDA GPU"),
-        ("mps", "no Apple GPU"),
-        ("tpu", "unknown --device"),
-        ("cuda:x", "cuda:N"),
-    ],
-)
+@pytest.mark.parametrize("name, match", [("cuda", "torch sees no CUDA GPU"), ("cuda:1", "torch sees no CUDA GPU"),
+                                         ("mps", "no Apple GPU"), ("tpu", "unknown --device"),
+                                         ("cuda:x", "cuda:N")])
 def test_a_device_that_is_not_there_is_one_clear_error(monkeypatch, name, match):
     _no_gpu(monkeypatch)
     with pytest.raises(DenoiselabError, match=match):
@@ -80,10 +72,8 @@ def test_cli_refuses_a_missing_gpu_in_one_line(tmp_path, monkeypatch):
     _no_gpu(monkeypatch)
     from denoiselab.cli import main
 
-    for argv in (
-        ["train", "--preset", "swiss-roll", "--out", str(tmp_path / "r"), "--device", "cuda"],
-        ["plot", "schedules", "--out", str(tmp_path / "s.png"), "--device", "cuda:0"],
-    ):
+    for argv in (["train", "--preset", "swiss-roll", "--out", str(tmp_path / "r"), "--device", "cuda"],
+                 ["plot", "schedules", "--out", str(tmp_path / "s.png"), "--device", "cuda:0"]):
         assert main(argv) == 2
     assert not (tmp_path / "r").exists()
 
@@ -93,24 +83,8 @@ def test_launcher_refuses_an_existing_run_before_starting_processes(tmp_path, ca
 
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.json").write_text("{}")
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "swiss-roll",
-                "--out",
-                str(tmp_path / "r"),
-                "--device",
-                "cpu",
-                "--launcher",
-                "accelerate",
-                "--processes",
-                "2",
-            ]
-        )
-        == 2
-    )
+    assert main(["train", "--preset", "swiss-roll", "--out", str(tmp_path / "r"), "--device", "cpu",
+                 "--launcher", "accelerate", "--processes", "2"]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
@@ -118,15 +92,9 @@ def test_every_computing_command_takes_device():
     from denoiselab.cli import build_parser
 
     ap = build_parser()
-    for argv in (
-        ["train", "--out", "x"],
-        ["sample", "r", "--out", "x.npy"],
-        ["evaluate", "r", "--ref", "mnist"],
-        ["animate", "r", "--out", "x.gif"],
-        ["plot", "guidance", "r"],
-        ["benchmark-samplers", "r"],
-        ["edit", "sdedit", "r", "--out", "x.png", "--input", "a.png"],
-    ):
+    for argv in (["train", "--out", "x"], ["sample", "r", "--out", "x.npy"], ["evaluate", "r", "--ref", "mnist"],
+                 ["animate", "r", "--out", "x.gif"], ["plot", "guidance", "r"], ["benchmark-samplers", "r"],
+                 ["edit", "sdedit", "r", "--out", "x.png", "--input", "a.png"]):
         assert ap.parse_args(argv + ["--device", "cpu"]).device == "cpu"
 
 
@@ -145,7 +113,6 @@ def test_autocast_modes():
 
 
 # -- attention ------------------------------------------------------------------------------
-
 
 def test_unet_attention_is_softmax_attention():
     """F.scaled_dot_product_attention in the UNet equals softmax(q k^T / sqrt(d)) v written out
@@ -166,12 +133,9 @@ def test_unet_attention_is_softmax_attention():
 
 # -- the device paths of sampling, checkpoints and data -------------------------------------
 
-
 def _tiny_run(tmp_path):
-    cfg = apply_overrides(
-        get_preset("swiss-roll"),
-        ["data.num=2048", "model.width=32", "model.depth=2", "steps=20", "batch_size=64", "log_every=10", "warmup=2"],
-    )
+    cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=2048", "model.width=32", "model.depth=2", "steps=20",
+                                                     "batch_size=64", "log_every=10", "warmup=2"])
     data = runs.build_data(cfg)
     out = tmp_path / "run"
     out.mkdir()
@@ -237,7 +201,6 @@ def test_device_copy_of_images_is_uint8_and_batches_are_bit_equal():
 
 # -- presets --------------------------------------------------------------------------------
 
-
 def test_ddpm128_preset_builds_the_paper_layout():
     cfg = validate_config(apply_overrides(get_preset("ddpm128"), ["data.path=/some/folder"]))
     assert cfg.data.options["path"] == "/some/folder" and cfg.data.options["image_size"] == 128
@@ -272,11 +235,9 @@ def test_ddpm128_preset_builds_the_paper_layout():
 
 # -- gradient accumulation and processes -----------------------------------------------------
 
-
 def test_batch_must_split_over_processes_and_accumulation(tmp_path):
-    cfg = apply_overrides(
-        get_preset("swiss-roll"), ["data.num=512", "model.width=16", "batch_size=30", "train.grad_accum=4"]
-    )
+    cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=512", "model.width=16", "batch_size=30",
+                                                     "train.grad_accum=4"])
     with pytest.raises(DenoiselabError, match="multiple of 4"):
         runs.make_trainer(cfg, tmp_path / "r", runs.build_data(cfg), progress=False)
 
@@ -286,18 +247,8 @@ def test_grad_accum_gives_the_full_batch_gradient(tmp_path):
     the noise is the same: the objective here draws none."""
     from denoiselab.training.trainer import Trainer
 
-    cfg0 = apply_overrides(
-        get_preset("swiss-roll"),
-        [
-            "data.num=512",
-            "model.width=16",
-            "batch_size=64",
-            "steps=1",
-            "train.ema_decay=0",
-            "train.autocast=none",
-            "warmup=0",
-        ],
-    )
+    cfg0 = apply_overrides(get_preset("swiss-roll"), ["data.num=512", "model.width=16", "batch_size=64", "steps=1",
+                                                      "train.ema_decay=0", "train.autocast=none", "warmup=0"])
     data = runs.build_data(cfg0)
 
     def objective(net, x0, cond, generator):
@@ -330,20 +281,9 @@ class _Share:
 
 
 def test_processes_take_their_rows_and_resume_across_world_sizes(tmp_path):
-    cfg = apply_overrides(
-        get_preset("swiss-roll"),
-        [
-            "data.num=1024",
-            "model.width=16",
-            "model.depth=1",
-            "batch_size=64",
-            "steps=12",
-            "log_every=4",
-            "ckpt_every=6",
-            "train.grad_accum=2",
-            "train.autocast=none",
-        ],
-    )
+    cfg = apply_overrides(get_preset("swiss-roll"), ["data.num=1024", "model.width=16", "model.depth=1",
+                                                     "batch_size=64", "steps=12", "log_every=4", "ckpt_every=6",
+                                                     "train.grad_accum=2", "train.autocast=none"])
     data = runs.build_data(cfg)
     x0, y = data.batch(3, 64, cfg.train.seed)
     one = runs.make_trainer(cfg, tmp_path / "one", data, progress=False)
@@ -380,37 +320,13 @@ def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
     in their noise stream (another seed for the noise, the same data) set it; the two-process
     curve must be as close to the one-process curve as 3x that spread (at least 5%)."""
     pytest.importorskip("accelerate")
-    sets = [
-        "data.num=4096",
-        "model.width=32",
-        "model.depth=2",
-        "steps=200",
-        "batch_size=256",
-        "log_every=20",
-        "warmup=10",
-        "lr=3e-3",
-        "train.autocast=none",
-        "train.ema_decay=0",
-    ]
+    sets = ["data.num=4096", "model.width=32", "model.depth=2", "steps=200", "batch_size=256", "log_every=20",
+            "warmup=10", "lr=3e-3", "train.autocast=none", "train.ema_decay=0"]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
 
     def train(out, *extra):
-        cmd = [
-            sys.executable,
-            "-m",
-            "denoiselab.cli",
-            "train",
-            "--preset",
-            "swiss-roll",
-            "--out",
-            str(out),
-            "--quiet",
-            "--no-pictures",
-            "--device",
-            "cpu",
-            *[a for s in sets for a in ("--set", s)],
-            *extra,
-        ]
+        cmd = [sys.executable, "-m", "denoiselab.cli", "train", "--preset", "swiss-roll", "--out", str(out), "--quiet",
+               "--no-pictures", "--device", "cpu", *[a for s in sets for a in ("--set", s)], *extra]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         return r
@@ -424,7 +340,7 @@ def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
     ck = sorted((tmp_path / "two" / "checkpoints").glob("*.safetensors"))
     assert [p.name for p in ck] == ["step0000200.safetensors"]
     # Smoothed curves (means of two logged points, i.e. 40 steps) and the final loss.
-    smooth = lambda ls: [sum(ls[i : i + 2]) / 2 for i in range(0, len(ls), 2)]  # noqa: E731
+    smooth = lambda ls: [sum(ls[i:i + 2]) / 2 for i in range(0, len(ls), 2)]  # noqa: E731
     rel = [abs(a - b) / b for a, b in zip(smooth(two), smooth(base))]
     assert two[-1] < 0.7 * two[0]  # the two-process run learns
     noise = _noise_spread(tmp_path, sets, env, smooth, base)
@@ -436,28 +352,13 @@ def _noise_spread(tmp_path, sets, env, smooth, base) -> float:
     """Largest relative gap between the smoothed curves of the one-process run and the same run
     whose noise stream differs (``train.seed`` fixes data order and noise alike, so here the
     objective's generator alone is re-seeded through a one-line wrapper)."""
-    code = (
-        "import sys, torch; from denoiselab.training import trainer as T\n"
-        "orig = T._stream_seed\n"
-        "T._stream_seed = lambda seed, rank, step: orig(seed, 1, step)\n"
-        "from denoiselab.cli import main; sys.exit(main(sys.argv[1:]))\n"
-    )
+    code = ("import sys, torch; from denoiselab.training import trainer as T\n"
+            "orig = T._stream_seed\n"
+            "T._stream_seed = lambda seed, rank, step: orig(seed, 1, step)\n"
+            "from denoiselab.cli import main; sys.exit(main(sys.argv[1:]))\n")
     out = tmp_path / "noise"
-    cmd = [
-        sys.executable,
-        "-c",
-        code,
-        "train",
-        "--preset",
-        "swiss-roll",
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-pictures",
-        "--device",
-        "cpu",
-        *[a for s in sets for a in ("--set", s)],
-    ]
+    cmd = [sys.executable, "-c", code, "train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--no-pictures",
+           "--device", "cpu", *[a for s in sets for a in ("--set", s)]]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     other = _losses(out)

@@ -22,7 +22,6 @@ SHAPE = (1, 28, 28)
 
 # -- views and filters ------------------------------------------------------------------------
 
-
 @pytest.mark.parametrize("name", E.USER_VIEWS)
 def test_views_are_invertible_permutations_or_involutions(name):
     v = E.get_view(name)
@@ -73,7 +72,6 @@ def test_hybrid_filters_sum_to_identity_and_scale_with_size():
 
 # -- noise levels ------------------------------------------------------------------------------
 
-
 def _vp(schedule="linear", T=1000):
     return Denoiser(lambda x, t, c: torch.zeros_like(x), make_schedule(schedule, T), "eps")
 
@@ -98,10 +96,9 @@ def test_levels_match_the_reference_noise_on_every_process():
 
 # -- analytic denoisers --------------------------------------------------------------------------
 
-
 def _gauss(dtype=torch.float64):
     g = torch.Generator().manual_seed(1)
-    mu = torch.rand(1, 4, 4, generator=g, dtype=dtype) - 0.5
+    mu = (torch.rand(1, 4, 4, generator=g, dtype=dtype) - 0.5)
     var = 0.05 + 0.2 * torch.rand(1, 4, 4, generator=g, dtype=dtype)
     return AnalyticGaussianDenoiser(make_schedule("linear", 1000), mu, var), mu, var
 
@@ -120,7 +117,7 @@ def test_sdedit_distance_grows_with_strength_and_images_are_batch_independent():
     x0 = mu + 2.0  # off the data: SDEdit pulls it towards the data, more with more strength
     x0 = x0.expand(6, 1, 4, 4).clone()
     res = E.sdedit(den, x0, [0.2, 0.5, 0.9], sampler="ddpm", steps=50, seed=0)
-    d = [(res.x[i * 6 : (i + 1) * 6] - x0).abs().mean().item() for i in range(3)]
+    d = [(res.x[i * 6:(i + 1) * 6] - x0).abs().mean().item() for i in range(3)]
     assert d[0] < d[1] < d[2]
     part = E.sdedit(den, x0[:2], [0.5], sampler="ddpm", steps=50, seed=0)
     assert torch.allclose(part.x, res.x[6:8], atol=1e-6)
@@ -158,9 +155,8 @@ def test_repaint_schedule():
 
 def test_anagram_denoiser_averages_the_views_estimates():
     means = torch.tensor([[1.0] * 8 + [-1.0] * 8, [-1.0] * 8 + [1.0] * 8], dtype=torch.float64)
-    den = ConditionalMixtureDenoiser(
-        make_schedule("linear", 1000), means, torch.tensor([0.1, 0.1]), torch.tensor([0.5, 0.5])
-    )
+    den = ConditionalMixtureDenoiser(make_schedule("linear", 1000), means, torch.tensor([0.1, 0.1]),
+                                     torch.tensor([0.5, 0.5]))
     x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
     t = torch.full((3,), 400.0, dtype=torch.float64)
     flip = E.get_view("flip")
@@ -179,9 +175,8 @@ def test_anagram_denoiser_averages_the_views_estimates():
 
 def test_hybrid_denoiser_is_lowpass_of_one_plus_highpass_of_other():
     means = torch.randn(2, 16 * 16, dtype=torch.float64)
-    den = ConditionalMixtureDenoiser(
-        make_schedule("linear", 1000), means, torch.tensor([0.1, 0.1]), torch.tensor([0.5, 0.5])
-    )
+    den = ConditionalMixtureDenoiser(make_schedule("linear", 1000), means, torch.tensor([0.1, 0.1]),
+                                     torch.tensor([0.5, 0.5]))
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     t = torch.full((2,), 300.0, dtype=torch.float64)
     c0, c1 = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
@@ -192,7 +187,6 @@ def test_hybrid_denoiser_is_lowpass_of_one_plus_highpass_of_other():
 
 
 # -- inpainting ---------------------------------------------------------------------------------
-
 
 def test_inpainting_leaves_known_pixels_untouched_with_every_sampler():
     den, mu, var = _gauss(torch.float32)
@@ -212,9 +206,8 @@ def test_inpainting_fills_from_the_data_conditioned_on_the_known_part():
     left = torch.zeros(1, 4, 4, dtype=torch.float64)
     left[..., :2] = 1
     means = torch.stack([left.flatten() * 2 - 1, -(left.flatten() * 2 - 1)])
-    den = ConditionalMixtureDenoiser(
-        make_schedule("linear", 1000), means, torch.tensor([0.01, 0.01]), torch.tensor([0.5, 0.5])
-    )
+    den = ConditionalMixtureDenoiser(make_schedule("linear", 1000), means, torch.tensor([0.01, 0.01]),
+                                     torch.tensor([0.5, 0.5]))
     x0 = torch.stack([means[0], means[1], means[0]]).reshape(3, 1, 4, 4)
     m = torch.zeros(1, 1, 4, 4)
     m[..., :2] = 1
@@ -224,21 +217,10 @@ def test_inpainting_fills_from_the_data_conditioned_on_the_known_part():
 
 # -- every edit with a guided denoiser and with a flow model -------------------------------------
 
-
 def _tiny_unet(num_classes=10):
     torch.manual_seed(0)
-    return build_model(
-        "unet",
-        in_channels=1,
-        image_size=8,
-        patch=2,
-        ch=8,
-        ch_mult=[1],
-        num_res_blocks=1,
-        attn_resolutions=[],
-        groups=4,
-        num_classes=num_classes,
-    ).eval()
+    return build_model("unet", in_channels=1, image_size=8, patch=2, ch=8, ch_mult=[1], num_res_blocks=1,
+                       attn_resolutions=[], groups=4, num_classes=num_classes).eval()
 
 
 @pytest.mark.parametrize("kind", ["eps-guided", "v", "flow-guided"])
@@ -275,15 +257,13 @@ def test_sampler_step_is_the_samplers_first_step():
     x = torch.randn(2, 1, 4, 4, dtype=torch.float64)
     for name in ("ddim", "heun", "dpmpp-2m"):
         seen = []
-        SAMPLERS[name](
-            den, x, torch.tensor([600.0, 300.0], dtype=torch.float64), callback=lambda d: seen.append(d["x_next"])
-        )
+        SAMPLERS[name](den, x, torch.tensor([600.0, 300.0], dtype=torch.float64),
+                       callback=lambda d: seen.append(d["x_next"]))
         step = sampler_step(SAMPLERS[name], den, x, 600.0, 300.0)
         assert torch.equal(step, seen[0]), name
 
 
 # -- image input --------------------------------------------------------------------------------
-
 
 def test_pictures_of_any_size_and_mode_are_read_into_the_models_frame(tmp_path):
     rng = np.random.default_rng(0)
@@ -321,27 +301,16 @@ def test_masks(tmp_path):
 
 # -- command line ---------------------------------------------------------------------------------
 
-TINY = [
-    "--set",
-    "steps=2",
-    "--set",
-    "model.ch=8",
-    "--set",
-    "batch_size=8",
-    "--set",
-    "train.preview_every=0",
-    "--no-pictures",
-    "--quiet",
-]
+TINY = ["--set", "steps=2", "--set", "model.ch=8", "--set", "batch_size=8", "--set", "train.preview_every=0",
+        "--no-pictures", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("edit")
     assert main(["train", "--preset", "mnist-class", "--out", str(root / "class"), *TINY]) == 0
-    assert (
-        main(["train", "--preset", "mnist", "--out", str(root / "uncond"), "--set", "diffusion.kind=flow", *TINY]) == 0
-    )
+    assert main(["train", "--preset", "mnist", "--out", str(root / "uncond"), "--set", "diffusion.kind=flow",
+                 *TINY]) == 0
     from denoiselab.data.images import load_mnist5k
 
     imgs = load_mnist5k()[0][:2].numpy()
@@ -366,22 +335,8 @@ def test_cli_every_edit_writes_result_grid_and_gif(runs, tmp_path):
         stem = out.split(".")[0]
         for f in (out, f"{stem}_grid.png", f"{stem}.gif"):
             assert (tmp_path / f).stat().st_size > 0, f
-    assert (
-        main(
-            [
-                "edit",
-                "reconstruct",
-                r,
-                "--noise",
-                str(tmp_path / "z.npy"),
-                "--steps",
-                "4",
-                "--out",
-                str(tmp_path / "rec.npy"),
-            ]
-        )
-        == 0
-    )
+    assert main(["edit", "reconstruct", r, "--noise", str(tmp_path / "z.npy"), "--steps", "4",
+                 "--out", str(tmp_path / "rec.npy")]) == 0
     x = np.load(d)
     inp = np.load(tmp_path / "in.npy")
     assert np.abs(inp[..., :14] - x[..., :14]).max() == 0  # known pixels exactly, through .npy
@@ -389,26 +344,8 @@ def test_cli_every_edit_writes_result_grid_and_gif(runs, tmp_path):
     assert np.load(tmp_path / "an.npy").shape == (2, 1, 28, 28)
     assert np.load(tmp_path / "rec.npy").shape == (2, 1, 28, 28)
     # The unconditional flow run edits too.
-    assert (
-        main(
-            [
-                "edit",
-                "sdedit",
-                str(runs / "uncond"),
-                "--input",
-                d,
-                "--strength",
-                "0.5",
-                "--steps",
-                "4",
-                "--sampler",
-                "dpmpp-2m",
-                "--out",
-                str(tmp_path / "f.npy"),
-            ]
-        )
-        == 0
-    )
+    assert main(["edit", "sdedit", str(runs / "uncond"), "--input", d, "--strength", "0.5", "--steps", "4",
+                 "--sampler", "dpmpp-2m", "--out", str(tmp_path / "f.npy")]) == 0
 
 
 def _one_error_line(capsys, argv, match):
@@ -426,16 +363,13 @@ def test_cli_bad_input_gives_one_line_and_exit_2(runs, tmp_path, capsys):
     _one_error_line(capsys, ["edit", "sdedit", r, "--input", str(tmp_path / "bad.png"), *out], "cannot read")
     _one_error_line(capsys, ["edit", "sdedit", r, "--input", str(tmp_path / "nope.png"), *out], "not found")
     _one_error_line(capsys, ["edit", "sdedit", r, "--input", d, "--strength", "1.5", *out], "outside [0, 1]")
-    _one_error_line(
-        capsys, ["edit", "inpaint", r, "--input", d, "--mask", str(tmp_path / "small.png"), *out], "must be 28x28"
-    )
-    _one_error_line(
-        capsys, ["edit", "inpaint", r, "--input", d, "--mask", str(tmp_path / "soft.npy"), *out], "not binary"
-    )
+    _one_error_line(capsys, ["edit", "inpaint", r, "--input", d, "--mask", str(tmp_path / "small.png"), *out],
+                    "must be 28x28")
+    _one_error_line(capsys, ["edit", "inpaint", r, "--input", d, "--mask", str(tmp_path / "soft.npy"), *out],
+                    "not binary")
     _one_error_line(capsys, ["edit", "inpaint", r, "--input", d, *out], "needs a mask")
-    _one_error_line(
-        capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "9", "--view", "mirror", *out], "unknown view"
-    )
+    _one_error_line(capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "9", "--view", "mirror", *out],
+                    "unknown view")
     _one_error_line(capsys, ["edit", "anagram", r, "--class", "6", "--view-class", "12", *out], "out of range")
     _one_error_line(capsys, ["edit", "sdedit", u, "--input", d, "--class", "3", *out], "unconditional")
     _one_error_line(capsys, ["edit", "hybrid", u, "--low-class", "1", "--high-class", "7", *out], "unconditional")
@@ -452,23 +386,6 @@ def test_anagram_guides_each_view_at_five_unless_told(flags, scale, runs, tmp_pa
         return E.EditResult(torch.zeros(num, *shape), [], {"upright": torch.zeros(num, *shape)}, {})
 
     monkeypatch.setattr(E, "anagram", fake)
-    assert (
-        main(
-            [
-                "edit",
-                "anagram",
-                str(runs / "class"),
-                "--class",
-                "6",
-                "--view-class",
-                "9",
-                "--num",
-                "1",
-                "--out",
-                str(tmp_path / "a.npy"),
-                *flags,
-            ]
-        )
-        == 0
-    )
+    assert main(["edit", "anagram", str(runs / "class"), "--class", "6", "--view-class", "9", "--num", "1",
+                 "--out", str(tmp_path / "a.npy"), *flags]) == 0
     assert seen["scale"] == scale

@@ -30,9 +30,8 @@ def _rand_psd(d: int, seed: int, rank: int | None = None) -> torch.Tensor:
 
 # -- Frechet distance ---------------------------------------------------------------------
 
-
 def test_frechet_identical_statistics_is_zero():
-    for rank in (None, 5):  # full rank and singular
+    for rank in (None, 5):   # full rank and singular
         s = _rand_psd(32, 0, rank)
         mu = torch.linspace(-1, 1, 32, dtype=torch.float64)
         assert frechet_distance(mu, s, mu, s) == pytest.approx(0.0, abs=1e-9)
@@ -56,10 +55,7 @@ def test_frechet_diagonal_closed_form():
 def test_frechet_matches_scipy_on_well_conditioned_covariances():
     from scipy import linalg
 
-    s1, s2 = (
-        _rand_psd(20, 2) + 0.1 * torch.eye(20, dtype=torch.float64),
-        _rand_psd(20, 3) + 0.1 * torch.eye(20, dtype=torch.float64),
-    )
+    s1, s2 = _rand_psd(20, 2) + 0.1 * torch.eye(20, dtype=torch.float64), _rand_psd(20, 3) + 0.1 * torch.eye(20, dtype=torch.float64)
     mu1, mu2 = torch.zeros(20, dtype=torch.float64), torch.full((20,), 0.3, dtype=torch.float64)
     covmean = linalg.sqrtm(s1.numpy() @ s2.numpy())
     ref = float(mu2 @ mu2) + float(s1.trace() + s2.trace()) - 2 * float(np.trace(covmean).real)
@@ -68,8 +64,8 @@ def test_frechet_matches_scipy_on_well_conditioned_covariances():
 
 def test_frechet_ill_conditioned_is_finite_and_nonnegative():
     g = torch.Generator().manual_seed(4)
-    few = torch.randn(10, 64, generator=g)  # fewer samples than dimensions
-    dup = torch.randn(3, 64, generator=g).repeat(50, 1)  # duplicated images
+    few = torch.randn(10, 64, generator=g)                      # fewer samples than dimensions
+    dup = torch.randn(3, 64, generator=g).repeat(50, 1)         # duplicated images
     for f1, f2 in ((few, few + 1e-3), (dup, dup), (dup, few), (few, torch.randn(12, 64, generator=g))):
         d = frechet_distance_features(f1, f2)
         assert math.isfinite(d) and d >= 0
@@ -83,7 +79,6 @@ def test_sqrtm_psd_squares_back():
 
 
 # -- KID, precision/recall ------------------------------------------------------------------
-
 
 def test_kid_unbiased_on_equal_distributions_and_positive_on_shifted():
     g = torch.Generator().manual_seed(6)
@@ -119,19 +114,16 @@ def test_evaluate_features_one_pass_with_intervals_and_warnings():
     for name in m:
         lo, hi = m[name]["ci"]
         assert lo <= m[name]["value"] <= hi
-    assert any("2000" in w for w in r["warnings"])  # too few samples to mean much
+    assert any("2000" in w for w in r["warnings"])            # too few samples to mean much
     tiny = evaluate_features(x[:20], y[:20], bootstrap=0)
     assert any("singular" in w for w in tiny["warnings"])
 
 
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (torch.full((10, 4), float("nan")), "NaN"),
-        (torch.zeros((0, 4)), "empty"),
-        (torch.zeros((10, 5)), "dimensions differ"),
-    ],
-)
+@pytest.mark.parametrize("bad, match", [
+    (torch.full((10, 4), float("nan")), "NaN"),
+    (torch.zeros((0, 4)), "empty"),
+    (torch.zeros((10, 5)), "dimensions differ"),
+])
 def test_evaluate_features_bad_input(bad, match):
     with pytest.raises(DenoiselabError, match=match):
         evaluate_features(bad, torch.randn(10, 4))
@@ -139,11 +131,10 @@ def test_evaluate_features_bad_input(bad, match):
 
 # -- 2D metrics ----------------------------------------------------------------------------
 
-
 def test_mmd_and_swd_zero_on_identical_positive_on_shifted():
     x, y = load_toy("gaussians", 1000, 0), load_toy("gaussians", 1000, 1)
     assert sliced_wasserstein(x, x) == pytest.approx(0.0, abs=1e-12)
-    assert sliced_wasserstein(x, torch.cat([x, x])) == pytest.approx(0.0, abs=1e-9)  # unequal sizes, same law
+    assert sliced_wasserstein(x, torch.cat([x, x])) == pytest.approx(0.0, abs=1e-9)   # unequal sizes, same law
     assert abs(mmd_rbf(x, y)) < 2e-3
     assert sliced_wasserstein(x, y) < 0.25
     assert mmd_rbf(x, y + 1.0) > 0.05
@@ -181,7 +172,7 @@ def test_feature_net_trains_caches_and_scores_real_near_floor(tmp_path):
     real = evaluate_images(data.x[:400], data, "digits", ext, cache_dir=tmp_path, bootstrap=0)
     noise = evaluate_images(torch.rand(400, 1, 8, 8) * 2 - 1, data, "digits", ext, cache_dir=tmp_path, bootstrap=0)
     assert noise["metrics"]["FID"]["value"] > 3 * real["metrics"]["FID"]["floor"]
-    assert list(tmp_path.glob("reffeat-*.npy"))  # reference features cached
+    assert list(tmp_path.glob("reffeat-*.npy"))                 # reference features cached
     acc = conditional_accuracy(net, data.x[:200], data.y[:200])
     assert 0.0 <= acc["value"] <= 1.0
     with pytest.raises(DenoiselabError, match="labels for"):
@@ -208,16 +199,12 @@ def test_fid_inception_architecture_keys_and_shape(tmp_path):
     sd = net.state_dict()
     # torchvision's Inception3 minus the auxiliary head, with 1008 classes: pytorch-fid's file.
     assert sum(p.numel() for p in net.parameters()) == 23_850_960
-    for key, shape in [
-        ("Conv2d_1a_3x3.conv.weight", (32, 3, 3, 3)),
-        ("Conv2d_4a_3x3.bn.running_var", (192,)),
-        ("Mixed_5b.branch_pool.conv.weight", (32, 192, 1, 1)),
-        ("Mixed_6e.branch7x7dbl_5.conv.weight", (192, 192, 1, 7)),
-        ("Mixed_7a.branch7x7x3_4.conv.weight", (192, 192, 3, 3)),
-        ("Mixed_7c.branch3x3dbl_3b.conv.weight", (384, 384, 3, 1)),
-        ("fc.weight", (1008, 2048)),
-        ("fc.bias", (1008,)),
-    ]:
+    for key, shape in [("Conv2d_1a_3x3.conv.weight", (32, 3, 3, 3)), ("Conv2d_4a_3x3.bn.running_var", (192,)),
+                       ("Mixed_5b.branch_pool.conv.weight", (32, 192, 1, 1)),
+                       ("Mixed_6e.branch7x7dbl_5.conv.weight", (192, 192, 1, 7)),
+                       ("Mixed_7a.branch7x7x3_4.conv.weight", (192, 192, 3, 3)),
+                       ("Mixed_7c.branch3x3dbl_3b.conv.weight", (384, 384, 3, 1)),
+                       ("fc.weight", (1008, 2048)), ("fc.bias", (1008,))]:
         assert tuple(sd[key].shape) == shape
     assert not any(k.startswith("AuxLogits") for k in sd)
     path = tmp_path / "pt_inception.pth"
@@ -234,7 +221,6 @@ def test_fid_inception_architecture_keys_and_shape(tmp_path):
 
 
 # -- CLI -----------------------------------------------------------------------------------
-
 
 def test_cli_evaluate_points(tmp_path, capsys):
     path = tmp_path / "x.npy"
@@ -279,18 +265,8 @@ def test_cli_evaluate_images_with_cached_feature_net(tmp_path, capsys, monkeypat
     np.save(path, data.x[:300].numpy())
     labels = tmp_path / "y.npy"
     np.save(labels, data.y[:300].numpy())
-    argv = [
-        "evaluate",
-        str(path),
-        "--ref",
-        "digits",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--bootstrap",
-        "5",
-        "--labels",
-        str(labels),
-    ]
+    argv = ["evaluate", str(path), "--ref", "digits", "--cache-dir", str(tmp_path / "c"), "--bootstrap", "5",
+            "--labels", str(labels)]
     assert main(argv) == 0
     out = capsys.readouterr().out
     for name in ("FID", "KID", "precision", "recall", "class accuracy", "floor", "held-out accuracy"):

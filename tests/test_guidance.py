@@ -64,16 +64,8 @@ class FlowMixtureNet:
 def _random_unet(kind: str, num_classes: int = 3) -> torch.nn.Module:
     g = torch.Generator().manual_seed(1)
     if kind == "unet":
-        net = UNet(
-            in_channels=1,
-            image_size=8,
-            ch=8,
-            ch_mult=(1, 2),
-            num_res_blocks=1,
-            groups=4,
-            num_classes=num_classes,
-            heads=2,
-        )
+        net = UNet(in_channels=1, image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, groups=4,
+                   num_classes=num_classes, heads=2)
     else:
         net = CS180UNet(in_channels=1, D=4, image_size=8, T=1000, num_classes=num_classes)
     with torch.no_grad():  # the UNet's zero-initialised output layers would make every prediction 0
@@ -84,23 +76,14 @@ def _random_unet(kind: str, num_classes: int = 3) -> torch.nn.Module:
 
 # -- Classifier-free guidance: the formula ----------------------------------------------------
 
-
 @pytest.mark.parametrize("param", ["eps", "x0", "v", "flow"])
 @pytest.mark.parametrize("kind", ["unet", "cs180"])
 def test_cfg_scale_one_is_conditional_and_zero_unconditional(param, kind):
     net = _random_unet(kind)
-    den = (
-        FlowDenoiser(net, clip_x0=1.0)
-        if param == "flow"
-        else Denoiser(net, make_schedule("linear", 1000), param, clip_x0=1.0)
-    )
+    den = FlowDenoiser(net, clip_x0=1.0) if param == "flow" else Denoiser(net, make_schedule("linear", 1000), param, clip_x0=1.0)
     g = torch.Generator().manual_seed(2)
     x = torch.randn(6, 1, 8, 8, generator=g, dtype=F64)
-    t = (
-        torch.tensor([0.1, 0.3, 0.5, 0.2, 0.9, 0.7], dtype=F64)
-        if param == "flow"
-        else torch.tensor([10.0, 200, 999, 500, 3, 640], dtype=F64)
-    )
+    t = torch.tensor([0.1, 0.3, 0.5, 0.2, 0.9, 0.7], dtype=F64) if param == "flow" else torch.tensor([10., 200, 999, 500, 3, 640], dtype=F64)
     y = torch.tensor([0, 1, 2, 2, 1, 0])
     with torch.no_grad():
         cond, uncond = den(x, t, y), den(x, t, torch.full_like(y, -1))
@@ -152,16 +135,13 @@ def test_wrappers_delegate_the_process_but_not_the_network(mixture):
     w = guided(mixture, scale=2.0)
     assert w.schedule is mixture.schedule and w.sigma_range == mixture.sigma_range
     assert w.time_range == mixture.time_range and w.parameterization == "x0"
-    torch.testing.assert_close(
-        w.t_from_sigma(torch.tensor([1.0], dtype=F64)), mixture.t_from_sigma(torch.tensor([1.0], dtype=F64))
-    )
+    torch.testing.assert_close(w.t_from_sigma(torch.tensor([1.0], dtype=F64)), mixture.t_from_sigma(torch.tensor([1.0], dtype=F64)))
     with pytest.raises(AttributeError):
         w.raw
     assert guided(mixture) is mixture  # scale 1, no classifier: nothing to wrap
 
 
 # -- Guided sampling on the analytic mixture --------------------------------------------------
-
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_guided_sampling_at_scale_one_recovers_the_asked_component(mixture, sampler):
@@ -205,7 +185,6 @@ def test_flow_cfg_combines_velocity_like_eps():
 
 
 # -- Classifier guidance -----------------------------------------------------------------------
-
 
 def test_classifier_guidance_with_the_exact_classifier_is_the_conditional_model(mixture):
     """Bayes: the score of p(x_t) p(k | x_t) is the score of p(x_t | k) (Dhariwal & Nichol 2021, eq. 10-11)."""
@@ -262,7 +241,6 @@ def test_cfg_and_classifier_guidance_compose(mixture):
 
 # -- Label dropout ----------------------------------------------------------------------------
 
-
 @pytest.mark.parametrize("p", [0.1, 0.3])
 def test_label_dropout_happens_at_the_configured_rate(p):
     n = 200_000
@@ -277,22 +255,8 @@ def test_label_dropout_happens_at_the_configured_rate(p):
 # -- Runs, presets and the command line -------------------------------------------------------
 
 # Tiny image runs on the 8x8 sklearn digits: seconds to train, every code path of the real presets.
-DIGITS = [
-    "--set",
-    "data.name=digits",
-    "--set",
-    "model.image_size=8",
-    "--set",
-    "model.ch=8",
-    "--set",
-    "steps=6",
-    "--set",
-    "batch_size=16",
-    "--set",
-    "preview_every=0",
-    "--quiet",
-    "--no-pictures",
-]
+DIGITS = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.ch=8", "--set", "steps=6",
+          "--set", "batch_size=16", "--set", "preview_every=0", "--quiet", "--no-pictures"]
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +264,9 @@ def runs(tmp_path_factory):
     from denoiselab.cli import main
 
     root = tmp_path_factory.mktemp("guide")
-    argv = {
-        "class": ["--preset", "mnist-class"],
-        "uncond": ["--preset", "mnist"],
-        "clf": ["--preset", "mnist-classifier"],
-        "clf300": ["--preset", "mnist-classifier", "--set", "diffusion.T=300"],
-    }
+    argv = {"class": ["--preset", "mnist-class"], "uncond": ["--preset", "mnist"],
+            "clf": ["--preset", "mnist-classifier"],
+            "clf300": ["--preset", "mnist-classifier", "--set", "diffusion.T=300"]}
     for name, a in argv.items():
         assert main(["train", *a, "--out", str(root / name), *DIGITS]) == 0
     return root
@@ -316,42 +277,23 @@ def _one_error(capsys, needle):
     assert len(err) == 1 and err[0].startswith("denoiselab: error:") and needle in err[0], err
 
 
-@pytest.mark.parametrize(
-    "run,argv,needle",
-    [
-        ("uncond", ["--class", "3"], "unconditional model: drop --class"),
-        ("uncond", ["--guidance", "3"], "unconditional model: --guidance"),
-        ("class", ["--class", "10"], "class 10 is out of range"),
-        ("class", ["--class", "-2"], "class -2 is out of range"),
-        ("uncond", ["--classifier", "{root}/clf", "--class", "11"], "class 11 is out of range"),
-        ("uncond", ["--classifier", "{root}/class", "--class", "1"], "not a classifier run"),
-        ("uncond", ["--classifier", "{root}/clf300", "--class", "1"], "another noise schedule"),
-        ("uncond", ["--classifier-scale", "2"], "needs --classifier"),
-        ("clf", [], "noise-aware classifier: it cannot be sampled"),
-    ],
-)
+@pytest.mark.parametrize("run,argv,needle", [
+    ("uncond", ["--class", "3"], "unconditional model: drop --class"),
+    ("uncond", ["--guidance", "3"], "unconditional model: --guidance"),
+    ("class", ["--class", "10"], "class 10 is out of range"),
+    ("class", ["--class", "-2"], "class -2 is out of range"),
+    ("uncond", ["--classifier", "{root}/clf", "--class", "11"], "class 11 is out of range"),
+    ("uncond", ["--classifier", "{root}/class", "--class", "1"], "not a classifier run"),
+    ("uncond", ["--classifier", "{root}/clf300", "--class", "1"], "another noise schedule"),
+    ("uncond", ["--classifier-scale", "2"], "needs --classifier"),
+    ("clf", [], "noise-aware classifier: it cannot be sampled"),
+])
 def test_bad_conditioning_gives_one_clear_line(runs, tmp_path, capsys, run, argv, needle):
     from denoiselab.cli import main
 
     argv = [a.replace("{root}", str(runs)) for a in argv]
-    assert (
-        main(
-            [
-                "sample",
-                str(runs / run),
-                "--num",
-                "4",
-                "--steps",
-                "3",
-                "--sampler",
-                "ddim",
-                "--out",
-                str(tmp_path / "x.npy"),
-                *argv,
-            ]
-        )
-        == 2
-    )
+    assert main(["sample", str(runs / run), "--num", "4", "--steps", "3", "--sampler", "ddim",
+                 "--out", str(tmp_path / "x.npy"), *argv]) == 2
     _one_error(capsys, needle)
 
 
@@ -360,20 +302,19 @@ def test_sample_class_guidance_and_classifier(runs, tmp_path):
 
     common = ["--num", "6", "--steps", "4", "--sampler", "ddim", "--seed", "5"]
     outs = {}
-    for name, run, extra in [
-        ("w3", "class", ["--class", "2", "--guidance", "3"]),
-        ("w3b", "class", ["--class", "2", "--guidance", "3", "--batch-size", "4"]),
-        ("w1", "class", ["--class", "2", "--guidance", "1"]),
-        ("w2", "class", ["--class", "2", "--guidance", "2"]),
-        ("default", "class", ["--class", "2"]),
-        ("clf", "uncond", ["--classifier", str(runs / "clf"), "--class", "2", "--classifier-scale", "5"]),
-        ("noclf", "uncond", []),
-    ]:
+    for name, run, extra in [("w3", "class", ["--class", "2", "--guidance", "3"]),
+                             ("w3b", "class", ["--class", "2", "--guidance", "3", "--batch-size", "4"]),
+                             ("w1", "class", ["--class", "2", "--guidance", "1"]),
+                             ("w2", "class", ["--class", "2", "--guidance", "2"]),
+                             ("default", "class", ["--class", "2"]),
+                             ("clf", "uncond", ["--classifier", str(runs / "clf"), "--class", "2",
+                                                "--classifier-scale", "5"]),
+                             ("noclf", "uncond", [])]:
         assert main(["sample", str(runs / run), *common, "--out", str(tmp_path / f"{name}.npy"), *extra]) == 0
         outs[name] = np.load(tmp_path / f"{name}.npy")
     assert outs["w3"].shape == (6, 1, 8, 8) and np.isfinite(outs["w3"]).all()
     np.testing.assert_allclose(outs["w3"], outs["w3b"], atol=1e-5)  # sample i depends only on (seed, i)
-    np.testing.assert_array_equal(outs["default"], outs["w2"])  # the preset's default scale is 2
+    np.testing.assert_array_equal(outs["default"], outs["w2"])      # the preset's default scale is 2
     assert np.abs(outs["w3"] - outs["w1"]).max() > 0  # tiny 6-step nets: the class barely matters yet
     assert np.abs(outs["clf"] - outs["noclf"]).max() > 0
 
@@ -422,18 +363,8 @@ def test_classifier_learns_digits_at_low_noise(tmp_path):
     from denoiselab.presets import get_preset
     from denoiselab.training.trainer import Trainer
 
-    cfg = apply_overrides(
-        get_preset("mnist-classifier"),
-        [
-            "data.name=digits",
-            "model.image_size=8",
-            "model.ch=16",
-            "steps=150",
-            "batch_size=64",
-            "ema_decay=0",
-            "warmup=10",
-        ],
-    )
+    cfg = apply_overrides(get_preset("mnist-classifier"), ["data.name=digits", "model.image_size=8", "model.ch=16",
+                                                            "steps=150", "batch_size=64", "ema_decay=0", "warmup=10"])
     data = R.build_data(cfg)
     torch.manual_seed(0)
     net = R.build_net(R.resolve_config(cfg, data))
@@ -448,81 +379,22 @@ def test_plot_guidance_and_animate(runs, tmp_path, capsys):
     from denoiselab.cli import main
 
     out = tmp_path / "grid.png"
-    assert (
-        main(
-            [
-                "plot",
-                "guidance",
-                str(runs / "class"),
-                "--scales",
-                "0",
-                "3",
-                "--classes",
-                "1",
-                "7",
-                "--batch-size",
-                "2",
-                "--num-batches",
-                "2",
-                "--steps",
-                "3",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["plot", "guidance", str(runs / "class"), "--scales", "0", "3", "--classes", "1", "7",
+                 "--batch-size", "2", "--num-batches", "2", "--steps", "3", "--out", str(out)]) == 0
     from PIL import Image
 
     w, h = Image.open(out).size
     assert w > h > 0  # 2 classes of 2x2 tiles side by side, 2 scale rows
     # The start is an option here too: a deterministic sampler from N(0, I) draws another grid.
     for start in ("moments", "gaussian"):
-        assert (
-            main(
-                [
-                    "plot",
-                    "guidance",
-                    str(runs / "class"),
-                    "--scales",
-                    "3",
-                    "--classes",
-                    "1",
-                    "--batch-size",
-                    "2",
-                    "--sampler",
-                    "ddim",
-                    "--steps",
-                    "3",
-                    "--start",
-                    start,
-                    "--out",
-                    str(tmp_path / f"{start}.png"),
-                ]
-            )
-            == 0
-        )
+        assert main(["plot", "guidance", str(runs / "class"), "--scales", "3", "--classes", "1", "--batch-size", "2",
+                     "--sampler", "ddim", "--steps", "3", "--start", start, "--out", str(tmp_path / f"{start}.png")]) == 0
     assert Image.open(tmp_path / "moments.png").tobytes() != Image.open(tmp_path / "gaussian.png").tobytes()
     capsys.readouterr()
     assert main(["plot", "guidance", str(runs / "uncond"), "--steps", "3", "--out", str(out)]) == 2
     _one_error(capsys, "unconditional")
-    assert (
-        main(
-            [
-                "animate",
-                str(runs / "class"),
-                "--class",
-                "4",
-                "--num",
-                "4",
-                "--steps",
-                "3",
-                "--out",
-                str(tmp_path / "a.gif"),
-            ]
-        )
-        == 0
-    )
+    assert main(["animate", str(runs / "class"), "--class", "4", "--num", "4", "--steps", "3",
+                 "--out", str(tmp_path / "a.gif")]) == 0
 
 
 def test_class_conditional_pictures_show_every_class_in_its_column(runs, tmp_path, monkeypatch):
@@ -587,12 +459,7 @@ def test_presets_for_conditioning(tmp_path):
     from denoiselab.presets import get_preset
 
     c = get_preset("cs180-class")
-    assert (c.model.name, c.model.options["num_classes"], c.diffusion.T, c.diffusion.p_uncond) == (
-        "cs180-unet",
-        10,
-        300,
-        0.1,
-    )
+    assert (c.model.name, c.model.options["num_classes"], c.diffusion.T, c.diffusion.p_uncond) == ("cs180-unet", 10, 300, 0.1)
     assert (c.sample.guidance, c.sample.sampler, c.sample.steps) == (5.0, "ddpm", 300)
     assert isinstance(R.build_net(c), CS180UNet)
     m = get_preset("mnist-class")
@@ -625,80 +492,24 @@ def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, m
 
     tiny = FeatureNetConfig(feature_dim=16, widths=(8, 8, 16), epochs=1, batch_size=256)
     monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (tiny, None, None))
-    argv = [
-        "evaluate",
-        str(runs / "class"),
-        "--ref",
-        "digits",
-        "--num",
-        "20",
-        "--steps",
-        "2",
-        "--guidance",
-        "2",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--bootstrap",
-        "0",
-        "--json",
-    ]
+    argv = ["evaluate", str(runs / "class"), "--ref", "digits", "--num", "20", "--steps", "2", "--guidance", "2",
+            "--cache-dir", str(tmp_path / "c"), "--bootstrap", "0", "--json"]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     assert sorted(int(k) for k in res["metrics"]["class accuracy"]["per_class"]) == list(range(10))
 
 
-@pytest.mark.parametrize(
-    "preset,sampler", [("cs180-class", "ddpm"), ("cs180-flow-class", "euler"), ("cs180-flow-class", "heun")]
-)
+@pytest.mark.parametrize("preset,sampler", [("cs180-class", "ddpm"), ("cs180-flow-class", "euler"),
+                                            ("cs180-flow-class", "heun")])
 def test_cs180_class_presets_sample_guided(tmp_path, preset, sampler):
     """The CS180 class-conditioned teaching UNets (DDPM T = 300 and flow matching) sample with their default w = 5."""
     from denoiselab.cli import main
 
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                preset,
-                "--out",
-                str(out),
-                "--set",
-                "data.name=digits",
-                "--set",
-                "model.image_size=8",
-                "--set",
-                "model.D=4",
-                "--set",
-                "steps=3",
-                "--set",
-                "batch_size=8",
-                "--set",
-                "preview_every=0",
-                "--quiet",
-                "--no-pictures",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "sample",
-                str(out),
-                "--class",
-                "3",
-                "--num",
-                "5",
-                "--sampler",
-                sampler,
-                "--steps",
-                "4",
-                "--out",
-                str(tmp_path / "x.npy"),
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", preset, "--out", str(out), "--set", "data.name=digits", "--set", "model.image_size=8",
+                 "--set", "model.D=4", "--set", "steps=3", "--set", "batch_size=8", "--set", "preview_every=0",
+                 "--quiet", "--no-pictures"]) == 0
+    assert main(["sample", str(out), "--class", "3", "--num", "5", "--sampler", sampler, "--steps", "4",
+                 "--out", str(tmp_path / "x.npy")]) == 0
     x = np.load(tmp_path / "x.npy")
     assert x.shape == (5, 1, 8, 8) and np.isfinite(x).all()

@@ -26,56 +26,16 @@ from denoiselab.viz import images as V
 # -- Models -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kw, shape",
-    [
-        (
-            dict(
-                in_channels=1,
-                image_size=28,
-                ch=16,
-                ch_mult=(1, 2, 2),
-                num_res_blocks=1,
-                attn_resolutions=(7,),
-                groups=8,
-            ),
-            (3, 1, 28, 28),
-        ),
-        (
-            dict(
-                in_channels=3,
-                image_size=32,
-                ch=16,
-                ch_mult=(1, 2, 2, 2),
-                num_res_blocks=2,
-                attn_resolutions=(16,),
-                dropout=0.1,
-            ),
-            (2, 3, 32, 32),
-        ),
-        (
-            dict(
-                in_channels=1,
-                image_size=28,
-                ch=16,
-                ch_mult=(1, 2),
-                patch=2,
-                attn_resolutions=(7,),
-                groups=8,
-                channels_last=True,
-            ),
-            (2, 1, 28, 28),
-        ),
-        (
-            dict(in_channels=3, image_size=8, ch=8, ch_mult=(1,), num_res_blocks=1, mid_attn=False, groups=4),
-            (2, 3, 8, 8),
-        ),
-        (dict(in_channels=3, image_size=16, ch=16, ch_mult=(1, 2), out_channels=6), (2, 3, 16, 16)),
-    ],
-)
+@pytest.mark.parametrize("kw, shape", [
+    (dict(in_channels=1, image_size=28, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), groups=8), (3, 1, 28, 28)),
+    (dict(in_channels=3, image_size=32, ch=16, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1), (2, 3, 32, 32)),
+    (dict(in_channels=1, image_size=28, ch=16, ch_mult=(1, 2), patch=2, attn_resolutions=(7,), groups=8, channels_last=True), (2, 1, 28, 28)),
+    (dict(in_channels=3, image_size=8, ch=8, ch_mult=(1,), num_res_blocks=1, mid_attn=False, groups=4), (2, 3, 8, 8)),
+    (dict(in_channels=3, image_size=16, ch=16, ch_mult=(1, 2), out_channels=6), (2, 3, 16, 16)),
+])
 def test_unet_output_shape(kw, shape):
     net = UNet(**kw)
-    out = net(torch.randn(shape), torch.tensor([0.0, 999.0, 500.0][: shape[0]]))
+    out = net(torch.randn(shape), torch.tensor([0.0, 999.0, 500.0][:shape[0]]))
     c_out = kw.get("out_channels", shape[1])
     assert out.shape == (shape[0], c_out, *shape[2:])
     assert out.is_contiguous()
@@ -125,24 +85,10 @@ def test_cs180_unet_shapes_and_conditioning():
 
 
 def test_tiny_image_model_loss_falls(tmp_path):
-    cfg = apply_overrides(
-        get_preset("mnist"),
-        [
-            "data.name=digits",
-            "model.image_size=8",
-            "model.patch=1",
-            "model.ch=16",
-            "model.ch_mult=[1,2]",
-            "model.attn_resolutions=[4]",
-            "model.groups=4",
-            "steps=40",
-            "batch_size=64",
-            "log_every=10",
-            "warmup=0",
-            "preview_every=0",
-            "ema_decay=0",
-        ],
-    )
+    cfg = apply_overrides(get_preset("mnist"), [
+        "data.name=digits", "model.image_size=8", "model.patch=1", "model.ch=16", "model.ch_mult=[1,2]",
+        "model.attn_resolutions=[4]", "model.groups=4", "steps=40", "batch_size=64", "log_every=10",
+        "warmup=0", "preview_every=0", "ema_decay=0"])
     data = runs.build_data(cfg)
     result = runs.make_trainer(cfg, tmp_path, data, progress=False).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -151,23 +97,10 @@ def test_tiny_image_model_loss_falls(tmp_path):
 
 
 def test_bf16_autocast_option_trains(tmp_path):
-    cfg = apply_overrides(
-        get_preset("mnist"),
-        [
-            "data.name=digits",
-            "model.image_size=8",
-            "model.patch=1",
-            "model.ch=8",
-            "model.ch_mult=[1]",
-            "model.attn_resolutions=[]",
-            "model.groups=4",
-            "steps=3",
-            "batch_size=8",
-            "log_every=1",
-            "preview_every=0",
-            "train.autocast=bf16",
-        ],
-    )
+    cfg = apply_overrides(get_preset("mnist"), [
+        "data.name=digits", "model.image_size=8", "model.patch=1", "model.ch=8", "model.ch_mult=[1]",
+        "model.attn_resolutions=[]", "model.groups=4", "steps=3", "batch_size=8", "log_every=1",
+        "preview_every=0", "train.autocast=bf16"])
     result = runs.make_trainer(cfg, tmp_path, runs.build_data(cfg), progress=False).fit()
     assert np.isfinite(result["loss"])
     with pytest.raises(DenoiselabError, match="autocast"):
@@ -231,9 +164,7 @@ def test_image_folder_data_set_reports_corrupt_files_and_flips(image_folder):
 
 
 def _write_idx(path, arr: np.ndarray, type_byte: int = 0x08):
-    payload = (
-        bytes([0, 0, type_byte, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(">u1").tobytes()
-    )
+    payload = bytes([0, 0, type_byte, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(">u1").tobytes()
     if str(path).endswith(".gz"):
         with gzip.open(path, "wb") as f:
             f.write(payload)
@@ -259,11 +190,8 @@ def test_idx_loader(tmp_path):
 def test_cifar10_loader(tmp_path):
     rng = np.random.default_rng(0)
     for i in (1, 2):
-        batch = {
-            b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
-            b"labels": [0, 1, 2, 9],
-            b"batch_label": b"training batch",
-        }
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9],
+                 b"batch_label": b"training batch"}
         with open(tmp_path / f"data_batch_{i}", "wb") as f:
             pickle.dump(batch, f)
     x, y, names = load_cifar10(tmp_path)
@@ -283,15 +211,13 @@ def test_cifar10_loader(tmp_path):
 def test_pictures_are_written(tmp_path):
     x = torch.rand(6, 1, 8, 8) * 2 - 1
     sched = make_schedule("linear", 100)
-    files = [
-        V.save_grid(x, tmp_path / "grid.png"),
-        V.gif_reverse_images([(50, x, x * 0), (10, x, x), (-1, x, x)], tmp_path / "rev.gif"),
-        V.plot_forward_grid(x[:3], sched, tmp_path / "fwd.png"),
-        V.gif_forward_images(x, sched, tmp_path / "fwd.gif", frames=5),
-        V.plot_pixel_histograms(torch.rand(6, 3, 8, 8) * 2 - 1, sched, tmp_path / "hist.png")[0],
-        V.plot_schedule_images(x, tmp_path / "sched.png", T=100)[0],
-        V.plot_denoiser_sigmas(x[:2], lambda z: z.clamp(-1, 1), tmp_path / "sig.png")[0],
-    ]
+    files = [V.save_grid(x, tmp_path / "grid.png"),
+             V.gif_reverse_images([(50, x, x * 0), (10, x, x), (-1, x, x)], tmp_path / "rev.gif"),
+             V.plot_forward_grid(x[:3], sched, tmp_path / "fwd.png"),
+             V.gif_forward_images(x, sched, tmp_path / "fwd.gif", frames=5),
+             V.plot_pixel_histograms(torch.rand(6, 3, 8, 8) * 2 - 1, sched, tmp_path / "hist.png")[0],
+             V.plot_schedule_images(x, tmp_path / "sched.png", T=100)[0],
+             V.plot_denoiser_sigmas(x[:2], lambda z: z.clamp(-1, 1), tmp_path / "sig.png")[0]]
     for f in files:
         assert f.stat().st_size > 0, f
     with Image.open(tmp_path / "rev.gif") as im:
@@ -311,12 +237,8 @@ def test_cli_image_plots_and_forward_animation(tmp_path, capsys):
     assert main(["plot", "histogram", "digits", "--out", str(tmp_path / "h.png")]) == 0
     assert "KS" in capsys.readouterr().out
     assert main(["plot", "schedule-images", "digits", "--out", str(tmp_path / "s.png"), "--T", "200"]) == 0
-    assert (
-        main(
-            ["animate", "forward", "--data", "digits", "--num", "4", "--frames", "4", "--out", str(tmp_path / "f.gif")]
-        )
-        == 0
-    )
+    assert main(["animate", "forward", "--data", "digits", "--num", "4", "--frames", "4", "--out",
+                 str(tmp_path / "f.gif")]) == 0
     for name in ("h.png", "s.png", "f.gif"):
         assert (tmp_path / name).stat().st_size > 0
     assert main(["plot", "histogram", "swiss-roll", "--out", str(tmp_path / "x.png")]) == 2
@@ -339,40 +261,14 @@ def test_afhq64_architecture_and_two_steps(tmp_path):
     net = runs.build_net(cfg)
     n = sum(p.numel() for p in net.parameters())
     assert 30e6 < n < 80e6  # ch 128, mults 1,2,2,2, 4 blocks, attention at 32x32
-    assert (
-        sum(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "AttentionBlock" for m in net.modules())
-        > 0
-    )
+    assert sum(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "AttentionBlock" for m in net.modules()) > 0
     with torch.no_grad():
         assert net(torch.randn(1, 3, 64, 64), torch.tensor([10.0])).shape == (1, 3, 64, 64)
     folder = _tiny_folder(tmp_path / "afhq")
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "afhq64",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-pictures",
-                "--set",
-                f"data.path={folder}",
-                "--set",
-                "steps=2",
-                "--set",
-                "batch_size=2",
-                "--set",
-                "model.ch=16",
-                "--set",
-                "model.num_res_blocks=1",
-                "--set",
-                "log_every=1",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "afhq64", "--out", str(out), "--quiet", "--no-pictures",
+                 "--set", f"data.path={folder}", "--set", "steps=2", "--set", "batch_size=2",
+                 "--set", "model.ch=16", "--set", "model.num_res_blocks=1", "--set", "log_every=1"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2 and np.isfinite(rows[-1]["loss"])
 
@@ -384,98 +280,30 @@ def test_pokemon_preset_runs_two_steps_with_pictures(tmp_path):
         assert net(torch.randn(1, 3, 32, 32), torch.tensor([3.0])).shape == (1, 3, 32, 32)
     folder = _tiny_folder(tmp_path / "sprites", n=3)
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "pokemon",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                f"data.path={folder}",
-                "--set",
-                "steps=2",
-                "--set",
-                "batch_size=4",
-                "--set",
-                "model.ch=16",
-                "--set",
-                "model.num_res_blocks=1",
-                "--set",
-                "log_every=1",
-                "--set",
-                "sample.steps=3",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "pokemon", "--out", str(out), "--quiet",
+                 "--set", f"data.path={folder}", "--set", "steps=2", "--set", "batch_size=4",
+                 "--set", "model.ch=16", "--set", "model.num_res_blocks=1",
+                 "--set", "log_every=1", "--set", "sample.steps=3"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["diffusion"]["parameterization"] == "x0" and cfg["model"]["options"]["image_size"] == 32
-    for name in (
-        "samples.png",
-        "reverse.gif",
-        "forward.png",
-        "forward.gif",
-        "histograms.png",
-        "schedule_images.png",
-        "loss.png",
-        "pictures.json",
-    ):
+    for name in ("samples.png", "reverse.gif", "forward.png", "forward.gif", "histograms.png",
+                 "schedule_images.png", "loss.png", "pictures.json"):
         assert (out / name).stat().st_size > 0, name
     hist = json.loads((out / "pictures.json").read_text())["pixel_histograms"]
     assert set(hist["x_T"]) == {"red", "green", "blue"}
-    assert (
-        main(["sample", str(out), "--num", "4", "--sampler", "ddim", "--steps", "3", "--out", str(tmp_path / "s.png")])
-        == 0
-    )
+    assert main(["sample", str(out), "--num", "4", "--sampler", "ddim", "--steps", "3",
+                 "--out", str(tmp_path / "s.png")]) == 0
 
 
 def test_cs180_presets(tmp_path):
     cfg = get_preset("cs180-time")
     assert (cfg.diffusion.T, cfg.train.batch_size, cfg.model.options["D"]) == (300, 128, 64)
     out = tmp_path / "time"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "cs180-time",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-pictures",
-                "--set",
-                "steps=2",
-                "--set",
-                "batch_size=8",
-                "--set",
-                "model.D=8",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "cs180-time", "--out", str(out), "--quiet", "--no-pictures",
+                 "--set", "steps=2", "--set", "batch_size=8", "--set", "model.D=8"]) == 0
     out = tmp_path / "denoiser"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "cs180-denoiser",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                "steps=2",
-                "--set",
-                "batch_size=8",
-                "--set",
-                "model.D=8",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "cs180-denoiser", "--out", str(out), "--quiet",
+                 "--set", "steps=2", "--set", "batch_size=8", "--set", "model.D=8"]) == 0
     mse = json.loads((out / "pictures.json").read_text())["denoiser_mse_by_sigma"]
     assert list(mse) == ["0", "0.2", "0.4", "0.5", "0.6", "0.8", "1"]
     assert (out / "denoiser_sigmas.png").stat().st_size > 0

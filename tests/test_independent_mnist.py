@@ -21,13 +21,13 @@ def _real(n: int, start: int) -> np.ndarray:
 
     X, _ = mnist_data()
     perm = np.random.default_rng(0).permutation(len(X))
-    rest = perm[independent_mnist.FIT + independent_mnist.REF :]
-    return X[rest[start : start + n]].astype(np.float64) / 127.5 - 1.0
+    rest = perm[independent_mnist.FIT + independent_mnist.REF:]
+    return X[rest[start:start + n]].astype(np.float64) / 127.5 - 1.0
 
 
 def test_held_out_real_digits_score_near_the_floor_and_noise_far_above(ev):
     assert ev.accuracy > 0.8
-    real = ev.scores(_real(1000, 1000))  # the 1,000 digits of the last part the floor did not use
+    real = ev.scores(_real(1000, 1000))   # the 1,000 digits of the last part the floor did not use
     noise = ev.scores(np.random.default_rng(0).uniform(-1, 1, (1000, 784)))
     for k in ("PCA FID", "MLP FID"):
         assert real[k] < 1.3 * ev.floors[k]
@@ -36,7 +36,7 @@ def test_held_out_real_digits_score_near_the_floor_and_noise_far_above(ev):
 
 def test_a_degraded_copy_scores_worse_than_the_real_one(ev):
     x = _real(1000, 1000).reshape(-1, 28, 28)
-    shifted = np.roll(x, 3, axis=2)  # every digit moved 3 pixels right
+    shifted = np.roll(x, 3, axis=2)        # every digit moved 3 pixels right
     a, b = ev.scores(x), ev.scores(shifted)
     for k in ("PCA FID", "MLP FID"):
         assert b[k] > 2 * a[k]

@@ -20,8 +20,7 @@ def test_the_readme_table_is_generated_from_the_preset_files():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_with_table(readme) == readme, (
         "the README's preset table differs from what the preset files generate: run "
-        "`python -m denoiselab.presets --write-readme` from the repository root and commit README.md"
-    )
+        "`python -m denoiselab.presets --write-readme` from the repository root and commit README.md")
 
 
 def test_every_preset_has_a_source_and_a_one_line_summary():
@@ -96,18 +95,14 @@ def test_a_user_preset_file_round_trips_through_train_dry_run(tmp_path, capsys):
     path.write_text(USER)
     assert main(["train", "--preset", str(path), "--out", str(tmp_path / "run"), "--dry-run"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert (
-        printed
-        == json.loads(load_preset_file(path)["tiny-moons"].to_json())
-        == json.loads(get_preset(str(path)).to_json())
-    )
+    assert printed == json.loads(load_preset_file(path)["tiny-moons"].to_json()) == json.loads(get_preset(str(path)).to_json())
     assert printed["preset"] == "tiny-moons" and printed["model"]["options"] == {"width": 16, "depth": 1}
     assert (printed["data"]["name"], printed["train"]["steps"], printed["train"]["lr"]) == ("moons", 7, 2e-3)
 
 
 def test_a_file_of_several_presets_needs_a_name(tmp_path):
     path = tmp_path / "two.toml"
-    path.write_text(USER + "\n[presets.other.train]\nsteps = 5\n")
+    path.write_text(USER + '\n[presets.other.train]\nsteps = 5\n')
     with pytest.raises(DenoiselabError, match="holds 2 presets .*two.toml:NAME"):
         get_preset(str(path))
     assert get_preset(f"{path}:other").train.steps == 5
@@ -115,19 +110,13 @@ def test_a_file_of_several_presets_needs_a_name(tmp_path):
         get_preset(f"{path}:othr")
 
 
-@pytest.mark.parametrize(
-    "text, match",
-    [
-        ('[presets.a]\nsummary = "unterminated\n', r"bad\.toml is not valid TOML: .*line 2"),
-        (
-            "[presets.a.train]\nstesp = 3\n",
-            r"unknown setting train\.stesp in preset a \(.*bad\.toml\): did you mean train\.steps\?",
-        ),
-        ('[presets.a]\nsumary = "x"\n', r"unknown key presets\.a\.sumary in .*did you mean presets\.a\.summary\?"),
-        ('name = "x"\n', r"unknown key name in .*\[presets\.NAME\] tables"),
-        ("", r"holds no preset"),
-    ],
-)
+@pytest.mark.parametrize("text, match", [
+    ('[presets.a]\nsummary = "unterminated\n', r"bad\.toml is not valid TOML: .*line 2"),
+    ("[presets.a.train]\nstesp = 3\n", r"unknown setting train\.stesp in preset a \(.*bad\.toml\): did you mean train\.steps\?"),
+    ('[presets.a]\nsumary = "x"\n', r"unknown key presets\.a\.sumary in .*did you mean presets\.a\.summary\?"),
+    ('name = "x"\n', r"unknown key name in .*\[presets\.NAME\] tables"),
+    ("", r"holds no preset"),
+])
 def test_a_bad_preset_file_is_one_line_naming_the_file(tmp_path, capsys, text, match):
     path = tmp_path / "bad.toml"
     path.write_text(text)

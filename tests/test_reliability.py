@@ -28,19 +28,9 @@ import reliability as R  # noqa: E402
 # A class-conditional UNet with dropout (torch's global RNG), label dropout (the trainer's
 # generator), EMA, warm-up and cosine decay (the LR schedule), on 6 images so that the data
 # order crosses many epoch boundaries.
-TINY_IMG = [
-    "model.ch=8",
-    "model.groups=4",
-    "model.dropout=0.1",
-    "steps=12",
-    "batch_size=4",
-    "warmup=3",
-    "log_every=2",
-    "preview_every=0",
-    "ckpt_every=2",
-    "keep_checkpoints=3",
-    "threads=1",
-]
+TINY_IMG = ["model.ch=8", "model.groups=4", "model.dropout=0.1",
+            "steps=12", "batch_size=4", "warmup=3", "log_every=2", "preview_every=0", "ckpt_every=2",
+            "keep_checkpoints=3", "threads=1"]
 
 
 def image_cfg(*extra):
@@ -207,22 +197,8 @@ def test_stale_temp_files_are_removed_on_resume(tmp_path):
     assert not any(p.exists() for p in junk)
 
 
-TINY2D = [
-    "--set",
-    "data.num=1024",
-    "--set",
-    "model.width=16",
-    "--set",
-    "model.depth=1",
-    "--set",
-    "steps=6",
-    "--set",
-    "batch_size=16",
-    "--set",
-    "log_every=3",
-    "--quiet",
-    "--no-pictures",
-]
+TINY2D = ["--set", "data.num=1024", "--set", "model.width=16", "--set", "model.depth=1", "--set", "steps=6",
+          "--set", "batch_size=16", "--set", "log_every=3", "--quiet", "--no-pictures"]
 
 
 def test_train_resume_starts_continues_and_refuses_another_config(tmp_path, capsys):
@@ -260,14 +236,8 @@ def test_ambiguous_name_and_path(tmp_path, monkeypatch):
 
 
 # One case in three of the benchmark's table, plus the ones the issue names.
-NAMED = {
-    "--num 0",
-    "--out .txt",
-    "--ref both a data set and ./mnist",
-    "every checkpoint truncated",
-    "samples a pickled object array",
-    "--resume with another preset",
-}
+NAMED = {"--num 0", "--out .txt", "--ref both a data set and ./mnist", "every checkpoint truncated",
+         "samples a pickled object array", "--resume with another preset"}
 SAMPLE = [c for i, c in enumerate(R.CASES) if i % 3 == 0 or c.what in NAMED]
 
 

@@ -13,46 +13,12 @@ from denoiselab.cli import main
 from denoiselab.presets import get_preset
 from denoiselab.viz import compare, html, pagecheck, report
 
-IMAGE_TINY = [
-    "--set",
-    "data.name=digits",
-    "--set",
-    "model.image_size=8",
-    "--set",
-    "model.patch=1",
-    "--set",
-    "model.ch=8",
-    "--set",
-    "model.ch_mult=[1]",
-    "--set",
-    "model.attn_resolutions=[]",
-    "--set",
-    "model.groups=4",
-    "--set",
-    "steps=20",
-    "--set",
-    "batch_size=16",
-    "--set",
-    "log_every=5",
-    "--set",
-    "preview_every=10",
-    "--set",
-    "sample.steps=5",
-    "--set",
-    "data.flip=true",
-]
-POINTS_TINY = [
-    "--set",
-    "data.num=4096",
-    "--set",
-    "model.width=32",
-    "--set",
-    "model.depth=2",
-    "--set",
-    "batch_size=64",
-    "--set",
-    "log_every=10",
-]
+IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",
+              "--set", "model.ch=8", "--set", "model.ch_mult=[1]", "--set", "model.attn_resolutions=[]",
+              "--set", "model.groups=4", "--set", "steps=20", "--set", "batch_size=16", "--set", "log_every=5",
+              "--set", "preview_every=10", "--set", "sample.steps=5", "--set", "data.flip=true"]
+POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2",
+               "--set", "batch_size=64", "--set", "log_every=10"]
 
 
 @pytest.fixture(scope="module")
@@ -69,32 +35,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for i, (steps, lr) in enumerate([(60, "3e-3"), (20, "1e-3"), (40, "2e-3")]):
         out = root / f"roll{i}"
-        assert (
-            main(
-                [
-                    "train",
-                    "--preset",
-                    "swiss-roll",
-                    "--out",
-                    str(out),
-                    "--quiet",
-                    "--no-pictures",
-                    *POINTS_TINY,
-                    "--set",
-                    f"steps={steps}",
-                    "--set",
-                    f"lr={lr}",
-                    "--set",
-                    f"seed={i}",
-                ]
-            )
-            == 0
-        )
+        assert main(["train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--no-pictures", *POINTS_TINY,
+                     "--set", f"steps={steps}", "--set", f"lr={lr}", "--set", f"seed={i}"]) == 0
         assert main(["plot", "loss", str(out)]) == 0
-        assert (
-            main(["evaluate", str(out), "--ref", "swiss-roll", "--num", "128", "--sampler", "ddim", "--steps", "5"])
-            == 0
-        )
+        assert main(["evaluate", str(out), "--ref", "swiss-roll", "--num", "128", "--sampler", "ddim",
+                     "--steps", "5"]) == 0
     (root / "notes").mkdir()  # not a run: ignored
     return root
 
@@ -106,18 +51,8 @@ def images_in(page: str) -> list[str]:
 def test_training_writes_a_self_contained_report(image_run):
     page = (image_run / "report.html").read_text()
     pictures = report.list_run_pictures(image_run)
-    for name in (
-        "loss.png",
-        "dataset_summary.png",
-        "samples.png",
-        "reverse.gif",
-        "forward.png",
-        "forward.gif",
-        "histograms.png",
-        "schedule_images.png",
-        "previews/step0000010.png",
-        "previews/step0000020.png",
-    ):
+    for name in ("loss.png", "dataset_summary.png", "samples.png", "reverse.gif", "forward.png", "forward.gif",
+                 "histograms.png", "schedule_images.png", "previews/step0000010.png", "previews/step0000020.png"):
         assert name in pictures, name
     srcs = images_in(page)
     # Every picture of the run is on the page, inlined byte for byte: nothing is fetched.
@@ -147,7 +82,7 @@ def test_dataset_summary_is_the_first_training_batch(image_run):
 def test_new_pictures_appear_without_code_changes(image_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(image_run, run)
-    shutil.copy(run / "samples.png", run / "guidance.png")  # a known name gets its caption
+    shutil.copy(run / "samples.png", run / "guidance.png")       # a known name gets its caption
     (run / "extra").mkdir()
     shutil.copy(run / "reverse.gif", run / "extra" / "my_edit.gif")  # an unknown one is listed generically
     page = report.write_run_report(run).read_text()
@@ -190,9 +125,8 @@ def test_report_command(runs, image_run, tmp_path, capsys):
 
 
 def test_training_time_sums_resumed_segments(tmp_path):
-    summary = report.RunSummary(
-        tmp_path, {}, [{"step": s, "loss": 1.0, "time": t} for s, t in [(1, 1.0), (2, 2.5), (3, 0.5), (4, 1.5)]], []
-    )
+    summary = report.RunSummary(tmp_path, {}, [{"step": s, "loss": 1.0, "time": t}
+                                               for s, t in [(1, 1.0), (2, 2.5), (3, 0.5), (4, 1.5)]], [])
     assert summary.train_seconds == pytest.approx(4.0)
     assert summary.steps == 4
 
@@ -222,7 +156,6 @@ def test_samples_caption_names_the_sampler_and_where_it_started(image_run):
 
 # -- the checker itself must be able to fail ------------------------------------------------------
 
-
 def test_sort_check_and_blank_check():
     import io
 
@@ -242,7 +175,6 @@ def test_sort_check_and_blank_check():
 
 
 # -- a real browser -------------------------------------------------------------------------------
-
 
 @pytest.fixture(scope="module")
 def browser():
@@ -272,11 +204,9 @@ def test_pages_in_headless_chromium(browser, image_run, runs, tmp_path):
     # The checker sees a broken picture, a blank one and a script error.
     white = base64.b64encode(open(image_run / "samples.png", "rb").read()).decode()
     bad = tmp_path / "bad.html"
-    bad.write_text(
-        '<html><body><img src="data:image/png;base64,AAAA"><img src="missing.png">'
-        f'<img src="data:image/png;base64,{white}" style="filter: brightness(0)">'
-        '<a href="nowhere.html">x</a><script>undefined_name()</script></body></html>'
-    )
+    bad.write_text('<html><body><img src="data:image/png;base64,AAAA"><img src="missing.png">'
+                   f'<img src="data:image/png;base64,{white}" style="filter: brightness(0)">'
+                   '<a href="nowhere.html">x</a><script>undefined_name()</script></body></html>')
     bad_check = browser.check(bad)
     assert not bad_check.ok
     assert [i["natural_width"] > 0 for i in bad_check.images] == [False, False, True]

@@ -49,7 +49,7 @@ def test_write_table_replaces_only_its_section(pages):
     tail = rest.split("<!-- /results:first -->", 1)[1]
     assert text.startswith(head + "<!-- results:first -->\n| x | y |\n| --- | --- |\n| 1.5 | z |\n\n")
     assert text.endswith("<!-- /results:first -->" + tail)  # the rest byte for byte, the other table too
-    written = text[len(head) : len(text) - len(tail)]
+    written = text[len(head):len(text) - len(tail)]
     note = re.search(r"Written by `python benchmarks/x.py --write-results` on (\d{4}-\d\d-\d\d) \((.+)\)\.", written)
     assert note and "cores" in note.group(2) and "torch " in note.group(2)
     # Writing again gives the same page: nothing accumulates between the markers.
@@ -98,7 +98,6 @@ def test_every_marker_is_closed_and_the_page_names_its_command(page):
 
 def test_every_marked_table_is_written_by_a_benchmark():
     sources = "\n".join(p.read_text(encoding="utf-8") for p in BENCHMARKS.glob("*.py") if p.name != "results.py")
-    orphans = [
-        f"{page.name}: {name}" for page in RESULT_PAGES for name in marker_names(page)[0] if f'"{name}"' not in sources
-    ]
+    orphans = [f"{page.name}: {name}" for page in RESULT_PAGES for name in marker_names(page)[0]
+               if f'"{name}"' not in sources]
     assert not orphans, f"marked tables that no benchmark writes: {orphans}"

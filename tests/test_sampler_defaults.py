@@ -59,9 +59,8 @@ def test_no_sampler_diverges_at_any_step_count(make, ends):
             grid = default_grid(sampler, den) if opts else None
             if grid not in SIGMA_GRIDS:
                 grid = None
-            x, _ = generate(
-                den, 500, (2,), sampler=sampler, steps=steps, seed=0, grid=grid, grid_opts=opts if grid else None
-            )
+            x, _ = generate(den, 500, (2,), sampler=sampler, steps=steps, seed=0, grid=grid,
+                            grid_opts=opts if grid else None)
             got = x.double().pow(2).sum(1).mean().sqrt().item()
             assert math.isfinite(got) and got < 2 * rms, (sampler, steps, got, rms)
 
@@ -94,10 +93,8 @@ def test_logsnr_trailing_grid_strides_to_clean_data():
         torch.testing.assert_close(ts, want.double())
         assert len(ts) == n
     # Two steps: 8 -> sqrt(8 * 0.02) -> clean data.
-    a, s = den.scales(
-        time_grid(den, "logsnr-trailing", 2, sigma_min=0.02, sigma_max=8.0), torch.empty(2, dtype=torch.float64)
-    )
-    torch.testing.assert_close((s / a).reshape(-1), torch.tensor([8.0, 0.16**0.5], dtype=torch.float64))
+    a, s = den.scales(time_grid(den, "logsnr-trailing", 2, sigma_min=0.02, sigma_max=8.0), torch.empty(2, dtype=torch.float64))
+    torch.testing.assert_close((s / a).reshape(-1), torch.tensor([8.0, 0.16 ** 0.5], dtype=torch.float64))
 
 
 def test_the_fitted_range_is_clamped_into_the_models():
@@ -121,12 +118,7 @@ def test_sampling_plan_takes_the_runs_stored_settings():
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
     # Another sampler: its usual step count and default grid, over the run's noise range; no stored eta.
     plan = runs.sampling_plan(run, sampler="heun")
-    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == (
-        "heun",
-        default_steps("heun", run.denoiser),
-        "logsnr-trailing",
-        {},
-    )
+    assert (plan.sampler, plan.steps, plan.grid, plan.opts) == ("heun", default_steps("heun", run.denoiser), "logsnr-trailing", {})
     assert plan.grid_opts == {"sigma_min": 0.05, "sigma_max": 8.0}
     assert runs.sampling_plan(run, sampler="ddpm").steps == 1000  # every trained step
     plan = runs.sampling_plan(run, sampler="ddim", steps=12)
@@ -173,26 +165,9 @@ def test_every_preset_stores_a_sampler_the_config_accepts():
         assert cfg.sample.sampler in SAMPLERS and cfg.sample.steps >= 1
 
 
-TINY = [
-    "--set",
-    "data.num=4096",
-    "--set",
-    "model.width=32",
-    "--set",
-    "model.depth=2",
-    "--set",
-    "steps=30",
-    "--set",
-    "batch_size=64",
-    "--set",
-    "log_every=10",
-    "--set",
-    "sample.sampler=dpmpp-2m",
-    "--set",
-    "sample.steps=6",
-    "--set",
-    "sample.grid=karras",
-]
+TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
+        "--set", "batch_size=64", "--set", "log_every=10", "--set", "sample.sampler=dpmpp-2m",
+        "--set", "sample.steps=6", "--set", "sample.grid=karras"]
 
 
 def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
@@ -203,9 +178,7 @@ def test_sample_with_no_flags_uses_the_runs_sampler(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(run), "--num", "64", "--out", str(tmp_path / "a.npy")]) == 0
     err = capsys.readouterr().err
-    assert "dpmpp-2m, 6 steps on the karras grid, NFE 6, sigma" in err and "starting from the data's moments" in err, (
-        err
-    )
+    assert "dpmpp-2m, 6 steps on the karras grid, NFE 6, sigma" in err and "starting from the data's moments" in err, err
     assert main(["sample", str(run), "--num", "64", "--sampler", "heun", "--out", str(tmp_path / "b.npy")]) == 0
     err = capsys.readouterr().err
     assert f"heun, {default_steps('heun', None)} steps on the logsnr-trailing grid" in err, err
@@ -220,14 +193,8 @@ def test_a_presets_measured_noise_range_is_kept_and_the_others_fit_theirs():
     unset = apply_overrides(get_preset("mnist"), ["sample.sigma_min=0", "sample.sigma_max=0"])
     fitted = runs.resolve_config(unset, data).sample
     assert fitted.sigma_min == pytest.approx(PIXEL_LEVEL) and 25 < fitted.sigma_max < 35  # 29.7: MNIST's widest pair
-    run = runs.LoadedRun(
-        cfg,
-        None,
-        AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)),
-        0,
-        None,
-        {"kind": "images", "sample_shape": [1, 28, 28]},
-    )
+    run = runs.LoadedRun(cfg, None, AnalyticGaussianDenoiser(SCHEDULE, torch.zeros(1), torch.ones(1)), 0,
+                             None, {"kind": "images", "sample_shape": [1, 28, 28]})
     for steps in (None, 10):  # the stored 40 steps, and a user's --steps 10: the same stored range
         plan = runs.sampling_plan(run, steps=steps)
         assert plan.grid == "logsnr-trailing" and plan.grid_opts == {"sigma_min": 0.2, "sigma_max": 10.0}
@@ -251,9 +218,8 @@ def test_bf16_sampling_runs_the_network_in_bf16_and_keeps_the_samples_float32():
     kw = dict(sampler="dpmpp-2m-sde", steps=4, seed=0, eta=4.0, grid_opts={"sigma_min": 0.2, "sigma_max": 10.0})
     a, _ = generate(den, 8, (1, 28, 28), **kw)
     solver_sees = []
-    b, _ = generate(
-        den, 8, (1, 28, 28), precision="bf16", callback=lambda d: solver_sees.append(d["x0_hat"].dtype), **kw
-    )
+    b, _ = generate(den, 8, (1, 28, 28), precision="bf16", callback=lambda d: solver_sees.append(d["x0_hat"].dtype),
+                    **kw)
     hook.remove()
     assert seen[:4] == [torch.float32] * 4 and seen[4:] == [torch.bfloat16] * 4
     assert solver_sees == [torch.float32] * 4  # the network's output is cast back before the solver uses it

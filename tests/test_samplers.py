@@ -38,24 +38,21 @@ def _moments(x):
     return x.mean(0), x.var(0)
 
 
-@pytest.mark.parametrize(
-    "sampler,steps,opts",
-    [
-        ("ddpm", 1000, {}),
-        ("ddpm", 1000, {"variance": "beta"}),
-        ("ddim", 250, {"eta": 0.0}),
-        ("ddim", 250, {"eta": 1.0}),
-        ("dpmpp-2m-sde", 100, {}),
-        ("dpmpp-2m-sde", 100, {"eta": 2.0}),  # any eta >= 0 keeps the marginals
-        ("dpmpp-3m-sde", 100, {}),
-        ("dpmpp-3m-sde", 100, {"eta": 4.0}),
-        # eta may change along the way (SA-Solver's tau(t)): the marginals are kept. Switch to eta 8
-        # at sigma 1, in the middle of both dimensions' range (data std 0.5 and 1.4).
-        ("dpmpp-2m-sde", 100, {"eta": 4.0, "eta_low": 8.0, "eta_switch": 1.0}),
-        ("dpmpp-2m-sde", 100, {"eta": 0.0, "eta_low": 4.0, "eta_switch": 1.0}),
-        ("dpmpp-3m-sde", 100, {"eta": 4.0, "eta_low": 0.0, "eta_switch": 1.0}),
-    ],
-)
+@pytest.mark.parametrize("sampler,steps,opts", [
+    ("ddpm", 1000, {}),
+    ("ddpm", 1000, {"variance": "beta"}),
+    ("ddim", 250, {"eta": 0.0}),
+    ("ddim", 250, {"eta": 1.0}),
+    ("dpmpp-2m-sde", 100, {}),
+    ("dpmpp-2m-sde", 100, {"eta": 2.0}),  # any eta >= 0 keeps the marginals
+    ("dpmpp-3m-sde", 100, {}),
+    ("dpmpp-3m-sde", 100, {"eta": 4.0}),
+    # eta may change along the way (SA-Solver's tau(t)): the marginals are kept. Switch to eta 8
+    # at sigma 1, in the middle of both dimensions' range (data std 0.5 and 1.4).
+    ("dpmpp-2m-sde", 100, {"eta": 4.0, "eta_low": 8.0, "eta_switch": 1.0}),
+    ("dpmpp-2m-sde", 100, {"eta": 0.0, "eta_low": 4.0, "eta_switch": 1.0}),
+    ("dpmpp-3m-sde", 100, {"eta": 4.0, "eta_low": 0.0, "eta_switch": 1.0}),
+])
 def test_samplers_recover_gaussian_data(gauss, sampler, steps, opts):
     x, nfe = generate(gauss, 8000, (2,), sampler=sampler, steps=steps, seed=3, **opts)
     assert nfe == steps
@@ -108,15 +105,7 @@ def test_sample_i_depends_only_on_its_seed(gauss):
 
 def test_callback_sees_every_step(gauss):
     seen = []
-    generate(
-        gauss,
-        8,
-        (2,),
-        sampler="ddim",
-        steps=10,
-        seed=0,
-        callback=lambda d: seen.append((d["i"], d["t"], d["x0_hat"].shape)),
-    )
+    generate(gauss, 8, (2,), sampler="ddim", steps=10, seed=0, callback=lambda d: seen.append((d["i"], d["t"], d["x0_hat"].shape)))
     assert [s[0] for s in seen] == list(range(10))
     assert seen[0][1] == 900 and seen[-1][1] == 0
 
@@ -134,17 +123,8 @@ def test_progress_bar_counts_every_step_and_changes_nothing(gauss, monkeypatch):
 
     monkeypatch.setattr(tqdm.auto, "tqdm", spy)
     seen = []
-    with_bar, _ = generate(
-        gauss,
-        30,
-        (2,),
-        sampler="ddpm",
-        steps=20,
-        seed=3,
-        batch_size=8,
-        progress=True,
-        callback=lambda d: seen.append(d["i"]),
-    )
+    with_bar, _ = generate(gauss, 30, (2,), sampler="ddpm", steps=20, seed=3, batch_size=8, progress=True,
+                           callback=lambda d: seen.append(d["i"]))
     plain, _ = generate(gauss, 30, (2,), sampler="ddpm", steps=20, seed=3, batch_size=8)
     assert torch.equal(with_bar, plain)
     assert len(bars) == 1 and bars[0].total == 20 * 4 and bars[0].n == 20 * 4
@@ -153,9 +133,7 @@ def test_progress_bar_counts_every_step_and_changes_nothing(gauss, monkeypatch):
 
 def test_mixture_denoiser_recovers_modes():
     means = torch.tensor([[-3.0, 0.0], [3.0, 0.0]], dtype=F64)
-    d = AnalyticMixtureDenoiser(
-        make_schedule("cosine", 1000), means, torch.tensor([0.1, 0.1]), torch.tensor([0.3, 0.7])
-    )
+    d = AnalyticMixtureDenoiser(make_schedule("cosine", 1000), means, torch.tensor([0.1, 0.1]), torch.tensor([0.3, 0.7]))
     x, _ = generate(d, 8000, (2,), sampler="ddpm", steps=250, seed=1)
     right = (x[:, 0] > 0).double().mean().item()
     assert right == pytest.approx(0.7, abs=0.03)

@@ -33,9 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def mixture():
     # Broad components keep the ODE smooth, so the asymptotic order shows at a few dozen steps.
     means = torch.tensor([[-1.0, 0.5], [1.0, -0.5]])
-    return AnalyticMixtureDenoiser(
-        make_schedule("linear", 1000), means, torch.tensor([0.3, 0.2]), torch.tensor([0.4, 0.6])
-    )
+    return AnalyticMixtureDenoiser(make_schedule("linear", 1000), means, torch.tensor([0.3, 0.2]), torch.tensor([0.4, 0.6]))
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +63,8 @@ def test_heun_order_holds_in_the_ve_frame(mixture, x_T, reference):
     # Heun integrates in the flow frame by default; EDM's own (ve) frame keeps its order too.
     ref = reference
     steps = (8, 16, 32, 64)
-    errs = [
-        (SAMPLERS["heun"](mixture, x_T, time_grid(mixture, "logsnr", n), frame="ve") - ref).norm(dim=1).mean().item()
-        for n in steps
-    ]
+    errs = [(SAMPLERS["heun"](mixture, x_T, time_grid(mixture, "logsnr", n), frame="ve") - ref).norm(dim=1).mean().item()
+            for n in steps]
     slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
     assert 1.7 < slope < 2.8, (slope, errs)
 
@@ -97,9 +93,8 @@ def test_samplers_are_deterministic_for_a_seed(mixture, sampler):
 
 def test_dpmpp_2m_sde_at_eta_0_is_the_ode_solver(mixture, x_T):
     ts = time_grid(mixture, "logsnr", 12)
-    torch.testing.assert_close(
-        SAMPLERS["dpmpp-2m-sde"](mixture, x_T, ts, eta=0.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts), rtol=0, atol=0
-    )
+    torch.testing.assert_close(SAMPLERS["dpmpp-2m-sde"](mixture, x_T, ts, eta=0.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
+                               rtol=0, atol=0)
 
 
 def test_eta_switch_gives_each_step_the_eta_of_its_noise_level(mixture, x_T):
@@ -113,43 +108,22 @@ def test_eta_switch_gives_each_step_the_eta_of_its_noise_level(mixture, x_T):
     plain = sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1))
     # Off (switch 0), or the same eta on both sides: bit for bit the one-eta sampler.
     for opts in ({"eta_low": 8.0, "eta_switch": 0.0}, {"eta_low": 4.0, "eta_switch": 3.0}):
-        torch.testing.assert_close(
-            sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1), **opts), plain, rtol=0, atol=0
-        )
+        torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1), **opts),
+                                   plain, rtol=0, atol=0)
     # A switch above the grid's top gives every step eta_low; one below its bottom, none.
     top = sde(mixture, x_T, ts, eta=8.0, noise=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(
-        sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=100.0, noise=torch.Generator().manual_seed(1)),
-        top,
-        rtol=0,
-        atol=0,
-    )
-    torch.testing.assert_close(
-        sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=0.01, noise=torch.Generator().manual_seed(1)),
-        plain,
-        rtol=0,
-        atol=0,
-    )
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=100.0,
+                                   noise=torch.Generator().manual_seed(1)), top, rtol=0, atol=0)
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=4.0, eta_low=8.0, eta_switch=0.01,
+                                   noise=torch.Generator().manual_seed(1)), plain, rtol=0, atol=0)
     # The ODE above the switch and below it: the ODE solver, whatever eta_low says when it is 0.
-    torch.testing.assert_close(
-        sde(mixture, x_T, ts, eta=0.0, eta_low=0.0, eta_switch=3.0),
-        SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
-        rtol=0,
-        atol=0,
-    )
+    torch.testing.assert_close(sde(mixture, x_T, ts, eta=0.0, eta_low=0.0, eta_switch=3.0), SAMPLERS["dpmpp-2m"](mixture, x_T, ts),
+                               rtol=0, atol=0)
     # In between, the steps above the switch are those of eta 4 and the rest differ.
     seen = {}
     for name, opts in (("plain", {}), ("low", {"eta_low": 8.0, "eta_switch": 1.0})):
         steps = []
-        sde(
-            mixture,
-            x_T,
-            ts,
-            eta=4.0,
-            noise=torch.Generator().manual_seed(1),
-            callback=lambda d: steps.append(d),
-            **opts,
-        )
+        sde(mixture, x_T, ts, eta=4.0, noise=torch.Generator().manual_seed(1), callback=lambda d: steps.append(d), **opts)
         seen[name] = steps
     sigmas = [sigma_of(*scales_at(mixture, d["t"])) for d in seen["plain"]]
     for d_plain, d_low, sigma in zip(seen["plain"], seen["low"], sigmas):
@@ -170,12 +144,8 @@ def test_is_deterministic_counts_the_eta_below_the_switch():
 @pytest.mark.parametrize("exact", [0, 1])
 def test_dpmpp_3m_sde_at_eta_0_is_the_ode_solver(mixture, x_T, exact):
     ts = time_grid(mixture, "logsnr", 20)
-    torch.testing.assert_close(
-        SAMPLERS["dpmpp-3m-sde"](mixture, x_T, ts, eta=0.0, exact=exact),
-        SAMPLERS["dpmpp-3m"](mixture, x_T, ts, exact=exact),
-        rtol=0,
-        atol=0,
-    )
+    torch.testing.assert_close(SAMPLERS["dpmpp-3m-sde"](mixture, x_T, ts, eta=0.0, exact=exact),
+                               SAMPLERS["dpmpp-3m"](mixture, x_T, ts, exact=exact), rtol=0, atol=0)
 
 
 def _k_diffusion_dpmpp_3m_sde(den, x_T, timesteps, noise, eta, s_noise=1.0):
@@ -224,11 +194,8 @@ def test_dpmpp_3m_sde_is_k_diffusions_from_15_steps(grid, eta):
     """At 25 steps our dpmpp-3m-sde is k-diffusion's recurrence to rounding (float64, closed-form
     Gaussian denoiser, the same grid, start and noise); below 15 steps it is dpmpp-2m-sde, the one
     documented difference (sample_dpmpp_3m_sde's docstring), and that differs from the reference."""
-    den = AnalyticGaussianDenoiser(
-        make_schedule("linear", 1000),
-        torch.tensor([0.5, -1.0, 2.0], dtype=F64),
-        torch.tensor([0.04, 1.0, 0.3], dtype=F64),
-    )
+    den = AnalyticGaussianDenoiser(make_schedule("linear", 1000), torch.tensor([0.5, -1.0, 2.0], dtype=F64),
+                                   torch.tensor([0.04, 1.0, 0.3], dtype=F64))
     noise = SampleNoise(0, 16)
     x_T = noise.randn(0, (3,), dtype=F64)
     ts = time_grid(den, grid, 25)
@@ -239,7 +206,6 @@ def test_dpmpp_3m_sde_is_k_diffusions_from_15_steps(grid, eta):
     capped = SAMPLERS["dpmpp-3m-sde"](den, x_T, few, noise=noise, eta=eta)
     torch.testing.assert_close(capped, SAMPLERS["dpmpp-2m-sde"](den, x_T, few, noise=noise, eta=eta), rtol=0, atol=0)
     assert (capped - _k_diffusion_dpmpp_3m_sde(den, x_T, few, noise, eta)).abs().max().item() > 1e-3
-
 
 class _PolynomialInLambda(Denoiser):
     """x0_hat = c0 + c1 lam + c2 lam^2 whatever x_t is: the data prediction of the SDE's linear part."""
@@ -292,13 +258,8 @@ def test_dpmpp_3m_order_asymptotically(mixture, x_T):
     ref = SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", 2000), exact=1)
     steps = (32, 64, 128)
     for exact, (lo, hi) in ((1, (2.7, 3.3)), (0, (1.8, 2.2))):
-        errs = [
-            (SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", n), exact=exact) - ref)
-            .norm(dim=1)
-            .mean()
-            .item()
-            for n in steps
-        ]
+        errs = [(SAMPLERS["dpmpp-3m"](mixture, x_T, time_grid(mixture, "logsnr", n), exact=exact) - ref).norm(dim=1).mean()
+                .item() for n in steps]
         slope = -np.polyfit(np.log(steps), np.log(errs), 1)[0]
         assert lo < slope < hi, (exact, slope, errs)
 
@@ -319,18 +280,8 @@ def test_ddim_inversion_round_trip(mixture):
     back = sample_ddim(mixture, x_T, ts)
     torch.testing.assert_close(back, x0, atol=1e-4, rtol=0)
     # Without the fixed point the classic inversion is close, and closer with more steps.
-    errs = [
-        (
-            sample_ddim(
-                mixture, ddim_invert(mixture, x0, time_grid(mixture, "uniform", n)), time_grid(mixture, "uniform", n)
-            )
-            - x0
-        )
-        .abs()
-        .max()
-        .item()
-        for n in (25, 100)
-    ]
+    errs = [(sample_ddim(mixture, ddim_invert(mixture, x0, time_grid(mixture, "uniform", n)),
+                         time_grid(mixture, "uniform", n)) - x0).abs().max().item() for n in (25, 100)]
     assert errs[1] < errs[0] < 0.5
 
 
@@ -354,12 +305,8 @@ def test_grids_are_monotone_and_hit_their_ends(mixture):
         assert ts.min() >= 0 and ts.max() <= 999
     s = karras_sigmas(lo, hi, 10)
     assert math.isclose(s[0].item(), hi) and math.isclose(s[-1].item(), lo)
-    torch.testing.assert_close(
-        mixture.schedule.sigmas[time_grid(mixture, "karras", 10).round().long()[[0, -1]]],
-        torch.tensor([hi, lo], dtype=F64),
-        rtol=1e-6,
-        atol=0,
-    )
+    torch.testing.assert_close(mixture.schedule.sigmas[time_grid(mixture, "karras", 10).round().long()[[0, -1]]],
+                               torch.tensor([hi, lo], dtype=F64), rtol=1e-6, atol=0)
     with pytest.raises(DenoiselabError):
         time_grid(mixture, "fancy", 10)
 
@@ -395,9 +342,7 @@ def test_flow_denoiser_inverts_the_interpolant():
     x0_hat, eps_hat = den(xt, tau)
     torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=0)
     torch.testing.assert_close(eps_hat, eps, atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        den.t_from_sigma(torch.tensor([0.0, 1.0, math.inf])), torch.tensor([1.0, 0.5, 0.0], dtype=F64)
-    )
+    torch.testing.assert_close(den.t_from_sigma(torch.tensor([0.0, 1.0, math.inf])), torch.tensor([1.0, 0.5, 0.0], dtype=F64))
 
 
 def test_flow_model_trains_and_its_loss_falls():
@@ -426,64 +371,15 @@ def test_cli_sample_reports_grid_and_nfe(tmp_path, capsys):
     from denoiselab.cli import main
 
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "swiss-roll-flow",
-                "--out",
-                str(run),
-                "--quiet",
-                "--no-pictures",
-                "--set",
-                "steps=20",
-                "--set",
-                "model.width=32",
-                "--set",
-                "data.num=2048",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "swiss-roll-flow", "--out", str(run), "--quiet", "--no-pictures",
+                 "--set", "steps=20", "--set", "model.width=32", "--set", "data.num=2048"]) == 0
     out = tmp_path / "x.npy"
-    assert (
-        main(
-            [
-                "sample",
-                str(run),
-                "--num",
-                "16",
-                "--sampler",
-                "dpmpp-2m",
-                "--steps",
-                "6",
-                "--grid",
-                "karras",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["sample", str(run), "--num", "16", "--sampler", "dpmpp-2m", "--steps", "6", "--grid", "karras",
+                 "--out", str(out)]) == 0
     assert "karras grid, NFE 6" in capsys.readouterr().err
     assert np.load(out).shape == (16, 2)
-    bench = [
-        "benchmark-samplers",
-        str(run),
-        "--samplers",
-        "dpmpp-2m-sde:eta=2",
-        "--grids",
-        "quadratic",
-        "--nfe",
-        "4",
-        "--num",
-        "64",
-        "--seeds",
-        "0",
-        "--out",
-        str(tmp_path / "bench"),
-    ]
+    bench = ["benchmark-samplers", str(run), "--samplers", "dpmpp-2m-sde:eta=2", "--grids", "quadratic", "--nfe", "4",
+             "--num", "64", "--seeds", "0", "--out", str(tmp_path / "bench")]
     assert main(bench + ["--reference", "floor=0.4"]) == 0
     assert "dpmpp-2m-sde:eta=2" in (tmp_path / "bench" / "samplers.md").read_text()
     assert (tmp_path / "bench" / "samplers.png").stat().st_size > 0

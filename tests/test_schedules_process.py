@@ -124,11 +124,9 @@ def test_training_targets_are_zero_loss_for_the_exact_predictor():
     eps = torch.randn(16, 2, dtype=F64)
     t = torch.randint(0, 100, (16,))
     for param in ("eps", "x0", "v"):
-
         def oracle(xt, tt, cond, param=param):
             a, sg = P.scales(s, t, x0)
             return P.training_target(param, x0, eps, a, sg)
-
         assert L.diffusion_loss(oracle, s, param, x0, t, eps).item() < 1e-20
 
 
@@ -148,7 +146,7 @@ def test_min_snr_loss_is_the_same_x0_loss_whatever_the_network_predicts(gamma):
     guesses = {"x0": x0_guess, "eps": eps_guess, "v": P.v_from(x0_guess, eps_guess, a, sg)}
     snr = s.alpha_bar[t] / (1 - s.alpha_bar[t])
     expected = (snr.clamp(max=gamma)[:, None] * (x0_guess - x0).pow(2)).mean()
-    assert (snr > gamma).any() and (snr < gamma).any()  # both sides of the clip are exercised
+    assert ((snr > gamma).any() and (snr < gamma).any())  # both sides of the clip are exercised
     for param, guess in guesses.items():
         loss = L.diffusion_loss(lambda *_: guess, s, param, x0, t, eps, min_snr=gamma)
         assert loss.item() == pytest.approx(expected.item(), rel=1e-9), param
@@ -183,7 +181,7 @@ def test_range_t_sampling_puts_the_batch_where_the_sampler_evaluates():
     (1 - p_full) + p_full * (steps inside / T) and every step inside is equally likely; an empty
     range is one clear error."""
     s = make_schedule("linear", 1000)
-    inside = (s.sigmas >= 0.15) & (s.sigmas <= 15.0)
+    inside = ((s.sigmas >= 0.15) & (s.sigmas <= 15.0))
     k = int(inside.sum())
     n = 400_000
     t = P.sample_t(s, n, torch.Generator().manual_seed(0), "range", sigma_range=(0.15, 15.0), p_full=0.1)
@@ -197,9 +195,7 @@ def test_range_t_sampling_puts_the_batch_where_the_sampler_evaluates():
         rel = counts[part] / p - 1
         assert abs(rel.mean().item()) < 0.01
         assert rel.std().item() < 1.2 / math.sqrt(n * p)
-    assert torch.equal(
-        t, P.sample_t(s, n, torch.Generator().manual_seed(0), "range", sigma_range=(0.15, 15.0), p_full=0.1)
-    )
+    assert torch.equal(t, P.sample_t(s, n, torch.Generator().manual_seed(0), "range", sigma_range=(0.15, 15.0), p_full=0.1))
     only = P.sample_t(s, 10_000, torch.Generator().manual_seed(1), "range", sigma_range=(0.15, 15.0), p_full=0.0)
     assert bool(inside[only].all())
     with pytest.raises(DenoiselabError, match="widen diffusion.t_sigma_min"):
@@ -221,7 +217,6 @@ def test_input_perturbation_moves_the_input_and_keeps_the_target():
         def oracle(xt, tt, cond, param=param):
             seen["xt"] = xt
             return P.training_target(param, x0, eps, a, sg)
-
         assert L.diffusion_loss(oracle, s, param, x0, t, eps, perturbation=extra).item() < 1e-20
         assert torch.allclose(seen["xt"], a * x0 + sg * (eps + extra), atol=1e-12)
         # The net answering for the input it saw (as if eps + gamma xi were the noise) is penalised
@@ -238,7 +233,6 @@ def test_the_objective_perturbs_the_input_only_when_asked():
     from denoiselab import runs
     from denoiselab.config import apply_overrides
     from denoiselab.presets import get_preset
-
     x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
 
     def run(gamma):
@@ -248,7 +242,6 @@ def test_the_objective_perturbs_the_input_only_when_asked():
         def net(xt, tt, cond):
             seen["xt"], seen["t"] = xt, tt
             return torch.zeros_like(xt)
-
         g = torch.Generator().manual_seed(7)
         loss = runs.build_objective(cfg)(net, x0, None, g)
         return loss, seen, runs.build_schedule(cfg.diffusion)

@@ -22,20 +22,8 @@ from denoiselab.models import text_encoder
 from denoiselab.models.unet import UNet
 from denoiselab.schedules import make_schedule
 
-TINY_UNET = [
-    "--set",
-    "model.ch=8",
-    "--set",
-    "model.attn_resolutions=[]",
-    "--set",
-    "model.mid_attn=false",
-    "--set",
-    "batch_size=8",
-    "--set",
-    "log_every=1",
-    "--set",
-    "preview_every=0",
-]
+TINY_UNET = ["--set", "model.ch=8", "--set", "model.attn_resolutions=[]", "--set", "model.mid_attn=false",
+             "--set", "batch_size=8", "--set", "log_every=1", "--set", "preview_every=0"]
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +43,8 @@ def text_run(cache, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("DENOISELAB_CACHE", str(cache))
     try:
-        assert (
-            main(
-                [
-                    "train",
-                    "--preset",
-                    "mnist-text",
-                    "--out",
-                    str(out),
-                    "--quiet",
-                    "--no-pictures",
-                    "--set",
-                    "steps=6",
-                    *TINY_UNET,
-                ]
-            )
-            == 0
-        )
+        assert main(["train", "--preset", "mnist-text", "--out", str(out), "--quiet", "--no-pictures",
+                     "--set", "steps=6", *TINY_UNET]) == 0
     finally:
         mp.undo()
     return out
@@ -91,7 +64,7 @@ def test_encoder_loads_offline_and_gives_unit_384d_embeddings(cache, monkeypatch
 
 
 def test_captions_match_digit_and_colour_of_their_images(data):
-    ref_gray = data.intensity * 2 - 1
+    ref_gray = (data.intensity * 2 - 1)
     for step in (0, 7, 123):
         d = data.draw(step, 64, seed=3)
         x, cond = data.batch(step, 64, seed=3)
@@ -133,9 +106,8 @@ def test_measure_colour_reads_every_palette_colour_and_tolerates_noise():
 
 def _text_unet(**kw) -> UNet:
     torch.manual_seed(0)
-    net = UNet(
-        in_channels=3, image_size=28, patch=2, ch=8, ch_mult=(1, 2), num_res_blocks=1, groups=8, cond_dim=384, **kw
-    )
+    net = UNet(in_channels=3, image_size=28, patch=2, ch=8, ch_mult=(1, 2), num_res_blocks=1, groups=8,
+               cond_dim=384, **kw)
     # Zero-initialised output convs make a fresh net ignore its input; randomise them to see the condition.
     for p in net.parameters():
         if p.abs().sum() == 0:
@@ -181,9 +153,8 @@ def test_value_channel_feeds_max_rgb_so_every_hue_of_a_stroke_looks_alike():
     """value_channel appends V = max(R, G, B) to the input (before the patch fold): the same stroke
     in any palette colour gives the first conv the same V plane, and the output keeps 3 channels."""
     torch.manual_seed(0)
-    net = UNet(
-        in_channels=3, ch=8, ch_mult=(1, 2), num_res_blocks=1, image_size=28, groups=4, patch=2, value_channel=True
-    )
+    net = UNet(in_channels=3, ch=8, ch_mult=(1, 2), num_res_blocks=1, image_size=28, groups=4, patch=2,
+               value_channel=True)
     assert net.conv_in.in_channels == 4 * 2 * 2
     seen = []
     net.conv_in.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
@@ -192,9 +163,9 @@ def test_value_channel_feeds_max_rgb_so_every_hue_of_a_stroke_looks_alike():
     with torch.no_grad():
         out = net(x, torch.full((len(COLOURS),), 10.0))
     assert out.shape == x.shape
-    v = torch.nn.functional.pixel_shuffle(seen[0][:, 3 * 4 :], 2)  # the folded V plane, unfolded
+    v = torch.nn.functional.pixel_shuffle(seen[0][:, 3 * 4:], 2)  # the folded V plane, unfolded
     assert torch.allclose(v, 2 * a.expand(len(COLOURS), -1, -1, -1) - 1, atol=1e-6)
-    assert torch.allclose(seen[0][:, : 3 * 4], torch.nn.functional.pixel_unshuffle(x, 2))
+    assert torch.allclose(seen[0][:, :3 * 4], torch.nn.functional.pixel_unshuffle(x, 2))
 
 
 def test_prompt_dropout_to_the_empty_prompt_at_the_configured_rate():
@@ -240,47 +211,17 @@ def test_guidance_with_a_negative_prompt_contrasts_against_it(cache):
         assert torch.allclose(guided(den, scale=1.0, uncond=uncond)(x, t, cond)[1], e_c, atol=1e-5)
         assert torch.allclose(guided(den, scale=3.0, uncond=uncond)(x, t, cond)[1], e_n + 3 * (e_c - e_n), atol=1e-4)
     # No negative prompt: the model's own null (the empty prompt's embedding).
-    assert torch.equal(
-        text_encoder.prompt_condition(net.null_cond, ["a red seven"], 2, None, cache)[1], net.null_cond[None]
-    )
+    assert torch.equal(text_encoder.prompt_condition(net.null_cond, ["a red seven"], 2, None, cache)[1], net.null_cond[None])
 
 
 def test_sample_with_prompt_and_negative_prompt(text_run, cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DENOISELAB_CACHE", str(cache))
     base = ["sample", str(text_run), "--num", "4", "--sampler", "ddim", "--steps", "3", "--guidance", "3"]
     assert main([*base, "--prompt", "a red seven", "--prompt", "a blue 3", "--out", str(tmp_path / "a.npy")]) == 0
-    assert (
-        main(
-            [
-                *base,
-                "--prompt",
-                "a red seven",
-                "--prompt",
-                "a blue 3",
-                "--negative-prompt",
-                "a green seven",
-                "--out",
-                str(tmp_path / "b.npy"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                *base,
-                "--prompt",
-                "a red seven",
-                "--prompt",
-                "a blue 3",
-                "--sampler",
-                "euler",
-                "--out",
-                str(tmp_path / "c.png"),
-            ]
-        )
-        == 0
-    )
+    assert main([*base, "--prompt", "a red seven", "--prompt", "a blue 3", "--negative-prompt", "a green seven",
+                 "--out", str(tmp_path / "b.npy")]) == 0
+    assert main([*base, "--prompt", "a red seven", "--prompt", "a blue 3", "--sampler", "euler",
+                 "--out", str(tmp_path / "c.png")]) == 0
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == (4, 3, 28, 28) and np.isfinite(a).all() and np.isfinite(b).all()
     assert not np.allclose(a, b)  # the negative prompt reaches the model
@@ -289,74 +230,36 @@ def test_sample_with_prompt_and_negative_prompt(text_run, cache, tmp_path, monke
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cls") / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "mnist-class",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-pictures",
-                "--set",
-                "steps=1",
-                *TINY_UNET,
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "mnist-class", "--out", str(out), "--quiet", "--no-pictures",
+                 "--set", "steps=1", *TINY_UNET]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def points_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pts") / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "swiss-roll",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-pictures",
-                "--set",
-                "steps=1",
-                "--set",
-                "data.num=256",
-                "--set",
-                "model.width=16",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--preset", "swiss-roll", "--out", str(out), "--quiet", "--no-pictures", "--set", "steps=1",
+                 "--set", "data.num=256", "--set", "model.width=16"]) == 0
     return out
 
 
-@pytest.mark.parametrize(
-    "which,args,needle",
-    [
-        ("points", ["--prompt", "a red seven"], "unconditional"),
-        ("class", ["--prompt", "a red seven"], "class-conditional"),
-        ("text", ["--prompt", ""], "empty"),
-        ("text", ["--prompt", "a red seven", "--prompt", "  "], "prompt 2 is empty"),
-        ("text", ["--prompt", "a red seven", "missing-extra"], "text extra"),
-    ],
-)
-def test_bad_prompt_input_gives_one_line_and_exit_2(
-    which, args, needle, text_run, class_run, points_run, cache, tmp_path, monkeypatch, capsys
-):
+@pytest.mark.parametrize("which,args,needle", [
+    ("points", ["--prompt", "a red seven"], "unconditional"),
+    ("class", ["--prompt", "a red seven"], "class-conditional"),
+    ("text", ["--prompt", ""], "empty"),
+    ("text", ["--prompt", "a red seven", "--prompt", "  "], "prompt 2 is empty"),
+    ("text", ["--prompt", "a red seven", "missing-extra"], "text extra"),
+])
+def test_bad_prompt_input_gives_one_line_and_exit_2(which, args, needle, text_run, class_run, points_run, cache,
+                                                    tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DENOISELAB_CACHE", str(cache))
     if "missing-extra" in args:
         args = [a for a in args if a != "missing-extra"]
         monkeypatch.setattr(text_encoder, "encoder_available", lambda: False)
     run = {"points": points_run, "class": class_run, "text": text_run}[which]
     capsys.readouterr()
-    rc = main(
-        ["sample", str(run), "--num", "2", "--steps", "2", "--sampler", "ddim", *args, "--out", str(tmp_path / "x.npy")]
-    )
+    rc = main(["sample", str(run), "--num", "2", "--steps", "2", "--sampler", "ddim", *args,
+               "--out", str(tmp_path / "x.npy")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "x.npy").exists()
@@ -370,50 +273,14 @@ def test_empty_prompt_list_is_refused():
 def test_plot_guidance_takes_prompts(text_run, class_run, cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DENOISELAB_CACHE", str(cache))
     out = tmp_path / "g.png"
-    assert (
-        main(
-            [
-                "plot",
-                "guidance",
-                str(text_run),
-                "--prompts",
-                "a red seven",
-                "a blue 3",
-                "--scales",
-                "1",
-                "3",
-                "--negative-prompt",
-                "a green seven",
-                "--batch-size",
-                "1",
-                "--steps",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["plot", "guidance", str(text_run), "--prompts", "a red seven", "a blue 3", "--scales", "1", "3",
+                 "--negative-prompt", "a green seven", "--batch-size", "1", "--steps", "2", "--out", str(out)]) == 0
     from PIL import Image
 
     w, h = Image.open(out).size
     assert out.stat().st_size > 500 and h > w / 2  # two rows of scales, two prompt columns
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "plot",
-                "guidance",
-                str(class_run),
-                "--prompts",
-                "a red seven",
-                "--steps",
-                "2",
-                "--out",
-                str(tmp_path / "c.png"),
-            ]
-        )
-        == 2
-    )
+    assert main(["plot", "guidance", str(class_run), "--prompts", "a red seven", "--steps", "2",
+                 "--out", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a text-conditional model" in err and len(err.splitlines()) == 1

@@ -14,16 +14,8 @@ from denoiselab.training.checkpoint import load_checkpoint, save_checkpoint
 from denoiselab.training.optim import lr_at
 from denoiselab.training.trainer import CHECKPOINT
 
-TINY = [
-    "data.num=4096",
-    "model.width=32",
-    "model.depth=2",
-    "steps=80",
-    "batch_size=64",
-    "log_every=10",
-    "warmup=5",
-    "lr=3e-3",
-]
+TINY = ["data.num=4096", "model.width=32", "model.depth=2", "steps=80", "batch_size=64",
+        "log_every=10", "warmup=5", "lr=3e-3"]
 
 
 def tiny_cfg(*extra):
@@ -113,10 +105,8 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
 
 
 def test_overrides():
-    cfg = apply_overrides(
-        get_preset("kaist"),
-        ["steps=10", "lr=0.5", "seed=3", "batch_size=7", "model.width=9", "diffusion.schedule=cosine"],
-    )
+    cfg = apply_overrides(get_preset("kaist"), ["steps=10", "lr=0.5", "seed=3", "batch_size=7", "model.width=9",
+                                                 "diffusion.schedule=cosine"])
     assert (cfg.train.steps, cfg.train.lr, cfg.train.seed, cfg.train.batch_size) == (10, 0.5, 3, 7)
     assert cfg.model.options["width"] == 9 and cfg.diffusion.schedule == "cosine"
     for bad in (["nokey=1"], ["steps"], ["bogus.steps=1"], ["steps=abc"]):

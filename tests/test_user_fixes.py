@@ -9,45 +9,12 @@ import pytest
 from denoiselab.cli import main
 from denoiselab.errors import DenoiselabError
 
-POINTS_TINY = [
-    "--set",
-    "data.num=4096",
-    "--set",
-    "model.width=32",
-    "--set",
-    "model.depth=2",
-    "--set",
-    "steps=20",
-    "--set",
-    "batch_size=64",
-    "--set",
-    "log_every=10",
-]
-IMAGE_TINY = [
-    "--set",
-    "data.name=digits",
-    "--set",
-    "model.image_size=8",
-    "--set",
-    "model.patch=1",
-    "--set",
-    "model.ch=8",
-    "--set",
-    "model.ch_mult=[1]",
-    "--set",
-    "model.attn_resolutions=[]",
-    "--set",
-    "model.groups=4",
-    "--set",
-    "steps=2",
-    "--set",
-    "batch_size=8",
-    "--set",
-    "log_every=1",
-    "--set",
-    "preview_every=0",
-    "--no-pictures",
-]
+POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=20",
+               "--set", "batch_size=64", "--set", "log_every=10"]
+IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",
+              "--set", "model.ch=8", "--set", "model.ch_mult=[1]", "--set", "model.attn_resolutions=[]",
+              "--set", "model.groups=4", "--set", "steps=2", "--set", "batch_size=8", "--set", "log_every=1",
+              "--set", "preview_every=0", "--no-pictures"]
 NOT_NPY = "is not a .npy file (no NUMPY header): save the array with np.save"
 
 
@@ -86,19 +53,16 @@ def no_work(monkeypatch):
 
 # -- 1. one .npy reader, one message ----------------------------------------------------------
 
-
 def test_a_text_file_named_npy_gets_the_same_line_everywhere(image_run, points_run, tmp_path, capsys):
     fake = tmp_path / "x.npy"
     fake.write_text("1 2 3\n4 5 6\n")
     out = ["--out", tmp_path / "o.npy", "--steps", "2"]
     r = image_run
-    for argv in (
-        ["edit", "sdedit", r, "--input", fake, *out],
-        ["edit", "inpaint", r, "--input", fake, "--mask-box", "0,0,4,4", *out],
-        ["edit", "reconstruct", r, "--noise", fake, *out],
-        ["evaluate", fake, "--ref", "swiss-roll"],
-        ["evaluate", points_run, "--ref", fake, "--num", "16", "--steps", "2"],
-    ):
+    for argv in (["edit", "sdedit", r, "--input", fake, *out],
+                 ["edit", "inpaint", r, "--input", fake, "--mask-box", "0,0,4,4", *out],
+                 ["edit", "reconstruct", r, "--noise", fake, *out],
+                 ["evaluate", fake, "--ref", "swiss-roll"],
+                 ["evaluate", points_run, "--ref", fake, "--num", "16", "--steps", "2"]):
         line = one_error_line(capsys, argv)
         assert NOT_NPY in line and "pickle" not in line, (argv, line)
     good = tmp_path / "good.npy"
@@ -137,7 +101,6 @@ def test_np_load_reads_no_user_file_outside_io():
 
 # -- 2. readable titles, captions that describe the picture -------------------------------------
 
-
 def test_gif_titles_round_times(monkeypatch, tmp_path):
     import torch
     from matplotlib.axes import Axes
@@ -150,9 +113,7 @@ def test_gif_titles_round_times(monkeypatch, tmp_path):
     title = Axes.set_title
     monkeypatch.setattr(Axes, "set_title", lambda self, text, *a, **k: drawn.append(text) or title(self, text, *a, **k))
     text = ImageDraw.ImageDraw.text
-    monkeypatch.setattr(
-        ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **k: drawn.append(t) or text(self, xy, t, *a, **k)
-    )
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, t, *a, **k: drawn.append(t) or text(self, xy, t, *a, **k))
     x = torch.zeros(4, 2)
     gif_reverse_points([x, x], [629.4668257323739, 0], tmp_path / "p.gif")
     img = torch.zeros(4, 1, 8, 8)
@@ -173,16 +134,14 @@ def test_the_2d_reverse_gif_caption_describes_the_gif(points_run, capsys):
 
 # -- 3. errors before any work ------------------------------------------------------------------
 
-
 def test_negative_guidance_is_refused_before_any_work(points_run, image_run, tmp_path, capsys, monkeypatch):
     no_work(monkeypatch)
-    for argv in (
-        ["sample", image_run, "--guidance", "-2", "--out", tmp_path / "a.npy"],
-        ["evaluate", image_run, "--ref", "digits", "--guidance", "-0.5"],
-        ["animate", image_run, "--guidance", "-1", "--out", tmp_path / "a.gif"],
-        ["edit", "sdedit", image_run, "--input", tmp_path / "x.npy", "--guidance", "-3", "--out", tmp_path / "b.npy"],
-        ["plot", "guidance", image_run, "--scales", "0", "-1"],
-    ):
+    for argv in (["sample", image_run, "--guidance", "-2", "--out", tmp_path / "a.npy"],
+                 ["evaluate", image_run, "--ref", "digits", "--guidance", "-0.5"],
+                 ["animate", image_run, "--guidance", "-1", "--out", tmp_path / "a.gif"],
+                 ["edit", "sdedit", image_run, "--input", tmp_path / "x.npy", "--guidance", "-3",
+                  "--out", tmp_path / "b.npy"],
+                 ["plot", "guidance", image_run, "--scales", "0", "-1"]):
         line = one_error_line(capsys, argv)
         assert "is negative" in line and ">= 0" in line, (argv, line)
     assert not (tmp_path / "a.npy").exists()
@@ -191,9 +150,8 @@ def test_negative_guidance_is_refused_before_any_work(points_run, image_run, tmp
 def test_a_reference_of_the_wrong_kind_fails_before_sampling(points_run, image_run, tmp_path, capsys, monkeypatch):
     no_work(monkeypatch)
     line = one_error_line(capsys, ["evaluate", points_run, "--ref", "mnist"])
-    assert (
-        "the samples are 2D points but --ref mnist is an image data set: compare with a 2D data set (swiss-roll, moons"
-    ) in line and "or a .npy of points" in line, line
+    assert ("the samples are 2D points but --ref mnist is an image data set: compare with a 2D data set "
+            "(swiss-roll, moons") in line and "or a .npy of points" in line, line
     line = one_error_line(capsys, ["evaluate", image_run, "--ref", "swiss-roll"])
     assert "the samples are images but --ref swiss-roll is a 2D data set" in line, line
     np.save(tmp_path / "pts.npy", np.zeros((64, 2), np.float32))
@@ -205,7 +163,6 @@ def test_a_reference_of_the_wrong_kind_fails_before_sampling(points_run, image_r
 
 
 # -- 4. help texts and wording --------------------------------------------------------------------
-
 
 def help_of(capsys, *argv) -> str:
     with pytest.raises(SystemExit):
@@ -236,24 +193,8 @@ def test_every_option_of_sample_evaluate_and_demo_has_a_help_text():
 
 def test_counts_are_pluralised(image_run, tmp_path, capsys):
     np.save(tmp_path / "one.npy", np.zeros((1, 1, 8, 8), np.float32))
-    assert (
-        main(
-            [
-                "edit",
-                "sdedit",
-                str(image_run),
-                "--input",
-                str(tmp_path / "one.npy"),
-                "--strength",
-                "0.5",
-                "--steps",
-                "2",
-                "--out",
-                str(tmp_path / "o.npy"),
-            ]
-        )
-        == 0
-    )
+    assert main(["edit", "sdedit", str(image_run), "--input", str(tmp_path / "one.npy"), "--strength", "0.5",
+                 "--steps", "2", "--out", str(tmp_path / "o.npy")]) == 0
     err = capsys.readouterr().err
     assert "1 image each" in err and "1 images" not in err, err
     assert main(["sample", str(image_run), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.npy")]) == 0

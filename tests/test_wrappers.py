@@ -21,22 +21,14 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def mixture():
-    return ConditionalMixtureDenoiser(
-        make_schedule("cosine", 1000),
-        torch.tensor([[-1.0, 0.5], [1.0, -0.5]]),
-        torch.tensor([0.3, 0.2]),
-        torch.tensor([0.4, 0.6]),
-    )
+    return ConditionalMixtureDenoiser(make_schedule("cosine", 1000), torch.tensor([[-1.0, 0.5], [1.0, -0.5]]),
+                                      torch.tensor([0.3, 0.2]), torch.tensor([0.4, 0.6]))
 
 
 def _wrappers(inner):
-    return [
-        ClassifierFreeGuidance(inner, 3.0),
-        ClassifierGuidance(inner, inner.log_class_probs, 1.0),
-        AnagramDenoiser(inner, [get_view("identity"), get_view("negate")], [None, None]),
-        HybridDenoiser(inner, torch.tensor([0]), torch.tensor([1])),
-        CountingDenoiser(inner),
-    ]
+    return [ClassifierFreeGuidance(inner, 3.0), ClassifierGuidance(inner, inner.log_class_probs, 1.0),
+            AnagramDenoiser(inner, [get_view("identity"), get_view("negate")], [None, None]),
+            HybridDenoiser(inner, torch.tensor([0]), torch.tensor([1])), CountingDenoiser(inner)]
 
 
 def test_every_wrapper_is_a_denoiser_wrapper_on_its_inner_time_axis(mixture):
@@ -63,12 +55,8 @@ def test_delegation_is_read_at_each_access_and_through_nested_wrappers(mixture):
 
 
 def _wrappers_of_plain(den):
-    return [
-        ClassifierFreeGuidance(den, 2.0),
-        AnagramDenoiser(den, [get_view("identity")], [None]),
-        HybridDenoiser(den, None, None),
-        CountingDenoiser(den),
-    ]
+    return [ClassifierFreeGuidance(den, 2.0), AnagramDenoiser(den, [get_view("identity")], [None]),
+            HybridDenoiser(den, None, None), CountingDenoiser(den)]
 
 
 def test_wrappers_copy_and_lead_module_device_to_the_network():
@@ -89,9 +77,7 @@ def test_counting_denoiser_counts_both_calls_and_changes_nothing(mixture):
     for got, want in zip(counting.unclipped(x, t), mixture.unclipped(x, t)):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert counting.nfe == 2
-    _, nfe = generate(
-        ClassifierFreeGuidance(mixture, 2.0), 4, (2,), sampler="dpmpp-2m", steps=7, cond=torch.tensor([0, 1, 0, 1])
-    )
+    _, nfe = generate(ClassifierFreeGuidance(mixture, 2.0), 4, (2,), sampler="dpmpp-2m", steps=7, cond=torch.tensor([0, 1, 0, 1]))
     assert nfe == 7
 
 
@@ -100,9 +86,7 @@ def test_get_sampler_is_the_registry_and_names_the_choices(mixture):
     with pytest.raises(DenoiselabError, match="unknown sampler 'ddpm2': choose one of ddpm, ddim"):
         get_sampler("ddpm2")
     x = torch.zeros(2, 2)
-    for run in (
-        lambda: generate(mixture, 2, (2,), sampler="ddpm2", steps=3),
-        lambda: denoise_from(mixture, x, 500.0, sampler="ddpm2", steps=3),
-    ):
+    for run in (lambda: generate(mixture, 2, (2,), sampler="ddpm2", steps=3),
+                lambda: denoise_from(mixture, x, 500.0, sampler="ddpm2", steps=3)):
         with pytest.raises(DenoiselabError, match="unknown sampler 'ddpm2': choose one of"):
             run()

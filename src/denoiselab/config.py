@@ -19,8 +19,8 @@ from .errors import DenoiselabError
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "swiss-roll"  # a 2D set (see data.TOY_DATASETS) or an image set
-    num: int = 1_000_000  # size of the training pool for 2D sets
+    name: str = "swiss-roll"          # a 2D set (see data.TOY_DATASETS) or an image set
+    num: int = 1_000_000              # size of the training pool for 2D sets
     options: dict = field(default_factory=dict)  # data-set specific (path, image_size, ...)
 
 
@@ -32,26 +32,26 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    kind: str = "vp"  # "vp" (DDPM family), "flow" (rectified flow), "denoise" (one step) or
-    # "classifier" (a noise-aware p(y | x_t) on this VP schedule)
+    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow), "denoise" (one step) or
+                                      # "classifier" (a noise-aware p(y | x_t) on this VP schedule)
     schedule: str = "linear"
     T: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    betas: tuple = ()  # for schedule "custom"
-    parameterization: str = "eps"  # eps | x0 | v (vp); the flow net predicts velocity
-    clip_x0: float = 0.0  # 0 = no clipping (2D); 1.0 for images in [-1, 1]
-    p_uncond: float = 0.0  # conditional models: label dropout for classifier-free guidance
-    sigma: float = 0.0  # kind "denoise": the noise level of a single-step denoiser
-    min_snr: float = 0.0  # vp: min-SNR-gamma loss weighting, this gamma (Hang et al. 2023); 0 = L_simple
-    t_sampling: str = "uniform"  # vp: training noise levels, t uniform over the schedule, or "lognormal":
-    p_mean: float = -1.2  # ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1), sigma the
-    p_std: float = 1.2  # VE noise level x_t / sqrt(abar) = x0 + sigma eps; or "range": t uniform
-    t_sigma_min: float = 0.15  # over the steps whose sigma lies in [t_sigma_min, t_sigma_max] (where the
-    t_sigma_max: float = 15.0  # run's sampler evaluates), except a fraction t_full drawn uniform over
-    t_full: float = 0.1  # all T steps, so the model stays trained at every t
-    input_perturbation: float = 0.0  # vp: gamma of input perturbation (Ning et al. 2023, eq. 9): the net sees
-    # a x0 + s (eps + gamma xi) and still predicts eps; 0 = off
+    betas: tuple = ()                 # for schedule "custom"
+    parameterization: str = "eps"     # eps | x0 | v (vp); the flow net predicts velocity
+    clip_x0: float = 0.0              # 0 = no clipping (2D); 1.0 for images in [-1, 1]
+    p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
+    sigma: float = 0.0                # kind "denoise": the noise level of a single-step denoiser
+    min_snr: float = 0.0              # vp: min-SNR-gamma loss weighting, this gamma (Hang et al. 2023); 0 = L_simple
+    t_sampling: str = "uniform"       # vp: training noise levels, t uniform over the schedule, or "lognormal":
+    p_mean: float = -1.2              # ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1), sigma the
+    p_std: float = 1.2                # VE noise level x_t / sqrt(abar) = x0 + sigma eps; or "range": t uniform
+    t_sigma_min: float = 0.15         # over the steps whose sigma lies in [t_sigma_min, t_sigma_max] (where the
+    t_sigma_max: float = 15.0         # run's sampler evaluates), except a fraction t_full drawn uniform over
+    t_full: float = 0.1               # all T steps, so the model stays trained at every t
+    input_perturbation: float = 0.0   # vp: gamma of input perturbation (Ning et al. 2023, eq. 9): the net sees
+                                      # a x0 + s (eps + gamma xi) and still predicts eps; 0 = off
 
 
 @dataclass(frozen=True)
@@ -59,43 +59,42 @@ class TrainConfig:
     steps: int = 5000
     batch_size: int = 128
     lr: float = 1e-3
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: str = "adam"           # adam | adamw
     weight_decay: float = 0.0
     adam_betas: tuple = (0.9, 0.999)
     warmup: int = 0
-    lr_schedule: str = "constant"  # constant | cosine | exponential
-    lr_final: float = 0.0  # cosine: final lr as a fraction of lr; exponential: lr(steps)/lr
-    ema_decay: float = 0.0  # 0 disables EMA
-    grad_clip: float = 0.0  # 0 disables clipping (max global grad norm)
+    lr_schedule: str = "constant"     # constant | cosine | exponential
+    lr_final: float = 0.0             # cosine: final lr as a fraction of lr; exponential: lr(steps)/lr
+    ema_decay: float = 0.0            # 0 disables EMA
+    grad_clip: float = 0.0            # 0 disables clipping (max global grad norm)
     seed: int = 0
     log_every: int = 100
-    ckpt_every: int = 0  # 0 = only at the end
-    keep_checkpoints: int = 2  # RUN_DIR/checkpoints/ keeps this many (>= 1; 2 leaves one to fall back to)
-    preview_every: int = 0  # images: a sample grid every N steps (0 = never)
-    threads: int = 0  # torch threads; 0 = leave torch's default
-    autocast: str = "auto"  # auto (bf16 on a CUDA GPU, fp16 + scaler without bf16, none on the CPU) |
-    # none | bf16 (also on the CPU) | fp16 (CUDA): the forward pass's precision
-    compile: bool = False  # torch.compile the network for training
-    grad_accum: int = 1  # micro-batches per optimizer step (batch_size stays the global batch)
+    ckpt_every: int = 0               # 0 = only at the end
+    keep_checkpoints: int = 2         # RUN_DIR/checkpoints/ keeps this many (>= 1; 2 leaves one to fall back to)
+    preview_every: int = 0            # images: a sample grid every N steps (0 = never)
+    threads: int = 0                  # torch threads; 0 = leave torch's default
+    autocast: str = "auto"            # auto (bf16 on a CUDA GPU, fp16 + scaler without bf16, none on the CPU) |
+                                      # none | bf16 (also on the CPU) | fp16 (CUDA): the forward pass's precision
+    compile: bool = False             # torch.compile the network for training
+    grad_accum: int = 1               # micro-batches per optimizer step (batch_size stays the global batch)
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     """How ``sample``, ``evaluate``, ``animate`` and the run's pictures sample when not told otherwise."""
-
     sampler: str = "ddpm"
     steps: int = 1000
-    spacing: str = "leading"  # unused; kept so configs that carry it still load (see ``grid``)
-    eta: float = 0.0  # 0 = the sampler's own default (DDIM 0, the stochastic solvers 1)
-    eta_low: float = 0.0  # dpmpp SDE solvers: the eta of the steps at or below eta_switch
-    eta_switch: float = 0.0  # (a sigma; 0 = one eta everywhere)
-    grid: str = ""  # time grid (samplers.GRIDS); "" = the sampler's default (grids.default_grid)
-    sigma_min: float = 0.0  # karras/logsnr grid ends; 0 = fitted to the data at training time
-    sigma_max: float = 0.0  # (grids.fit_sigma_range), or for older runs when first sampled
+    spacing: str = "leading"          # unused; kept so configs that carry it still load (see ``grid``)
+    eta: float = 0.0                  # 0 = the sampler's own default (DDIM 0, the stochastic solvers 1)
+    eta_low: float = 0.0              # dpmpp SDE solvers: the eta of the steps at or below eta_switch
+    eta_switch: float = 0.0           # (a sigma; 0 = one eta everywhere)
+    grid: str = ""                    # time grid (samplers.GRIDS); "" = the sampler's default (grids.default_grid)
+    sigma_min: float = 0.0            # karras/logsnr grid ends; 0 = fitted to the data at training time
+    sigma_max: float = 0.0            # (grids.fit_sigma_range), or for older runs when first sampled
     num: int = 2048
-    precision: str = "none"  # the network's autocast while sampling (none | bf16 | auto: bf16 on a CUDA GPU)
-    guidance: float = 1.0  # conditional runs: default CFG scale w (1 = conditional model, 0 = unconditional);
-    # classifier runs: default classifier-guidance scale
+    precision: str = "none"           # the network's autocast while sampling (none | bf16 | auto: bf16 on a CUDA GPU)
+    guidance: float = 1.0             # conditional runs: default CFG scale w (1 = conditional model, 0 = unconditional);
+                                      # classifier runs: default classifier-guidance scale
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,8 @@ class RunConfig:
         return RunConfig(**kwargs)
 
 
-SECTION_TYPES = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "diffusion": DiffusionConfig,
-    "train": TrainConfig,
-    "sample": SampleConfig,
-}
+SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig,
+                 "sample": SampleConfig}
 ALL_SETTINGS = [f"{s}.{f.name}" for s, cls in SECTION_TYPES.items() for f in dataclasses.fields(cls)]
 
 
@@ -163,19 +157,11 @@ def unknown_key(key: str, known: list[str], where: str, what: str) -> Denoiselab
     else the choices, so the fix is on the same line."""
     section, _, bare = key.rpartition(".")
     same = [k for k in known if k.rpartition(".")[0] == section]
-    close = [
-        f"{section}.{m}" if section else m
-        for m in difflib.get_close_matches(bare, [k.rpartition(".")[2] for k in same], n=1)
-    ]
+    close = [f"{section}.{m}" if section else m
+             for m in difflib.get_close_matches(bare, [k.rpartition(".")[2] for k in same], n=1)]
     close = close or [k for k in known if k.rpartition(".")[2] == bare][:1]
-    close = (
-        close
-        or [
-            k
-            for k in known
-            if k.rpartition(".")[2] in difflib.get_close_matches(bare, [k.rpartition(".")[2] for k in known], n=1)
-        ][:1]
-    )
+    close = close or [k for k in known if k.rpartition(".")[2] in difflib.get_close_matches(bare, [
+        k.rpartition(".")[2] for k in known], n=1)][:1]
     if close:
         return DenoiselabError(f"unknown {what} {key} in {where}: did you mean {close[0]}?")
     return DenoiselabError(f"unknown {what} {key} in {where}: use one of {', '.join(same or known)}")
@@ -202,12 +188,8 @@ def _parse_value(text: str, like: Any) -> Any:
         if isinstance(like, tuple):
             return tuple(json.loads(text if text.startswith("[") else f"[{text}]"))
     except (ValueError, json.JSONDecodeError):
-        kind = {
-            "bool": "true or false",
-            "int": "a whole number",
-            "float": "a number",
-            "tuple": "a list such as 0.9,0.999",
-        }.get(type(like).__name__, type(like).__name__)
+        kind = {"bool": "true or false", "int": "a whole number", "float": "a number",
+                "tuple": "a list such as 0.9,0.999"}.get(type(like).__name__, type(like).__name__)
         raise DenoiselabError(f"cannot read {text!r} as {kind}") from None
     try:
         return json.loads(text)
@@ -227,9 +209,7 @@ def apply_overrides(cfg: RunConfig, items: list[str]) -> RunConfig:
         if "." in key:
             section, name = key.split(".", 1)
             if section not in SECTIONS:
-                raise DenoiselabError(
-                    f"unknown config section {section!r} in {key!r}: use one of {', '.join(SECTIONS)}"
-                )
+                raise DenoiselabError(f"unknown config section {section!r} in {key!r}: use one of {', '.join(SECTIONS)}")
         else:
             owners = [s for s in SECTIONS if name_in(getattr(cfg, s), key)]
             if not owners:
@@ -254,7 +234,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
     if name_in(sec, name):
         return dataclasses.replace(sec, **{name: _parse_value(text, getattr(sec, name))})
     if name.startswith("options.") and hasattr(sec, "options"):
-        name = name[len("options.") :]  # model.options.num_classes is model.num_classes spelt out
+        name = name[len("options."):]  # model.options.num_classes is model.num_classes spelt out
     if hasattr(sec, "options"):
         return dataclasses.replace(sec, options={**sec.options, name: _parse_value(text, sec.options.get(name))})
     raise DenoiselabError(f"unknown setting {key!r}: run with --dry-run to see every setting")
@@ -264,37 +244,9 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 
 # Every numeric setting's allowed interval, in the usual notation (runs.validate checks it).
 INTERVALS: dict[str, tuple[str, ...]] = {
-    ">= 1": (
-        "data.num",
-        "diffusion.T",
-        "train.steps",
-        "train.batch_size",
-        "train.log_every",
-        "train.keep_checkpoints",
-        "train.grad_accum",
-        "sample.steps",
-        "sample.num",
-    ),
+    ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
-    ">= 0": (
-        "diffusion.clip_x0",
-        "diffusion.sigma",
-        "diffusion.min_snr",
-        "diffusion.input_perturbation",
-        "train.weight_decay",
-        "train.warmup",
-        "train.lr_final",
-        "train.grad_clip",
-        "train.seed",
-        "train.ckpt_every",
-        "train.preview_every",
-        "train.threads",
-        "sample.eta",
-        "sample.eta_low",
-        "sample.eta_switch",
-        "sample.sigma_min",
-        "sample.sigma_max",
-    ),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max"),
     "[0, 1)": ("diffusion.p_uncond", "train.ema_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr"),
     "[0, 1]": ("diffusion.t_full",),
@@ -302,7 +254,7 @@ INTERVALS: dict[str, tuple[str, ...]] = {
 
 
 def parse_interval(text: str) -> tuple[float, float, bool, bool]:
-    """ ">= 1" -> (1, inf, True, False); "(0, 1]" -> (0, 1, False, True)."""
+    """">= 1" -> (1, inf, True, False); "(0, 1]" -> (0, 1, False, True)."""
     if text.startswith((">=", ">")):
         return float(text.lstrip(">= ")), math.inf, text.startswith(">="), False
     lo, hi = (float(v) for v in text[1:-1].split(","))
@@ -311,8 +263,7 @@ def parse_interval(text: str) -> tuple[float, float, bool, bool]:
 
 # key -> (lowest, highest, lowest included, highest included)
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    key: parse_interval(interval) for interval, keys in INTERVALS.items() for key in keys
-}
+    key: parse_interval(interval) for interval, keys in INTERVALS.items() for key in keys}
 
 
 def name_in(section: Any, name: str) -> bool:

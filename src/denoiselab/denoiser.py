@@ -28,9 +28,8 @@ class Denoiser:
     recomputed from it, as in Ho et al. 2020's sampler; leave None for unbounded data (2D points).
     """
 
-    def __init__(
-        self, net: Callable, schedule: NoiseSchedule, parameterization: str = "eps", clip_x0: Optional[float] = None
-    ):
+    def __init__(self, net: Callable, schedule: NoiseSchedule, parameterization: str = "eps",
+                 clip_x0: Optional[float] = None):
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         self.net = net
@@ -80,9 +79,7 @@ class Denoiser:
         """(x0_hat, eps_hat) before the x0 clip: guidance wrappers combine these, then clip once."""
         return self.from_output(x, t, self.raw(x, t, cond), clip=False)
 
-    def from_output(
-        self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Turn a raw network output into (x0_hat, eps_hat)."""
         a, s = self.scales(t, x)
         if self.parameterization == "eps":
@@ -132,9 +129,8 @@ class DenoiserWrapper:
         # Reached only for names the wrapper lacks. Dunders stay unanswered: copy and pickle
         # probe them on an instance whose __init__ has not run, which has no inner yet.
         if name in self.NOT_DELEGATED or name.startswith("__"):
-            raise AttributeError(
-                f"{type(self).__name__} has no {name!r}: call the wrapper itself, which returns its (x0_hat, eps_hat)"
-            )
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: call the wrapper itself, "
+                                 f"which returns its (x0_hat, eps_hat)")
         try:
             inner = self.__dict__["inner"]
         except KeyError:
@@ -179,9 +175,7 @@ class FlowDenoiser(Denoiser):
             t = t.expand(x.shape[0])
         return self.call_net(x, t * self.time_scale, cond)
 
-    def from_output(
-        self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         tau, s = self.scales(t, x)
         x0 = x + s * out
         eps = x - tau * out
@@ -218,14 +212,8 @@ class AnalyticGaussianDenoiser(Denoiser):
         return mu + a * var / (a * a * var + s * s) * (x - a * mu)
 
 
-def mixture_posterior(
-    x: torch.Tensor,
-    a: torch.Tensor,
-    s: torch.Tensor,
-    means: torch.Tensor,
-    variances: torch.Tensor,
-    weights: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture_posterior(x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, means: torch.Tensor, variances: torch.Tensor,
+                      weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed forms for data sum_k w_k N(mu_k, var_k I) seen through x_t = a x0 + s eps (float64).
 
     Returns (E[x0 | x_t, k] per component, shape (N, K, D); log r_k(x_t) = log p(k | x_t), shape (N, K)),

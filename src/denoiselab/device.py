@@ -15,9 +15,8 @@ import torch
 
 from .errors import DenoiselabError
 
-DEVICE_HELP = (
-    "where to compute: auto (a CUDA GPU if torch sees one, else Apple's mps, else the CPU), cpu, cuda, cuda:N or mps"
-)
+DEVICE_HELP = ("where to compute: auto (a CUDA GPU if torch sees one, else Apple's mps, else the CPU), "
+               "cpu, cuda, cuda:N or mps")
 
 
 def resolve_device(name: Optional[str] = "auto") -> torch.device:
@@ -34,29 +33,23 @@ def resolve_device(name: Optional[str] = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise DenoiselabError(
-                "--device mps: torch sees no Apple GPU (torch.backends.mps.is_available() is "
-                "False): use --device cpu, or auto to take what there is"
-            )
+            raise DenoiselabError("--device mps: torch sees no Apple GPU (torch.backends.mps.is_available() is "
+                                  "False): use --device cpu, or auto to take what there is")
         return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
         index = name.partition(":")[2]
         if index and not index.isdigit():
             raise DenoiselabError(f"--device {name}: a CUDA device is cuda or cuda:N with N a GPU number (cuda:0)")
         if not torch.cuda.is_available():
-            built = f"torch {torch.__version__} " + (
-                "with CUDA " + torch.version.cuda if torch.version.cuda else "built without CUDA"
-            )
-            raise DenoiselabError(
-                f"--device {name}: torch sees no CUDA GPU ({built}): use --device cpu, or auto to take what there is"
-            )
+            built = f"torch {torch.__version__} " + ("with CUDA " + torch.version.cuda if torch.version.cuda
+                                                    else "built without CUDA")
+            raise DenoiselabError(f"--device {name}: torch sees no CUDA GPU ({built}): use --device cpu, or auto "
+                                  "to take what there is")
         count = torch.cuda.device_count()
         i = int(index) if index else torch.cuda.current_device()
         if i >= count:
-            raise DenoiselabError(
-                f"--device {name}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
-                f"(cuda:0 to cuda:{count - 1}): choose one of those"
-            )
+            raise DenoiselabError(f"--device {name}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
+                                  f"(cuda:0 to cuda:{count - 1}): choose one of those")
         return torch.device("cuda", i)
     raise DenoiselabError(f"unknown --device {name!r}: use auto, cpu, cuda, cuda:N or mps")
 
@@ -123,9 +116,7 @@ def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
         return torch.bfloat16
     if mode == "fp16":
         if device.type != "cuda":
-            raise DenoiselabError(
-                f"fp16 autocast (train.autocast, sample --precision) needs a CUDA GPU, not {device}: use bf16 or auto"
-            )
+            raise DenoiselabError(f"fp16 autocast (train.autocast, sample --precision) needs a CUDA GPU, not {device}: use bf16 or auto")
         return torch.float16
     if mode == "auto":
         if device.type != "cuda":

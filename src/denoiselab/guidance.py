@@ -74,9 +74,8 @@ class ClassifierFreeGuidance(DenoiserWrapper):
             return self.inner.unclipped(x, t, self.null_condition(cond))
         n = x.shape[0]
         # One batched forward of both halves (the CFG cost target: <= 2.2x an unguided step).
-        x0_2, eps_2 = self.inner.unclipped(
-            torch.cat([x, x]), _pair_time(t, n), torch.cat([cond, self.null_condition(cond)])
-        )
+        x0_2, eps_2 = self.inner.unclipped(torch.cat([x, x]), _pair_time(t, n),
+                                           torch.cat([cond, self.null_condition(cond)]))
         w = self.scale
         x0_c, x0_u = x0_2[:n], x0_2[n:]
         eps_c, eps_u = eps_2[:n], eps_2[n:]
@@ -122,14 +121,8 @@ class ClassifierGuidance(DenoiserWrapper):
         return P.x0_from_eps(x, eps, a, s), eps
 
 
-def guided(
-    denoiser,
-    *,
-    scale: float = 1.0,
-    uncond: Optional[torch.Tensor] = None,
-    classifier: Optional[Callable] = None,
-    classifier_scale: float = 0.0,
-):
+def guided(denoiser, *, scale: float = 1.0, uncond: Optional[torch.Tensor] = None,
+           classifier: Optional[Callable] = None, classifier_scale: float = 0.0):
     """The denoiser with classifier-free guidance at ``scale`` (1 = the plain conditional model,
     no wrapper) and, with a ``classifier``, classifier guidance at ``classifier_scale`` on top."""
     out = denoiser

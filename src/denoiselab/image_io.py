@@ -54,9 +54,7 @@ def _open_picture(path: Path):
         im.load()
         return im
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DenoiselabError(
-            f"cannot read {path} as an image ({type(e).__name__}): pass a PNG/JPEG or an .npy"
-        ) from None
+        raise DenoiselabError(f"cannot read {path} as an image ({type(e).__name__}): pass a PNG/JPEG or an .npy") from None
 
 
 def as_nchw(arr: np.ndarray, shape: Sequence[int], path: Path, what: str) -> torch.Tensor:
@@ -68,19 +66,13 @@ def as_nchw(arr: np.ndarray, shape: Sequence[int], path: Path, what: str) -> tor
     elif arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or tuple(arr.shape[2:]) != (h, w):
-        raise DenoiselabError(
-            f"{what} {path} has shape {tuple(arr.shape)}: the model needs ({c}, {h}, {w}) "
-            f"images, as (N, {c}, {h}, {w}), ({c}, {h}, {w}) or ({h}, {w}) for one channel"
-        )
+        raise DenoiselabError(f"{what} {path} has shape {tuple(arr.shape)}: the model needs ({c}, {h}, {w}) "
+                              f"images, as (N, {c}, {h}, {w}), ({c}, {h}, {w}) or ({h}, {w}) for one channel")
     return torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)
 
 
-def read_images(
-    paths: Sequence[str | Path] | str | Path,
-    shape: Sequence[int],
-    value_range: tuple[float, float] = (-1.0, 1.0),
-    negate: bool = False,
-) -> torch.Tensor:
+def read_images(paths: Sequence[str | Path] | str | Path, shape: Sequence[int],
+                value_range: tuple[float, float] = (-1.0, 1.0), negate: bool = False) -> torch.Tensor:
     """Images for a model whose samples have ``shape`` = (C, H, W), as one (N, C, H, W) float32 tensor.
 
     Pictures are converted (see the module docstring); ``.npy`` arrays must already be in the
@@ -102,10 +94,8 @@ def read_images(
                 raise DenoiselabError(f"input {path} has {x.shape[1]} channels: the model needs {c}")
         else:
             if c not in (1, 3) or h != w:
-                raise DenoiselabError(
-                    f"pictures can be read only for square models with 1 or 3 channels (this one "
-                    f"takes {tuple(shape)}): pass an .npy in the data's frame"
-                )
+                raise DenoiselabError(f"pictures can be read only for square models with 1 or 3 channels (this one "
+                                      f"takes {tuple(shape)}): pass an .npy in the data's frame")
             u8 = fit_picture(_open_picture(path), h, c)
             if negate:
                 u8 = 255 - u8
@@ -114,9 +104,7 @@ def read_images(
     return torch.cat(out)
 
 
-def read_mask(
-    path: str | Path, shape: Sequence[int], num: int, source_size: Optional[tuple[int, int]] = None
-) -> torch.Tensor:
+def read_mask(path: str | Path, shape: Sequence[int], num: int, source_size: Optional[tuple[int, int]] = None) -> torch.Tensor:
     """A binary keep-mask (1 = keep the input) as (num or 1, 1 or C, H, W) float32 with values in {0, 1}.
 
     PNG: grayscale after conversion, every pixel 0 or 255 (anything else is refused, so an
@@ -138,9 +126,8 @@ def read_mask(
             raise DenoiselabError(f"mask {path} holds {m.shape[0]} masks for {num} images: give one, or one per image")
         bad = ~((m == 0) | (m == 1))
         if bad.any():
-            raise DenoiselabError(
-                f"mask {path} is not binary ({int(bad.sum())} values other than 0 and 1): threshold it, 1 = keep"
-            )
+            raise DenoiselabError(f"mask {path} is not binary ({int(bad.sum())} values other than 0 and 1): "
+                                  "threshold it, 1 = keep")
         return m
     im = _open_picture(path)
     if im.size not in ((w, h),) + ((tuple(source_size),) if source_size else ()):
@@ -148,10 +135,8 @@ def read_mask(
         raise DenoiselabError(f"mask {path} is {im.size[0]}x{im.size[1]}: it must be {sizes}")
     gray = np.asarray(im.convert("L"))
     if not np.isin(gray, (0, 255)).all():
-        raise DenoiselabError(
-            f"mask {path} is not binary (grey levels other than black and white): "
-            "save it with pure black (0, fill) and white (255, keep)"
-        )
+        raise DenoiselabError(f"mask {path} is not binary (grey levels other than black and white): "
+                              "save it with pure black (0, fill) and white (255, keep)")
     u8 = fit_picture(Image.fromarray(gray), h, 1, resample=Image.Resampling.NEAREST)
     return torch.from_numpy((u8 > 127).astype(np.float32))[None]
 
@@ -170,13 +155,10 @@ def mask_box(box: str, shape: Sequence[int]) -> torch.Tensor:
     try:
         x0, y0, x1, y1 = (int(v) for v in box.split(","))
     except ValueError:
-        raise DenoiselabError(
-            f"--mask-box {box!r}: write four integers x0,y0,x1,y1 (pixels; x1, y1 exclusive)"
-        ) from None
+        raise DenoiselabError(f"--mask-box {box!r}: write four integers x0,y0,x1,y1 (pixels; x1, y1 exclusive)") from None
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-        raise DenoiselabError(
-            f"--mask-box {box!r} is empty or leaves the {w}x{h} image: need 0 <= x0 < x1 <= {w}, 0 <= y0 < y1 <= {h}"
-        )
+        raise DenoiselabError(f"--mask-box {box!r} is empty or leaves the {w}x{h} image: need 0 <= x0 < x1 <= {w}, "
+                              f"0 <= y0 < y1 <= {h}")
     m = torch.ones(1, 1, h, w)
     m[..., y0:y1, x0:x1] = 0
     return m

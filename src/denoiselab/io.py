@@ -115,15 +115,8 @@ def existing_file(path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
     return p
 
 
-def load_npy(
-    path,
-    what: str,
-    *,
-    ndims: tuple[int, ...] = (),
-    integer: bool = False,
-    booleans: bool = False,
-    value_range: Optional[tuple[float, float]] = None,
-) -> np.ndarray:
+def load_npy(path, what: str, *, ndims: tuple[int, ...] = (), integer: bool = False, booleans: bool = False,
+             value_range: Optional[tuple[float, float]] = None) -> np.ndarray:
     """A user's .npy, read without pickle (object arrays are refused), its shape, dtype and
     values checked: the one reader of every array a user hands the package (samples, references,
     labels, input images, masks, noise), so every malformed file gets the same one line.
@@ -139,23 +132,18 @@ def load_npy(
         a = np.load(p, allow_pickle=False)
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise DenoiselabError(
-                f"{what} {p} holds Python objects (a pickle): save a numeric array with np.save"
-            ) from None
+            raise DenoiselabError(f"{what} {p} holds Python objects (a pickle): save a numeric array with "
+                                  "np.save") from None
         raise DenoiselabError(f"{what} {p} is not a valid .npy file ({str(e).splitlines()[0]})") from None
     except (OSError, EOFError) as e:
-        raise DenoiselabError(
-            f"{what} {p} cannot be read as .npy ({type(e).__name__}: {e}): is it truncated?"
-        ) from None
+        raise DenoiselabError(f"{what} {p} cannot be read as .npy ({type(e).__name__}: {e}): is it truncated?") from None
     if not isinstance(a, np.ndarray):
         raise DenoiselabError(f"{what} {p} holds several arrays (.npz): save one array with np.save")
     kinds = ("iu" if integer else "fiu") + ("b" if booleans else "")
     if a.dtype.kind not in kinds:
         raise DenoiselabError(f"{what} {p} has dtype {a.dtype}: expected {'integers' if integer else 'numbers'}")
     if ndims and a.ndim not in ndims:
-        raise DenoiselabError(
-            f"{what} {p} has shape {a.shape}: expected {' or '.join(f'{n} dimensions' for n in ndims)}"
-        )
+        raise DenoiselabError(f"{what} {p} has shape {a.shape}: expected {' or '.join(f'{n} dimensions' for n in ndims)}")
     if a.size == 0:
         raise DenoiselabError(f"{what} {p} is empty (shape {a.shape})")
     if a.dtype.kind == "f" and not np.isfinite(a).all():

@@ -25,17 +25,8 @@ from .process import FLOW_TIME_SCALE, flow_interpolant, flow_velocity, q_sample,
 from .schedules import NoiseSchedule
 
 
-def diffusion_loss(
-    net,
-    schedule: NoiseSchedule,
-    parameterization: str,
-    x0,
-    t,
-    eps,
-    cond=None,
-    min_snr: float = 0.0,
-    perturbation: torch.Tensor | None = None,
-) -> torch.Tensor:
+def diffusion_loss(net, schedule: NoiseSchedule, parameterization: str, x0, t, eps, cond=None,
+                   min_snr: float = 0.0, perturbation: torch.Tensor | None = None) -> torch.Tensor:
     """Simple MSE loss L_simple (Ho et al. 2020, eq. 14) for the given parameterization, or, with
     ``min_snr`` = gamma > 0, the min-SNR-gamma weighted loss (Hang et al. 2023, sec. 3.4).
     ``perturbation`` (gamma xi) is input perturbation (Ning et al. 2023, eq. 9): the network sees
@@ -77,9 +68,8 @@ def denoise_loss(net, x0, eps, sigma: float) -> torch.Tensor:
     return (net(x0 + sigma * eps, None, None) - x0).pow(2).mean()
 
 
-def drop_labels(
-    cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator, null: Optional[torch.Tensor] = None
-) -> Optional[torch.Tensor]:
+def drop_labels(cond: Optional[torch.Tensor], p_uncond: float, generator: torch.Generator,
+                null: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
     """Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label is replaced
     by -1 ("no label", which every conditional network maps to its null class) with prob. p_uncond;
     each row of an (N, D) embedding condition by ``null`` (the empty prompt's embedding)."""
@@ -93,7 +83,8 @@ def drop_labels(
     return torch.where(drop, torch.full_like(cond, -1), cond)
 
 
-def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None, null: Optional[torch.Tensor] = None):
+def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
+                   null: Optional[torch.Tensor] = None):
     """objective(net, x0, cond, generator) -> loss for the process ``d`` describes, on ``schedule``
     (VP and classifier runs); ``null`` is the condition a dropped prompt becomes (text runs: the
     empty prompt's embedding)."""
@@ -121,10 +112,8 @@ def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
             # Noise-aware classifier (Dhariwal & Nichol 2021, sec. 4): cross-entropy of p(y | x_t, t)
             # at t uniform over the schedule, x_t from q(x_t | x_0) (Ho et al. 2020, eq. 4).
             if cond is None:
-                raise DenoiselabError(
-                    "a classifier trains on labelled data: choose a data set with classes "
-                    "(mnist, digits, a folder with one sub-folder per class)"
-                )
+                raise DenoiselabError("a classifier trains on labelled data: choose a data set with classes "
+                                      "(mnist, digits, a folder with one sub-folder per class)")
             t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
             eps = torch.randn(x0.shape, generator=generator).to(x0.device)
             return F.cross_entropy(net(q_sample(schedule, x0, t, eps), t.to(x0.device, x0.dtype)).float(), cond)
@@ -137,16 +126,14 @@ def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
 
     def objective(net, x0, cond, generator):
         # Drawn on the CPU generator (the run's stream, saved in checkpoints), used on x0's device.
-        t = sample_t(
-            schedule, x0.shape[0], generator, d.t_sampling, d.p_mean, d.p_std, (d.t_sigma_min, d.t_sigma_max), d.t_full
-        )
+        t = sample_t(schedule, x0.shape[0], generator, d.t_sampling, d.p_mean, d.p_std,
+                              (d.t_sigma_min, d.t_sigma_max), d.t_full)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, d.p_uncond, generator, null)
         extra = None
         if d.input_perturbation > 0:
             extra = d.input_perturbation * torch.randn(x0.shape, generator=generator).to(x0.device)
-        return diffusion_loss(
-            net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr, perturbation=extra
-        )
+        return diffusion_loss(net, schedule, d.parameterization, x0, t, eps, cond, min_snr=d.min_snr,
+                                      perturbation=extra)
 
     return objective

@@ -41,7 +41,6 @@ def scales(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tupl
 
 # -- Forward process ----------------------------------------------------------------------
 
-
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Sample q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I); Ho et al. 2020, eq. 4."""
     a, s = scales(schedule, t, x0)
@@ -74,9 +73,7 @@ def posterior_coefs(schedule: NoiseSchedule, t: torch.Tensor, s: torch.Tensor | 
     return coef_x0, coef_xt, var, beta_ts
 
 
-def q_posterior(
-    schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None
-):
+def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None):
     """Mean and variance of q(x_s | x_t, x_0); Ho et al. 2020, eqs. 6-7."""
     c0, ct, var, _ = posterior_coefs(schedule, t, s)
     mean = _bcast(c0, xt) * x0 + _bcast(ct, xt) * xt
@@ -84,7 +81,6 @@ def q_posterior(
 
 
 # -- Conversions between predictions (all exact, from x_t = a x0 + s eps) -----------------
-
 
 def x0_from_eps(xt, eps, a, s):
     return (xt - s * eps) / a
@@ -127,7 +123,6 @@ def flow_velocity(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 # -- Training objectives: one line each, so they compare by eye (after EDM's loss.py) ---------
 
-
 def training_target(parameterization: str, x0, eps, a, s):
     """What the network regresses onto: eps (Ho et al. 2020, eq. 14), x0, or v (Salimans & Ho 2022)."""
     if parameterization == "eps":
@@ -139,16 +134,9 @@ def training_target(parameterization: str, x0, eps, a, s):
     raise ValueError(f"unknown parameterization {parameterization!r}")
 
 
-def sample_t(
-    schedule: NoiseSchedule,
-    n: int,
-    generator: torch.Generator,
-    kind: str = "uniform",
-    p_mean: float = -1.2,
-    p_std: float = 1.2,
-    sigma_range: tuple | None = None,
-    p_full: float = 0.0,
-) -> torch.Tensor:
+def sample_t(schedule: NoiseSchedule, n: int, generator: torch.Generator, kind: str = "uniform",
+             p_mean: float = -1.2, p_std: float = 1.2, sigma_range: tuple | None = None,
+             p_full: float = 0.0) -> torch.Tensor:
     """Training time steps: ``uniform`` integers over 0..T-1 (Ho et al. 2020, Algorithm 1), or
     ``lognormal``: ln sigma ~ N(p_mean, p_std^2) (Karras et al. 2022, Table 1, "EDM" column),
     mapped to the fractional t with that VE noise level (sigma_t = sqrt((1 - abar_t) / abar_t)) and
@@ -182,9 +170,7 @@ def steps_in_range(schedule: NoiseSchedule, lo: float, hi: float) -> torch.Tenso
     """The steps t whose sigma_t lies in [lo, hi] (``sample_t``'s ``range``); none is an error."""
     inside = torch.nonzero((schedule.sigmas >= lo) & (schedule.sigmas <= hi)).flatten()
     if inside.numel() == 0:
-        raise DenoiselabError(
-            f"no step of this schedule has its noise level sigma in [{lo:g}, {hi:g}] "
-            f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
-            "widen diffusion.t_sigma_min/t_sigma_max"
-        )
+        raise DenoiselabError(f"no step of this schedule has its noise level sigma in [{lo:g}, {hi:g}] "
+                              f"(it spans {schedule.sigmas[0].item():.3g} to {schedule.sigmas[-1].item():.3g}): "
+                              "widen diffusion.t_sigma_min/t_sigma_max")
     return inside

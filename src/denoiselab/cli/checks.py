@@ -65,11 +65,10 @@ def output_file(path, suffixes: tuple[str, ...], what: str = "--out") -> Path:
     """An output file: a known suffix, not a directory, in a directory that is (or can be made) writable."""
     p = Path(path)
     if suffixes and p.suffix.lower() not in suffixes:
-        raise DenoiselabError(f"{what} {p}: unknown output type {p.suffix or '(none)'!r}, use {' or '.join(suffixes)}")
+        raise DenoiselabError(f"{what} {p}: unknown output type {p.suffix or '(none)'!r}, use "
+                              f"{' or '.join(suffixes)}")
     if p.is_dir():
-        raise DenoiselabError(
-            f"{what} {p} is a directory: name a file, e.g. {p / ('out' + (suffixes or ('.png',))[0])}"
-        )
+        raise DenoiselabError(f"{what} {p} is a directory: name a file, e.g. {p / ('out' + (suffixes or ('.png',))[0])}")
     if p.exists() and not os.access(p, os.W_OK):
         raise DenoiselabError(f"{what} {p} exists and is not writable: choose another path")
     writable_dir(p.parent if str(p.parent) else Path("."), f"the folder of {what}")
@@ -89,9 +88,8 @@ def run_dir(path, what: str = "run directory") -> Path:
     if not (p / CONFIG).is_file():
         raise DenoiselabError(f"{p} has no {CONFIG}: is it a run directory made by `denoiselab train`?")
     if not candidates(p):
-        raise DenoiselabError(
-            f"{p} has no checkpoint yet: train it (or resume it with `denoiselab train --out {p} --resume`)"
-        )
+        raise DenoiselabError(f"{p} has no checkpoint yet: train it (or resume it with "
+                              f"`denoiselab train --out {p} --resume`)")
     return p
 
 
@@ -106,7 +104,7 @@ def resolve_data_ref(text: str, what: str = "--ref", kinds: Optional[set] = None
 
     names = ", ".join(n for n in DATASETS if n not in ("folder", "idx", "cifar10"))
     if text.startswith(DATA_PREFIX):
-        name = text[len(DATA_PREFIX) :]
+        name = text[len(DATA_PREFIX):]
         if name not in DATASETS or name in ("folder", "idx", "cifar10"):
             raise DenoiselabError(f"{what} {text}: unknown data set {name!r}, choose one of {names}")
         return "data", name
@@ -115,8 +113,7 @@ def resolve_data_ref(text: str, what: str = "--ref", kinds: Optional[set] = None
         if Path(text).exists():
             raise DenoiselabError(
                 f"{what} {text} is ambiguous: it names the data set {text!r} and the path ./{text}; "
-                f"write {what} {DATA_PREFIX}{text} for the data set or {what} ./{text} for the path"
-            )
+                f"write {what} {DATA_PREFIX}{text} for the data set or {what} ./{text} for the path")
         return "data", text
     p = Path(text)
     if not p.exists():
@@ -125,19 +122,8 @@ def resolve_data_ref(text: str, what: str = "--ref", kinds: Optional[set] = None
 
 
 # Counts: (must be > 0) unless the command lists the name in its "zero_ok".
-POSITIVE = (
-    "num",
-    "steps",
-    "frames",
-    "batch_size",
-    "T",
-    "image_size",
-    "nfe",
-    "num_batches",
-    "rho",
-    "sigma_min",
-    "sigma_max",
-)
+POSITIVE = ("num", "steps", "frames", "batch_size", "T", "image_size", "nfe", "num_batches", "rho", "sigma_min",
+            "sigma_max")
 
 
 NON_NEGATIVE = ("seed", "seeds", "ref_seed", "bootstrap", "threads", "eta", "eta_low", "eta_switch", "churn")
@@ -152,7 +138,7 @@ def _check_counts(args, zero_ok: dict[str, str]) -> None:
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
-        for v in value if isinstance(value, (list, tuple)) else [value]:
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 finite(name, v)
                 positive(name, v, allow_zero=name in NON_NEGATIVE or name in zero_ok, zero_means=zero_ok.get(name, ""))
@@ -191,9 +177,8 @@ def _check_evaluate(args) -> None:
     kind, value = resolve_data_ref(args.ref, "--ref")
     args.ref = value  # unambiguous from here on: a data-set name, or a path that is not one
     if kind == "path" and Path(value).is_file() and Path(value).suffix.lower() != ".npy":
-        raise DenoiselabError(
-            f"--ref {value} is a file but not .npy: pass a .npy of points, an image folder or a data-set name"
-        )
+        raise DenoiselabError(f"--ref {value} is a file but not .npy: pass a .npy of points, an image folder "
+                              "or a data-set name")
     if src.is_dir():
         from ..data import TOY_DATASETS
         from ..evaluation.report import check_reference
@@ -211,9 +196,8 @@ def _check_evaluate(args) -> None:
         existing_file(args.labels, "--labels", (".npy",))
         n = len(read_labels(args.labels))
         if src.is_dir() and n != args.num:
-            raise DenoiselabError(
-                f"--labels {args.labels} has {n} class ids for --num {args.num} samples: give one per sample"
-            )
+            raise DenoiselabError(f"--labels {args.labels} has {n} class ids for --num {args.num} samples: "
+                                  "give one per sample")
     if args.inception_weights:
         existing_file(args.inception_weights, "--inception-weights")
     if args.cache_dir:
@@ -241,9 +225,8 @@ def _check_plot(args) -> None:
         from ..data import TOY_DATASETS
 
         if args.target not in TOY_DATASETS:
-            raise DenoiselabError(
-                f"plot forward: unknown 2D data set {args.target!r}, choose one of {', '.join(TOY_DATASETS)}"
-            )
+            raise DenoiselabError(f"plot forward: unknown 2D data set {args.target!r}, choose one of "
+                                  f"{', '.join(TOY_DATASETS)}")
     if hasattr(args, "schedule"):
         _check_schedule(args.schedule)
 
@@ -321,12 +304,10 @@ def _check_guidance(args) -> None:
     """A guidance scale w < 0 would steer away from the condition: refused, as no recipe uses it."""
     for name in ("guidance", "scales"):
         value = getattr(args, name, None)
-        for w in value if isinstance(value, (list, tuple)) else [value]:
+        for w in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(w, (int, float)) and w < 0:
-                raise DenoiselabError(
-                    f"{_flag(name)} {w:g} is negative: give a guidance scale >= 0 (0 = unconditional, "
-                    "1 = the conditional model, > 1 stronger adherence to the condition)"
-                )
+                raise DenoiselabError(f"{_flag(name)} {w:g} is negative: give a guidance scale >= 0 (0 = unconditional, "
+                                      "1 = the conditional model, > 1 stronger adherence to the condition)")
 
 
 def check_args(args) -> None:

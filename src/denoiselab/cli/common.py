@@ -54,14 +54,8 @@ def plan_from_args(run, args):
     resolved sampler, steps and grid are written back into args for the log and the metrics."""
     from ..runs import sampling_plan
 
-    plan = sampling_plan(
-        run,
-        sampler=args.sampler,
-        steps=args.steps or None,
-        grid=args.grid or args.spacing,
-        grid_opts=grid_opts(args),
-        start=getattr(args, "start", None),
-    )
+    plan = sampling_plan(run, sampler=args.sampler, steps=args.steps or None, grid=args.grid or args.spacing,
+                         grid_opts=grid_opts(args), start=getattr(args, "start", None))
     args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
     plan.opts.update(sampler_opts(args))
     if getattr(args, "precision", None):
@@ -80,32 +74,23 @@ def draw(run, args, num: int, callback=None):
     kind, shape = run.kind, run.sample_shape
     denoiser, cond = conditioning(run, args, num)
     batch_size = args.batch_size or sampling_batch_size(kind, module_device(denoiser))
-    x, nfe = generate(
-        denoiser,
-        num,
-        shape,
-        seed=args.seed,
-        cond=cond,
-        callback=callback,
-        batch_size=batch_size,
-        progress=True,
-        **plan.kwargs(),
-    )
+    x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback, batch_size=batch_size,
+                      progress=True, **plan.kwargs())
     return x, nfe, kind, plan
 
 
 # Float options of `add_sampling` whose default (None) means: the run's stored value, else the sampler's own.
 OPTIONAL_FLOATS = {
     "--sigma-min": "karras/logsnr grids: smallest sigma before the final denoising step; logsnr-trailing: where a "
-    "further step would land (default: the data's resolution: one pixel level for images, the "
-    "nearest-neighbour spacing of 2D points)",
+                   "further step would land (default: the data's resolution: one pixel level for images, the "
+                   "nearest-neighbour spacing of 2D points)",
     "--sigma-max": "karras/logsnr grids: largest sigma, where sampling starts (default: the largest distance between "
-    "two training samples, Song & Ermon 2020; both ends stored with the run)",
+                   "two training samples, Song & Ermon 2020; both ends stored with the run)",
     "--rho": "karras grid: the spacing exponent (default 7)",
     "--eta": "ddim: stochasticity (default 0; 1 = DDPM posterior); euler-ancestral, dpmpp-2m-sde, dpmpp-3m-sde: how "
-    "much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any eta >= 0)",
+             "much noise each step re-injects (default 1; 0 = the ODE; the dpmpp SDE solvers take any eta >= 0)",
     "--eta-low": "dpmpp-2m-sde, dpmpp-3m-sde: the eta of the steps that start at or below --eta-switch (default: the "
-    "run's stored one, else 0)",
+                 "run's stored one, else 0)",
 }
 
 
@@ -125,29 +110,13 @@ def add_solver(p: argparse.ArgumentParser, steps: int | None = None, sampler: st
     """--sampler, --steps, --seed: which solver, how many steps, which noise."""
     from ..samplers import DEFAULT_STEPS, SAMPLERS
 
-    own = sampler is None
-    p.add_argument(
-        "--sampler",
-        default=sampler,
-        choices=list(SAMPLERS),
-        metavar="NAME",
-        help="sampler: "
-        + ", ".join(SAMPLERS)
-        + ("; default: the run's own (its preset's measured best, config.sample)" if own else f"; default {sampler}"),
-    )
+    own = ("the run's own (its preset's measured best, config.sample)" if sampler is None else sampler)
+    p.add_argument("--sampler", default=sampler, choices=list(SAMPLERS), metavar="NAME",
+                   help=f"sampler: {', '.join(SAMPLERS)}; default: {own}")
     named = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=steps,
-        help="solver steps (the output reports the NFE); default: "
-        + (
-            f"the run's stored steps for its own sampler; another --sampler takes its usual count "
-            f"(ddpm the model's T, {named})"
-            if steps is None
-            else str(steps)
-        ),
-    )
+    usual = (f"the run's stored steps for its own sampler; another --sampler takes its usual count (ddpm the "
+             f"model's T, {named})" if steps is None else str(steps))
+    p.add_argument("--steps", type=int, default=steps, help=f"solver steps (the output reports the NFE); default: {usual}")
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default 0)")
 
 
@@ -155,57 +124,34 @@ def add_grid(p: argparse.ArgumentParser) -> None:
     """The time grid, its ends and the noise each step re-injects."""
     from ..samplers import GRIDS, SPACINGS
 
-    p.add_argument(
-        "--grid",
-        default=None,
-        choices=list(GRIDS),
-        metavar="GRID",
-        help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
-        "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
-        "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
-        "other solvers, quadratic for flows",
-    )
+    p.add_argument("--grid", default=None, choices=list(GRIDS), metavar="GRID",
+                   help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
+                        "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
+                        "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
+                        "other solvers, quadratic for flows")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
     for flag, text in OPTIONAL_FLOATS.items():
         p.add_argument(flag, type=float, default=None, help=text)
-    p.add_argument(
-        "--eta-switch",
-        type=float,
-        default=None,
-        metavar="SIGMA",
-        help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
-        "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "
-        "--eta-low 8 --eta-switch 3)",
-    )
+    p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",
+                   help="dpmpp-2m-sde, dpmpp-3m-sde: the noise level at and below which steps use --eta-low "
+                        "(0 = --eta everywhere; default: the run's stored one, else 0; mnist at 10 steps: "
+                        "--eta-low 8 --eta-switch 3)")
 
 
 def add_execution(p: argparse.ArgumentParser) -> None:
     """How each step runs: churn, the DDPM variance, the batch and the precision."""
     from ..device import AUTOCAST_MODES
 
-    p.add_argument(
-        "--churn", type=float, default=0.0, help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)"
-    )
-    p.add_argument(
-        "--variance",
-        choices=["beta_tilde", "beta"],
-        default=None,
-        help="ddpm: the variance of each reverse step: beta_tilde (the true posterior's, default) or "
-        "beta (its upper bound; Ho et al. 2020, sec. 3.2)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)",
-    )
-    p.add_argument(
-        "--precision",
-        default=None,
-        choices=AUTOCAST_MODES,
-        help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
-        "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)",
-    )
+    p.add_argument("--churn", type=float, default=0.0,
+                   help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
+    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None,
+                   help="ddpm: the variance of each reverse step: beta_tilde (the true posterior's, default) or "
+                        "beta (its upper bound; Ho et al. 2020, sec. 3.2)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
+    p.add_argument("--precision", default=None, choices=AUTOCAST_MODES,
+                   help="the network's autocast while sampling (the solver stays float32): none, bf16, auto (bf16 "
+                        "on a CUDA GPU), fp16 (CUDA only); default: the run's stored one (mnist: bf16, else none)")
 
 
 def add_start(p: argparse.ArgumentParser) -> None:

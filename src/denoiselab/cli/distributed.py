@@ -21,24 +21,17 @@ import torch
 
 from ..errors import DenoiselabError
 
-MISSING = "Accelerate is not installed: pip install accelerate (or the extra: pip install 'denoiselab[distributed]')"
+MISSING = ("Accelerate is not installed: pip install accelerate (or the extra: pip install 'denoiselab[distributed]')")
 
 
 def add_launch_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--launcher",
-        choices=["none", "accelerate"],
-        default="none",
-        help="accelerate: start this training under `accelerate launch` (data-parallel over "
-        "--processes processes; GPUs with NCCL, CPUs with gloo; Accelerate's config for several "
-        "machines). The same as running `accelerate launch -m denoiselab.cli train ...`",
-    )
-    p.add_argument(
-        "--processes",
-        type=int,
-        default=0,
-        help="--launcher accelerate: processes on this machine (default: Accelerate's config, else one per GPU)",
-    )
+    p.add_argument("--launcher", choices=["none", "accelerate"], default="none",
+                   help="accelerate: start this training under `accelerate launch` (data-parallel over "
+                        "--processes processes; GPUs with NCCL, CPUs with gloo; Accelerate's config for several "
+                        "machines). The same as running `accelerate launch -m denoiselab.cli train ...`")
+    p.add_argument("--processes", type=int, default=0,
+                   help="--launcher accelerate: processes on this machine (default: Accelerate's config, else one "
+                        "per GPU)")
 
 
 def world_size() -> int:
@@ -60,9 +53,8 @@ def make_runtime(device: torch.device):
     try:
         from accelerate import Accelerator
     except ImportError:
-        raise DenoiselabError(
-            f"this process is one of {world_size()} started by a distributed launcher, but {MISSING}"
-        ) from None
+        raise DenoiselabError(f"this process is one of {world_size()} started by a distributed launcher, but "
+                              f"{MISSING}") from None
     return AccelerateRuntime(Accelerator(cpu=torch.device(device).type == "cpu"))
 
 
@@ -85,16 +77,8 @@ def launch_command(args) -> list[str]:
     """The ``accelerate launch`` command line that runs this training."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if args.processes:
-        cmd += [
-            "--num_processes",
-            str(args.processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ]
+        cmd += ["--num_processes", str(args.processes), "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no"]
         if args.processes > 1:
             # torchrun-style workers; on the CPU (--device cpu) they meet over gloo.
             cmd += ["--multi_gpu"]
@@ -108,8 +92,6 @@ def launch(args) -> int:
     except ImportError:
         raise DenoiselabError(f"--launcher accelerate: {MISSING}") from None
     if world_size() > 1:
-        raise DenoiselabError(
-            "--launcher accelerate inside a process that a launcher already started: drop "
-            "--launcher, or run the command outside `accelerate launch`/torchrun"
-        )
+        raise DenoiselabError("--launcher accelerate inside a process that a launcher already started: drop "
+                              "--launcher, or run the command outside `accelerate launch`/torchrun")
     return subprocess.run(launch_command(args)).returncode

@@ -29,7 +29,6 @@ from .edit_io import (
 
 # -- commands ---------------------------------------------------------------------------------
 
-
 def cmd_denoise(args) -> int:
     from .. import editing as E
 
@@ -37,14 +36,10 @@ def cmd_denoise(args) -> int:
     x0 = read_inputs(run, args.input, args.negate_input)
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.denoise(
-        edit_denoiser(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **sampling_kwargs(args)
-    )
+    res = E.denoise(edit_denoiser(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **sampling_kwargs(args))
     for level, m in res.info["mse"].items():
-        log(
-            f"{level}: MSE to the input: blur {m['blur']:.4f}, one step {m['one step']:.4f}, "
-            f"iterative {m['iterative']:.4f}"
-        )
+        log(f"{level}: MSE to the input: blur {m['blur']:.4f}, one step {m['one step']:.4f}, "
+             f"iterative {m['iterative']:.4f}")
     write_result(res, args.out, run, f"denoise ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -58,16 +53,9 @@ def cmd_sdedit(args) -> int:
     x0 = read_inputs(run, args.input, args.negate_input)
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.sdedit(
-        edit_denoiser(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **sampling_kwargs(args)
-    )
-    write_result(
-        res,
-        args.out,
-        run,
-        f"sdedit, strengths {', '.join(f'{s:g}' for s in args.strength)} "
-        f"({plural(len(x0), 'image')} each, strength-major; {time.perf_counter() - t0:.1f} s)",
-    )
+    res = E.sdedit(edit_denoiser(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **sampling_kwargs(args))
+    write_result(res, args.out, run, f"sdedit, strengths {', '.join(f'{s:g}' for s in args.strength)} "
+                               f"({plural(len(x0), 'image')} each, strength-major; {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -85,22 +73,10 @@ def cmd_inpaint(args) -> int:
         mask = read_mask(args.mask, run.sample_shape, len(x0), source_size=picture_size(args.input[0]))
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.inpaint(
-        edit_denoiser(run, args, uncond),
-        x0,
-        mask,
-        jump_length=args.jump_length,
-        jump_count=args.jump_count,
-        seed=args.seed,
-        cond=cond,
-        **sampling_kwargs(args),
-    )
-    write_result(
-        res,
-        args.out,
-        run,
-        f"inpaint ({res.info['nfe_steps']} solver steps with resampling; {time.perf_counter() - t0:.1f} s)",
-    )
+    res = E.inpaint(edit_denoiser(run, args, uncond), x0, mask, jump_length=args.jump_length, jump_count=args.jump_count,
+                    seed=args.seed, cond=cond, **sampling_kwargs(args))
+    write_result(res, args.out, run, f"inpaint ({res.info['nfe_steps']} solver steps with resampling; "
+                               f"{time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -119,21 +95,12 @@ def cmd_anagram(args) -> int:
     c2, _ = edit_condition(run, args, args.num, args.view_class, flag_prompt(args, "view_prompt"), flag="--view-class")
     if c1 is None or c2 is None:
         if condition_kind(run):
-            raise DenoiselabError(
-                "an anagram needs two conditions: --class A --view-class B (or --prompt and --view-prompt)"
-            )
+            raise DenoiselabError("an anagram needs two conditions: --class A --view-class B "
+                                  "(or --prompt and --view-prompt)")
         log("anagram on an unconditional model: both readings unconditioned (only the view's symmetry is imposed)")
     t0 = time.perf_counter()
-    res = E.anagram(
-        edit_denoiser(run, args, u1, default=ANAGRAM_GUIDANCE),
-        args.num,
-        run.sample_shape,
-        c1,
-        c2,
-        args.view,
-        seed=args.seed,
-        **sampling_kwargs(args),
-    )
+    res = E.anagram(edit_denoiser(run, args, u1, default=ANAGRAM_GUIDANCE), args.num, run.sample_shape, c1, c2, args.view,
+                    seed=args.seed, **sampling_kwargs(args))
     write_result(res, args.out, run, f"anagram under {args.view} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -145,13 +112,10 @@ def cmd_hybrid(args) -> int:
     lo, u = edit_condition(run, args, args.num, args.low_class, flag_prompt(args, "low_prompt"), flag="--low-class")
     hi, _ = edit_condition(run, args, args.num, args.high_class, flag_prompt(args, "high_prompt"), flag="--high-class")
     if (lo is None or hi is None) and condition_kind(run):
-        raise DenoiselabError(
-            "a hybrid needs two conditions: --low-class A --high-class B (or --low-prompt and --high-prompt)"
-        )
+        raise DenoiselabError("a hybrid needs two conditions: --low-class A --high-class B "
+                              "(or --low-prompt and --high-prompt)")
     t0 = time.perf_counter()
-    res = E.hybrid(
-        edit_denoiser(run, args, u), args.num, run.sample_shape, lo, hi, seed=args.seed, **sampling_kwargs(args)
-    )
+    res = E.hybrid(edit_denoiser(run, args, u), args.num, run.sample_shape, lo, hi, seed=args.seed, **sampling_kwargs(args))
     write_result(res, args.out, run, f"hybrid ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -163,20 +127,10 @@ def cmd_invert(args) -> int:
     x0 = read_inputs(run, args.input, args.negate_input)
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.invert(
-        edit_denoiser(run, args, uncond, default=1.0),
-        x0,
-        cond=cond,
-        fixed_point_iters=args.fixed_point_iters,
-        **inversion_kwargs(args),
-    )
-    write_result(
-        res,
-        args.out,
-        run,
-        f"invert ({time.perf_counter() - t0:.1f} s; decode with "
-        f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps}`)",
-    )
+    res = E.invert(edit_denoiser(run, args, uncond, default=1.0), x0, cond=cond, fixed_point_iters=args.fixed_point_iters,
+                   **inversion_kwargs(args))
+    write_result(res, args.out, run, f"invert ({time.perf_counter() - t0:.1f} s; decode with "
+                               f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps}`)")
     return 0
 
 
@@ -209,23 +163,14 @@ def cmd_interpolate(args) -> int:
         raise DenoiselabError(f"--input A holds {len(xa)} images and B {len(xb)}: give the same number")
     cond, uncond = edit_condition(run, args, 1, args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.interpolate(
-        edit_denoiser(run, args, uncond, default=1.0),
-        xa,
-        xb,
-        frames=args.frames,
-        cond=None if cond is None else int(cond[0]),
-        fixed_point_iters=args.fixed_point_iters,
-        **inversion_kwargs(args),
-    )
-    write_result(
-        res, args.out, run, f"interpolate, {args.frames} frames per pair, pair-major ({time.perf_counter() - t0:.1f} s)"
-    )
+    res = E.interpolate(edit_denoiser(run, args, uncond, default=1.0), xa, xb, frames=args.frames,
+                        cond=None if cond is None else int(cond[0]), fixed_point_iters=args.fixed_point_iters,
+                        **inversion_kwargs(args))
+    write_result(res, args.out, run, f"interpolate, {args.frames} frames per pair, pair-major ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------
-
 
 def _add_once(p: argparse.ArgumentParser, flag: str, **kw) -> None:
     """Add a flag unless the shared sampling flags already define it (--guidance, --prompt)."""
@@ -237,43 +182,24 @@ def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     from .common import add_sampling
 
     p.add_argument("run_dir", metavar="RUN", help="a trained image run directory")
-    p.add_argument(
-        "--out", required=True, help=".npy (the images, data's frame) or .png; OUT_grid.png and OUT.gif beside"
-    )
+    p.add_argument("--out", required=True, help=".npy (the images, data's frame) or .png; OUT_grid.png and OUT.gif beside")
     if inputs:
-        p.add_argument(
-            "--input",
-            action="append",
-            required=True,
-            metavar="IMG",
-            help="a PNG/JPEG of any size and mode (resized and converted to the model's frame) or an "
-            ".npy of N images in the data's frame; repeatable",
-        )
-        p.add_argument(
-            "--negate-input",
-            action="store_true",
-            help="swap dark and light in pictures (dark ink on white paper for a model of light digits on black)",
-        )
+        p.add_argument("--input", action="append", required=True, metavar="IMG",
+                       help="a PNG/JPEG of any size and mode (resized and converted to the model's frame) or an "
+                            ".npy of N images in the data's frame; repeatable")
+        p.add_argument("--negate-input", action="store_true",
+                       help="swap dark and light in pictures (dark ink on white paper for a model of light digits on black)")
     add_sampling(p, steps=50, sampler="ddim")
-    _add_once(
-        p,
-        "--guidance",
-        type=float,
-        default=None,
-        metavar="W",
-        help="classifier-free guidance scale (default: the preset's; 5 for anagram, "
-        "each of whose views is guided; 1 for invert/reconstruct/interpolate)",
-    )
+    _add_once(p, "--guidance", type=float, default=None, metavar="W",
+              help="classifier-free guidance scale (default: the preset's; 5 for anagram, "
+                   "each of whose views is guided; 1 for invert/reconstruct/interpolate)")
     _add_once(p, "--prompt", default=None, metavar="TEXT", help="text models: the prompt")
 
 
 def add_parser(sub) -> None:
     """Register `denoiselab edit ...` on the top-level subparsers."""
-    top = sub.add_parser(
-        "edit",
-        help="edit images with a trained run: denoise, sdedit, inpaint, anagram, hybrid, "
-        "invert, reconstruct, interpolate",
-    )
+    top = sub.add_parser("edit", help="edit images with a trained run: denoise, sdedit, inpaint, anagram, hybrid, "
+                                      "invert, reconstruct, interpolate")
     esub = top.add_subparsers(dest="edit_cmd", metavar="EDIT", required=True)
     _add_input_edits(esub)
     _add_generated_edits(esub)
@@ -286,39 +212,23 @@ def _add_input_edits(esub) -> None:
 
     p = esub.add_parser("denoise", help="noise an image to t = 250/500/750 of 1000 and denoise it three ways")
     _common(p)
-    p.add_argument(
-        "--levels",
-        nargs="+",
-        type=float,
-        default=list(E.DENOISE_LEVELS),
-        help="noise levels as fractions of the DDPM reference's 1000 steps, matched by sigma on any schedule",
-    )
+    p.add_argument("--levels", nargs="+", type=float, default=list(E.DENOISE_LEVELS),
+                   help="noise levels as fractions of the DDPM reference's 1000 steps, matched by sigma on any schedule")
     p.set_defaults(fn=cmd_denoise)
 
     p = esub.add_parser("sdedit", help="image-to-image (Meng et al. 2022): noise to a strength and denoise")
     _common(p)
-    p.add_argument(
-        "--strength",
-        nargs="+",
-        type=float,
-        default=list(E.SDEDIT_STRENGTHS),
-        help="strengths in [0, 1] (0 = the input, 1 = pure noise); a sweep gives one column each",
-    )
+    p.add_argument("--strength", nargs="+", type=float, default=list(E.SDEDIT_STRENGTHS),
+                   help="strengths in [0, 1] (0 = the input, 1 = pure noise); a sweep gives one column each")
     p.set_defaults(fn=cmd_sdedit)
 
     p = esub.add_parser("inpaint", help="RePaint (Lugmayr et al. 2022) with resampling")
     _common(p)
-    p.add_argument(
-        "--mask", default=None, help="PNG (white = keep, black = fill) or .npy (1 = keep), one or one per image"
-    )
+    p.add_argument("--mask", default=None, help="PNG (white = keep, black = fill) or .npy (1 = keep), one or one per image")
     p.add_argument("--mask-box", default=None, metavar="x0,y0,x1,y1", help="fill this box (pixels, x1/y1 exclusive)")
     p.add_argument("--jump-length", type=int, default=10, help="RePaint: grid points per jump back up")
-    p.add_argument(
-        "--jump-count",
-        type=int,
-        default=E.REPAINT_JUMP_COUNT,
-        help=f"RePaint: passes over each jump (1 = no resampling; default {E.REPAINT_JUMP_COUNT})",
-    )
+    p.add_argument("--jump-count", type=int, default=E.REPAINT_JUMP_COUNT,
+                   help=f"RePaint: passes over each jump (1 = no resampling; default {E.REPAINT_JUMP_COUNT})")
     p.set_defaults(fn=cmd_inpaint)
 
 
@@ -348,9 +258,7 @@ def _add_inversion_edits(esub) -> None:
     """invert, reconstruct, interpolate: image -> noise and back (DDIM inversion)."""
     p = esub.add_parser("invert", help="DDIM inversion: image -> noise (decode with `edit reconstruct`)")
     _common(p)
-    p.add_argument(
-        "--fixed-point-iters", type=int, default=1, help="re-evaluations per inversion step (Pan et al. 2023)"
-    )
+    p.add_argument("--fixed-point-iters", type=int, default=1, help="re-evaluations per inversion step (Pan et al. 2023)")
     p.set_defaults(fn=cmd_invert)
 
     p = esub.add_parser("reconstruct", help="decode inverted noise with deterministic DDIM")

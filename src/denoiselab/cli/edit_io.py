@@ -16,7 +16,6 @@ GRID_ROWS = 16  # images shown in the overview grid
 
 # -- the run, its inputs and its conditions ---------------------------------------------------
 
-
 def load_image_run(args):
     from ..runs import load_run, require_sampler
 
@@ -62,25 +61,17 @@ def edit_condition(run, args, num: int, cls=None, prompt=None, flag: str = "--cl
         if not k and getattr(args, "classifier", None):
             k = num_classes(load_classifier(args.classifier))
         if not k:
-            raise DenoiselabError(
-                f"{run.run_dir} is {'a text-conditional model: use a prompt' if kind else 'an unconditional model'}"
-                f": drop {flag}" + ("" if kind else " (or guide it with --classifier CLF_RUN)")
-            )
+            raise DenoiselabError(f"{run.run_dir} is {'a text-conditional model: use a prompt' if kind else 'an unconditional model'}"
+                                  f": drop {flag}" + ("" if kind else " (or guide it with --classifier CLF_RUN)"))
         return class_labels(num, k, cls, f"{run.run_dir} ({flag})"), None
     if prompt is not None:
         if kind != "text":
-            raise DenoiselabError(
-                f"{run.run_dir} is {'class-conditional: use --class K' if kind else 'an unconditional model'}"
-                ": drop the prompt"
-            )
+            raise DenoiselabError(f"{run.run_dir} is {'class-conditional: use --class K' if kind else 'an unconditional model'}"
+                                  ": drop the prompt")
         from ..models.text_encoder import prompt_condition
 
-        return prompt_condition(
-            run.net.null_cond,
-            [prompt] if isinstance(prompt, str) else list(prompt),
-            num,
-            getattr(args, "negative_prompt", None),
-        )
+        return prompt_condition(run.net.null_cond, [prompt] if isinstance(prompt, str) else list(prompt), num,
+                                getattr(args, "negative_prompt", None))
     return None, None
 
 
@@ -98,26 +89,16 @@ def edit_denoiser(run, args, uncond=None, default: float | None = None):
         scale = default
     if kind == "text":
         return guided(run.denoiser, scale=run.config.sample.guidance if scale is None else scale, uncond=uncond)
-    den, _ = guided_run(
-        run,
-        1,
-        guidance=scale,
-        classifier=getattr(args, "classifier", None),
-        classifier_scale=getattr(args, "classifier_scale", None),
-    )
+    den, _ = guided_run(run, 1, guidance=scale, classifier=getattr(args, "classifier", None),
+                        classifier_scale=getattr(args, "classifier_scale", None))
     return den
 
 
 def sampling_kwargs(args) -> dict:
     from .common import grid_opts, sampler_opts
 
-    return {
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "grid": args.grid or args.spacing,
-        "grid_opts": grid_opts(args),
-        **sampler_opts(args),
-    }
+    return {"sampler": args.sampler, "steps": args.steps, "grid": args.grid or args.spacing,
+            "grid_opts": grid_opts(args), **sampler_opts(args)}
 
 
 def inversion_kwargs(args) -> dict:
@@ -135,7 +116,6 @@ def flag_prompt(args, name: str = "prompt"):
 
 # -- writing ----------------------------------------------------------------------------------
 
-
 def write_overview(rows: dict, value_range, path: Path) -> Path:
     """One image per row, one column per entry of ``rows``, labels above the columns."""
     import numpy as np
@@ -147,9 +127,7 @@ def write_overview(rows: dict, value_range, path: Path) -> Path:
     n = min(GRID_ROWS, *(len(v) for v in rows.values()))
     side = next(iter(rows.values())).shape[-1]
     scale = max(1, 84 // side) if side < 84 else 1
-    tiles = torch.stack([rows[k][:n].float() for k in labels], dim=1).reshape(
-        n * len(labels), *rows[labels[0]].shape[1:]
-    )
+    tiles = torch.stack([rows[k][:n].float() for k in labels], dim=1).reshape(n * len(labels), *rows[labels[0]].shape[1:])
     grid = tile_images(tiles, nrow=len(labels), scale=scale, value_range=value_range)
     col = side * scale + 2
     strip = Image.new("RGB", (grid.shape[1], 14), (255, 255, 255))

@@ -49,18 +49,8 @@ def _evaluate_images(x: torch.Tensor, args, labels) -> dict:
     extractor = (
         inception_extractor(Path(args.inception_weights), device=args.device) if args.inception_weights else domain
     )
-    return evaluate_images(
-        x,
-        ref,
-        args.ref,
-        extractor,
-        cache_dir=cache,
-        labels=labels,
-        classifier=domain,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        log=log,
-    )
+    return evaluate_images(x, ref, args.ref, extractor, cache_dir=cache, labels=labels, classifier=domain,
+                           bootstrap=args.bootstrap, seed=args.seed, log=log)
 
 
 def read_labels(path) -> np.ndarray:
@@ -160,18 +150,8 @@ def cmd_benchmark_samplers(args) -> int:
             eq = ""
         if not eq or not label:
             raise DenoiselabError(f'--reference {ref!r}: write LABEL=NUMBER, e.g. "ddpm 1000=2.41"')
-    rows = B.run_benchmark(
-        run,
-        samplers=args.samplers,
-        grids=args.grids,
-        nfes=args.nfe,
-        seeds=args.seeds,
-        num=args.num,
-        scorer=scorer,
-        batch_size=args.batch_size,
-        log=log,
-        start=args.start,
-    )
+    rows = B.run_benchmark(run, samplers=args.samplers, grids=args.grids, nfes=args.nfe, seeds=args.seeds, num=args.num,
+                           scorer=scorer, batch_size=args.batch_size, log=log, start=args.start)
     if not rows:
         raise DenoiselabError("no sampler and grid in the list can run on this model: widen --samplers/--grids")
     table = B.format_table(rows, metric)
@@ -213,12 +193,8 @@ def add_evaluate_parser(sub) -> None:
         "an image folder, or a .npy file of 2D points. A name that is also a path here (a run folder "
         "called mnist) is refused: write data:mnist for the data set, ./mnist for the folder",
     )
-    p.add_argument(
-        "--ref-seed",
-        type=int,
-        default=10_000,
-        help="2D data sets: seed of the reference draw (the floor draws with the next seed)",
-    )
+    p.add_argument("--ref-seed", type=int, default=10_000,
+                   help="2D data sets: seed of the reference draw (the floor draws with the next seed)")
     p.add_argument("--num", type=int, default=2048, help="samples to draw when given a run directory (default 2048)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument(
@@ -233,12 +209,8 @@ def add_evaluate_parser(sub) -> None:
         default=None,
         help="feature network and reference feature cache (default $DENOISELAB_CACHE or ~/.cache/denoiselab)",
     )
-    p.add_argument(
-        "--labels",
-        default=None,
-        metavar="NPY",
-        help="intended class of each sample (.npy of ints): adds the conditional accuracy",
-    )
+    p.add_argument("--labels", default=None, metavar="NPY",
+                   help="intended class of each sample (.npy of ints): adds the conditional accuracy")
     p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the intervals (0: none)")
     add_sampling(p)
     p.set_defaults(fn=cmd_evaluate)
@@ -249,27 +221,12 @@ def add_benchmark_parser(sub) -> None:
         "benchmark-samplers", help="table and plot of sample quality against NFE for every sampler and grid"
     )
     p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
-    p.add_argument(
-        "--samplers",
-        nargs="+",
-        default=list(SWEEP_SAMPLERS),
-        metavar="NAME",
-        help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2",
-    )
-    p.add_argument(
-        "--grids",
-        nargs="+",
-        default=list(SWEEP_GRIDS),
-        metavar="GRID",
-        help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends",
-    )
-    p.add_argument(
-        "--nfe",
-        nargs="+",
-        type=int,
-        default=list(SWEEP_NFES),
-        help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit",
-    )
+    p.add_argument("--samplers", nargs="+", default=list(SWEEP_SAMPLERS), metavar="NAME",
+                   help="sampler names, or NAME:KEY=NUMBER for an option, e.g. dpmpp-2m-sde:eta=2")
+    p.add_argument("--grids", nargs="+", default=list(SWEEP_GRIDS), metavar="GRID",
+                   help="grid names, or NAME:SIGMA_MIN:SIGMA_MAX for a karras/logsnr grid with narrowed ends")
+    p.add_argument("--nfe", nargs="+", type=int, default=list(SWEEP_NFES),
+                   help="budgets: network evaluations (NFE) per sample; each sampler runs at the steps that fit")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="sampling seeds (scores are averaged)")
     p.add_argument("--num", type=int, default=2048, help="samples per seed")
     p.add_argument("--batch-size", type=int, default=0, help="samples per forward pass (memory only; 0: automatic)")
@@ -277,11 +234,6 @@ def add_benchmark_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_device(p)
     p.add_argument("--out", default=None, help="directory for samplers.md and samplers.png (default RUN_DIR/samplers)")
-    p.add_argument(
-        "--reference",
-        action="append",
-        default=[],
-        metavar="LABEL=VALUE",
-        help='a horizontal line on the plot, e.g. "ddpm 1000=2.41" (repeatable)',
-    )
+    p.add_argument("--reference", action="append", default=[], metavar="LABEL=VALUE",
+                   help='a horizontal line on the plot, e.g. "ddpm 1000=2.41" (repeatable)')
     p.set_defaults(fn=cmd_benchmark_samplers)

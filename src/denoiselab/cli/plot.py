@@ -1,4 +1,5 @@
-"""`denoiselab plot`: schedules, loss, forward process, histograms, guidance sweeps."""
+"""`denoiselab plot`: schedules, loss, forward process, histograms, guidance sweeps.
+"""
 
 from __future__ import annotations
 
@@ -35,21 +36,17 @@ def cmd_plot(args) -> int:
 
         data = image_data(args.target, args.image_size)
         if args.what == "histogram":
-            p, st = images.plot_pixel_histograms(
-                data.x[:1000], make_schedule(args.schedule, args.T), out or Path("histogram.png")
-            )
+            p, st = images.plot_pixel_histograms(data.x[:1000], make_schedule(args.schedule, args.T),
+                                                 out or Path("histogram.png"))
             for key in ("data", "x_T"):
                 for ch, v in st[key].items():
                     print(f"{key:5s} {ch:6s} mean {v['mean']:+.4f}  std {v['std']:.4f}  KS {v['ks']:.4f}")
         else:
-            p, st = images.plot_schedule_images(
-                data.x[:1], out or Path("schedule_images.png"), T=args.T, batch=data.x[:256]
-            )
+            p, st = images.plot_schedule_images(data.x[:1], out or Path("schedule_images.png"), T=args.T,
+                                                batch=data.x[:256])
             for name, v in st.items():
-                print(
-                    f"{name:10s} steps with corr(x_t, x_0) > 0.5: {v['steps_corr_above_0.5']:5d}   "
-                    f"corr at T/2: {v['corr_at_T_half']:.3f}"
-                )
+                print(f"{name:10s} steps with corr(x_t, x_0) > 0.5: {v['steps_corr_above_0.5']:5d}   "
+                      f"corr at T/2: {v['corr_at_T_half']:.3f}")
     elif args.what == "guidance":
         from .guidance import cmd_plot_guidance
 
@@ -67,11 +64,8 @@ def cmd_plot(args) -> int:
         from ..data import load_toy
         from ..schedules import make_schedule
 
-        p = plots.plot_forward_points(
-            load_toy(args.target or "swiss-roll", 2048, 0),
-            make_schedule(args.schedule, args.T),
-            out or Path("forward.png"),
-        )
+        p = plots.plot_forward_points(load_toy(args.target or "swiss-roll", 2048, 0), make_schedule(args.schedule, args.T),
+                                      out or Path("forward.png"))
     else:  # argparse restricts choices
         raise DenoiselabError(f"unknown plot {args.what!r}")
     log(f"wrote {p}")
@@ -80,28 +74,17 @@ def cmd_plot(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="plots: schedules, loss, forward, histogram, schedule-images, guidance")
-    p.add_argument(
-        "what",
-        choices=["schedules", "loss", "forward", "histogram", "schedule-images", "guidance"],
-        help="which plot: schedules (beta_t, alpha_bar_t, log-SNR), loss (a run's curve), forward (q(x_t | x_0) "
-        "of a 2D set), histogram (pixels of x_0 and x_T), schedule-images (one image under each "
-        "schedule), guidance (samples over guidance scales x classes)",
-    )
-    p.add_argument(
-        "target",
-        nargs="?",
-        help="run directory (loss, guidance), data set (forward) or image data set / "
-        "image folder (histogram, schedule-images; default mnist)",
-    )
+    p.add_argument("what", choices=["schedules", "loss", "forward", "histogram", "schedule-images", "guidance"],
+                   help="which plot: schedules (beta_t, alpha_bar_t, log-SNR), loss (a run's curve), forward (q(x_t | x_0) "
+                        "of a 2D set), histogram (pixels of x_0 and x_T), schedule-images (one image under each "
+                        "schedule), guidance (samples over guidance scales x classes)")
+    p.add_argument("target", nargs="?", help="run directory (loss, guidance), data set (forward) or image data set / "
+                   "image folder (histogram, schedule-images; default mnist)")
     p.add_argument("--image-size", type=int, default=64, help="side of images read from a folder")
     p.add_argument("--out", default=None, help="the picture to write (default: PLOT.png here; loss: RUN/loss.png)")
     p.add_argument("--T", type=int, default=1000, help="the schedule's number of steps (default 1000)")
-    p.add_argument(
-        "--schedule",
-        default="linear",
-        metavar="NAME",
-        help=f"noise schedule of forward and histogram: {', '.join(SCHEDULES)} (default linear)",
-    )
+    p.add_argument("--schedule", default="linear", metavar="NAME",
+                   help=f"noise schedule of forward and histogram: {', '.join(SCHEDULES)} (default linear)")
     from .guidance import add_plot_options
 
     add_plot_options(p)

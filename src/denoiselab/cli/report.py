@@ -19,13 +19,10 @@ def cmd_report(args) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="report.html: one run's page, or a comparison page over a folder of runs",
-        description="A run directory gets RUN_DIR/report.html (config, loss, pictures, metrics "
-        "with floors). A folder of runs gets FOLDER/report.html: one sortable row per run, "
-        "linking to each run's page (rebuilt too), with the loss curves overlaid.",
-    )
+    p = sub.add_parser("report", help="report.html: one run's page, or a comparison page over a folder of runs",
+                       description="A run directory gets RUN_DIR/report.html (config, loss, pictures, metrics "
+                       "with floors). A folder of runs gets FOLDER/report.html: one sortable row per run, "
+                       "linking to each run's page (rebuilt too), with the loss curves overlaid.")
     p.add_argument("path", metavar="RUN_DIR|RUNS_DIR", help="a run directory, or a folder of run directories")
     p.add_argument("--out", default=None, help="write the page here instead of PATH/report.html")
     p.set_defaults(fn=cmd_report)

@@ -1,4 +1,5 @@
-"""`denoiselab sample` and `denoiselab animate`: draw samples, watch the reverse process."""
+"""`denoiselab sample` and `denoiselab animate`: draw samples, watch the reverse process.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +24,8 @@ def cmd_sample(args) -> int:
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     save_array(Path(args.out), x, kind)
     ends = f", {plan.ends()}" if plan.ends() else ""
-    log(
-        f"wrote {plural(args.num, 'sample')} to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
-        f"{time.perf_counter() - t0:.1f} s"
-    )
+    log(f"wrote {plural(args.num, 'sample')} to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
+         f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -38,10 +37,9 @@ def cmd_animate(args) -> int:
         from ..viz.images import gif_forward_images
 
         data = image_data(args.data, args.image_size)
-        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: min(args.num, 64)]
-        p = gif_forward_images(
-            data.x[idx], make_schedule(args.schedule, args.T), Path(args.out), frames=args.frames, seed=args.seed
-        )
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:min(args.num, 64)]
+        p = gif_forward_images(data.x[idx], make_schedule(args.schedule, args.T), Path(args.out), frames=args.frames,
+                               seed=args.seed)
         log(f"wrote {p}")
         return 0
     from .guidance import conditioning
@@ -49,9 +47,8 @@ def cmd_animate(args) -> int:
     run = load_run(Path(args.run_dir), device=args.device)
     plan = plan_from_args(run, args)
     den, cond = conditioning(run, args, args.num)
-    p = reverse_gif(
-        run, Path(args.out), seed=args.seed, num=args.num, frames=args.frames, denoiser=den, cond=cond, plan=plan
-    )
+    p = reverse_gif(run, Path(args.out), seed=args.seed, num=args.num, frames=args.frames, denoiser=den, cond=cond,
+                    plan=plan)
     log(f"wrote {p}")
     return 0
 
@@ -62,12 +59,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="draw samples from a trained run")
     p.add_argument("run_dir", help="a run directory made by `denoiselab train`")
     p.add_argument("--num", type=int, default=2048, help="number of samples to draw (default 2048)")
-    p.add_argument(
-        "--out",
-        required=True,
-        help=".npy (float32, in the data's frame: normalised 2D points, or [-1, 1] NCHW images) or "
-        ".png (a scatter plot of the points, or a grid of the images)",
-    )
+    p.add_argument("--out", required=True,
+                   help=".npy (float32, in the data's frame: normalised 2D points, or [-1, 1] NCHW images) or "
+                        ".png (a scatter plot of the points, or a grid of the images)")
     add_sampling(p)
     p.set_defaults(fn=cmd_sample)
 
@@ -75,20 +69,14 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="a run directory (reverse process), or the word forward (forward process of --data)")
     p.add_argument("--data", default="mnist", help="animate forward: image data set name or image folder")
     p.add_argument("--image-size", type=int, default=64, help="animate forward: side of images read from a folder")
-    p.add_argument(
-        "--schedule",
-        default="linear",
-        help=f"animate forward: noise schedule, one of {', '.join(SCHEDULES)} (default linear)",
-    )
+    p.add_argument("--schedule", default="linear",
+                   help=f"animate forward: noise schedule, one of {', '.join(SCHEDULES)} (default linear)")
     p.add_argument("--T", type=int, default=1000, help="animate forward: the schedule's number of steps T")
     p.add_argument("--out", required=True, help="output .gif")
-    p.add_argument(
-        "--num",
-        type=int,
-        default=1024,
-        help="samples drawn: the particles of a 2D run; an image run's GIF shows the first 16; "
-        "animate forward: images shown (at most 64)",
-    )
+    p.add_argument("--num", type=int, default=1024,
+                   help="samples drawn: the particles of a 2D run; an image run's GIF shows the first 16; "
+                        "animate forward: images shown (at most 64)")
     p.add_argument("--frames", type=int, default=50, help="frames recorded along the trajectory")
     add_sampling(p)
     p.set_defaults(fn=cmd_animate)
+

@@ -1,4 +1,5 @@
-"""`denoiselab train`: train a run from a preset, or resume one."""
+"""`denoiselab train`: train a run from a preset, or resume one.
+"""
 
 from __future__ import annotations
 
@@ -37,28 +38,16 @@ def cmd_train(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model from a preset")
-    p.add_argument(
-        "--preset",
-        default=None,
-        help=f"one of: {', '.join(PRESETS)} (default swiss-roll); or your "
-        "own preset file, FILE.toml or FILE.toml:NAME (`denoiselab presets` lists them)",
-    )
+    p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default swiss-roll); or your "
+                   "own preset file, FILE.toml or FILE.toml:NAME (`denoiselab presets` lists them)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting: steps, batch_size, lr, seed, train.ema_decay, model.width, ...",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its newest whole checkpoint, or start it if --out holds "
-        "none: one command a preemptible job can repeat. The run keeps its own config; --preset "
-        "and --set may restate it, or change train.steps, lr and other training settings, never "
-        "the model, data or diffusion",
-    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: steps, batch_size, lr, seed, train.ema_decay, model.width, ...")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest whole checkpoint, or start it if --out holds "
+                        "none: one command a preemptible job can repeat. The run keeps its own config; --preset "
+                        "and --set may restate it, or change train.steps, lr and other training settings, never "
+                        "the model, data or diffusion")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-pictures", action="store_true", help="skip the pictures after training")

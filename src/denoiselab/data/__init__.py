@@ -13,10 +13,8 @@ from .toy2d import TOY_DATASETS, GaussianMixture, default_mixture, load_toy
 def _toy_builder(name: str) -> Callable[..., TensorData]:
     def build(options: dict, num: int, seed: int) -> TensorData:
         if options:
-            raise DenoiselabError(
-                f"unknown data option(s) {', '.join(sorted(options))}: the 2D set {name!r} "
-                "takes none (its size is data.num)"
-            )
+            raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(options))}: the 2D set {name!r} "
+                                  "takes none (its size is data.num)")
         return TensorData(x=load_toy(name, num, seed), kind="points")
 
     return build
@@ -27,23 +25,15 @@ def _images(x, y, names, options: dict, known: tuple[str, ...] = ()) -> TensorDa
     ``flip`` (random horizontal flips at batch time)."""
     unknown = set(options) - {"range", "flip", *known}
     if unknown:
-        raise DenoiselabError(
-            f"unknown data option(s) {', '.join(sorted(unknown))}: "
-            f"image sets take range, flip{''.join(', ' + k for k in known)}"
-        )
+        raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(unknown))}: "
+                              f"image sets take range, flip{''.join(', ' + k for k in known)}")
     rng = str(options.get("range", "-1,1")).replace(" ", "")
     if rng == "0,1":
         x = (x + 1) / 2
     elif rng != "-1,1":
         raise DenoiselabError(f"data.range must be -1,1 or 0,1, got {rng!r}")
-    return TensorData(
-        x=x,
-        y=y,
-        kind="images",
-        num_classes=len(names) if y is not None else 0,
-        class_names=tuple(names) if y is not None else (),
-        hflip=bool(options.get("flip", False)),
-    )
+    return TensorData(x=x, y=y, kind="images", num_classes=len(names) if y is not None else 0,
+                      class_names=tuple(names) if y is not None else (), hflip=bool(options.get("flip", False)))
 
 
 def _mnist(options: dict, num: int, seed: int) -> TensorData:
@@ -59,13 +49,9 @@ def _folder(options: dict, num: int, seed: int) -> TensorData:
     if "path" not in options:
         raise DenoiselabError("data set 'folder' needs a path: --set data.path=DIR")
     keys = ("path", "image_size", "channels", "labels", "limit")
-    x, y, names, skipped = load_image_folder(
-        options["path"],
-        int(options.get("image_size", 64)),
-        int(options.get("channels", 3)),
-        options.get("labels", "parent"),
-        int(options.get("limit", 0)),
-    )
+    x, y, names, skipped = load_image_folder(options["path"], int(options.get("image_size", 64)),
+                                             int(options.get("channels", 3)), options.get("labels", "parent"),
+                                             int(options.get("limit", 0)))
     report_skipped(skipped, options["path"])
     return _images(x, y, names, options, keys)
 
@@ -115,9 +101,8 @@ DATASETS: dict[str, Callable[..., TensorData]] = {
 }
 
 
-def build_dataset(
-    name: str, options: dict | None = None, num: int = 0, seed: int = 0, encode: Optional[Callable] = None
-) -> TensorData:
+def build_dataset(name: str, options: dict | None = None, num: int = 0, seed: int = 0,
+                  encode: Optional[Callable] = None) -> TensorData:
     """A data set by name. ``encode`` (texts, cache_dir) -> embeddings is the text encoder a
     captioned set needs; it is handed in, since data never import models."""
     if name not in DATASETS:

@@ -58,7 +58,7 @@ DIGIT_TEMPLATES = ("a {w}", "the digit {d}")
 COLOUR_TEMPLATES = ("a {c} digit", "something {c}")
 # A few prompts for pictures (``plot guidance`` of a text run): different digits and colours.
 DEMO_PROMPTS = ("a red seven", "the digit 3 in green", "a blue two", "a yellow eight", "a white zero")
-P_PARTIAL = 0.1  # fraction of training captions that name only the digit or only the colour
+P_PARTIAL = 0.1   # fraction of training captions that name only the digit or only the colour
 NULL_PROMPT = ""  # the null condition of classifier-free guidance
 
 
@@ -75,7 +75,7 @@ def all_captions() -> list[tuple[str, int, int]]:
         for k, c in enumerate(COLOURS):
             out += [(caption(t, d, c), d, k) for t in FULL_TEMPLATES]
     for d in range(10):
-        out += [(caption(t, d, ""), d, -1) for t in DIGIT_TEMPLATES]
+        out += [(caption(t, d, "") , d, -1) for t in DIGIT_TEMPLATES]
     for k, c in enumerate(COLOURS):
         out += [(caption(t, 0, c), -1, k) for t in COLOUR_TEMPLATES]
     return out
@@ -132,13 +132,13 @@ def measure_colour(x: torch.Tensor, stroke: float = 0.5, white_saturation: float
 class CaptionedData(TensorData):
     """Colour MNIST with captions. ``batch`` returns (x (N, 3, 28, 28), cond (N, 384) embeddings)."""
 
-    intensity: Optional[torch.Tensor] = None  # (N, 1, H, W) stroke intensity a in [0, 1]
-    captions: tuple = ()  # every distinct caption
+    intensity: Optional[torch.Tensor] = None     # (N, 1, H, W) stroke intensity a in [0, 1]
+    captions: tuple = ()                         # every distinct caption
     caption_digit: Optional[torch.Tensor] = None  # (M,) digit each caption names, -1 none
     caption_colour: Optional[torch.Tensor] = None  # (M,) colour index each caption names, -1 none
-    embeddings: Optional[torch.Tensor] = None  # (M, 384) caption embeddings
-    null_cond: Optional[torch.Tensor] = None  # (384,) the empty prompt's embedding
-    colour: Optional[torch.Tensor] = None  # (N,) colour index of the fixed colouring in ``x``
+    embeddings: Optional[torch.Tensor] = None     # (M, 384) caption embeddings
+    null_cond: Optional[torch.Tensor] = None      # (384,) the empty prompt's embedding
+    colour: Optional[torch.Tensor] = None         # (N,) colour index of the fixed colouring in ``x``
     _lookup: dict = field(default_factory=dict, repr=False, compare=False)
 
     def draw(self, step: int, batch_size: int, seed: int) -> dict:
@@ -171,19 +171,16 @@ class CaptionedData(TensorData):
         return d["x"], self.embeddings[d["caption"]]
 
 
-def build_captioned(
-    options: dict, num: int, seed: int, cache_dir: Optional[Path] = None, encode: Optional[Callable] = None
-) -> CaptionedData:
+def build_captioned(options: dict, num: int, seed: int, cache_dir: Optional[Path] = None,
+                    encode: Optional[Callable] = None) -> CaptionedData:
     """The ``mnist-text`` data set. Options: ``cache`` (where caption embeddings are cached;
     default $DENOISELAB_CACHE or ~/.cache/denoiselab). ``encode(texts, cache_dir)`` is the text
     encoder (``models.text_encoder.encode``), handed in by whoever builds the run."""
     from .images import load_mnist5k
 
     if encode is None:
-        raise DenoiselabError(
-            "the mnist-text data set needs a text encoder to embed its captions: build it through "
-            "denoiselab.runs.open_dataset (or pass encode=)"
-        )
+        raise DenoiselabError("the mnist-text data set needs a text encoder to embed its captions: build it through "
+                              "denoiselab.runs.open_dataset (or pass encode=)")
 
     unknown = set(options) - {"cache"}
     if unknown:
@@ -198,34 +195,11 @@ def build_captioned(
     g = torch.Generator().manual_seed(seed * 1_000_003 + 31_337)
     colour = torch.randint(0, len(COLOURS), (len(y),), generator=g)
     return CaptionedData(
-        x=colourise(a, colour),
-        y=y,
-        kind="images",
-        num_classes=10,
-        class_names=tuple(str(i) for i in range(10)),
-        intensity=a,
-        captions=tuple(texts),
-        caption_digit=torch.tensor([d for _, d, _ in caps]),
-        caption_colour=torch.tensor([k for _, _, k in caps]),
-        embeddings=emb[:-1],
-        null_cond=emb[-1],
-        colour=colour,
-        _lookup={t: i for i, t in enumerate(texts)},
-    )
+        x=colourise(a, colour), y=y, kind="images", num_classes=10, class_names=tuple(str(i) for i in range(10)),
+        intensity=a, captions=tuple(texts), caption_digit=torch.tensor([d for _, d, _ in caps]),
+        caption_colour=torch.tensor([k for _, _, k in caps]), embeddings=emb[:-1], null_cond=emb[-1],
+        colour=colour, _lookup={t: i for i, t in enumerate(texts)})
 
 
-__all__ = [
-    "COLOURS",
-    "CaptionedData",
-    "DEMO_PROMPTS",
-    "DIGIT_WORDS",
-    "FULL_TEMPLATES",
-    "NULL_PROMPT",
-    "PALETTE",
-    "all_captions",
-    "build_captioned",
-    "caption",
-    "colourise",
-    "grayscale",
-    "measure_colour",
-]
+__all__ = ["COLOURS", "CaptionedData", "DEMO_PROMPTS", "DIGIT_WORDS", "FULL_TEMPLATES", "NULL_PROMPT", "PALETTE", "all_captions",
+           "build_captioned", "caption", "colourise", "grayscale", "measure_colour"]

@@ -18,18 +18,8 @@ import torch
 from ..errors import DenoiselabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-FASHION_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -39,7 +29,6 @@ def _to_unit_range(u8: np.ndarray) -> torch.Tensor:
 
 
 # -- Image folders ------------------------------------------------------------------------
-
 
 def _read_image(path: Path, size: int, channels: int) -> np.ndarray:
     """One image as (channels, size, size) uint8 (see ``image_io.fit_picture``)."""
@@ -52,9 +41,8 @@ def _read_image(path: Path, size: int, channels: int) -> np.ndarray:
         return fit_picture(im, size, channels)
 
 
-def load_image_folder(
-    path, image_size: int = 64, channels: int = 3, labels: str = "parent", limit: int = 0
-) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[str, ...], list[tuple[str, str]]]:
+def load_image_folder(path, image_size: int = 64, channels: int = 3, labels: str = "parent",
+                      limit: int = 0) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[str, ...], list[tuple[str, str]]]:
     """Every image under ``path`` (recursive, sorted, png/jpg/webp/bmp/gif) as (N, C, S, S) in [-1, 1].
 
     ``labels``: "parent" names the class by each file's folder, "top" by its first-level
@@ -83,10 +71,8 @@ def load_image_folder(
         rel = f.relative_to(root).parts[:-1]
         names.append("" if not rel or labels == "none" else (rel[-1] if labels == "parent" else rel[0]))
     if not images:
-        raise DenoiselabError(
-            f"no readable images (png, jpg, webp) under {root}"
-            + (f"; {len(skipped)} unreadable, e.g. {skipped[0][0]}" if skipped else "")
-        )
+        raise DenoiselabError(f"no readable images (png, jpg, webp) under {root}"
+                              + (f"; {len(skipped)} unreadable, e.g. {skipped[0][0]}" if skipped else ""))
     x = _to_unit_range(np.stack(images))
     classes = tuple(sorted({n for n in names if n}))
     y = None
@@ -104,14 +90,8 @@ def report_skipped(skipped: list[tuple[str, str]], root) -> None:
 
 # -- MNIST / Fashion-MNIST IDX files -------------------------------------------------------
 
-_IDX_DTYPES = {
-    0x08: np.uint8,
-    0x09: np.int8,
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 def read_idx(path) -> np.ndarray:
@@ -163,20 +143,13 @@ def load_idx(path, split: str = "train", classes: str = "digits") -> tuple[torch
 
 # -- CIFAR-10 python batches -----------------------------------------------------------------
 
-
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numpy arrays: a CIFAR batch is a pickle, and a pickle
     from disk must not be able to run arbitrary code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
-    }
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:

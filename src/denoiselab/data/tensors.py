@@ -10,12 +10,12 @@ import torch
 
 @dataclass
 class TensorData:
-    x: torch.Tensor  # (N, ...) float32
-    y: Optional[torch.Tensor] = None  # (N,) int64 labels, or None
-    kind: str = "points"  # "points" or "images"
+    x: torch.Tensor                       # (N, ...) float32
+    y: Optional[torch.Tensor] = None      # (N,) int64 labels, or None
+    kind: str = "points"                  # "points" or "images"
     num_classes: int = 0
     class_names: tuple = ()
-    hflip: bool = False  # images: mirror each drawn sample with probability 1/2
+    hflip: bool = False                   # images: mirror each drawn sample with probability 1/2
     _perm: tuple = field(default=(None, None, None), repr=False, compare=False)
     _u8: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)  # x as bytes (see ``to``)
 
@@ -35,15 +35,9 @@ class TensorData:
                 u8, x = q.to(device), None
         if u8 is None:
             x = self.x.to(device)
-        out = TensorData(
-            x=x if x is not None else torch.empty((0, *self.sample_shape), device=device),
-            y=self.y.to(device) if self.y is not None else None,
-            kind=self.kind,
-            num_classes=self.num_classes,
-            class_names=self.class_names,
-            hflip=self.hflip,
-            _u8=u8,
-        )
+        out = TensorData(x=x if x is not None else torch.empty((0, *self.sample_shape), device=device),
+                         y=self.y.to(device) if self.y is not None else None, kind=self.kind,
+                         num_classes=self.num_classes, class_names=self.class_names, hflip=self.hflip, _u8=u8)
         return out
 
     @property
@@ -79,7 +73,7 @@ class TensorData:
         filled = 0
         while filled < batch_size:
             epoch, pos = divmod(start + filled, n)
-            take = self._epoch_perm(epoch, seed)[pos : pos + batch_size - filled]
+            take = self._epoch_perm(epoch, seed)[pos:pos + batch_size - filled]
             idx.append(take)
             filled += len(take)
         return torch.cat(idx)

@@ -96,7 +96,8 @@ def checkerboard(n: int, seed: int) -> np.ndarray:
     return normalize(_raw_checkerboard(n, seed), "checkerboard")
 
 
-_RAW = {"swiss-roll": _raw_swiss_roll, "moons": _raw_moons, "s-curve": _raw_s_curve, "checkerboard": _raw_checkerboard}
+_RAW = {"swiss-roll": _raw_swiss_roll, "moons": _raw_moons, "s-curve": _raw_s_curve,
+        "checkerboard": _raw_checkerboard}
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,8 @@ class GaussianMixture:
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         d = x.shape[1]
         diff = x[:, None, :] - self.means[None]
-        lp = (
-            np.log(self.weights)[None]
-            - 0.5 * (diff**2).sum(-1) / self.variances[None]
-            - 0.5 * d * np.log(2 * np.pi * self.variances)[None]
-        )
+        lp = (np.log(self.weights)[None] - 0.5 * (diff**2).sum(-1) / self.variances[None]
+              - 0.5 * d * np.log(2 * np.pi * self.variances)[None])
         m = lp.max(1, keepdims=True)
         return (m + np.log(np.exp(lp - m).sum(1, keepdims=True)))[:, 0]
 

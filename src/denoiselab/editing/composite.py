@@ -94,8 +94,8 @@ class AnagramDenoiser(DenoiserWrapper):
         n, k = x.shape[0], len(self.views)
         xs = torch.cat([v.apply(x) for v in self.views])
         x0s, epss = self.inner.unclipped(xs, _repeat_t(t, n, k), _stack_cond(self.conds, n))
-        x0 = sum(v.inverse(x0s[i * n : (i + 1) * n]) for i, v in enumerate(self.views)) / k
-        eps = sum(v.inverse(epss[i * n : (i + 1) * n]) for i, v in enumerate(self.views)) / k
+        x0 = sum(v.inverse(x0s[i * n:(i + 1) * n]) for i, v in enumerate(self.views)) / k
+        eps = sum(v.inverse(epss[i * n:(i + 1) * n]) for i, v in enumerate(self.views)) / k
         return x0, eps
 
 
@@ -109,9 +109,7 @@ class HybridDenoiser(DenoiserWrapper):
 
     def unclipped(self, x: torch.Tensor, t, cond=None):
         n = x.shape[0]
-        x0s, epss = self.inner.unclipped(
-            torch.cat([x, x]), _repeat_t(t, n, 2), _stack_cond([self.low_cond, self.high_cond], n)
-        )
+        x0s, epss = self.inner.unclipped(torch.cat([x, x]), _repeat_t(t, n, 2), _stack_cond([self.low_cond, self.high_cond], n))
         x0 = lowpass(x0s[:n]) + highpass(x0s[n:])
         eps = lowpass(epss[:n]) + highpass(epss[n:])
         return x0, eps

@@ -81,9 +81,7 @@ def sigma_at(denoiser, t) -> float:
     return sigma_of(*scales_at(denoiser, t))
 
 
-def grid_from(
-    denoiser, t_start: float, steps: int, grid: Optional[str], sampler: str, grid_opts: dict | None = None
-) -> torch.Tensor:
+def grid_from(denoiser, t_start: float, steps: int, grid: Optional[str], sampler: str, grid_opts: dict | None = None) -> torch.Tensor:
     """The sampler's grid of ``steps`` points over the whole range, cut to the points below
     t_start's noise level, with t_start in front (Meng et al. 2022, SDEdit: start the reverse
     process at t0 instead of T). A strength of 1/2 thus runs about half the grid's steps."""
@@ -113,20 +111,9 @@ class Shots:
 
 
 @torch.no_grad()
-def denoise_from(
-    denoiser,
-    x_t: torch.Tensor,
-    t_start: Optional[float],
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    noise=None,
-    cond=None,
-    callback=None,
-    **opts,
-) -> torch.Tensor:
+def denoise_from(denoiser, x_t: torch.Tensor, t_start: Optional[float], *, sampler: str = "ddim", steps: int = 50,
+                 grid: Optional[str] = None, grid_opts: dict | None = None, noise=None, cond=None, callback=None,
+                 **opts) -> torch.Tensor:
     """Run ``sampler`` from x_t at time t_start down to clean data along the cut grid (iterative
     denoising, CS180 A.1.4; the reverse half of SDEdit). t_start None returns x_t unchanged."""
     if t_start is None:
@@ -154,18 +141,8 @@ class StreamNoise(SampleNoise):
         return super().randn(self.base + stream, sample_shape, dtype)
 
 
-def sampler_step(
-    fn: Callable,
-    denoiser,
-    x: torch.Tensor,
-    t: float,
-    t_next: Optional[float],
-    *,
-    noise=None,
-    cond=None,
-    callback=None,
-    **opts,
-) -> torch.Tensor:
+def sampler_step(fn: Callable, denoiser, x: torch.Tensor, t: float, t_next: Optional[float], *, noise=None,
+                 cond=None, callback=None, **opts) -> torch.Tensor:
     """One step of any sampler from t to t_next (None: clean data), returning x at t_next.
 
     Samplers run a grid to the end, so the step is the first step of a run on [t, t_next],
@@ -183,15 +160,7 @@ def sampler_step(
         raise _Stop
 
     try:
-        fn(
-            denoiser,
-            x,
-            torch.tensor([float(t), float(t_next)], dtype=F64),
-            noise=noise,
-            cond=cond,
-            callback=stop,
-            **opts,
-        )
+        fn(denoiser, x, torch.tensor([float(t), float(t_next)], dtype=F64), noise=noise, cond=cond, callback=stop, **opts)
     except _Stop:
         return out[0]
     raise RuntimeError("sampler returned without reporting its first step")  # every sampler reports each step

@@ -45,21 +45,9 @@ SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @torch.no_grad()
-def denoise(
-    denoiser,
-    x0: torch.Tensor,
-    levels: Sequence[float] = DENOISE_LEVELS,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    seed: int = 0,
-    offset: int = 0,
-    cond=None,
-    frames: int = 25,
-    **opts,
-) -> EditResult:
+def denoise(denoiser, x0: torch.Tensor, levels: Sequence[float] = DENOISE_LEVELS, *, sampler: str = "ddim",
+            steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
+            cond=None, frames: int = 25, **opts) -> EditResult:
     """Noise x0 to each level (``core.time_at_level``) and denoise three ways: a Gaussian blur
     of x_t (classical; the hybrid low-pass), one prediction x0_hat(x_t, t) (Ho et al. 2020,
     eq. 15), and the sampler from t down the cut grid (iterative). ``x`` holds the iterative
@@ -77,19 +65,8 @@ def denoise(
         x_t = noise_to(denoiser, x0, t, eps)
         blur = lowpass(x_t)
         one = denoiser(x_t, torch.full((n,), t, dtype=F64), cond)[0]
-        it = denoise_from(
-            denoiser,
-            x_t,
-            t,
-            sampler=sampler,
-            steps=steps,
-            grid=grid,
-            grid_opts=grid_opts,
-            noise=noise,
-            cond=cond,
-            callback=shots if k == len(levels) // 2 else None,
-            **opts,
-        )
+        it = denoise_from(denoiser, x_t, t, sampler=sampler, steps=steps, grid=grid, grid_opts=grid_opts, noise=noise,
+                          cond=cond, callback=shots if k == len(levels) // 2 else None, **opts)
         tag = f"level {level:g}"
         ref = f"{level * 1000:g}"  # the reference step, as CS180 names the levels
         rows.update({f"t={ref}": x_t, f"blur {ref}": blur, f"1-step {ref}": one, f"iter {ref}": it})
@@ -105,21 +82,9 @@ def denoise(
 
 
 @torch.no_grad()
-def sdedit(
-    denoiser,
-    x0: torch.Tensor,
-    strengths: Sequence[float] = SDEDIT_STRENGTHS,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    seed: int = 0,
-    offset: int = 0,
-    cond=None,
-    frames: int = 25,
-    **opts,
-) -> EditResult:
+def sdedit(denoiser, x0: torch.Tensor, strengths: Sequence[float] = SDEDIT_STRENGTHS, *, sampler: str = "ddim",
+           steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
+           cond=None, frames: int = 25, **opts) -> EditResult:
     """SDEdit (Meng et al. 2022, Algorithm 1): x_t0 = a x0 + s eps at the strength's noise level,
     then the reverse process from t0. Strength 0 returns the input, 1 starts from pure noise.
     All strengths share one eps per image, so a sweep differs only by strength. ``x`` holds the
@@ -135,19 +100,8 @@ def sdedit(
     for k, s in enumerate(strengths):
         t0 = time_at_level(denoiser, s)
         x_t = noise_to(denoiser, x0, t0, eps) if t0 is not None else x0
-        out = denoise_from(
-            denoiser,
-            x_t,
-            t0,
-            sampler=sampler,
-            steps=steps,
-            grid=grid,
-            grid_opts=grid_opts,
-            noise=noise,
-            cond=cond,
-            callback=shots if k == top else None,
-            **opts,
-        )
+        out = denoise_from(denoiser, x_t, t0, sampler=sampler, steps=steps, grid=grid, grid_opts=grid_opts, noise=noise,
+                           cond=cond, callback=shots if k == top else None, **opts)
         rows[f"strength {s:g}"] = out
         outs.append(out)
     shots.add(-1, outs[top], outs[top])
@@ -185,10 +139,8 @@ def _check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     try:
         m = m.expand_as(x0)
     except RuntimeError:
-        raise DenoiselabError(
-            f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x0.shape)}: "
-            "give one (H, W) mask, or one per image"
-        ) from None
+        raise DenoiselabError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x0.shape)}: "
+                              "give one (H, W) mask, or one per image") from None
     if not ((m == 0) | (m == 1)).all():
         raise DenoiselabError("mask is not binary: use 1 = keep, 0 = fill")
     return m
@@ -212,23 +164,10 @@ def jump_up(denoiser, x: torch.Tensor, t: float, t_high: float, noise: torch.Ten
 
 
 @torch.no_grad()
-def inpaint(
-    denoiser,
-    x0: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    jump_length: int = 10,
-    jump_count: int = REPAINT_JUMP_COUNT,
-    seed: int = 0,
-    offset: int = 0,
-    cond=None,
-    frames: int = 25,
-    **opts,
-) -> EditResult:
+def inpaint(denoiser, x0: torch.Tensor, mask: torch.Tensor, *, sampler: str = "ddim", steps: int = 50,
+            grid: Optional[str] = None, grid_opts: dict | None = None, jump_length: int = 10,
+            jump_count: int = REPAINT_JUMP_COUNT, seed: int = 0, offset: int = 0, cond=None, frames: int = 25,
+            **opts) -> EditResult:
     """RePaint (Lugmayr et al. 2022, Algorithm 1): at every step the known region (mask 1) of
     x_{t'} is the forward-noised original a_{t'} x0 + s_{t'} eps (fresh eps) and the unknown
     region is the sampler's step from x_t; with resampling, the walk goes back up by the
@@ -278,23 +217,9 @@ def inpaint(
 
 
 @torch.no_grad()
-def anagram(
-    denoiser,
-    num: int,
-    sample_shape: tuple,
-    cond,
-    view_cond,
-    view: str = "rot180",
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    seed: int = 0,
-    offset: int = 0,
-    frames: int = 25,
-    **opts,
-) -> EditResult:
+def anagram(denoiser, num: int, sample_shape: tuple, cond, view_cond, view: str = "rot180", *, sampler: str = "ddim",
+            steps: int = 50, grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0,
+            frames: int = 25, **opts) -> EditResult:
     """Visual anagrams (Geng et al. 2024): one image that shows ``cond`` as it is and ``view_cond``
     under ``view``. ``x`` is the upright image; ``rows`` adds its view."""
     v = get_view(view)
@@ -302,56 +227,21 @@ def anagram(
         denoiser, [VIEWS["identity"], v], [per_sample_cond(cond, num), per_sample_cond(view_cond, num)]
     )
     shots = Shots(steps, frames)
-    x, _ = generate(
-        wrapped,
-        num,
-        tuple(sample_shape),
-        sampler=sampler,
-        steps=steps,
-        seed=seed,
-        grid=grid,
-        grid_opts=grid_opts,
-        callback=shots,
-        offset=offset,
-        **opts,
-    )
+    x, _ = generate(wrapped, num, tuple(sample_shape), sampler=sampler, steps=steps, seed=seed, grid=grid,
+                    grid_opts=grid_opts, callback=shots, offset=offset, **opts)
     shots.add(-1, x, x)
     return EditResult(x, shots.shots, {"upright": x, view: v.apply(x)}, {"view": view})
 
 
 @torch.no_grad()
-def hybrid(
-    denoiser,
-    num: int,
-    sample_shape: tuple,
-    low_cond,
-    high_cond,
-    *,
-    sampler: str = "ddim",
-    steps: int = 50,
-    grid: Optional[str] = None,
-    grid_opts: dict | None = None,
-    seed: int = 0,
-    offset: int = 0,
-    frames: int = 25,
-    **opts,
-) -> EditResult:
+def hybrid(denoiser, num: int, sample_shape: tuple, low_cond, high_cond, *, sampler: str = "ddim", steps: int = 50,
+           grid: Optional[str] = None, grid_opts: dict | None = None, seed: int = 0, offset: int = 0, frames: int = 25,
+           **opts) -> EditResult:
     """Hybrid images by factorized diffusion (CS180 A.1.9): low frequencies from ``low_cond``,
     high frequencies from ``high_cond``. ``rows`` shows the image, its low- and high-pass parts."""
     wrapped = HybridDenoiser(denoiser, per_sample_cond(low_cond, num), per_sample_cond(high_cond, num))
     shots = Shots(steps, frames)
-    x, _ = generate(
-        wrapped,
-        num,
-        tuple(sample_shape),
-        sampler=sampler,
-        steps=steps,
-        seed=seed,
-        grid=grid,
-        grid_opts=grid_opts,
-        callback=shots,
-        offset=offset,
-        **opts,
-    )
+    x, _ = generate(wrapped, num, tuple(sample_shape), sampler=sampler, steps=steps, seed=seed, grid=grid,
+                    grid_opts=grid_opts, callback=shots, offset=offset, **opts)
     shots.add(-1, x, x)
     return EditResult(x, shots.shots, {"hybrid": x, "low-pass": lowpass(x), "high-pass": highpass(x) - 1}, {})

@@ -77,9 +77,9 @@ def _jigsaw(inverse: bool) -> Callable:
         tiles = _tiles(x, side)
         out = torch.empty_like(tiles)
         if inverse:
-            out = tiles[:, :, perm]  # tile at place perm[k] comes back to k
+            out = tiles[:, :, perm]           # tile at place perm[k] comes back to k
         else:
-            out[:, :, perm] = tiles  # tile k moves to place perm[k]
+            out[:, :, perm] = tiles           # tile k moves to place perm[k]
         return _untiles(out, h, w)
 
     return f

@@ -13,14 +13,5 @@ from .mmd import kid, mmd_rbf
 from .points import mixture_nll, sliced_wasserstein
 from .precision_recall import precision_recall
 
-__all__ = [
-    "chamfer_distance",
-    "evaluate_features",
-    "frechet_distance",
-    "gaussian_stats",
-    "kid",
-    "mixture_nll",
-    "mmd_rbf",
-    "precision_recall",
-    "sliced_wasserstein",
-]
+__all__ = ["chamfer_distance", "evaluate_features", "frechet_distance", "gaussian_stats", "kid", "mixture_nll",
+           "mmd_rbf", "precision_recall", "sliced_wasserstein"]

@@ -15,7 +15,7 @@ def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> flo
     min_b = torch.full((len(b),), float("inf"), dtype=torch.float64)
     total_a = 0.0
     for i in range(0, len(a), chunk):
-        d = torch.cdist(a[i : i + chunk], b).pow(2)
+        d = torch.cdist(a[i:i + chunk], b).pow(2)
         total_a += d.min(1).values.sum().item()
         min_b = torch.minimum(min_b, d.min(0).values)
     return total_a + min_b.sum().item()

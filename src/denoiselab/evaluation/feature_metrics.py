@@ -33,8 +33,8 @@ from .frechet import frechet_distance, gaussian_stats, sqrtm_psd, trace_sqrt_pro
 from .mmd import kid
 from .precision_recall import precision_recall
 
-MIN_SAMPLES = 2000  # below this, FID and precision/recall of image models are mostly noise and bias
-GRAM_BYTES = 2e9  # keep the three Gram matrices in memory below this size, else compute blocks twice
+MIN_SAMPLES = 2000     # below this, FID and precision/recall of image models are mostly noise and bias
+GRAM_BYTES = 2e9       # keep the three Gram matrices in memory below this size, else compute blocks twice
 
 
 def _features(a, name: str) -> torch.Tensor:
@@ -44,9 +44,7 @@ def _features(a, name: str) -> torch.Tensor:
     if len(t) == 0:
         raise DenoiselabError(f"{name} features are empty: no samples to evaluate")
     if not torch.isfinite(t).all():
-        raise DenoiselabError(
-            f"{name} features contain NaN or inf: the samples hold NaN/inf or the feature network diverged"
-        )
+        raise DenoiselabError(f"{name} features contain NaN or inf: the samples hold NaN/inf or the feature network diverged")
     return t.float()
 
 
@@ -54,27 +52,22 @@ def sample_size_warnings(n_fake: int, n_real: int, dim: int) -> list[str]:
     out = []
     n = min(n_fake, n_real)
     if n <= dim:
-        out.append(
-            f"FID: {n} samples in {dim} feature dimensions give a singular covariance; the FID is mostly "
-            f"estimation bias: use at least {max(2 * dim, MIN_SAMPLES)} samples"
-        )
+        out.append(f"FID: {n} samples in {dim} feature dimensions give a singular covariance; the FID is mostly "
+                   f"estimation bias: use at least {max(2 * dim, MIN_SAMPLES)} samples")
     elif n < MIN_SAMPLES:
-        out.append(
-            f"{n} samples: FID is biased upward and precision/recall are noisy below {MIN_SAMPLES}; "
-            "compare models only at equal sample counts and read each number against its floor"
-        )
+        out.append(f"{n} samples: FID is biased upward and precision/recall are noisy below {MIN_SAMPLES}; "
+                   "compare models only at equal sample counts and read each number against its floor")
     if n < 1000:
         out.append(f"KID subsets shrink to {n} samples (1000 is usual): its standard error grows")
     return out
 
 
-def _bootstrap_fid(
-    fake: torch.Tensor, mu_r: torch.Tensor, sigma_r: torch.Tensor, reps: int, g: torch.Generator
-) -> np.ndarray:
+def _bootstrap_fid(fake: torch.Tensor, mu_r: torch.Tensor, sigma_r: torch.Tensor, reps: int,
+                   g: torch.Generator) -> np.ndarray:
     """FID of ``reps`` resamples of ``fake`` (rows drawn with replacement) against fixed statistics."""
     n = len(fake)
     mu_full = fake.double().mean(0)
-    xc = (fake.double() - mu_full).float()  # centred first, so float32 products lose nothing that matters
+    xc = (fake.double() - mu_full).float()   # centred first, so float32 products lose nothing that matters
     a = sqrtm_psd(sigma_r)
     tr_r = float(torch.trace(sigma_r))
     out = np.empty(reps)
@@ -101,17 +94,8 @@ def _normal_interval(value: float, boot: np.ndarray, level: float) -> list[float
     return [value - half, value + half]
 
 
-def evaluate_features(
-    fake,
-    real,
-    *,
-    k: int = 3,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    bootstrap: int = 20,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict:
+def evaluate_features(fake, real, *, k: int = 3, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                      bootstrap: int = 20, level: float = 0.95, seed: int = 0) -> dict:
     """All feature metrics of ``fake`` against ``real``.
 
     Returns {"num", "num_ref", "dim", "metrics": {name: {"value", ...}}, "warnings": [...]}; with
@@ -121,14 +105,10 @@ def evaluate_features(
     """
     fake, real = _features(fake, "generated"), _features(real, "reference")
     if fake.shape[1] != real.shape[1]:
-        raise DenoiselabError(
-            f"feature dimensions differ: generated {fake.shape[1]}, reference {real.shape[1]}: "
-            "extract both with the same feature network"
-        )
+        raise DenoiselabError(f"feature dimensions differ: generated {fake.shape[1]}, reference {real.shape[1]}: "
+                              "extract both with the same feature network")
     if min(len(fake), len(real)) < k + 2:
-        raise DenoiselabError(
-            f"need at least {k + 2} samples on each side, got {len(fake)} and {len(real)}: draw more samples"
-        )
+        raise DenoiselabError(f"need at least {k + 2} samples on each side, got {len(fake)} and {len(real)}: draw more samples")
     g = torch.Generator().manual_seed(seed)
     mu_g, s_g = gaussian_stats(fake)
     mu_r, s_r = gaussian_stats(real)
@@ -147,17 +127,10 @@ def evaluate_features(
     }
     if bootstrap > 0:
         lo, hi = _normal_interval(fid, _bootstrap_fid(fake, mu_r, s_r, bootstrap, g), level)
-        metrics["FID"]["ci"] = [max(lo, 0.0), hi]  # a squared distance
+        metrics["FID"]["ci"] = [max(lo, 0.0), hi]   # a squared distance
         z = NormalDist().inv_cdf((1 + level) / 2) * (kd["se"] if math.isfinite(kd["se"]) else 0.0)
         metrics["KID"]["ci"] = [kd["value"] - z, kd["value"] + z]
         for name, hits in (("precision", pr["precision_hits"]), ("recall", pr["recall_hits"])):
-            metrics[name]["ci"] = _normal_interval(
-                metrics[name]["value"], _bootstrap_mean(hits, 10 * bootstrap, g), level
-            )
-    return {
-        "num": len(fake),
-        "num_ref": len(real),
-        "dim": fake.shape[1],
-        "metrics": metrics,
-        "warnings": sample_size_warnings(len(fake), len(real), fake.shape[1]),
-    }
+            metrics[name]["ci"] = _normal_interval(metrics[name]["value"], _bootstrap_mean(hits, 10 * bootstrap, g), level)
+    return {"num": len(fake), "num_ref": len(real), "dim": fake.shape[1], "metrics": metrics,
+            "warnings": sample_size_warnings(len(fake), len(real), fake.shape[1])}

@@ -29,7 +29,9 @@ from torch import nn
 from ..errors import DenoiselabError
 from .frechet import single_thread
 
-FEATURENET_VERSION = 1  # bump when the architecture or the training recipe changes: invalidates caches
+FEATURENET_VERSION = 1   # bump when the architecture or the training recipe changes: invalidates caches
+
+
 
 
 def data_hash(x: torch.Tensor, y: Optional[torch.Tensor] = None) -> str:
@@ -50,7 +52,7 @@ class FeatureNetConfig:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
-    heldout: float = 0.2  # fraction of the data never trained on; accuracy is measured there
+    heldout: float = 0.2       # fraction of the data never trained on; accuracy is measured there
     seed: int = 0
 
 
@@ -66,16 +68,9 @@ class FeatureCNN(nn.Module):
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
-        self.body = nn.Sequential(
-            block(in_channels, w1),
-            nn.MaxPool2d(2),
-            block(w1, w2),
-            block(w2, w2),
-            nn.MaxPool2d(2),
-            block(w2, w3),
-            nn.AdaptiveAvgPool2d(2),
-            nn.Flatten(),
-        )
+        self.body = nn.Sequential(block(in_channels, w1), nn.MaxPool2d(2),
+                                  block(w1, w2), block(w2, w2), nn.MaxPool2d(2),
+                                  block(w2, w3), nn.AdaptiveAvgPool2d(2), nn.Flatten())
         self.features = nn.Sequential(nn.Linear(w3 * 4, feature_dim), nn.ReLU())
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(feature_dim, num_classes)
@@ -110,24 +105,17 @@ def split_indices(n: int, heldout: float, seed: int) -> tuple[torch.Tensor, torc
 @torch.no_grad()
 def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
     net.eval()
-    hits = sum(int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
+    hits = sum(int((net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
     return hits / max(len(x), 1)
 
 
-def train_feature_net(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    cfg: FeatureNetConfig = FeatureNetConfig(),
-    log: Optional[Callable[[str], None]] = None,
-) -> tuple[FeatureCNN, dict]:
+def train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: FeatureNetConfig = FeatureNetConfig(),
+                      log: Optional[Callable[[str], None]] = None) -> tuple[FeatureCNN, dict]:
     """Train on (1 - heldout) of the data with augmentation, AdamW and a one-cycle schedule;
     returns the network (eval mode) and its info (held-out accuracy, seconds, sizes)."""
     if y is None or num_classes < 2:
-        raise DenoiselabError(
-            "the domain feature network needs a labelled data set (>= 2 classes): "
-            "use labelled images, or pass --inception-weights PATH"
-        )
+        raise DenoiselabError("the domain feature network needs a labelled data set (>= 2 classes): "
+                              "use labelled images, or pass --inception-weights PATH")
     if x.shape[-1] < 8 or x.shape[-2] < 8:
         raise DenoiselabError(f"images of {tuple(x.shape[-2:])} are too small for the feature network (>= 8x8)")
     torch.manual_seed(cfg.seed)  # weight init; the data order and augmentations use ``g`` below
@@ -138,17 +126,9 @@ def train_feature_net(
     with single_thread():
         _fit(net, x, y, tr, ho, cfg, g, log)
     net.eval()
-    info = {
-        "heldout_accuracy": _accuracy(net, x[ho], y[ho]),
-        "train_accuracy": _accuracy(net, x[tr], y[tr]),
-        "num_train": len(tr),
-        "num_heldout": len(ho),
-        "seconds": time.perf_counter() - t0,
-        "num_classes": num_classes,
-        "in_channels": x.shape[1],
-        "config": asdict(cfg),
-        "version": FEATURENET_VERSION,
-    }
+    info = {"heldout_accuracy": _accuracy(net, x[ho], y[ho]), "train_accuracy": _accuracy(net, x[tr], y[tr]),
+            "num_train": len(tr), "num_heldout": len(ho), "seconds": time.perf_counter() - t0,
+            "num_classes": num_classes, "in_channels": x.shape[1], "config": asdict(cfg), "version": FEATURENET_VERSION}
     return net, info
 
 
@@ -163,31 +143,24 @@ def _fit(net, x, y, tr, ho, cfg: FeatureNetConfig, g: torch.Generator, log) -> N
         net.train()
         order = tr[torch.randperm(len(tr), generator=g)]
         for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
+            idx = order[i:i + cfg.batch_size]
             loss = F.cross_entropy(net(augment(x[idx], g)), y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         if log and ((epoch + 1) % 3 == 0 or epoch == 0):
-            log(
-                f"feature network epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.3f}, "
-                f"held-out accuracy {_accuracy(net, x[ho], y[ho]):.4f}"
-            )
+            log(f"feature network epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.3f}, "
+                f"held-out accuracy {_accuracy(net, x[ho], y[ho]):.4f}")
 
 
 def _cache_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / f"featurenet-v{FEATURENET_VERSION}-{key[:24]}.safetensors"
 
 
-def load_or_train_feature_net(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    cache_dir: Path,
-    cfg: FeatureNetConfig = FeatureNetConfig(),
-    log: Optional[Callable[[str], None]] = None,
-) -> tuple[FeatureCNN, dict]:
+def load_or_train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cache_dir: Path,
+                              cfg: FeatureNetConfig = FeatureNetConfig(),
+                              log: Optional[Callable[[str], None]] = None) -> tuple[FeatureCNN, dict]:
     """The cached network for this data set (keyed by data hash and config), trained on a miss."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file

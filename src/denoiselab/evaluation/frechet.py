@@ -83,21 +83,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma1: torch.Tensor | None 
     """The FID formula of Heusel et al. 2017, in float64; finite and >= 0 for every finite PSD input."""
     mu1, mu2, sigma1, sigma2 = _as64(mu1), _as64(mu2), _as64(sigma1), _as64(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise DenoiselabError(
-            f"Frechet distance needs matching statistics, got means {tuple(mu1.shape)} and "
-            f"{tuple(mu2.shape)}, covariances {tuple(sigma1.shape)} and {tuple(sigma2.shape)}: "
-            "compute both with the same feature network"
-        )
+        raise DenoiselabError(f"Frechet distance needs matching statistics, got means {tuple(mu1.shape)} and "
+                              f"{tuple(mu2.shape)}, covariances {tuple(sigma1.shape)} and {tuple(sigma2.shape)}: "
+                              "compute both with the same feature network")
     for name, t in (("mean", mu1), ("mean", mu2), ("covariance", sigma1), ("covariance", sigma2)):
         if not torch.isfinite(t).all():
             raise DenoiselabError(f"feature {name} contains NaN or inf: check the samples and the feature network")
     diff = mu1 - mu2
-    d2 = (
-        float(diff @ diff)
-        + float(torch.trace(sigma1))
-        + float(torch.trace(sigma2))
+    d2 = float(diff @ diff) + float(torch.trace(sigma1)) + float(torch.trace(sigma2)) \
         - 2.0 * trace_sqrt_product(sigma1, sigma2, sqrt_sigma1)
-    )
     # The exact value is a squared distance; what is left below 0 is roundoff.
     return max(d2, 0.0)
 

@@ -28,12 +28,12 @@ SPLIT_SEED = 1234
 
 @dataclass
 class FeatureExtractor:
-    name: str  # "featurenet" or "inception"
-    ident: str  # identity for caches: weights hash or data-set key
+    name: str                                   # "featurenet" or "inception"
+    ident: str                                  # identity for caches: weights hash or data-set key
     embed: Callable[[torch.Tensor], torch.Tensor]
     classify: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     info: dict = field(default_factory=dict)
-    batch: int = 250  # images per forward pass (memory only)
+    batch: int = 250                            # images per forward pass (memory only)
 
 
 def _on_device(fn: Callable[[torch.Tensor], torch.Tensor], device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -43,23 +43,13 @@ def _on_device(fn: Callable[[torch.Tensor], torch.Tensor], device) -> Callable[[
     return lambda x: fn(x.to(device)).float().cpu()
 
 
-def domain_extractor(
-    data: TensorData,
-    cache_dir: Path,
-    cfg: FeatureNetConfig = FeatureNetConfig(),
-    log: Optional[Callable[[str], None]] = None,
-    device=None,
-) -> FeatureExtractor:
+def domain_extractor(data: TensorData, cache_dir: Path, cfg: FeatureNetConfig = FeatureNetConfig(),
+                     log: Optional[Callable[[str], None]] = None, device=None) -> FeatureExtractor:
     net, info = load_or_train_feature_net(data.x, data.y, data.num_classes, cache_dir, cfg, log)
     if device is not None:
         net = net.to(device)
-    return FeatureExtractor(
-        "featurenet",
-        "featurenet-" + info["cache_key"][:24],
-        _on_device(net.embed, device),
-        _on_device(net, device),
-        info,
-    )
+    return FeatureExtractor("featurenet", "featurenet-" + info["cache_key"][:24], _on_device(net.embed, device),
+                            _on_device(net, device), info)
 
 
 def inception_extractor(weights: Path, quantize: bool = False, device=None) -> FeatureExtractor:
@@ -70,24 +60,16 @@ def inception_extractor(weights: Path, quantize: bool = False, device=None) -> F
         net = net.to(device)
     h = hashlib.sha256(Path(weights).expanduser().read_bytes()).hexdigest()
     # 50 images per pass, as pytorch-fid: at 299 x 299 the activations of 250 take several GB.
-    return FeatureExtractor(
-        "inception",
-        f"inception-{h[:24]}{'-q' if quantize else ''}",
-        _on_device(net, device),
-        None,
-        {"weights": str(weights), "sha256": h},
-        batch=50,
-    )
+    return FeatureExtractor("inception", f"inception-{h[:24]}{'-q' if quantize else ''}", _on_device(net, device),
+                            None, {"weights": str(weights), "sha256": h}, batch=50)
 
 
 @torch.no_grad()
 def extract(extractor: FeatureExtractor, x: torch.Tensor) -> torch.Tensor:
     b = extractor.batch
-    out = torch.cat([extractor.embed(x[i : i + b]).float() for i in range(0, len(x), b)])
+    out = torch.cat([extractor.embed(x[i:i + b]).float() for i in range(0, len(x), b)])
     if not torch.isfinite(out).all():
-        raise DenoiselabError(
-            f"{extractor.name} features contain NaN or inf: check the samples and the feature network"
-        )
+        raise DenoiselabError(f"{extractor.name} features contain NaN or inf: check the samples and the feature network")
     return out
 
 
@@ -97,17 +79,14 @@ def check_images(x: torch.Tensor, ref: TensorData) -> None:
     if len(x) == 0:
         raise DenoiselabError("no samples to evaluate: the array is empty")
     if tuple(x.shape[1:]) != tuple(ref.x.shape[1:]):
-        raise DenoiselabError(
-            f"samples of shape {tuple(x.shape[1:])} do not match the reference images "
-            f"{tuple(ref.x.shape[1:])}: evaluate against the data set the model was trained on"
-        )
+        raise DenoiselabError(f"samples of shape {tuple(x.shape[1:])} do not match the reference images "
+                              f"{tuple(ref.x.shape[1:])}: evaluate against the data set the model was trained on")
     if not torch.isfinite(x).all():
         raise DenoiselabError("samples contain NaN or inf: the model or sampler diverged")
 
 
-def reference_features(
-    extractor: FeatureExtractor, ref: TensorData, cache_dir: Optional[Path], log: Optional[Callable[[str], None]] = None
-) -> torch.Tensor:
+def reference_features(extractor: FeatureExtractor, ref: TensorData, cache_dir: Optional[Path],
+                       log: Optional[Callable[[str], None]] = None) -> torch.Tensor:
     """Features of every reference image, cached as .npy under (data hash, extractor identity)."""
     path = None
     if cache_dir is not None:
@@ -131,36 +110,25 @@ def reference_features(
 
 def reference_halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return perm[: n // 2], perm[n // 2 :]
+    return perm[: n // 2], perm[n // 2:]
 
 
 @torch.no_grad()
-def conditional_accuracy(
-    classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, labels, batch: int = 500
-) -> dict:
+def conditional_accuracy(classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, labels,
+                         batch: int = 500) -> dict:
     """Fraction of class-conditional samples that the classifier assigns to the asked class."""
     labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).long().reshape(-1)
     if len(labels) != len(x):
         raise DenoiselabError(f"{len(labels)} labels for {len(x)} samples: give one intended class per sample")
-    pred = torch.cat([classify(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    pred = torch.cat([classify(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
     hit = pred == labels
     per_class = {int(c): float(hit[labels == c].double().mean()) for c in labels.unique()}
     return {"value": float(hit.double().mean()), "per_class": per_class}
 
 
-def evaluate_images(
-    x: torch.Tensor,
-    ref: TensorData,
-    ref_name: str,
-    extractor: FeatureExtractor,
-    *,
-    cache_dir: Optional[Path] = None,
-    labels=None,
-    classifier: Optional[FeatureExtractor] = None,
-    bootstrap: int = 20,
-    seed: int = 0,
-    log: Optional[Callable[[str], None]] = None,
-) -> dict:
+def evaluate_images(x: torch.Tensor, ref: TensorData, ref_name: str, extractor: FeatureExtractor, *,
+                    cache_dir: Optional[Path] = None, labels=None, classifier: Optional[FeatureExtractor] = None,
+                    bootstrap: int = 20, seed: int = 0, log: Optional[Callable[[str], None]] = None) -> dict:
     """FID, KID, precision, recall (with intervals and floors) of image samples ``x`` against ``ref``;
     with ``labels`` (intended class per sample) also the conditional accuracy under ``classifier``
     (a domain extractor; defaults to ``extractor`` when that one classifies)."""
@@ -176,22 +144,11 @@ def evaluate_images(
     for name, m in res["metrics"].items():
         m["floor"] = floor["metrics"][name]["value"]
     if n_floor < len(x):
-        res["warnings"].append(
-            f"the floor uses {n_floor} real images (half the reference), fewer than the "
-            f"{len(x)} samples: FID and KID floors are a little high"
-        )
-    res.update(
-        {
-            "ref": ref_name,
-            "kind": "images",
-            "num_floor": n_floor,
-            "features": {
-                "network": extractor.name,
-                "dim": int(fx.shape[1]),
-                **{k: v for k, v in extractor.info.items() if k in ("heldout_accuracy", "sha256", "seconds")},
-            },
-        }
-    )
+        res["warnings"].append(f"the floor uses {n_floor} real images (half the reference), fewer than the "
+                               f"{len(x)} samples: FID and KID floors are a little high")
+    res.update({"ref": ref_name, "kind": "images", "num_floor": n_floor,
+                "features": {"network": extractor.name, "dim": int(fx.shape[1]),
+                             **{k: v for k, v in extractor.info.items() if k in ("heldout_accuracy", "sha256", "seconds")}}})
     if labels is not None:
         clf = classifier or extractor
         if clf.classify is None:

@@ -100,13 +100,8 @@ class InceptionC(nn.Module):
         b1 = self.branch1x1(x)
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         bd = x
-        for layer in (
-            self.branch7x7dbl_1,
-            self.branch7x7dbl_2,
-            self.branch7x7dbl_3,
-            self.branch7x7dbl_4,
-            self.branch7x7dbl_5,
-        ):
+        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
+                      self.branch7x7dbl_5):
             bd = layer(bd)
         return torch.cat([b1, b7, bd, self.branch_pool(_avg_pool_tf(x))], 1)
 
@@ -175,14 +170,14 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, max_pool=False)
         self.Mixed_7c = InceptionE(2048, max_pool=True)
-        self.fc = nn.Linear(2048, 1008)  # unused for features; present so the weights file loads strictly
+        self.fc = nn.Linear(2048, 1008)   # unused for features; present so the weights file loads strictly
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         if x.shape[1] != 3:
             raise DenoiselabError(f"Inception features need 1- or 3-channel images, got {x.shape[1]} channels")
-        x = (x.clamp(-1, 1) + 1) / 2  # pytorch-fid's input range [0, 1]
+        x = (x.clamp(-1, 1) + 1) / 2   # pytorch-fid's input range [0, 1]
         if self.quantize:
             x = (x * 255).round() / 255
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
@@ -195,19 +190,8 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
-        for name in (
-            "Mixed_5b",
-            "Mixed_5c",
-            "Mixed_5d",
-            "Mixed_6a",
-            "Mixed_6b",
-            "Mixed_6c",
-            "Mixed_6d",
-            "Mixed_6e",
-            "Mixed_7a",
-            "Mixed_7b",
-            "Mixed_7c",
-        ):
+        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                     "Mixed_7a", "Mixed_7b", "Mixed_7c"):
             x = getattr(self, name)(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
@@ -221,16 +205,12 @@ def load_fid_inception(path, quantize: bool = False) -> FIDInceptionV3:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DenoiselabError(
-            f"Inception weights not found: {p} (pass the pt_inception-2015-12-05 .pth file of pytorch-fid)"
-        )
+        raise DenoiselabError(f"Inception weights not found: {p} (pass the pt_inception-2015-12-05 .pth file of pytorch-fid)")
     try:
         state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        raise DenoiselabError(
-            f"cannot read Inception weights {p} ({type(e).__name__}): "
-            "pass pytorch-fid's pt_inception-2015-12-05 .pth file"
-        ) from None
+        raise DenoiselabError(f"cannot read Inception weights {p} ({type(e).__name__}): "
+                              "pass pytorch-fid's pt_inception-2015-12-05 .pth file") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     net = FIDInceptionV3(quantize=quantize)
@@ -238,15 +218,11 @@ def load_fid_inception(path, quantize: bool = False) -> FIDInceptionV3:
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise DenoiselabError(
-            f"{p} is not the FID Inception weights file: {len(missing)} missing keys "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
+        raise DenoiselabError(f"{p} is not the FID Inception weights file: {len(missing)} missing keys "
+                              f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
     bad = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
     if bad:
-        raise DenoiselabError(
-            f"{p}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-            f"expected {tuple(expected[bad[0]].shape)}: not the FID Inception weights"
-        )
+        raise DenoiselabError(f"{p}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+                              f"expected {tuple(expected[bad[0]].shape)}: not the FID Inception weights")
     net.load_state_dict(state, strict=False)
     return net.eval()

@@ -56,15 +56,8 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, kernel: Kernel) -> float:
     return mmd2_from_kernels(kernel(x, x), kernel(y, y), kernel(x, y))
 
 
-def kid(
-    fx,
-    fy,
-    *,
-    subsets: int = 100,
-    subset_size: int = 1000,
-    seed: int = 0,
-    grams: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-) -> dict:
+def kid(fx, fy, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+        grams: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Kernel Inception Distance of feature arrays fx (m, D) and fy (n, D).
 
     Returns {"value": mean over subsets, "std": spread over subsets, "se": std / sqrt(subsets),
@@ -76,9 +69,8 @@ def kid(
     d = x.shape[1]
     size = min(subset_size, len(x), len(y))
     g = torch.Generator().manual_seed(seed)
-    picks = [
-        (torch.randperm(len(x), generator=g)[:size], torch.randperm(len(y), generator=g)[:size]) for _ in range(subsets)
-    ]
+    picks = [(torch.randperm(len(x), generator=g)[:size], torch.randperm(len(y), generator=g)[:size])
+             for _ in range(subsets)]
     if grams is None:
         vals = np.array([mmd2_unbiased(x[ix], y[iy], polynomial_kernel) for ix, iy in picks])
     else:

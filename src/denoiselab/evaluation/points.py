@@ -47,9 +47,8 @@ def _w2_sq_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if n == m:
         return (a - b).pow(2).mean(1)
     # Merged grid of quantile levels: on each cell both quantile functions are constant.
-    u = torch.unique(
-        torch.cat([torch.arange(1, n + 1, dtype=torch.float64) / n, torch.arange(1, m + 1, dtype=torch.float64) / m])
-    )
+    u = torch.unique(torch.cat([torch.arange(1, n + 1, dtype=torch.float64) / n,
+                                torch.arange(1, m + 1, dtype=torch.float64) / m]))
     u = u[u <= 1.0]
     du = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), u]))
     mid = u - du / 2

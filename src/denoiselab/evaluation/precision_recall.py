@@ -43,9 +43,9 @@ def knn_radii(f: torch.Tensor, k: int = 3, gram: torch.Tensor | None = None) -> 
     n = f.pow(2).sum(1)
     out = torch.empty(len(f))
     for i in range(0, len(f), CHUNK):
-        d = _sq_dists(_block(f, f, gram, i, i + CHUNK), n[i : i + CHUNK], n)
+        d = _sq_dists(_block(f, f, gram, i, i + CHUNK), n[i:i + CHUNK], n)
         # k + 1 smallest: the point itself is one of them (distance 0).
-        out[i : i + CHUNK] = d.topk(k + 1, dim=1, largest=False).values[:, k]  # topk: 8x faster than kthvalue here
+        out[i:i + CHUNK] = d.topk(k + 1, dim=1, largest=False).values[:, k]  # topk: 8x faster than kthvalue here
     return out
 
 
@@ -63,15 +63,11 @@ def precision_recall(real, fake, k: int = 3, grams: tuple | None = None) -> dict
     # float32 products carry a relative error of a few ulp of |a||b|: widen every radius by that much.
     tol = 1e-5 * float((nr.max() * ng.max()).sqrt())
     rad_r, rad_g = rad_r + tol, rad_g + tol
-    in_real = torch.zeros(len(g), dtype=torch.bool)  # generated sample inside the real manifold: precision
-    in_fake = torch.empty(len(r), dtype=torch.bool)  # real sample inside the generated manifold: recall
+    in_real = torch.zeros(len(g), dtype=torch.bool)   # generated sample inside the real manifold: precision
+    in_fake = torch.empty(len(r), dtype=torch.bool)   # real sample inside the generated manifold: recall
     for i in range(0, len(r), CHUNK):
-        d = _sq_dists(_block(r, g, grg, i, i + CHUNK), nr[i : i + CHUNK], ng)
-        in_fake[i : i + CHUNK] = (d <= rad_g[None, :]).any(1)
-        in_real |= (d <= rad_r[i : i + CHUNK, None]).any(0)
-    return {
-        "precision": float(in_real.double().mean()),
-        "recall": float(in_fake.double().mean()),
-        "precision_hits": in_real,
-        "recall_hits": in_fake,
-    }
+        d = _sq_dists(_block(r, g, grg, i, i + CHUNK), nr[i:i + CHUNK], ng)
+        in_fake[i:i + CHUNK] = (d <= rad_g[None, :]).any(1)
+        in_real |= (d <= rad_r[i:i + CHUNK, None]).any(0)
+    return {"precision": float(in_real.double().mean()), "recall": float(in_fake.double().mean()),
+            "precision_hits": in_real, "recall_hits": in_fake}

@@ -30,16 +30,12 @@ def check_reference(kind: str, ref: str, shape: tuple = ()) -> None:
         return
     if kind == "points":
         what = "an image data set" if ref in DATASETS else "an image folder"
-        raise DenoiselabError(
-            f"the samples are 2D points but --ref {ref} is {what}: compare with a 2D data set "
-            f"({', '.join(TOY_DATASETS)}) or a .npy of points"
-        )
+        raise DenoiselabError(f"the samples are 2D points but --ref {ref} is {what}: compare with a 2D data set "
+                              f"({', '.join(TOY_DATASETS)}) or a .npy of points")
     what = "a 2D data set" if ref in TOY_DATASETS else "a .npy file (read as 2D points)"
     images = f"images {tuple(shape)}" if shape else "images"
-    raise DenoiselabError(
-        f"the samples are {images} but --ref {ref} is {what}: compare images with an image "
-        "data set (mnist, digits, ...) or an image folder"
-    )
+    raise DenoiselabError(f"the samples are {images} but --ref {ref} is {what}: compare images with an image "
+                          "data set (mnist, digits, ...) or an image folder")
 
 
 def read_reference_points(path) -> torch.Tensor:
@@ -82,12 +78,8 @@ def evaluate_points(x: torch.Tensor, ref: str, seed: int = 10_000) -> dict:
     y = y[:n]
     values = _point_metrics(x, y, ref)
     floors = _point_metrics(load_toy(ref, len(y), seed + 1), y, ref) if ref in TOY_DATASETS else {}
-    return {
-        "num": n,
-        "ref": ref,
-        "kind": "points",
-        "metrics": {k: {"value": v, "floor": floors.get(k, float("nan"))} for k, v in values.items()},
-    }
+    return {"num": n, "ref": ref, "kind": "points",
+            "metrics": {k: {"value": v, "floor": floors.get(k, float("nan"))} for k, v in values.items()}}
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
@@ -102,10 +94,8 @@ def format_results(results: dict) -> str:
     if feats:
         acc = feats.get("heldout_accuracy")
         extra = f", held-out accuracy {acc:.4f}" if acc is not None else ""
-        lines.append(
-            f"features: {feats['network']} ({feats['dim']}-d{extra}); {results['num']} samples vs "
-            f"{results['num_ref']} reference images of {results['ref']}; floor from {results['num_floor']} real images"
-        )
+        lines.append(f"features: {feats['network']} ({feats['dim']}-d{extra}); {results['num']} samples vs "
+                     f"{results['num_ref']} reference images of {results['ref']}; floor from {results['num_floor']} real images")
     for name, r in results["metrics"].items():
         v = r["value"]
         text = f"{name:15s} {v:12.6g}"
@@ -113,11 +103,8 @@ def format_results(results: dict) -> str:
             text += f" +- {r['se']:.2g}"
         if "ci" in r:
             text += f"  [95% CI {r['ci'][0]:.6g}, {r['ci'][1]:.6g}]"
-        floor = (
-            f"floor {r['floor']:.6g}: real vs real"
-            if np.isfinite(r["floor"])
-            else "no floor: a reference file cannot be drawn twice"
-        )
+        floor = (f"floor {r['floor']:.6g}: real vs real" if np.isfinite(r["floor"]) else
+                 "no floor: a reference file cannot be drawn twice")
         lines.append(f"{text:60s} ({floor})")
     printed = [v for r in results["metrics"].values() for v in (r["value"], r["floor"], *r.get("ci", ()))]
     if any(v < 0 for v in printed):
@@ -132,13 +119,8 @@ def write_metrics_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
     records = [r for r in read_jsonl(path) if isinstance(r, dict) and "evaluate" in r] if path.is_file() else []
-    out = [
-        "# Evaluation",
-        "",
-        f"Run `{run_dir.name}`: {len(records)} evaluation(s), newest first. "
-        "Each score is read against its floor, the same metric for real data against real data.",
-        "",
-    ]
+    out = ["# Evaluation", "", f"Run `{run_dir.name}`: {len(records)} evaluation(s), newest first. "
+           "Each score is read against its floor, the same metric for real data against real data.", ""]
     for rec in reversed(records):
         res = rec["evaluate"]
         sampler = f"{rec.get('sampler')}, {rec.get('steps')} steps" if rec.get("sampler") else "samples file"
@@ -146,12 +128,8 @@ def write_metrics_report(run_dir: Path) -> Path:
         feats = res.get("features")
         if feats:
             acc = feats.get("heldout_accuracy")
-            out += [
-                f"Features: {feats['network']}, {feats['dim']}-d"
-                + (f", held-out accuracy {acc:.4f}" if acc is not None else "")
-                + ".",
-                "",
-            ]
+            out += [f"Features: {feats['network']}, {feats['dim']}-d"
+                    + (f", held-out accuracy {acc:.4f}" if acc is not None else "") + ".", ""]
         out += ["| metric | value | 95% interval | floor |", "| --- | --- | --- | --- |"]
         for name, r in res["metrics"].items():
             ci = f"{r['ci'][0]:.5g} to {r['ci'][1]:.5g}" if "ci" in r else ""

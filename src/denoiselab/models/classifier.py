@@ -23,29 +23,16 @@ from .unet import AttentionBlock, Downsample, ResBlock, group_count
 class NoiseAwareClassifier(nn.Module):
     """``ch``, ``ch_mult``, ``num_res_blocks``, ``attn_resolutions``, ``patch``, ``groups``: as the UNet's."""
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        ch: int = 32,
-        ch_mult: Sequence[int] = (1, 2),
-        num_res_blocks: int = 1,
-        attn_resolutions: Sequence[int] = (),
-        image_size: int = 28,
-        dropout: float = 0.0,
-        heads: int = 4,
-        groups: int = 8,
-        patch: int = 1,
-    ):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, ch: int = 32, ch_mult: Sequence[int] = (1, 2),
+                 num_res_blocks: int = 1, attn_resolutions: Sequence[int] = (), image_size: int = 28,
+                 dropout: float = 0.0, heads: int = 4, groups: int = 8, patch: int = 1):
         super().__init__()
         levels = len(ch_mult)
         if num_classes < 2:
             raise DenoiselabError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
         if image_size % (patch * 2 ** (levels - 1)):
-            raise DenoiselabError(
-                f"image size {image_size} is not divisible by patch {patch} x 2^{levels - 1}: "
-                "choose a size, patch or fewer levels so they divide"
-            )
+            raise DenoiselabError(f"image size {image_size} is not divisible by patch {patch} x 2^{levels - 1}: "
+                                  "choose a size, patch or fewer levels so they divide")
         self.ch, self.patch, self.num_classes = ch, patch, num_classes
         emb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))

@@ -86,20 +86,11 @@ class FCBlock(nn.Sequential):
 
 
 class CS180UNet(nn.Module):
-    def __init__(
-        self,
-        in_channels: int = 1,
-        D: int = 64,
-        image_size: int = 28,
-        T: int = 300,
-        time_conditioned: bool = True,
-        num_classes: int = 0,
-    ):
+    def __init__(self, in_channels: int = 1, D: int = 64, image_size: int = 28, T: int = 300,
+                 time_conditioned: bool = True, num_classes: int = 0):
         super().__init__()
         if image_size % 4:
-            raise DenoiselabError(
-                f"the CS180 UNet halves the image twice: image size {image_size} must be divisible by 4"
-            )
+            raise DenoiselabError(f"the CS180 UNet halves the image twice: image size {image_size} must be divisible by 4")
         self.T = T
         self.time_conditioned = time_conditioned
         self.num_classes = num_classes
@@ -119,9 +110,7 @@ class CS180UNet(nn.Module):
         if num_classes:
             self.fc1_c, self.fc2_c = FCBlock(num_classes, 2 * D), FCBlock(num_classes, D)
 
-    def forward(
-        self, x: torch.Tensor, t: Optional[torch.Tensor] = None, cond: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Optional[torch.Tensor] = None, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         e1 = self.conv_in(x)
         e2 = self.down1(e1)
         e3 = self.down2(e2)
@@ -133,9 +122,7 @@ class CS180UNet(nn.Module):
             else:
                 # Labels < 0 or == num_classes are "dropped": the zero vector.
                 keep = (cond >= 0) & (cond < self.num_classes)
-                c = F.one_hot(cond.clamp(0, self.num_classes - 1), self.num_classes).to(x.dtype) * keep[:, None].to(
-                    x.dtype
-                )
+                c = F.one_hot(cond.clamp(0, self.num_classes - 1), self.num_classes).to(x.dtype) * keep[:, None].to(x.dtype)
             scale1, scale2 = self.fc1_c(c)[:, :, None, None], self.fc2_c(c)[:, :, None, None]
         shift1 = shift2 = 0.0
         if self.time_conditioned:

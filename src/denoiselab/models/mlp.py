@@ -45,17 +45,9 @@ class ResidualMLP(nn.Module):
     net represent very different denoisers at small and large noise.
     """
 
-    def __init__(
-        self,
-        dim: int = 2,
-        width: int = 256,
-        depth: int = 3,
-        freq_dim: int = 64,
-        num_classes: int = 0,
-        input_freqs: int = 0,
-        fourier_t_gate: float = 0.0,
-        linear_skip: bool = False,
-    ):
+    def __init__(self, dim: int = 2, width: int = 256, depth: int = 3, freq_dim: int = 64,
+                 num_classes: int = 0, input_freqs: int = 0, fourier_t_gate: float = 0.0,
+                 linear_skip: bool = False):
         super().__init__()
         self.input_freqs = input_freqs
         self.fourier_t_gate = fourier_t_gate
@@ -92,7 +84,7 @@ class ResidualMLP(nn.Module):
             xf = x[..., None] * f
             feats = torch.cat([torch.sin(xf).flatten(1), torch.cos(xf).flatten(1)], dim=1)
             if self.fourier_t_gate > 0:
-                feats = feats * torch.exp(-((t.to(x.dtype) / self.fourier_t_gate) ** 2))[:, None]
+                feats = feats * torch.exp(-(t.to(x.dtype) / self.fourier_t_gate) ** 2)[:, None]
             x = torch.cat([x, feats], dim=1)
         # The input layer stays in float32 under autocast: bf16 would round coordinates
         # of size 2-4 to steps of 1/64, coarser than the structure being learned. (Weight

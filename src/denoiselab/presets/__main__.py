@@ -11,14 +11,8 @@ from . import markdown_table, readme_with_table
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m denoiselab.presets", description=__doc__)
-    ap.add_argument(
-        "--write-readme",
-        nargs="?",
-        const="README.md",
-        default=None,
-        metavar="README",
-        help="replace the table between the README's preset markers (default README.md)",
-    )
+    ap.add_argument("--write-readme", nargs="?", const="README.md", default=None, metavar="README",
+                    help="replace the table between the README's preset markers (default README.md)")
     args = ap.parse_args()
     if args.write_readme is None:
         print(markdown_table())

@@ -38,24 +38,15 @@ class Run:
 
     @property
     def kind(self) -> str:
-        """ "points" (2D data) or "images"."""
+        """"points" (2D data) or "images"."""
         return self.loaded.kind
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}: {self.config.preset}, {self.kind}, step {self.loaded.step})"
 
-    def sample(
-        self,
-        num: int,
-        *,
-        seed: int = 0,
-        sampler: Optional[str] = None,
-        steps: Optional[int] = None,
-        cls: Optional[int] = None,
-        guidance: Optional[float] = None,
-        prompt: Union[None, str, Sequence[str]] = None,
-        progress: bool = False,
-    ) -> torch.Tensor:
+    def sample(self, num: int, *, seed: int = 0, sampler: Optional[str] = None, steps: Optional[int] = None,
+               cls: Optional[int] = None, guidance: Optional[float] = None,
+               prompt: Union[None, str, Sequence[str]] = None, progress: bool = False) -> torch.Tensor:
         """``num`` samples in the data's frame (2D points, or images in [-1, 1] NCHW), drawn as
         `denoiselab sample` draws them: the run's stored sampler, steps and grid unless named;
         sample i depends only on (seed, i). ``cls``/``guidance`` for class-conditional runs,
@@ -65,9 +56,8 @@ class Run:
         plan = sampling_plan(self.loaded, sampler=sampler, steps=steps)
         prompts = [prompt] if isinstance(prompt, str) else prompt
         denoiser, cond = guided_run(self.loaded, num, cls=cls, guidance=guidance, prompts=prompts)
-        x, _ = generate(
-            denoiser, num, self.loaded.sample_shape, seed=seed, cond=cond, progress=progress, **plan.kwargs()
-        )
+        x, _ = generate(denoiser, num, self.loaded.sample_shape, seed=seed, cond=cond, progress=progress,
+                        **plan.kwargs())
         return x
 
     def save_grid(self, x: torch.Tensor, path: Union[str, Path]) -> Path:
@@ -86,15 +76,8 @@ def load(path: Union[str, Path], device=None) -> Run:
     return Run(load_run(Path(path), device=device))
 
 
-def train(
-    preset: str = "swiss-roll",
-    out: Union[str, Path] = "runs/run",
-    *,
-    resume: bool = False,
-    pictures: bool = True,
-    progress: bool = True,
-    **overrides,
-) -> Run:
+def train(preset: str = "swiss-roll", out: Union[str, Path] = "runs/run", *, resume: bool = False,
+          pictures: bool = True, progress: bool = True, **overrides) -> Run:
     """Train ``preset`` (a name from `denoiselab presets`, or a TOML file) into ``out``, as
     `denoiselab train --preset PRESET --out OUT --set key=value ...` does; ``overrides`` are those
     settings (``steps=300``, ``lr=1e-3``, ``seed=1``, ``train.ema_decay=0.99`` as

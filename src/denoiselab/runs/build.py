@@ -1,4 +1,5 @@
-"""Build the parts of a run from its config: schedule, data, network, denoiser, objective, trainer."""
+"""Build the parts of a run from its config: schedule, data, network, denoiser, objective, trainer.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from ..schedules import NoiseSchedule, make_schedule
 
 if TYPE_CHECKING:
     from ..samplers.start import DataMoments
+
+
 
 
 def build_schedule(d: DiffusionConfig) -> NoiseSchedule:
@@ -79,18 +82,14 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
     k = opts.get("num_classes", 0) or 0
     if k == -1:
         if not data.num_classes:
-            raise DenoiselabError(
-                f"{cfg.preset} learns classes from the data, but {cfg.data.name} has no labels: "
-                "use a folder with one sub-folder per class"
-            )
+            raise DenoiselabError(f"{cfg.preset} learns classes from the data, but {cfg.data.name} has no labels: "
+                                  "use a folder with one sub-folder per class")
         opts["num_classes"] = k = data.num_classes
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, options=opts))
     if (k or cfg.diffusion.kind == "classifier") and data.num_classes > k:
         have = "no labels" if not data.num_classes else f"{data.num_classes} classes"
-        raise DenoiselabError(
-            f"the model has num_classes={k} but the data has {have}: "
-            f"--set model.num_classes={data.num_classes or 'N'} (or -1: the data's count)"
-        )
+        raise DenoiselabError(f"the model has num_classes={k} but the data has {have}: "
+                              f"--set model.num_classes={data.num_classes or 'N'} (or -1: the data's count)")
     if cfg.diffusion.kind == "classifier" and not data.num_classes:
         raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
     s = cfg.sample
@@ -100,20 +99,15 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
         from ..samplers.grids import fit_sigma_range
 
         lo, hi = fit_sigma_range(data.x, data.kind)
-        cfg = dataclasses.replace(
-            cfg, sample=dataclasses.replace(s, sigma_min=s.sigma_min or lo, sigma_max=s.sigma_max or hi)
-        )
+        cfg = dataclasses.replace(cfg, sample=dataclasses.replace(s, sigma_min=s.sigma_min or lo,
+                                                                   sigma_max=s.sigma_max or hi))
     return cfg
 
 
 def data_info(data: TensorData) -> dict:
     """What sampling needs to know about the data, stored in every checkpoint."""
-    info = {
-        "kind": data.kind,
-        "sample_shape": list(data.sample_shape),
-        "num_classes": data.num_classes,
-        "class_names": list(data.class_names),
-    }
+    info = {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
+            "class_names": list(data.class_names)}
     if getattr(data, "null_cond", None) is not None:
         from ..models.text_encoder import ENCODER
 
@@ -131,20 +125,9 @@ def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = T
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
         net = build_net(cfg, data)
-    return Trainer(
-        net,
-        build_objective(cfg, data),
-        data,
-        cfg.train,
-        out,
-        cfg.to_dict(),
-        progress=progress,
-        on_preview=preview_hook(cfg, data, out),
-        extra=data_info(data),
-        device=device,
-        runtime=runtime,
-        moments=moments_to_store(cfg, data),
-    )
+    return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
+                   on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime,
+                   moments=moments_to_store(cfg, data))
 
 
 def moments_to_store(cfg: RunConfig, data: TensorData) -> Optional[dict[str, torch.Tensor]]:

@@ -62,10 +62,8 @@ def load_classifier(run_dir: Union[str, Path], device=None) -> LoadedRun:
     """A noise-aware classifier run (``diffusion.kind = classifier``), ready to guide, on ``device``."""
     clf = load_run(Path(run_dir), device=device)
     if clf.config.diffusion.kind != "classifier":
-        raise DenoiselabError(
-            f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
-            "train one with `denoiselab train --preset mnist-classifier --out DIR`"
-        )
+        raise DenoiselabError(f"{run_dir} is not a classifier run (diffusion kind {clf.config.diffusion.kind!r}): "
+                              "train one with `denoiselab train --preset mnist-classifier --out DIR`")
     for p in clf.net.parameters():
         p.requires_grad_(False)  # guidance needs gradients with respect to x_t only
     return clf
@@ -78,28 +76,16 @@ def check_classifier(run: LoadedRun, clf: LoadedRun) -> None:
         raise DenoiselabError(f"classifier guidance needs a VP (DDPM-family) run; {run.run_dir} is a {d.kind} run")
     diff = [f"{f} {getattr(c, f)!r} vs {getattr(d, f)!r}" for f in SCHEDULE_FIELDS if getattr(c, f) != getattr(d, f)]
     if diff:
-        raise DenoiselabError(
-            f"classifier {clf.run_dir} was trained on another noise schedule than {run.run_dir} "
-            f"({'; '.join(diff)}): train it with the run's schedule (--set diffusion.T=..., ...)"
-        )
+        raise DenoiselabError(f"classifier {clf.run_dir} was trained on another noise schedule than {run.run_dir} "
+                              f"({'; '.join(diff)}): train it with the run's schedule (--set diffusion.T=..., ...)")
     if tuple(clf.sample_shape) != tuple(run.sample_shape):
-        raise DenoiselabError(
-            f"classifier {clf.run_dir} reads images of shape {clf.sample_shape}, the run makes "
-            f"{run.sample_shape}: train the classifier on the run's data"
-        )
+        raise DenoiselabError(f"classifier {clf.run_dir} reads images of shape {clf.sample_shape}, the run makes "
+                              f"{run.sample_shape}: train the classifier on the run's data")
 
 
-def guided_run(
-    run: LoadedRun,
-    num: int,
-    *,
-    cls: Optional[int] = None,
-    guidance: Optional[float] = None,
-    classifier: Union[None, str, Path, LoadedRun] = None,
-    classifier_scale: Optional[float] = None,
-    prompts=None,
-    negative_prompt: Optional[str] = None,
-) -> tuple[object, Optional[torch.Tensor]]:
+def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance: Optional[float] = None,
+               classifier: Union[None, str, Path, LoadedRun] = None, classifier_scale: Optional[float] = None,
+               prompts=None, negative_prompt: Optional[str] = None) -> tuple[object, Optional[torch.Tensor]]:
     """(denoiser, labels) for drawing ``num`` samples of ``run``.
 
     Class-conditional runs: classifier-free guidance at ``guidance`` (default: the run's
@@ -109,14 +95,8 @@ def guided_run(
     Text runs: ``prompts`` (see :func:`text_condition`); without prompts, their null condition.
     """
     if is_text(run):
-        return text_guided(
-            run,
-            num,
-            prompts,
-            negative_prompt,
-            guidance,
-            asked_class=cls is not None or classifier is not None or classifier_scale is not None,
-        )
+        return text_guided(run, num, prompts, negative_prompt, guidance,
+                           asked_class=cls is not None or classifier is not None or classifier_scale is not None)
     k = num_classes(run)
     if prompts is not None or negative_prompt is not None:
         if k:
@@ -136,10 +116,8 @@ def text_guided(
 ) -> tuple[object, Optional[torch.Tensor]]:
     """guided_run for a text-conditional run: prompts, or its null condition without them."""
     if asked_class:
-        raise DenoiselabError(
-            f'{run.run_dir} is a text-conditional model: ask with --prompt "a red seven" '
-            "instead of --class or --classifier"
-        )
+        raise DenoiselabError(f'{run.run_dir} is a text-conditional model: ask with --prompt "a red seven" '
+                              "instead of --class or --classifier")
     if prompts is None:
         if guidance is not None or negative_prompt is not None:
             raise DenoiselabError('--guidance and --negative-prompt steer a prompt: add --prompt "..."')
@@ -158,30 +136,20 @@ def class_guided(
         )
     if not k:
         if cls is not None:
-            raise DenoiselabError(
-                f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
-                "preset (mnist-class, ...), or guide it with --classifier CLF_RUN"
-            )
+            raise DenoiselabError(f"{run.run_dir} is an unconditional model: drop --class, train a conditional "
+                                  "preset (mnist-class, ...), or guide it with --classifier CLF_RUN")
         if guidance is not None:
-            raise DenoiselabError(
-                f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
-                "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)"
-            )
+            raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
+                                  "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)")
         return run.denoiser, None
     labels = class_labels(num, k, cls, f"{run.run_dir}")
     scale = run.config.sample.guidance if guidance is None else guidance
     return guided(run.denoiser, scale=scale), labels
 
 
-def classifier_guided(
-    run: LoadedRun,
-    num: int,
-    k: int,
-    cls: Optional[int],
-    guidance: Optional[float],
-    classifier: Union[str, Path, LoadedRun],
-    classifier_scale: Optional[float],
-) -> tuple[object, Optional[torch.Tensor]]:
+def classifier_guided(run: LoadedRun, num: int, k: int, cls: Optional[int], guidance: Optional[float],
+                      classifier: Union[str, Path, LoadedRun],
+                      classifier_scale: Optional[float]) -> tuple[object, Optional[torch.Tensor]]:
     """guided_run with a classifier run: classifier guidance (and CFG too on a class-conditional run)."""
     clf = (
         classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
@@ -191,10 +159,8 @@ def classifier_guided(
     if k and k != kc:
         raise DenoiselabError(f"the classifier knows {kc} classes, the run {k}: use a classifier of the run's data")
     if guidance is not None and not k:
-        raise DenoiselabError(
-            f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
-            "the classifier's strength is --classifier-scale"
-        )
+        raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
+                              "the classifier's strength is --classifier-scale")
     labels = class_labels(num, kc, cls, f"classifier {clf.run_dir}")
     scale = (run.config.sample.guidance if guidance is None else guidance) if k else 1.0
     cscale = clf.config.sample.guidance if classifier_scale is None else classifier_scale

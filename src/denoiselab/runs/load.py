@@ -1,4 +1,5 @@
-"""Load a trained run: its config, its newest whole checkpoint, its network and denoiser."""
+"""Load a trained run: its config, its newest whole checkpoint, its network and denoiser.
+"""
 
 from __future__ import annotations
 
@@ -58,10 +59,8 @@ class LoadedRun:
                 data = open_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
                 self._fitted = fit_sigma_range(data.x, data.kind)
             except DenoiselabError as e:
-                log(
-                    f"warning: cannot read {self.config.data.name!r} to fit the grid's noise range ({e}); "
-                    "using the model's whole trained range"
-                )
+                log(f"warning: cannot read {self.config.data.name!r} to fit the grid's noise range ({e}); "
+                      "using the model's whole trained range")
                 self._fitted = self.denoiser.sigma_range
         return self._fitted
 
@@ -76,19 +75,15 @@ class LoadedRun:
                 data = open_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
                 self.moments = fit_data_moments(data)
             except DenoiselabError as e:
-                log(
-                    f"warning: cannot read {cfg.data.name!r} to fit the data's moments ({e}); "
-                    "sampling starts from N(0, I)"
-                )
+                log(f"warning: cannot read {cfg.data.name!r} to fit the data's moments ({e}); "
+                      "sampling starts from N(0, I)")
         return self.moments
 
 
 def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():
-        raise DenoiselabError(
-            f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME --out {run_dir}`)"
-        )
+        raise DenoiselabError(f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME --out {run_dir}`)")
     if not path.is_file():
         raise DenoiselabError(f"{run_dir} has no {CONFIG}: is it a run directory made by `denoiselab train`?")
     try:
@@ -106,42 +101,28 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
     # The newest whole checkpoint: a corrupt latest one is named on stderr and the previous used.
     ck = load_latest(run_dir, log=log)
     if ck is None:
-        raise DenoiselabError(
-            f"{run_dir} has no checkpoint yet: train it (or resume it with `denoiselab train --out {run_dir} --resume`)"
-        )
+        raise DenoiselabError(f"{run_dir} has no checkpoint yet: train it (or resume it with "
+                              f"`denoiselab train --out {run_dir} --resume`)")
     cfg = RunConfig.from_dict(ck["config"])
     net = build_net(cfg)
     weights = ck["ema"] if (use_ema and ck["ema"] is not None) else ck["model"]
     try:
         net.load_state_dict(weights)
     except RuntimeError as e:
-        raise DenoiselabError(
-            f"checkpoint weights do not fit the model in its config: {str(e).splitlines()[0]}"
-        ) from None
+        raise DenoiselabError(f"checkpoint weights do not fit the model in its config: {str(e).splitlines()[0]}") from None
     if device is not None:
         net = place(net, device)
     net.eval()
     from ..samplers.start import DataMoments
 
-    return LoadedRun(
-        cfg,
-        net,
-        build_denoiser(cfg, net),
-        ck["step"],
-        run_dir,
-        ck["extra"],
-        DataMoments.from_tensors(ck.get("moments") or {}),
-    )
+    return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
+                     DataMoments.from_tensors(ck.get("moments") or {}))
 
 
 def require_sampler(run: LoadedRun) -> None:
     if run.denoiser is None and run.config.diffusion.kind == "classifier":
-        raise DenoiselabError(
-            f"{run.run_dir} is a noise-aware classifier: it cannot be sampled; use it to guide "
-            f"a run with `denoiselab sample RUN --classifier {run.run_dir} --class K`"
-        )
+        raise DenoiselabError(f"{run.run_dir} is a noise-aware classifier: it cannot be sampled; use it to guide "
+                              f"a run with `denoiselab sample RUN --classifier {run.run_dir} --class K`")
     if run.denoiser is None:
-        raise DenoiselabError(
-            f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
-            "sampled; its pictures are denoiser_sigmas.png in the run directory"
-        )
+        raise DenoiselabError(f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
+                              "sampled; its pictures are denoiser_sigmas.png in the run directory")

@@ -1,4 +1,5 @@
-"""The pictures a run directory gets after training, and the reverse-process GIF."""
+"""The pictures a run directory gets after training, and the reverse-process GIF.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +17,9 @@ from .load import LoadedRun, load_run, require_sampler
 from .plan import SamplingPlan, sampling_plan
 
 
-def reverse_frames(
-    run: LoadedRun,
-    *,
-    sampler: Optional[str] = None,
-    steps: Optional[int] = None,
-    seed: int,
-    num: int,
-    frames: int,
-    opts: Optional[dict] = None,
-    denoiser=None,
-    cond=None,
-    plan: Optional["SamplingPlan"] = None,
-):
+def reverse_frames(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None, seed: int, num: int,
+                   frames: int, opts: Optional[dict] = None, denoiser=None, cond=None,
+                   plan: Optional["SamplingPlan"] = None):
     """Run a sampler and keep about ``frames`` evenly spaced (t, x_t, x0_hat) snapshots plus the result.
     ``denoiser`` (e.g. a guided one) and ``cond`` replace the run's own unconditional denoiser.
     ``plan`` (or sampler/steps/opts, completed by sampling_plan) says how to sample."""
@@ -43,51 +34,20 @@ def reverse_frames(
         if d["i"] % keep_every == 0:
             shots.append((d["t"], d["x"].to("cpu", copy=True), d["x0_hat"].to("cpu", copy=True)))
 
-    x, _ = generate(
-        denoiser or run.denoiser,
-        num,
-        run.sample_shape,
-        seed=seed,
-        cond=cond,
-        callback=callback,
-        progress=True,
-        **plan.kwargs(),
-    )
+    x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, seed=seed, cond=cond, callback=callback,
+                    progress=True, **plan.kwargs())
     shots.append((-1, x, x))
     return shots
 
 
-def reverse_gif(
-    run: LoadedRun,
-    path: Path,
-    *,
-    sampler: Optional[str] = None,
-    steps: Optional[int] = None,
-    seed: int = 0,
-    num: int = 1024,
-    frames: int = 50,
-    opts: dict | None = None,
-    data: torch.Tensor | None = None,
-    denoiser=None,
-    cond=None,
-    nrow: int | None = None,
-    plan: Optional["SamplingPlan"] = None,
-) -> Path:
+def reverse_gif(run: LoadedRun, path: Path, *, sampler: Optional[str] = None, steps: Optional[int] = None,
+                seed: int = 0, num: int = 1024, frames: int = 50, opts: dict | None = None, data: torch.Tensor | None = None,
+                denoiser=None, cond=None, nrow: int | None = None, plan: Optional["SamplingPlan"] = None) -> Path:
     """GIF of the reverse process; sampled as ``plan`` says (default: the run's own sampling_plan)."""
     from ..viz.plots import gif_reverse_points
 
-    shots = reverse_frames(
-        run,
-        sampler=sampler,
-        steps=steps,
-        seed=seed,
-        num=num,
-        frames=frames,
-        opts=opts,
-        denoiser=denoiser,
-        cond=cond,
-        plan=plan,
-    )
+    shots = reverse_frames(run, sampler=sampler, steps=steps, seed=seed, num=num, frames=frames, opts=opts,
+                           denoiser=denoiser, cond=cond, plan=plan)
     if run.kind == "points":
         if data is None:
             data = open_dataset(run.config.data.name, run.config.data.options, 2048, 1).x
@@ -116,11 +76,8 @@ def run_pictures(out: Path, data: TensorData, device=None) -> list[Path]:
             written.append(plots.plot_forward_points(ref, run.denoiser.schedule, out / "forward.png"))
         plan = sampling_plan(run)  # the preset's own sampler, steps and grid
         x, _ = generate(run.denoiser, 2048, (2,), seed=0, **plan.kwargs())
-        written.append(
-            plots.plot_samples_over_data(
-                x, ref, out / "samples.png", title=f"{plan.sampler}, {plan.steps} steps ({plan.grid} grid)"
-            )
-        )
+        written.append(plots.plot_samples_over_data(x, ref, out / "samples.png",
+                                                    title=f"{plan.sampler}, {plan.steps} steps ({plan.grid} grid)"))
         written.append(reverse_gif(run, out / "reverse.gif", data=ref, plan=plan))
     return written
 
@@ -141,9 +98,8 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
     numbers: dict = {}
     # The first training batch exactly as the trainer draws it (flips included): what the model learns from.
     value_range = (0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0)
-    written = [
-        V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8, value_range=value_range)
-    ]
+    written = [V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
+                           value_range=value_range)]
     if cfg.diffusion.kind == "denoise":
         written.append(_denoiser_pictures(run, pick[:6], out, value_range, numbers))
     else:
@@ -160,8 +116,7 @@ def _denoiser_pictures(run: LoadedRun, x: torch.Tensor, out: Path, value_range, 
 
     dev = module_device(run.net)
     path, numbers["denoiser_mse_by_sigma"] = V.plot_denoiser_sigmas(
-        x, lambda z: run.net(z.to(dev), None, None).cpu(), out / "denoiser_sigmas.png", value_range=value_range
-    )
+        x, lambda z: run.net(z.to(dev), None, None).cpu(), out / "denoiser_sigmas.png", value_range=value_range)
     return path
 
 
@@ -182,25 +137,24 @@ def _sample_pictures(run: LoadedRun, out: Path, num: int, seed: int, numbers: di
 
         prompts = [caption("a {c} {w}", d, c) for c in COLOURS for d in range(len(DIGIT_WORDS))]
         den, cond = guided_run(run, len(prompts), prompts=prompts)
-        x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True, **plan.kwargs())
+        x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
+                          **plan.kwargs())
         written = [V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
-        numbers["samples"] = plan.record(
-            nfe, len(prompts), guidance=s.guidance, prompts="a <colour> <digit>: colours by row, digits by column"
-        )
+        numbers["samples"] = plan.record(nfe, len(prompts), guidance=s.guidance,
+                                         prompts="a <colour> <digit>: colours by row, digits by column")
         den, cond = guided_run(run, 10, prompts=prompts[:10])
-        return written + [
-            reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond, nrow=10, plan=plan)
-        ]
+        return written + [reverse_gif(run, out / "reverse.gif", num=10, frames=25, denoiser=den, cond=cond,
+                                      nrow=10, plan=plan)]
     if k:
         # The CS180 picture: 4 samples of each class, one class per column; and guided sampling as a GIF.
         den, cond = guided_run(run, 4 * k)
-        x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True, **plan.kwargs())
+        x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
+                          **plan.kwargs())
         written = [V.save_grid(x, out / "samples.png", nrow=k)]
         numbers["samples"] = plan.record(nfe, 4 * k, guidance=s.guidance, classes="one per column")
         den, cond = guided_run(run, 2 * k)
-        return written + [
-            reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond, nrow=k, plan=plan)
-        ]
+        return written + [reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
+                                      nrow=k, plan=plan)]
     x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
     written = [V.save_grid(x, out / "samples.png")]
     numbers["samples"] = plan.record(nfe, num)
@@ -212,15 +166,12 @@ def _forward_pictures(schedule, pick: torch.Tensor, images: torch.Tensor, out: P
     at t = T and the schedules compared on one image; their numbers into ``numbers``."""
     from ..viz import images as V
 
-    written = [
-        V.plot_forward_grid(pick[:6], schedule, out / "forward.png"),
-        V.gif_forward_images(pick, schedule, out / "forward.gif"),
-    ]
+    written = [V.plot_forward_grid(pick[:6], schedule, out / "forward.png"),
+               V.gif_forward_images(pick, schedule, out / "forward.gif")]
     path, numbers["pixel_histograms"] = V.plot_pixel_histograms(images[:1000], schedule, out / "histograms.png")
     written.append(path)
-    path, numbers["schedule_survival"] = V.plot_schedule_images(
-        pick[:1], out / "schedule_images.png", T=schedule.T, batch=images[:256]
-    )
+    path, numbers["schedule_survival"] = V.plot_schedule_images(pick[:1], out / "schedule_images.png", T=schedule.T,
+                                                                batch=images[:256])
     written.append(path)
     return written
 

@@ -1,4 +1,5 @@
-"""The sampling plan: how a run is sampled when a command leaves something out."""
+"""The sampling plan: how a run is sampled when a command leaves something out.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def eta_text(record: dict) -> str:
-    """ " (eta 4, 8 at sigma <= 3)" for a plan's or a pictures.json record's eta ("" without one)."""
+    """" (eta 4, 8 at sigma <= 3)" for a plan's or a pictures.json record's eta ("" without one)."""
     parts = [f"eta {record['eta']:g}"] if "eta" in record else []
     if "eta_switch" in record:
         parts.append(f"{record.get('eta_low', 0.0):g} at sigma <= {record['eta_switch']:g}")
@@ -25,30 +26,22 @@ def eta_text(record: dict) -> str:
 class SamplingPlan:
     """How to sample a run: the keyword arguments of ``samplers.api.generate`` (with ``opts`` the
     sampler's own options), decided by :func:`sampling_plan`."""
-
     sampler: str
     steps: int
     grid: str
     grid_opts: dict
     opts: dict
     precision: str = "none"
-    start: str = "auto"  # auto, moments or gaussian (see start_moments)
-    run: Optional["LoadedRun"] = None  # whose data moments a moment-matched start uses
+    start: str = "auto"                  # auto, moments or gaussian (see start_moments)
+    run: Optional["LoadedRun"] = None    # whose data moments a moment-matched start uses
 
     def start_moments(self) -> Optional["DataMoments"]:
         """The moments sampling starts from, or None for x_T ~ N(0, I) (``start_moments``)."""
         return start_moments(self.run, self.start, self.sampler, self.opts) if self.run is not None else None
 
     def kwargs(self) -> dict:
-        return dict(
-            sampler=self.sampler,
-            steps=self.steps,
-            grid=self.grid,
-            grid_opts=self.grid_opts,
-            precision=self.precision,
-            start=self.start_moments(),
-            **self.opts,
-        )
+        return dict(sampler=self.sampler, steps=self.steps, grid=self.grid, grid_opts=self.grid_opts,
+                    precision=self.precision, start=self.start_moments(), **self.opts)
 
     def eta_record(self) -> dict:
         """eta, and eta_low with eta_switch where the steps below a noise level take another eta."""
@@ -61,24 +54,15 @@ class SamplingPlan:
         return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
 
     def start_note(self) -> str:
-        """ ", starting from the data's moments" when it does ("" for N(0, I)), for the logs."""
+        """", starting from the data's moments" when it does ("" for N(0, I)), for the logs."""
         return ", starting from the data's moments" if self.start_moments() is not None else ""
 
     def record(self, nfe: int, num: int, **extra) -> dict:
         """What a run's pictures.json says about how its samples were drawn."""
         eta = self.eta_record()
         start = "moments" if self.start_moments() is not None else "gaussian"
-        return {
-            "sampler": self.sampler,
-            "steps": self.steps,
-            "grid": self.grid,
-            **eta,
-            "precision": self.precision,
-            "start": start,
-            "nfe": nfe,
-            "num": num,
-            **extra,
-        }
+        return {"sampler": self.sampler, "steps": self.steps, "grid": self.grid, **eta, "precision": self.precision,
+                "start": start, "nfe": nfe, "num": num, **extra}
 
     def ends(self) -> str:
         """The grid's sigma range, if it is placed by one ("" otherwise)."""
@@ -86,16 +70,9 @@ class SamplingPlan:
         return f"sigma {g['sigma_max']:.3g} to {g['sigma_min']:.3g}" if "sigma_max" in g and "sigma_min" in g else ""
 
 
-def sampling_plan(
-    run: LoadedRun,
-    *,
-    sampler: Optional[str] = None,
-    steps: Optional[int] = None,
-    grid: Optional[str] = None,
-    grid_opts: Optional[dict] = None,
-    opts: Optional[dict] = None,
-    start: Optional[str] = None,
-) -> SamplingPlan:
+def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optional[int] = None,
+                  grid: Optional[str] = None, grid_opts: Optional[dict] = None,
+                  opts: Optional[dict] = None, start: Optional[str] = None) -> SamplingPlan:
     """The one place that decides how a run is sampled when a command leaves something out.
 
     - sampler: the run's stored one (``config.sample.sampler``, the measured best of its preset);
@@ -160,7 +137,6 @@ def start_moments(run: LoadedRun, start: str, sampler: str, opts: dict) -> Optio
         return None
     moments = run.data_moments()
     if moments is None and start == "moments":
-        raise DenoiselabError(
-            f"{run.run_dir} has no data moments and its data set cannot be read here: use --start gaussian (or auto)"
-        )
+        raise DenoiselabError(f"{run.run_dir} has no data moments and its data set cannot be read here: "
+                              "use --start gaussian (or auto)")
     return moments

@@ -1,4 +1,5 @@
-"""The resume policy: which config a `train --resume` continues with."""
+"""The resume policy: which config a `train --resume` continues with.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +16,8 @@ if TYPE_CHECKING:
 
 # Settings a resumed run may take from the command line without becoming another run: how long
 # it trains (the LR schedule then spans the new length), how it logs, saves and previews.
-RESUME_FREE = (
-    "train.steps",
-    "train.log_every",
-    "train.ckpt_every",
-    "train.keep_checkpoints",
-    "train.preview_every",
-    "train.threads",
-    "train.compile",
-    "train.autocast",
-    "train.grad_accum",
-    "sample.",
-)
+RESUME_FREE = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.preview_every",
+               "train.threads", "train.compile", "train.autocast", "train.grad_accum", "sample.")
 
 
 # Settings that fix what a checkpoint holds: never changed on resume.
@@ -48,9 +39,8 @@ def config_diff(a: RunConfig, b: RunConfig) -> dict[str, tuple]:
     return out
 
 
-def resolve_train_config(
-    out: Path, preset: Optional[str], sets: list[str], resume: bool, default_preset: str = "swiss-roll", log=None
-) -> RunConfig:
+def resolve_train_config(out: Path, preset: Optional[str], sets: list[str], resume: bool,
+                         default_preset: str = "swiss-roll", log=None) -> RunConfig:
     """The config of ``train --out OUT [--preset P] [--set ...] [--resume]``.
 
     A fresh run is the preset plus --set. With --resume (the command a preemptible job repeats):
@@ -79,10 +69,8 @@ def resolve_train_config(
     if bad:
         shown = "; ".join(f"{k} is {diff[k][0]!r} in the run, {diff[k][1]!r} asked" for k in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise DenoiselabError(
-            f"{out} holds a run with another config ({shown}{more}): resume it as it is with "
-            f"`denoiselab train --out {out} --resume`, or choose another --out"
-        )
+        raise DenoiselabError(f"{out} holds a run with another config ({shown}{more}): resume it as it is with "
+                              f"`denoiselab train --out {out} --resume`, or choose another --out")
     if diff and log:
         log("resuming with changed settings: " + ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in diff.items()))
     return validate_config(asked)

@@ -36,7 +36,7 @@ SWEEP_NFES = (5, 10, 20, 50)
 class Row:
     sampler: str
     grid: str
-    budget: int  # the NFE asked for; Heun spends the odd number 2 N - 1 below it
+    budget: int       # the NFE asked for; Heun spends the odd number 2 N - 1 below it
     steps: int
     nfe: int
     scores: list[float]
@@ -76,19 +76,14 @@ def parse_sampler(spec: str) -> tuple[str, dict]:
                 raise ValueError
             opts[key.replace("-", "_")] = float(value)
         except ValueError:
-            raise DenoiselabError(
-                f"sampler {spec!r}: write NAME or NAME:KEY=NUMBER[:KEY=NUMBER], e.g. dpmpp-2m-sde:eta=2"
-            ) from None
-    known = [
-        p
-        for p in inspect.signature(SAMPLERS[name]).parameters
-        if p not in ("denoiser", "x_T", "timesteps", "noise", "cond", "callback")
-    ]
+            raise DenoiselabError(f"sampler {spec!r}: write NAME or NAME:KEY=NUMBER[:KEY=NUMBER], "
+                                  "e.g. dpmpp-2m-sde:eta=2") from None
+    known = [p for p in inspect.signature(SAMPLERS[name]).parameters
+             if p not in ("denoiser", "x_T", "timesteps", "noise", "cond", "callback")]
     for key in opts:
         if key not in known:
-            raise DenoiselabError(
-                f"sampler {spec!r}: {name} has no option {key!r}; it takes {', '.join(known) or 'none'}"
-            )
+            raise DenoiselabError(f"sampler {spec!r}: {name} has no option {key!r}; "
+                                  f"it takes {', '.join(known) or 'none'}")
     return name, opts
 
 
@@ -125,19 +120,10 @@ def image_scorer(run, cache_dir: Path, log=None) -> Callable[[torch.Tensor, int]
     return score
 
 
-def run_benchmark(
-    run,
-    *,
-    samplers: Sequence[str] = SWEEP_SAMPLERS,
-    grids: Sequence[str] = SWEEP_GRIDS,
-    nfes: Sequence[int] = SWEEP_NFES,
-    seeds: Sequence[int] = (0, 1, 2),
-    num: int = 2048,
-    scorer: Optional[Callable[[torch.Tensor, int], float]] = None,
-    batch_size: int = 0,
-    log: Optional[Callable[[str], None]] = None,
-    start: str = "auto",
-) -> list[Row]:
+def run_benchmark(run, *, samplers: Sequence[str] = SWEEP_SAMPLERS, grids: Sequence[str] = SWEEP_GRIDS,
+                  nfes: Sequence[int] = SWEEP_NFES, seeds: Sequence[int] = (0, 1, 2), num: int = 2048,
+                  scorer: Optional[Callable[[torch.Tensor, int], float]] = None, batch_size: int = 0,
+                  log: Optional[Callable[[str], None]] = None, start: str = "auto") -> list[Row]:
     """Score every (sampler, grid, NFE); pairs a model cannot run (a DDPM spacing on a flow, the
     ddpm sampler on a flow) are skipped. ``start`` as ``runs.start_moments``: by default the
     deterministic samplers start from the data's moments, as ``sample`` does."""
@@ -158,20 +144,9 @@ def run_benchmark(
                 scores, t0, nfe = [], time.perf_counter(), 0
                 try:
                     for seed in seeds:
-                        x, nfe = generate(
-                            run.denoiser,
-                            num,
-                            run.sample_shape,
-                            sampler=sampler,
-                            steps=steps,
-                            seed=seed,
-                            grid=grid,
-                            grid_opts=opts,
-                            batch_size=batch_size,
-                            progress=True,
-                            start=start_moments(run, start, sampler, sampler_opts),
-                            **sampler_opts,
-                        )
+                        x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
+                                          grid=grid, grid_opts=opts, batch_size=batch_size, progress=True,
+                                          start=start_moments(run, start, sampler, sampler_opts), **sampler_opts)
                         scores.append(scorer(x, seed) if torch.isfinite(x).all() else float("inf"))
                 except DenoiselabError as e:
                     if log:
@@ -185,10 +160,7 @@ def run_benchmark(
 
 
 def format_table(rows: Sequence[Row], metric: str) -> str:
-    lines = [
-        f"| sampler | grid | steps | NFE | {metric} (mean +- sd) | seconds |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = [f"| sampler | grid | steps | NFE | {metric} (mean +- sd) | seconds |", "| --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r.budget, r.mean)):
         lines.append(f"| {r.sampler} | {r.grid} | {r.steps} | {r.nfe} | {r.mean:.3f} +- {r.sd:.3f} | {r.seconds:.1f} |")
     return "\n".join(lines)
@@ -203,9 +175,8 @@ def best_by_nfe(rows: Sequence[Row]) -> dict[int, Row]:
     return best
 
 
-def plot(
-    rows: Sequence[Row], path: Path, metric: str, title: str = "", references: Optional[dict[str, float]] = None
-) -> Path:
+def plot(rows: Sequence[Row], path: Path, metric: str, title: str = "",
+         references: Optional[dict[str, float]] = None) -> Path:
     """Quality against NFE, one panel per grid, one line per sampler (log-log; ddim lies under
     euler, which is the same update). ``references`` draws labelled horizontal lines, e.g. the
     1000-step DDPM score the few-step samplers are measured against."""
@@ -240,7 +211,7 @@ def plot(
         ax.set_title(f"grid {g}")
         ax.set_xlabel("NFE")
         ax.grid(True, which="both", alpha=0.3)
-    for ax in axes.flat[len(grids) :]:
+    for ax in axes.flat[len(grids):]:
         ax.axis("off")
     axes[0][0].set_ylabel(metric)
     axes[0][0].legend(fontsize=7)

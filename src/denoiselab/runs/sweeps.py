@@ -44,22 +44,9 @@ def sweep_columns(run, classes, prompts, negative_prompt) -> tuple[list[str], li
     return names, columns
 
 
-def plot_guidance(
-    run,
-    out: Path,
-    *,
-    scales,
-    classes=None,
-    batch_size: int = 4,
-    num_batches: int = 1,
-    sampler: Optional[str] = None,
-    steps: Optional[int] = None,
-    seed: int = 0,
-    log=None,
-    prompts=None,
-    negative_prompt=None,
-    start: str = "auto",
-) -> Path:
+def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, num_batches: int = 1,
+                  sampler: Optional[str] = None, steps: Optional[int] = None, seed: int = 0, log=None, prompts=None,
+                  negative_prompt=None, start: str = "auto") -> Path:
     """Rows: guidance scales; columns: classes (or prompts, for a text run), each a block of
     batch_size x num_batches samples. Every cell uses the same noise (sample i from (seed, i)), so
     along a column one sees the same starting noise pulled harder towards its class as w grows."""
@@ -79,16 +66,8 @@ def plot_guidance(
         cells = []
         for column in columns:
             den, labels = guided_run(run, per, guidance=w, **column)
-            x, _ = generate(
-                den,
-                per,
-                run.sample_shape,
-                seed=seed,
-                cond=labels,
-                batch_size=batch_size,
-                progress=True,
-                **plan.kwargs(),
-            )
+            x, _ = generate(den, per, run.sample_shape, seed=seed, cond=labels, batch_size=batch_size, progress=True,
+                            **plan.kwargs())
             cells.append(x)
         rows.append(cells)
         if log:

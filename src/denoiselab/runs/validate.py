@@ -1,4 +1,5 @@
-"""Check a run's config against what the package offers: one error naming the bad key and the allowed values."""
+"""Check a run's config against what the package offers: one error naming the bad key and the allowed values.
+"""
 
 from __future__ import annotations
 
@@ -50,31 +51,20 @@ def validate_config(cfg: "RunConfig") -> "RunConfig":
     for key, (lo, hi, lo_in, hi_in) in RANGES.items():
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)
-        ok = (
-            isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-            and (v > lo or (lo_in and v == lo))
-            and (v < hi or (hi_in and v == hi))
-        )
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (v > lo or (lo_in and v == lo)) and (v < hi or (hi_in and v == hi)))
         if not ok:
-            raise DenoiselabError(
-                f"setting {key} = {v!r} is out of range: it must be {_interval(lo, hi, lo_in, hi_in)}"
-            )
+            raise DenoiselabError(f"setting {key} = {v!r} is out of range: it must be {_interval(lo, hi, lo_in, hi_in)}")
     d = cfg.diffusion
     if d.kind == "vp" and d.t_sampling == "range":  # checked before a run directory is made
         if d.t_sigma_min >= d.t_sigma_max:
-            raise DenoiselabError(
-                f"settings diffusion.t_sigma_min = {d.t_sigma_min:g} and t_sigma_max = "
-                f"{d.t_sigma_max:g}: the training noise range is empty, make t_sigma_min the smaller"
-            )
+            raise DenoiselabError(f"settings diffusion.t_sigma_min = {d.t_sigma_min:g} and t_sigma_max = "
+                                  f"{d.t_sigma_max:g}: the training noise range is empty, make t_sigma_min the smaller")
         from ..process import steps_in_range
         from .build import build_schedule
-
         steps_in_range(build_schedule(d), d.t_sigma_min, d.t_sigma_max)
     b = cfg.train.adam_betas
     if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
-        raise DenoiselabError(
-            f"setting train.adam_betas = {list(b)!r} is not allowed: use two numbers in [0, 1), e.g. 0.9,0.999"
-        )
+        raise DenoiselabError(f"setting train.adam_betas = {list(b)!r} is not allowed: use two numbers in [0, 1), "
+                              "e.g. 0.9,0.999")
     return cfg

@@ -85,28 +85,8 @@ def default_steps(sampler: str, denoiser) -> int:
     return DEFAULT_STEPS.get(sampler, 50)
 
 
-__all__ = [
-    "ALWAYS_STOCHASTIC",
-    "DEFAULT_STEPS",
-    "GRIDS",
-    "SAMPLERS",
-    "SPACINGS",
-    "ddim_invert",
-    "default_steps",
-    "discrete_timesteps",
-    "get_sampler",
-    "initial_noise",
-    "is_deterministic",
-    "randn",
-    "sample_ddim",
-    "sample_ddpm",
-    "sample_dpmpp_2m",
-    "sample_dpmpp_2m_sde",
-    "sample_dpmpp_3m",
-    "sample_dpmpp_3m_sde",
-    "sample_euler",
-    "sample_euler_ancestral",
-    "sample_heun",
-    "takes_option",
-    "time_grid",
-]
+__all__ = ["ALWAYS_STOCHASTIC", "DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
+           "get_sampler", "initial_noise", "is_deterministic", "randn",
+           "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
+           "sample_euler",
+           "sample_euler_ancestral", "sample_heun", "takes_option", "time_grid"]

@@ -41,27 +41,11 @@ class CountingDenoiser(DenoiserWrapper):
 
 
 @torch.no_grad()
-def generate(
-    denoiser,
-    num: int,
-    sample_shape: tuple[int, ...],
-    *,
-    sampler: str = "ddpm",
-    steps: int = 1000,
-    seed: int = 0,
-    spacing: Optional[str] = None,
-    grid: Optional[str] = None,
-    grid_opts: Optional[dict] = None,
-    cond: Optional[torch.Tensor] = None,
-    callback=None,
-    batch_size: int = 0,
-    offset: int = 0,
-    progress: bool = False,
-    device=None,
-    precision: str = "none",
-    start=None,
-    **opts,
-) -> tuple[torch.Tensor, int]:
+def generate(denoiser, num: int, sample_shape: tuple[int, ...], *, sampler: str = "ddpm", steps: int = 1000,
+             seed: int = 0, spacing: Optional[str] = None, grid: Optional[str] = None, grid_opts: Optional[dict] = None,
+             cond: Optional[torch.Tensor] = None, callback=None, batch_size: int = 0, offset: int = 0,
+             progress: bool = False, device=None, precision: str = "none", start=None,
+             **opts) -> tuple[torch.Tensor, int]:
     """Draw ``num`` samples; returns (samples, NFE per sample). Sample i depends only on (seed, offset + i).
 
     ``grid`` names the time grid (see ``grids.GRIDS``; ``spacing`` is its older name for the

@@ -21,16 +21,8 @@ def _pairs(timesteps: torch.Tensor):
 
 
 @torch.no_grad()
-def sample_ddpm(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    variance: str = "beta_tilde",
-) -> torch.Tensor:
+def sample_ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                callback: Callback = None, variance: str = "beta_tilde") -> torch.Tensor:
     """Ho et al. 2020, Algorithm 2, with the posterior of eqs. 6-7 between grid points t -> s.
 
     variance "beta_tilde": sigma^2 = (1 - abar_s)/(1 - abar_t) beta_{t|s} (the true posterior);
@@ -56,16 +48,8 @@ def sample_ddpm(
 
 
 @torch.no_grad()
-def sample_ddim(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    eta: float = 0.0,
-) -> torch.Tensor:
+def sample_ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                callback: Callback = None, eta: float = 0.0) -> torch.Tensor:
     """Song et al. 2021 (DDIM), eq. 12 with sigma_t(eta) of eq. 16.
 
     x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,

@@ -81,9 +81,8 @@ def _check_etas(name: str, eta: float, eta_low: float, eta_switch: float) -> Non
     if eta_low < 0:
         raise DenoiselabError(f"{name}: eta_low must be >= 0 (got {eta_low}); it is the eta below eta_switch")
     if eta_switch < 0:
-        raise DenoiselabError(
-            f"{name}: eta_switch must be >= 0 (got {eta_switch}); it is a noise level sigma, 0 for one eta everywhere"
-        )
+        raise DenoiselabError(f"{name}: eta_switch must be >= 0 (got {eta_switch}); it is a noise level sigma, "
+                              f"0 for one eta everywhere")
 
 
 def _step_order(q: int, i: int, n: int, t_next, eta: float) -> int:
@@ -117,12 +116,12 @@ def _ode_step(x, x0_hat, hist, q: int, h: float, ratio: float, a_n: float, exact
     # Multistep 3rd order (Lu et al. 2022, appendix; diffusers multistep_dpm_solver_third_order_update).
     d1, d2 = _third_order_differences(hist, h, exact)
     em1 = math.expm1(-h)  # e^{-h} - 1
-    return ratio * x - a_n * em1 * hist[0][1] + a_n * (em1 / h + 1) * d1 - a_n * ((em1 + h) / h**2 - 0.5) * d2
+    return (ratio * x - a_n * em1 * hist[0][1] + a_n * (em1 / h + 1) * d1
+            - a_n * ((em1 + h) / h**2 - 0.5) * d2)
 
 
-def _sde_drift(
-    x, x0_hat, hist, q: int, h: float, eta: float, ratio: float, a_n: float, exact: bool, warm_up_phi_2: bool
-) -> torch.Tensor:
+def _sde_drift(x, x0_hat, hist, q: int, h: float, eta: float, ratio: float, a_n: float, exact: bool,
+               warm_up_phi_2: bool) -> torch.Tensor:
     """One SDE-DPM-Solver++ step of order q to a finite t_next, before its fresh noise.
 
     SDE-DPM-Solver++ (Lu et al. 2022, sec. 5 / appendix; k-diffusion sample_dpmpp_2m_sde) on the
@@ -160,21 +159,9 @@ def _sde_drift(
     return x_next
 
 
-def _dpmpp_multistep(
-    denoiser,
-    x_T,
-    timesteps,
-    *,
-    cond,
-    callback,
-    order: int,
-    eta: float = 0.0,
-    noise: Noise = None,
-    s_noise: float = 1.0,
-    exact: bool = False,
-    eta_low: float = 0.0,
-    eta_switch: float = 0.0,
-) -> torch.Tensor:
+def _dpmpp_multistep(denoiser, x_T, timesteps, *, cond, callback, order: int, eta: float = 0.0,
+                     noise: Noise = None, s_noise: float = 1.0, exact: bool = False, eta_low: float = 0.0,
+                     eta_switch: float = 0.0) -> torch.Tensor:
     eta_high = eta
     pairs = grid_pairs(timesteps)
     n = len(pairs)
@@ -210,24 +197,15 @@ def _dpmpp_multistep(
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(
-    denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None, callback: Callback = None
-) -> torch.Tensor:
+def sample_dpmpp_2m(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                    callback: Callback = None) -> torch.Tensor:
     """DPM-Solver++(2M), Lu et al. 2022, Algorithm 2. Deterministic; NFE = grid points."""
     return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=2)
 
 
 @torch.no_grad()
-def sample_dpmpp_3m(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    exact: float = 0.0,
-) -> torch.Tensor:
+def sample_dpmpp_3m(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                    callback: Callback = None, exact: float = 0.0) -> torch.Tensor:
     """DPM-Solver++(3M): the 3rd-order multistep data-prediction solver, as the reference code and
     diffusers compute it (2nd order asymptotically); ``exact=1`` gives the second difference its
     full weight, which makes it 3rd order (see ``_third_order_differences``). Deterministic;
@@ -236,19 +214,9 @@ def sample_dpmpp_3m(
 
 
 @torch.no_grad()
-def sample_dpmpp_2m_sde(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    eta: float = 1.0,
-    s_noise: float = 1.0,
-    eta_low: float = 0.0,
-    eta_switch: float = 0.0,
-) -> torch.Tensor:
+def sample_dpmpp_2m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                        callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0,
+                        eta_low: float = 0.0, eta_switch: float = 0.0) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022): the 2nd-order multistep solver of the reverse SDE
     in its data-prediction form. Stochastic: fresh noise every step corrects part of the
     network's error, as ancestral DDPM does. ``eta`` (>= 0) picks the SDE of the family with
@@ -256,36 +224,14 @@ def sample_dpmpp_2m_sde(
     ``eta_switch`` > 0 (a sigma) makes the steps that start at or below it use ``eta_low``
     instead (``step_eta``). NFE = grid points."""
     _check_etas("dpmpp-2m-sde", eta, eta_low, eta_switch)
-    return _dpmpp_multistep(
-        denoiser,
-        x_T,
-        timesteps,
-        cond=cond,
-        callback=callback,
-        order=2,
-        eta=eta,
-        noise=noise,
-        s_noise=s_noise,
-        eta_low=eta_low,
-        eta_switch=eta_switch,
-    )
+    return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=2, eta=eta, noise=noise,
+                            s_noise=s_noise, eta_low=eta_low, eta_switch=eta_switch)
 
 
 @torch.no_grad()
-def sample_dpmpp_3m_sde(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    eta: float = 1.0,
-    s_noise: float = 1.0,
-    exact: float = 0.0,
-    eta_low: float = 0.0,
-    eta_switch: float = 0.0,
-) -> torch.Tensor:
+def sample_dpmpp_3m_sde(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                        callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0,
+                        exact: float = 0.0, eta_low: float = 0.0, eta_switch: float = 0.0) -> torch.Tensor:
     """SDE-DPM-Solver++(3M): the 3rd-order multistep solver of the same family of reverse SDEs as
     ``dpmpp-2m-sde`` (eta 0 is ``dpmpp-3m``, 1 the reverse SDE; ``exact`` as for ``dpmpp-3m``);
     ``eta_low`` and ``eta_switch`` as for ``dpmpp-2m-sde``. NFE = grid points.
@@ -302,17 +248,5 @@ def sample_dpmpp_3m_sde(
     eta is 0 (eta=0, or eta_low=0 below eta_switch) is a ``dpmpp-3m`` step, which follows diffusers
     (midpoint weight in its warm-up)."""
     _check_etas("dpmpp-3m-sde", eta, eta_low, eta_switch)
-    return _dpmpp_multistep(
-        denoiser,
-        x_T,
-        timesteps,
-        cond=cond,
-        callback=callback,
-        order=3,
-        eta=eta,
-        noise=noise,
-        s_noise=s_noise,
-        exact=bool(exact),
-        eta_low=eta_low,
-        eta_switch=eta_switch,
-    )
+    return _dpmpp_multistep(denoiser, x_T, timesteps, cond=cond, callback=callback, order=3, eta=eta, noise=noise,
+                            s_noise=s_noise, exact=bool(exact), eta_low=eta_low, eta_switch=eta_switch)

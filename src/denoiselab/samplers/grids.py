@@ -80,18 +80,16 @@ def _sigma_ends(denoiser, sigma_min: float | None, sigma_max: float | None) -> t
     if denoiser.schedule is not None:
         tol = 1e-6
         if (sigma_min and sigma_min < lo * (1 - tol)) or (sigma_max and sigma_max > hi * (1 + tol)):
-            raise DenoiselabError(
-                f"this model is trained on sigma in [{lo:.4g}, {hi:.4g}]: choose sigma_min and sigma_max inside it"
-            )
+            raise DenoiselabError(f"this model is trained on sigma in [{lo:.4g}, {hi:.4g}]: "
+                                  "choose sigma_min and sigma_max inside it")
     lo, hi = sigma_min or lo, sigma_max or hi
     if not 0 < lo < hi < math.inf:
         raise DenoiselabError(f"grid needs 0 < sigma_min < sigma_max < inf, got {lo:g} and {hi:g}")
     return lo, hi
 
 
-def karras_grid(
-    denoiser, steps: int, rho: float = 7.0, sigma_min: float | None = None, sigma_max: float | None = None
-) -> torch.Tensor:
+def karras_grid(denoiser, steps: int, rho: float = 7.0, sigma_min: float | None = None,
+                sigma_max: float | None = None) -> torch.Tensor:
     """Karras et al. 2022 (rho = 7) between the model's trained sigma_min and sigma_max."""
     lo, hi = _sigma_ends(denoiser, sigma_min, sigma_max)
     return denoiser.t_from_sigma(karras_sigmas(lo, hi, steps, rho)).to(F64)
@@ -102,9 +100,8 @@ def logsnr_grid(denoiser, steps: int, sigma_min: float | None = None, sigma_max:
     return denoiser.t_from_sigma(logsnr_sigmas(lo, hi, steps)).to(F64)
 
 
-def logsnr_trailing_grid(
-    denoiser, steps: int, sigma_min: float | None = None, sigma_max: float | None = None
-) -> torch.Tensor:
+def logsnr_trailing_grid(denoiser, steps: int, sigma_min: float | None = None,
+                         sigma_max: float | None = None) -> torch.Tensor:
     """Uniform in log-SNR from sigma_max with the final step striding to clean data: the first N of
     N + 1 log-SNR-uniform points from sigma_max to sigma_min (the "trailing" placement of Lin et al.
     2024, sec. 3.3, on the log-SNR grid). sigma_min is where the step after the last point would
@@ -117,10 +114,8 @@ def logsnr_trailing_grid(
 def _discrete(name: str) -> Callable[..., torch.Tensor]:
     def grid(denoiser, steps: int) -> torch.Tensor:
         if denoiser.schedule is None:
-            raise DenoiselabError(
-                f"grid {name!r} picks steps of a discrete DDPM schedule; this model has none: "
-                f"use {', '.join(CONTINUOUS)}"
-            )
+            raise DenoiselabError(f"grid {name!r} picks steps of a discrete DDPM schedule; this model has none: "
+                                  f"use {', '.join(CONTINUOUS)}")
         return discrete_timesteps(denoiser.schedule.T, steps, name)
 
     grid.__doc__ = f"The {name!r} subsequence of a trained DDPM's steps (see timesteps.discrete_timesteps)."
@@ -158,9 +153,9 @@ SIGMA_GRIDS = ("karras", "logsnr", "logsnr-trailing")  # grids placed by their s
 # 40 steps (docs/results/mnist.md, "The sampler's noise range"); the nearly binary digits are
 # resolved far above one 8-bit level.
 
-FIT_POINTS = 2048  # data points the fit looks at (the size every 2D metric compares)
-FIT_IMAGES = 1000  # images the fit looks at (pairwise distances of 1000 x D)
-PIXEL_LEVEL = 2 / 255  # one 8-bit level of an image in [-1, 1]
+FIT_POINTS = 2048       # data points the fit looks at (the size every 2D metric compares)
+FIT_IMAGES = 1000       # images the fit looks at (pairwise distances of 1000 x D)
+PIXEL_LEVEL = 2 / 255   # one 8-bit level of an image in [-1, 1]
 
 
 def fit_sigma_range(x: torch.Tensor, kind: str, seed: int = 0) -> tuple[float, float]:
@@ -179,10 +174,8 @@ def fit_sigma_range(x: torch.Tensor, kind: str, seed: int = 0) -> tuple[float, f
         d.fill_diagonal_(math.inf)
         sigma_min = float(d.min(1).values.median())
     if not 0 < sigma_min < sigma_max:
-        raise DenoiselabError(
-            f"cannot fit a noise range to these data (sigma_min {sigma_min:g}, sigma_max "
-            f"{sigma_max:g}): are all samples equal? pass --sigma-min/--sigma-max"
-        )
+        raise DenoiselabError(f"cannot fit a noise range to these data (sigma_min {sigma_min:g}, sigma_max "
+                              f"{sigma_max:g}): are all samples equal? pass --sigma-min/--sigma-max")
     return sigma_min, sigma_max
 
 
@@ -221,7 +214,5 @@ def time_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
     try:
         return GRIDS[name](denoiser, steps, **opts)
     except TypeError:
-        raise DenoiselabError(
-            f"grid {name!r} takes no options {sorted(opts)}: sigma_min and sigma_max shape the "
-            "karras and logsnr grids, rho the karras grid"
-        ) from None
+        raise DenoiselabError(f"grid {name!r} takes no options {sorted(opts)}: sigma_min and sigma_max shape the "
+                              "karras and logsnr grids, rho the karras grid") from None

@@ -22,15 +22,8 @@ from .common import Callback, grid_pairs, scales_at, tvec
 
 
 @torch.no_grad()
-def ddim_invert(
-    denoiser,
-    x0: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    cond=None,
-    callback: Callback = None,
-    fixed_point_iters: int = 0,
-) -> torch.Tensor:
+def ddim_invert(denoiser, x0: torch.Tensor, timesteps: torch.Tensor, *, cond=None, callback: Callback = None,
+                fixed_point_iters: int = 0) -> torch.Tensor:
     """Encode clean data x0 to x_T along the decoding grid ``timesteps`` walked backwards."""
     steps = [(t_next, t) for t, t_next in grid_pairs(timesteps)][::-1]  # (s, t): from s (cleaner) up to t
     x = x0

@@ -88,21 +88,8 @@ def _churn(denoiser, x, t, a, s, i, steps, noise, s_churn, s_tmin, s_tmax, s_noi
     return x_hat, t_hat, a_hat, s_hat
 
 
-def _ode_sampler(
-    denoiser,
-    x_T,
-    timesteps,
-    *,
-    noise,
-    cond,
-    callback,
-    second_order: bool,
-    frame: str | None,
-    s_churn: float,
-    s_tmin: float,
-    s_tmax: float,
-    s_noise: float,
-) -> torch.Tensor:
+def _ode_sampler(denoiser, x_T, timesteps, *, noise, cond, callback, second_order: bool, frame: str | None,
+                 s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> torch.Tensor:
     frame = _check(frame, denoiser)
     pairs = grid_pairs(timesteps)
     x = x_T
@@ -125,89 +112,34 @@ def _ode_sampler(
 
 
 @torch.no_grad()
-def sample_euler(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    frame: str | None = None,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-) -> torch.Tensor:
+def sample_euler(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                 callback: Callback = None, frame: str | None = None, s_churn: float = 0.0, s_tmin: float = 0.0,
+                 s_tmax: float = math.inf, s_noise: float = 1.0) -> torch.Tensor:
     """Euler on the probability-flow ODE (Karras et al. 2022, Algorithm 2 with the Euler step only).
 
     With s_churn = 0 this is deterministic and equals DDIM (eta = 0) on the same grid; with
     churn it is EDM's stochastic sampler. NFE = number of grid points.
     """
-    return _ode_sampler(
-        denoiser,
-        x_T,
-        timesteps,
-        noise=noise,
-        cond=cond,
-        callback=callback,
-        second_order=False,
-        frame=frame,
-        s_churn=s_churn,
-        s_tmin=s_tmin,
-        s_tmax=s_tmax,
-        s_noise=s_noise,
-    )
+    return _ode_sampler(denoiser, x_T, timesteps, noise=noise, cond=cond, callback=callback, second_order=False,
+                        frame=frame, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
 
 
 @torch.no_grad()
-def sample_heun(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    frame: str | None = None,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-) -> torch.Tensor:
+def sample_heun(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                callback: Callback = None, frame: str | None = None, s_churn: float = 0.0, s_tmin: float = 0.0,
+                s_tmax: float = math.inf, s_noise: float = 1.0) -> torch.Tensor:
     """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1; Algorithm 2 with s_churn > 0).
 
     The last step, to clean data, is an Euler step (Algorithm 1, line 6); so is a first step
     from pure noise in the ``ve`` frame (sigma = inf). NFE = 2 N - 1 for N grid points.
     """
-    return _ode_sampler(
-        denoiser,
-        x_T,
-        timesteps,
-        noise=noise,
-        cond=cond,
-        callback=callback,
-        second_order=True,
-        frame=frame,
-        s_churn=s_churn,
-        s_tmin=s_tmin,
-        s_tmax=s_tmax,
-        s_noise=s_noise,
-    )
+    return _ode_sampler(denoiser, x_T, timesteps, noise=noise, cond=cond, callback=callback, second_order=True,
+                        frame=frame, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
 
 
 @torch.no_grad()
-def sample_euler_ancestral(
-    denoiser,
-    x_T: torch.Tensor,
-    timesteps: torch.Tensor,
-    *,
-    noise: Noise = None,
-    cond=None,
-    callback: Callback = None,
-    eta: float = 1.0,
-    s_noise: float = 1.0,
-) -> torch.Tensor:
+def sample_euler_ancestral(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
+                           callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     """Euler ancestral (k-diffusion ``sample_euler_ancestral``): an Euler step down to sigma_down,
     then fresh noise up to sigma_next, with
       sigma_up = min(sigma_next, eta sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2)),

@@ -30,19 +30,19 @@ import torch
 
 from ..errors import DenoiselabError
 
-PREFIX = "moments."  # checkpoint tensor names: moments.mean, moments.basis, moments.var, moments.rest
-MAX_COMPONENTS = 64  # principal directions kept (MNIST: 64 hold 86% of the pixel variance)
-MAX_ROWS = 10_000  # samples the moments are fitted on
-EXACT_BELOW = 1024  # a full SVD while the data has at most this many dimensions (or rows)
+PREFIX = "moments."   # checkpoint tensor names: moments.mean, moments.basis, moments.var, moments.rest
+MAX_COMPONENTS = 64   # principal directions kept (MNIST: 64 hold 86% of the pixel variance)
+MAX_ROWS = 10_000     # samples the moments are fitted on
+EXACT_BELOW = 1024    # a full SVD while the data has at most this many dimensions (or rows)
 MAX_ELEMENTS = 50_000_000  # values the fit reads at most (200 MB in float32): 1,017 rows at 128x128x3
 
 
 @dataclass
 class DataMoments:
-    mean: torch.Tensor  # (d,) E[x0], flattened
-    basis: torch.Tensor  # (d, k) leading principal directions, orthonormal columns
-    var: torch.Tensor  # (k,) their variances
-    rest: torch.Tensor  # () mean variance of the other d - k directions (0 when k = d)
+    mean: torch.Tensor    # (d,) E[x0], flattened
+    basis: torch.Tensor   # (d, k) leading principal directions, orthonormal columns
+    var: torch.Tensor     # (k,) their variances
+    rest: torch.Tensor    # () mean variance of the other d - k directions (0 when k = d)
 
     @property
     def dim(self) -> int:
@@ -52,36 +52,26 @@ class DataMoments:
         """The start for standard noise ``z`` (n, *shape) at a point with scales (a, s):
         mean a mu, covariance a^2 Cov[x0] + s^2 I (module docstring)."""
         if z[0].numel() != self.dim:
-            raise DenoiselabError(
-                f"the run's data moments have {self.dim} dimensions but samples have "
-                f"{z[0].numel()}: sample with --start gaussian"
-            )
+            raise DenoiselabError(f"the run's data moments have {self.dim} dimensions but samples have "
+                                  f"{z[0].numel()}: sample with --start gaussian")
         flat = z.reshape(z.shape[0], -1).double()
-        mean, basis, var, rest = (
-            t.to(flat.device, torch.float64) for t in (self.mean, self.basis, self.var, self.rest)
-        )
+        mean, basis, var, rest = (t.to(flat.device, torch.float64) for t in (self.mean, self.basis, self.var, self.rest))
         c = torch.sqrt(a * a * rest + s * s)
         scale = torch.sqrt(a * a * var + s * s) - c
         x = a * mean + c * flat + ((flat @ basis) * scale) @ basis.T
         return x.to(z.dtype).reshape(z.shape)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {
-            PREFIX + k: v.float().contiguous()
-            for k, v in (("mean", self.mean), ("basis", self.basis), ("var", self.var), ("rest", self.rest))
-        }
+        return {PREFIX + k: v.float().contiguous() for k, v in
+                (("mean", self.mean), ("basis", self.basis), ("var", self.var), ("rest", self.rest))}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Optional["DataMoments"]:
         """The moments stored in a checkpoint's tensors (names without the prefix), or None."""
         if not all(k in tensors for k in ("mean", "basis", "var", "rest")):
             return None
-        return cls(
-            tensors["mean"].double(),
-            tensors["basis"].double(),
-            tensors["var"].double(),
-            tensors["rest"].double().reshape(()),
-        )
+        return cls(tensors["mean"].double(), tensors["basis"].double(), tensors["var"].double(),
+                   tensors["rest"].double().reshape(()))
 
 
 def fit_moments(x: torch.Tensor, k: int = MAX_COMPONENTS, max_rows: int = MAX_ROWS) -> DataMoments:
@@ -113,6 +103,6 @@ def fit_moments(x: torch.Tensor, k: int = MAX_COMPONENTS, max_rows: int = MAX_RO
             torch.manual_seed(0)
             _, sv, basis = torch.svd_lowrank(centred, q=min(k + 10, d), niter=4, M=None)
         basis = basis[:, :k]
-    var = (sv**2 / rows)[:k]
+    var = (sv ** 2 / rows)[:k]
     rest = ((total - var.sum()) / (d - k)).clamp_min(0.0) if d > k else torch.zeros(())
     return DataMoments(*(t.double() for t in (mean, basis.contiguous(), var, rest.reshape(()))))

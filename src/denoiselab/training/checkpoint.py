@@ -33,10 +33,18 @@ from ..errors import DenoiselabError
 from ..io import atomic_write, fsync_dir
 
 FORMAT = "denoiselab-checkpoint-1"
-LATEST = "checkpoint.safetensors"  # the public name (README, load_run, benchmarks)
-HISTORY = "checkpoints"  # RUN_DIR/checkpoints/stepNNNNNNN.safetensors
+LATEST = "checkpoint.safetensors"       # the public name (README, load_run, benchmarks)
+HISTORY = "checkpoints"                 # RUN_DIR/checkpoints/stepNNNNNNN.safetensors
 _HISTORY_RE = re.compile(r"^step(\d+)\.safetensors$")
-_TMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write's temp files: ".NAME.XXXX.tmp"
+_TMP_RE = re.compile(r"^\..+\.tmp$")    # atomic_write's temp files: ".NAME.XXXX.tmp"
+
+
+
+
+
+
+
+
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
@@ -52,7 +60,6 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 
 
 # -- integrity -------------------------------------------------------------------------------
-
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[str, int]:
     """SHA-256 over every tensor (name, dtype, shape, bytes, in name order) and every metadata
@@ -75,10 +82,8 @@ class CorruptCheckpoint(DenoiselabError):
 
     def __init__(self, path: Path, why: str):
         self.path, self.why = path, why
-        super().__init__(
-            f"checkpoint {path} is corrupt ({why}): resume from an earlier checkpoint, "
-            "retrain, or restore it from a backup"
-        )
+        super().__init__(f"checkpoint {path} is corrupt ({why}): resume from an earlier checkpoint, "
+                         "retrain, or restore it from a backup")
 
 
 def _corrupt(path: Path, why: str) -> CorruptCheckpoint:
@@ -86,7 +91,6 @@ def _corrupt(path: Path, why: str) -> CorruptCheckpoint:
 
 
 # -- optimizer state as tensors + JSON --------------------------------------------------------
-
 
 def _host(v: torch.Tensor) -> torch.Tensor:
     """A contiguous CPU copy: files hold no device, so a checkpoint written on a GPU loads anywhere
@@ -118,20 +122,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 # -- save / load -----------------------------------------------------------------------------
 
-
-def save_checkpoint(
-    path: Path,
-    *,
-    model: torch.nn.Module,
-    config: dict,
-    step: int,
-    ema: torch.nn.Module | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    rng_state: torch.Tensor | None = None,
-    rng_states: dict[str, torch.Tensor] | None = None,
-    extra: dict | None = None,
-    moments: dict[str, torch.Tensor] | None = None,
-) -> None:
+def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: int,
+                    ema: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+                    rng_state: torch.Tensor | None = None, rng_states: dict[str, torch.Tensor] | None = None,
+                    extra: dict | None = None, moments: dict[str, torch.Tensor] | None = None) -> None:
     """Write one checkpoint file atomically. ``rng_states``: named generator states (the
     trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer.
     ``moments``: the data's moments for sampling (``samplers.start.DataMoments.tensors``)."""
@@ -170,10 +164,8 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise _corrupt(path, f"unreadable: {type(e).__name__}") from None
     if metadata.get("format") != FORMAT:
-        raise DenoiselabError(
-            f"{path} is not a denoiselab checkpoint (format {metadata.get('format')!r}): "
-            "pass a run directory made by `denoiselab train`"
-        )
+        raise DenoiselabError(f"{path} is not a denoiselab checkpoint (format {metadata.get('format')!r}): "
+                              "pass a run directory made by `denoiselab train`")
     want_sha, want_bytes = metadata.pop("sha256", None), metadata.pop("payload_bytes", None)
     if want_sha is not None:  # files written before integrity data was stored carry none
         if size != 8 + header_len + int(want_bytes):
@@ -218,7 +210,6 @@ def load_checkpoint(path: Path) -> dict:
 
 # -- a run's checkpoints ---------------------------------------------------------------------
 
-
 def history_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / HISTORY / f"step{step:07d}.safetensors"
 
@@ -261,9 +252,8 @@ def load_latest(run_dir: Path, log: Optional[Callable[[str], None]] = None) -> O
             log(f"warning: {_describe(skipped)}: using the previous whole checkpoint {p} (step {ck['step']})")
         return ck
     if skipped:
-        raise DenoiselabError(
-            f"every checkpoint of {run_dir} is corrupt ({_describe(skipped)}): retrain, or restore one from a backup"
-        )
+        raise DenoiselabError(f"every checkpoint of {run_dir} is corrupt ({_describe(skipped)}): retrain, or "
+                              "restore one from a backup")
     return None
 
 
@@ -287,10 +277,9 @@ def commit_checkpoint(run_dir: Path, step: int, keep: int, write: Callable[[Path
             raise DenoiselabError(
                 f"disk full while writing the checkpoint of step {step} to {run_dir}: free some space and run "
                 f"the same command with --resume; the last good checkpoint is "
-                f"{last if last else 'none'} (untouched)"
-            ) from None
+                f"{last if last else 'none'} (untouched)") from None
         raise DenoiselabError(f"cannot write the checkpoint of step {step} to {target}: {e.strerror or e}") from None
-    for _, old in history(run_dir)[max(1, keep) :]:
+    for _, old in history(run_dir)[max(1, keep):]:
         old.unlink(missing_ok=True)
     return target
 

@@ -65,31 +65,18 @@ def _stream_seed(seed: int, rank: int, step: int) -> int:
 
 
 class Trainer:
-    def __init__(
-        self,
-        net: torch.nn.Module,
-        objective: Objective,
-        data,
-        cfg: TrainConfig,
-        run_dir: Path,
-        config_dict: dict,
-        progress: bool = True,
-        on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None,
-        extra: Optional[dict] = None,
-        log: Callable[[str], None] = log,
-        device=None,
-        runtime=None,
-        moments: Optional[dict[str, torch.Tensor]] = None,
-    ):
+    def __init__(self, net: torch.nn.Module, objective: Objective, data, cfg: TrainConfig, run_dir: Path,
+                 config_dict: dict, progress: bool = True,
+                 on_preview: Optional[Callable[[int, torch.nn.Module], None]] = None, extra: Optional[dict] = None,
+                 log: Callable[[str], None] = log, device=None, runtime=None,
+                 moments: Optional[dict[str, torch.Tensor]] = None):
         self.runtime = runtime or LocalRuntime(device or "cpu")
         self.device = self.runtime.device
         rank, world = self.runtime.process_index, self.runtime.num_processes
         accum = max(1, int(getattr(cfg, "grad_accum", 1)))
         if cfg.batch_size % (world * accum):
-            raise DenoiselabError(
-                f"batch_size {cfg.batch_size} does not split evenly over {world} process(es) x "
-                f"{accum} accumulation step(s): use a multiple of {world * accum}"
-            )
+            raise DenoiselabError(f"batch_size {cfg.batch_size} does not split evenly over {world} process(es) x "
+                                  f"{accum} accumulation step(s): use a multiple of {world * accum}")
         self.shares = (rank, world, accum)
         net = place(net, self.device)
         data = data.to(self.device) if hasattr(data, "to") else data
@@ -133,18 +120,9 @@ class Trainer:
 
     def save(self) -> Path:
         def write(path: Path) -> None:
-            save_checkpoint(
-                path,
-                model=self.net,
-                ema=self.ema.module if self.ema else None,
-                optimizer=self.opt,
-                config=self.config_dict,
-                step=self.step,
-                rng_state=self.generator.get_state(),
-                rng_states=self._rng_states(),
-                extra=self.extra,
-                moments=self.moments,
-            )
+            save_checkpoint(path, model=self.net, ema=self.ema.module if self.ema else None, optimizer=self.opt,
+                            config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
+                            rng_states=self._rng_states(), extra=self.extra, moments=self.moments)
 
         path = self.checkpoint_path
         if self.runtime.is_main:  # the processes hold the same weights: one writes them
@@ -174,10 +152,8 @@ class Trainer:
                 self.opt.load_state_dict(ck["optimizer"])
                 self._match_layouts()
         except (RuntimeError, ValueError, KeyError) as e:
-            raise DenoiselabError(
-                f"checkpoint {ck['path']} does not fit this run's model or optimizer "
-                f"({str(e).splitlines()[0]}): resume with the run's own config"
-            ) from None
+            raise DenoiselabError(f"checkpoint {ck['path']} does not fit this run's model or optimizer "
+                                  f"({str(e).splitlines()[0]}): resume with the run's own config") from None
         if ck["rng_state"] is not None:
             self.generator.set_state(ck["rng_state"])
         rng = ck["rng"]
@@ -301,15 +277,8 @@ class Trainer:
         main = self.runtime.is_main
         metrics_f = open(self.run_dir / METRICS, "a") if main else None
         self.net.train()
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            disable=not (self.progress and main),
-            desc="train",
-            unit="step",
-            dynamic_ncols=True,
-            mininterval=0.5,
-        )
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and main), desc="train", unit="step",
+                   dynamic_ncols=True, mininterval=0.5)
         dev = self.device
         acc, n_acc = torch.zeros((), device=dev), 0
         bad = NonFiniteWatch(dev)

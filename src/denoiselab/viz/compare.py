@@ -88,14 +88,9 @@ def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, s
     rows = []
     for r in runs:
         settings = r.key_settings()
-        cells = [
-            f'<td data-value="{esc(r.name)}"><a href="{esc(links[r.name])}">{esc(r.name)}</a></td>',
-            f"<td>{esc(r.preset)}</td>",
-            *[f"<td>{esc(settings.get(k, ''))}</td>" for k in setting_names],
-            num(r.steps),
-            num(None if r.train_seconds is None else round(r.train_seconds, 1)),
-            num(r.final_loss),
-        ]
+        cells = [f'<td data-value="{esc(r.name)}"><a href="{esc(links[r.name])}">{esc(r.name)}</a></td>',
+                 f"<td>{esc(r.preset)}</td>", *[f"<td>{esc(settings.get(k, ''))}</td>" for k in setting_names],
+                 num(r.steps), num(None if r.train_seconds is None else round(r.train_seconds, 1)), num(r.final_loss)]
         metrics = r.latest_metrics()
         for name in metric_names:
             m = metrics.get(name)
@@ -103,25 +98,17 @@ def render_comparison(runs: list[RunSummary], page_dir: Path, links: dict[str, s
                 cells.append(num(None))
             else:
                 title = f"against {m.get('ref')}" + (f", {m['sampler']} {m['steps']} steps" if m.get("sampler") else "")
-                cells.append(
-                    num(
-                        m.get("value"),
-                        f'<span title="{esc(title)}">{esc(fmt(m.get("value")))}</span> '
-                        f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>',
-                    )
-                )
+                cells.append(num(m.get("value"), f'<span title="{esc(title)}">{esc(fmt(m.get("value")))}</span> '
+                                 f'<span class="floor">(floor {esc(fmt(m.get("floor")))})</span>'))
         rows.append(cells)
     loss_png = data_uri(plot_losses(runs), "image/png")
     # The table grows a column per metric: let it use the window's width.
-    body = [
-        "<style>body { max-width: 1900px; }</style>",
-        f"<h1>{len(runs)} runs compared</h1>",
-        f'<p class="muted">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its '
-        "own page. Metrics are each run's latest evaluation, with the floor (real vs real) beside each.</p>",
-        f'<div class="wide">{table(header, rows, cls="sortable", raw=True)}</div>',
-        f'<figure><img src="{loss_png}" alt="loss curves"><figcaption>Training loss of every run, '
-        "overlaid (log scale).</figcaption></figure>",
-    ]
+    body = ["<style>body { max-width: 1900px; }</style>", f"<h1>{len(runs)} runs compared</h1>",
+            f"<p class=\"muted\">{esc(page_dir.resolve())}. Click a column header to sort; each run links to its "
+            "own page. Metrics are each run's latest evaluation, with the floor (real vs real) beside each.</p>",
+            f'<div class="wide">{table(header, rows, cls="sortable", raw=True)}</div>',
+            f'<figure><img src="{loss_png}" alt="loss curves"><figcaption>Training loss of every run, '
+            "overlaid (log scale).</figcaption></figure>"]
     return page(f"denoiselab: {len(runs)} runs compared", body, SORT_SCRIPT)
 
 
@@ -131,9 +118,8 @@ def write_comparison(root: Path, out: Optional[Path] = None, run_pages: bool = T
     root = Path(root)
     paths = find_runs(root)
     if not paths:
-        raise DenoiselabError(
-            f"{root} holds no run directories (folders with a config.json): pass a run directory or a folder of them"
-        )
+        raise DenoiselabError(f"{root} holds no run directories (folders with a config.json): pass a run "
+                              "directory or a folder of them")
     out = Path(out) if out else root / REPORT
     runs = [read_run(p) for p in paths]
     pages = [write_run_report(p) for p in paths] if run_pages else [p / REPORT for p in paths]

@@ -18,14 +18,8 @@ from ..io import atomic_write
 # Pictures larger than this are linked (kept beside the page) rather than inlined.
 INLINE_LIMIT = 8 * 2**20
 # The pictures a page shows, by suffix: their MIME type.
-IMAGE_MIME = {
-    ".png": "image/png",
-    ".gif": "image/gif",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".svg": "image/svg+xml",
-    ".webp": "image/webp",
-}
+IMAGE_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+              ".svg": "image/svg+xml", ".webp": "image/webp"}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
@@ -86,25 +80,21 @@ def table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = F
     cell = (lambda c: c) if raw else esc
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
-    body = "".join(
-        "<tr>" + "".join(c if raw and c.startswith("<td") else f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
+    body = "".join("<tr>" + "".join(c if raw and c.startswith("<td") else f"<td>{cell(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
     return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
 
 def page(title: str, body: list[str], script: str = "") -> str:
     """The HTML document: inline style, inline script (if any), a policy that forbids any fetch."""
     js = f"<script>{script}</script>" if script else ""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        # No network: images are data URIs; the policy blocks any fetch a picture might try.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: 'self'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
-        + "\n".join(body)
-        + f"\n{js}</body></html>\n"
-    )
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            # No network: images are data URIs; the policy blocks any fetch a picture might try.
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data: 'self'; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
+            + "\n".join(body) + f"\n{js}</body></html>\n")
 
 
 def write_page(path: Path, text: str) -> Path:

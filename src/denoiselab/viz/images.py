@@ -26,13 +26,8 @@ def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) ->
     return u.permute(0, 2, 3, 1).numpy()
 
 
-def tile_images(
-    x: torch.Tensor,
-    nrow: int | None = None,
-    pad: int = 2,
-    scale: int = 1,
-    value_range: tuple[float, float] = (-1.0, 1.0),
-) -> np.ndarray:
+def tile_images(x: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1,
+                value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     """Tile N images into one (H, W, 3) uint8 array, ``nrow`` per row (default: near-square), on
     a white background; ``scale`` enlarges each pixel (nearest) so 28x28 digits stay crisp."""
     imgs = to_uint8(x, value_range)
@@ -46,7 +41,7 @@ def tile_images(
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, nrow)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = imgs[i]
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = imgs[i]
     return grid
 
 
@@ -63,13 +58,8 @@ def save_png(arr: np.ndarray, path: Path) -> Path:
     return path
 
 
-def save_grid(
-    x: torch.Tensor,
-    path: Path,
-    nrow: int | None = None,
-    scale: int | None = None,
-    value_range: tuple[float, float] = (-1.0, 1.0),
-) -> Path:
+def save_grid(x: torch.Tensor, path: Path, nrow: int | None = None, scale: int | None = None,
+              value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
     """A grid of images as PNG (what ``denoiselab sample --out FILE.png`` writes for images)."""
     return save_png(tile_images(x, nrow, scale=scale or auto_scale(x.shape[-1]), value_range=value_range), path)
 
@@ -83,9 +73,8 @@ def caption_above(arr: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([np.asarray(strip), arr], axis=0)
 
 
-def label_table(
-    cells: list[list[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str], gap: int = 6
-) -> np.ndarray:
+def label_table(cells: list[list[np.ndarray]], row_labels: Sequence[str], column_labels: Sequence[str],
+                gap: int = 6) -> np.ndarray:
     """Pictures of one size in rows and columns on white: each under its column's label, each row's
     label at its left (e.g. guidance scales x classes)."""
     h, wd = cells[0][0].shape[:2]
@@ -94,9 +83,9 @@ def label_table(
         for j, (name, tile) in enumerate(zip(column_labels, row)):
             cap = caption_above(tile, name)
             y0, x0 = i * (h + 16 + gap), 70 + j * (wd + gap)
-            canvas[y0 : y0 + cap.shape[0], x0 : x0 + cap.shape[1]] = cap
+            canvas[y0:y0 + cap.shape[0], x0:x0 + cap.shape[1]] = cap
         strip = caption_above(np.full((h, 64, 3), 255, np.uint8), label)
-        canvas[i * (h + 16 + gap) : i * (h + 16 + gap) + strip.shape[0], :64] = strip
+        canvas[i * (h + 16 + gap):i * (h + 16 + gap) + strip.shape[0], :64] = strip
     return canvas
 
 
@@ -106,13 +95,8 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
     return np.concatenate([pad(a), np.full((h, gap, 3), 255, np.uint8), pad(b)], axis=1)
 
 
-def gif_reverse_images(
-    shots: list[tuple[int, torch.Tensor, torch.Tensor]],
-    path: Path,
-    num: int = 16,
-    fps: float = 10.0,
-    nrow: int | None = None,
-) -> Path:
+def gif_reverse_images(shots: list[tuple[int, torch.Tensor, torch.Tensor]], path: Path, num: int = 16,
+                       fps: float = 10.0, nrow: int | None = None) -> Path:
     """The reverse process: each frame shows x_t (left) beside the predicted x0 (right) for the
     first ``num`` samples (``nrow`` per row; default a square); the last shot (t = -1) is the final sample."""
     frames = []
@@ -137,9 +121,8 @@ def default_ts(T: int, n: int = 8) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, T - 1, n)})
 
 
-def plot_forward_grid(
-    x0: torch.Tensor, schedule: NoiseSchedule, path: Path, ts: Sequence[int] | None = None, seed: int = 0
-) -> Path:
+def plot_forward_grid(x0: torch.Tensor, schedule: NoiseSchedule, path: Path, ts: Sequence[int] | None = None,
+                      seed: int = 0) -> Path:
     """Rows: chosen images; columns: x_t at increasing t (t = 0 is the image itself)."""
     ts = list(ts) if ts is not None else default_ts(schedule.T)
     xs = forward_images(x0, schedule, ts, seed)
@@ -150,16 +133,13 @@ def plot_forward_grid(
     return save_png(caption_above(grid, header), path)
 
 
-def gif_forward_images(
-    x0: torch.Tensor, schedule: NoiseSchedule, path: Path, frames: int = 40, seed: int = 0, fps: float = 10.0
-) -> Path:
+def gif_forward_images(x0: torch.Tensor, schedule: NoiseSchedule, path: Path, frames: int = 40, seed: int = 0,
+                       fps: float = 10.0) -> Path:
     ts = default_ts(schedule.T, frames)
     xs = forward_images(x0, schedule, ts, seed)
     scale = auto_scale(x0.shape[-1])
-    images = [
-        caption_above(tile_images(x, scale=scale), f"t = {t}, abar = {schedule.alpha_bar[t].item():.3f}")
-        for t, x in zip(ts, xs)
-    ]
+    images = [caption_above(tile_images(x, scale=scale), f"t = {t}, abar = {schedule.alpha_bar[t].item():.3f}")
+              for t, x in zip(ts, xs)]
     return write_gif(images, path, fps=fps)
 
 
@@ -171,30 +151,24 @@ def pixel_stats(values: torch.Tensor) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std()), "ks": float(stats.kstest(v, "norm").statistic)}
 
 
-def plot_pixel_histograms(
-    x0: torch.Tensor, schedule: NoiseSchedule, path: Path, seed: int = 0, max_values: int = 200_000
-) -> tuple[Path, dict]:
+def plot_pixel_histograms(x0: torch.Tensor, schedule: NoiseSchedule, path: Path, seed: int = 0,
+                          max_values: int = 200_000) -> tuple[Path, dict]:
     """Per channel: the training pixels, the same images after the forward process at t = T - 1,
     and the N(0, 1) density; mean, std and KS statistic in each panel. The forward process ends
     near N(0, 1) because sqrt(abar_T) is near 0 (Ho et al. 2020, eq. 4)."""
     T = schedule.T
     xT = forward_images(x0, schedule, [T - 1], seed)[0]
     channels = x0.shape[1]
-    names = (
-        ["gray"]
-        if channels == 1
-        else (["red", "green", "blue"] if channels == 3 else [f"ch {c}" for c in range(channels)])
-    )
+    names = ["gray"] if channels == 1 else (["red", "green", "blue"] if channels == 3 else [f"ch {c}" for c in range(channels)])
     colors = ["0.3"] if channels == 1 else ["tab:red", "tab:green", "tab:blue"] + ["0.3"] * channels
     fig, axes = plt.subplots(2, channels, figsize=(4.2 * channels, 6.4), squeeze=False)
     grid = np.linspace(-4, 4, 400)
-    normal = np.exp(-(grid**2) / 2) / math.sqrt(2 * math.pi)
+    normal = np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi)
     stats: dict = {"t": T - 1, "alpha_bar_T": float(schedule.alpha_bar[-1]), "data": {}, "x_T": {}}
     g = torch.Generator().manual_seed(seed)
     for c in range(channels):
-        for row, (vals, key, title) in enumerate(
-            ((x0[:, c], "data", "training images"), (xT[:, c], "x_T", f"after the forward process, t = {T - 1}"))
-        ):
+        for row, (vals, key, title) in enumerate(((x0[:, c], "data", "training images"),
+                                                   (xT[:, c], "x_T", f"after the forward process, t = {T - 1}"))):
             v = vals.flatten()
             if v.numel() > max_values:
                 v = v[torch.randperm(v.numel(), generator=g)[:max_values]]
@@ -204,15 +178,8 @@ def plot_pixel_histograms(
             ax.hist(v.numpy(), bins=80, range=(-4, 4), density=True, color=colors[c], alpha=0.7)
             ax.plot(grid, normal, "k--", lw=1, label="N(0, 1)")
             ax.set_title(f"{names[c]}: {title}", fontsize=9)
-            ax.text(
-                0.02,
-                0.97,
-                f"mean {st['mean']:+.3f}\nstd {st['std']:.3f}\nKS {st['ks']:.3f}",
-                transform=ax.transAxes,
-                va="top",
-                fontsize=8,
-                family="monospace",
-            )
+            ax.text(0.02, 0.97, f"mean {st['mean']:+.3f}\nstd {st['std']:.3f}\nKS {st['ks']:.3f}",
+                    transform=ax.transAxes, va="top", fontsize=8, family="monospace")
             ax.legend(fontsize=7, loc="upper right")
     fig.suptitle("Pixel distribution before and after the forward process")
     fig.tight_layout()
@@ -231,15 +198,9 @@ def survival(x0: torch.Tensor, schedule: NoiseSchedule, ts: Sequence[int], seed:
     return np.asarray(out)
 
 
-def plot_schedule_images(
-    x0: torch.Tensor,
-    path: Path,
-    T: int = 1000,
-    names: Sequence[str] = ("linear", "cosine", "quadratic", "sigmoid"),
-    ts: Sequence[int] | None = None,
-    seed: int = 0,
-    batch: torch.Tensor | None = None,
-) -> tuple[Path, dict]:
+def plot_schedule_images(x0: torch.Tensor, path: Path, T: int = 1000,
+                         names: Sequence[str] = ("linear", "cosine", "quadratic", "sigmoid"),
+                         ts: Sequence[int] | None = None, seed: int = 0, batch: torch.Tensor | None = None) -> tuple[Path, dict]:
     """Left: one image noised by each schedule at the same t values (same eps). Right: per
     schedule, corr(x_t, x_0) against t (on ``batch`` if given, else on the image), and the
     number of steps during which the correlation stays above 0.5."""
@@ -250,19 +211,15 @@ def plot_schedule_images(
     gs = fig.add_gridspec(len(names), len(ts) + 3)
     all_t = np.arange(0, T, max(1, T // 200))
     summary = {}
-    curve_ax = fig.add_subplot(gs[:, len(ts) :])
+    curve_ax = fig.add_subplot(gs[:, len(ts):])
     for r, name in enumerate(names):
         sched = make_schedule(name, T)
         xs = forward_images(img, sched, ts, seed)
         for c, (t, x) in enumerate(zip(ts, xs)):
             ax = fig.add_subplot(gs[r, c])
             arr = to_uint8(x)[0]
-            ax.imshow(
-                arr[..., 0] if arr.shape[-1] == 1 else arr,
-                cmap="gray" if arr.shape[-1] == 1 else None,
-                vmin=0,
-                vmax=255,
-            )
+            ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray" if arr.shape[-1] == 1 else None,
+                      vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -284,14 +241,9 @@ def plot_schedule_images(
     return save_fig(fig, path), summary
 
 
-def plot_denoiser_sigmas(
-    x: torch.Tensor,
-    denoise: Callable[[torch.Tensor], torch.Tensor],
-    path: Path,
-    sigmas: Sequence[float] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0),
-    seed: int = 0,
-    value_range: tuple[float, float] = (0.0, 1.0),
-) -> tuple[Path, dict]:
+def plot_denoiser_sigmas(x: torch.Tensor, denoise: Callable[[torch.Tensor], torch.Tensor], path: Path,
+                         sigmas: Sequence[float] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0), seed: int = 0,
+                         value_range: tuple[float, float] = (0.0, 1.0)) -> tuple[Path, dict]:
     """CS180 part B.1: for each sigma, z = x + sigma eps (top) and the denoiser's output (bottom),
     with the MSE to the clean image per sigma."""
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))

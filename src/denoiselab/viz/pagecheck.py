@@ -18,16 +18,8 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import DenoiselabError
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 
@@ -52,21 +44,16 @@ def browser_missing() -> str | None:
 @dataclass
 class PageCheck:
     """What the browser saw on one page."""
-
     url: str
     console_errors: list[str] = field(default_factory=list)
-    images: list[dict] = field(default_factory=list)  # {alt, natural_width, blank}
-    links: list[dict] = field(default_factory=list)  # {href, exists}
-    sorts: dict = field(default_factory=dict)  # column header -> sorted correctly both ways
+    images: list[dict] = field(default_factory=list)   # {alt, natural_width, blank}
+    links: list[dict] = field(default_factory=list)    # {href, exists}
+    sorts: dict = field(default_factory=dict)          # column header -> sorted correctly both ways
 
     @property
     def ok(self) -> bool:
-        return (
-            not self.console_errors
-            and all(i["natural_width"] > 0 and not i["blank"] for i in self.images)
-            and all(link["exists"] for link in self.links)
-            and all(self.sorts.values())
-        )
+        return (not self.console_errors and all(i["natural_width"] > 0 and not i["blank"] for i in self.images)
+                and all(link["exists"] for link in self.links) and all(self.sorts.values()))
 
 
 def is_blank(png: bytes) -> bool:
@@ -81,7 +68,7 @@ def is_blank(png: bytes) -> bool:
 def _is_sorted(values: list, ascending: bool) -> bool:
     """Non-empty values in order, empty ones (None) after them."""
     filled = [v for v in values if v is not None]
-    if any(v is not None for v in values[len(filled) :]):
+    if any(v is not None for v in values[len(filled):]):
         return False
     key = [(isinstance(v, str), v) for v in filled]  # numbers before text, as the page's script does
     return key == sorted(key, reverse=not ascending)
@@ -104,12 +91,8 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="denoiselab-chromium-")  # a fresh user-data-dir
         self._pw = sync_playwright().start()
         self._ctx = self._pw.chromium.launch_persistent_context(
-            self._profile,
-            executable_path=self.executable,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1280, "height": 900},
-        )
+            self._profile, executable_path=self.executable, headless=True, args=FLAGS,
+            viewport={"width": 1280, "height": 900})
         return self
 
     def __exit__(self, *exc) -> None:
@@ -151,8 +134,7 @@ class Browser:
                              const c = r.cells[col]; let v = c.getAttribute("data-value");
                              if (v === null) v = c.textContent.trim();
                              if (v === "") return null; const n = Number(v); return isNaN(n) ? v.toLowerCase() : n; })""",
-                        col,
-                    )
+                        col)
                     ok = ok and _is_sorted(values, ascending)
                 result.sorts[name] = ok
         page.close()

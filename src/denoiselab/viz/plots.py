@@ -14,9 +14,7 @@ from ..schedules import NoiseSchedule, make_schedule
 from .common import fig_to_array, format_level, plt, save_fig, write_gif
 
 
-def plot_schedules(
-    path: Path, T: int = 1000, names: Sequence[str] = ("linear", "cosine", "quadratic", "sigmoid")
-) -> Path:
+def plot_schedules(path: Path, T: int = 1000, names: Sequence[str] = ("linear", "cosine", "quadratic", "sigmoid")) -> Path:
     """beta_t, alpha_bar_t and log-SNR(t) of each schedule, side by side."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for name in names:
@@ -58,9 +56,8 @@ def _scatter(ax, pts, lim, **kw):
     ax.set_yticks([])
 
 
-def plot_forward_points(
-    points: torch.Tensor, schedule: NoiseSchedule, path: Path, ts: Sequence[int] | None = None, seed: int = 0
-) -> Path:
+def plot_forward_points(points: torch.Tensor, schedule: NoiseSchedule, path: Path,
+                        ts: Sequence[int] | None = None, seed: int = 0) -> Path:
     """The forward process q(x_t | x_0) of a point cloud at several t."""
     T = schedule.T
     ts = list(ts) if ts is not None else [0, T // 20, T // 10, T // 4, T // 2, T - 1]
@@ -89,9 +86,8 @@ def plot_samples_over_data(samples: torch.Tensor, data: torch.Tensor | None, pat
     return save_fig(fig, path)
 
 
-def gif_reverse_points(
-    frames: list[torch.Tensor], ts: list[int], path: Path, data: torch.Tensor | None = None, fps: float = 12.0
-) -> Path:
+def gif_reverse_points(frames: list[torch.Tensor], ts: list[int], path: Path, data: torch.Tensor | None = None,
+                       fps: float = 12.0) -> Path:
     """Particles flowing from noise to the data: one frame per recorded sampler step."""
     lim = 4.5 if data is None else max(4.5, float(data.abs().max()) * 1.1)
     images = []

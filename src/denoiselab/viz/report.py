@@ -29,47 +29,34 @@ REPORT = "report.html"
 PICTURES: dict[str, dict[str, str]] = {
     "Samples": {
         "samples.png": "Samples of the trained model.",
-        "reverse.gif": (
-            "The reverse process: x_t and the prediction x0_hat along the sampler's steps "
-            "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."
-        ),
+        "reverse.gif": ("The reverse process: x_t and the prediction x0_hat along the sampler's steps "
+                        "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."),
         "guided.gif": "Guided sampling, step by step (Ho & Salimans 2022).",
         "denoiser_sigmas.png": "The single-step denoiser at several noise levels sigma.",
     },
     "Evaluation": {
-        "samplers/samplers.png": (
-            "Sample quality against the number of network evaluations (NFE), every "
-            "sampler and time grid (`denoiselab benchmark-samplers`)."
-        )
+        "samplers/samplers.png": ("Sample quality against the number of network evaluations (NFE), every "
+                                  "sampler and time grid (`denoiselab benchmark-samplers`)."),
     },
     "Training": {
         "loss.png": "Training loss (mean over each log interval), log scale.",
-        "dataset_summary.png": (
-            "Training images as the trainer sees them: the first batch, after "
-            "augmentation (random horizontal flips when data.flip is on)."
-        ),
+        "dataset_summary.png": ("Training images as the trainer sees them: the first batch, after "
+                                "augmentation (random horizontal flips when data.flip is on)."),
     },
     "Forward process": {
-        "forward.png": (
-            "The forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) at "
-            "growing t (Ho et al. 2020, eq. 4)."
-        ),
+        "forward.png": ("The forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) at "
+                        "growing t (Ho et al. 2020, eq. 4)."),
         "forward.gif": "The forward process as an animation, t from 0 to T.",
-        "histograms.png": ("Pixel values of the training images and of x_T: the colour distribution ends in N(0, 1)."),
-        "schedule_images.png": (
-            "Noise schedules compared on one image: linear (Ho et al. 2020), cosine "
-            "(Nichol & Dhariwal 2021), quadratic and sigmoid."
-        ),
+        "histograms.png": ("Pixel values of the training images and of x_T: the colour distribution ends in "
+                           "N(0, 1)."),
+        "schedule_images.png": ("Noise schedules compared on one image: linear (Ho et al. 2020), cosine "
+                                "(Nichol & Dhariwal 2021), quadratic and sigmoid."),
     },
     "Guidance and editing": {
-        "guidance.png": (
-            "Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans 2022; "
-            "`denoiselab plot guidance`)."
-        ),
-        "guidance_sweep.png": (
-            "Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans "
-            "2022; `denoiselab plot guidance`)."
-        ),
+        "guidance.png": ("Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans 2022; "
+                         "`denoiselab plot guidance`)."),
+        "guidance_sweep.png": ("Classifier-free guidance sweep: classes against guidance scales (Ho & Salimans "
+                               "2022; `denoiselab plot guidance`)."),
     },
 }
 PAGE_SECTIONS = tuple(PICTURES)
@@ -77,7 +64,6 @@ CAPTIONS = {name: caption for known in PICTURES.values() for name, caption in kn
 
 
 # -- reading a run directory ------------------------------------------------------------------
-
 
 def checkpoint_header(path: Path) -> dict:
     """Parameter count and step from a safetensors header alone (8-byte length + JSON), without
@@ -90,11 +76,8 @@ def checkpoint_header(path: Path) -> dict:
             header = json.loads(f.read(n))
     except (OSError, ValueError, struct.error):
         return {}
-    params = sum(
-        math.prod(v["shape"])
-        for k, v in header.items()
-        if k.startswith("model.") and isinstance(v, dict) and "shape" in v
-    )
+    params = sum(math.prod(v["shape"]) for k, v in header.items()
+                 if k.startswith("model.") and isinstance(v, dict) and "shape" in v)
     out = {"params": params}
     try:
         out["step"] = json.loads(header.get("__metadata__", {}).get("state", "{}")).get("step")
@@ -106,7 +89,6 @@ def checkpoint_header(path: Path) -> dict:
 @dataclass
 class RunSummary:
     """What the pages show about one run, read from its directory."""
-
     path: Path
     config: dict
     losses: list[dict]
@@ -182,14 +164,12 @@ class RunSummary:
 def read_run(run_dir: Path) -> RunSummary:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise DenoiselabError(
-            f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME --out {run_dir}`)"
-        )
+        raise DenoiselabError(f"run directory not found: {run_dir} (train one with `denoiselab train --preset NAME "
+                              f"--out {run_dir}`)")
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
-        raise DenoiselabError(
-            f"{run_dir} has no config.json: pass a run directory made by `denoiselab train`, or a folder of them"
-        )
+        raise DenoiselabError(f"{run_dir} has no config.json: pass a run directory made by `denoiselab train`, "
+                              "or a folder of them")
     try:
         config = json.loads(cfg_path.read_text())
     except ValueError as e:
@@ -202,23 +182,16 @@ def read_run(run_dir: Path) -> RunSummary:
             pictures = json.loads((run_dir / "pictures.json").read_text())
         except ValueError:
             pictures = {}
-    return RunSummary(
-        run_dir,
-        config,
-        [r for r in rows if "loss" in r and "step" in r],
-        [r for r in rows if isinstance(r.get("evaluate"), dict)],
-        pictures,
-        checkpoint_header(run_dir / "checkpoint.safetensors"),
-    )
+    return RunSummary(run_dir, config, [r for r in rows if "loss" in r and "step" in r],
+                      [r for r in rows if isinstance(r.get("evaluate"), dict)], pictures,
+                      checkpoint_header(run_dir / "checkpoint.safetensors"))
 
 
 def find_runs(root: Path) -> list[Path]:
     """The run directories directly inside ``root`` (those holding a config.json), by name."""
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "config.json").is_file())
 
-
 # -- the run page -----------------------------------------------------------------------------
-
 
 def _caption(run: RunSummary, rel: str) -> str:
     if rel == "samples.png":
@@ -230,71 +203,51 @@ def _caption(run: RunSummary, rel: str) -> str:
             return f"Text prompts {s['prompts']}; classifier-free guidance{w} (Ho & Salimans 2022).{how}"
         if run.num_classes:
             w = f" at guidance scale {s['guidance']:g}" if s and s.get("guidance") is not None else ""
-            return (
-                f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
-                f"classifier-free guidance{w} (Ho & Salimans 2022).{how}"
-            )
+            return (f"Class grid: samples of each of the {run.num_classes} classes, one class per column, "
+                    f"classifier-free guidance{w} (Ho & Salimans 2022).{how}")
         from ..data import TOY_DATASETS
 
         if run.config.get("data", {}).get("name") in TOY_DATASETS:
             return "Samples (red) over the data (grey), drawn with the run's own sampler (config.sample)."
         return "Samples of the trained model." + how
     if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
-        return (
-            "Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
-            "(Ho & Salimans 2022; DDIM, Song et al. 2021)."
-        )
+        return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
+                "(Ho & Salimans 2022; DDIM, Song et al. 2021).")
     if rel == "reverse.gif":
         from ..data import TOY_DATASETS
 
         if run.config.get("data", {}).get("name") in TOY_DATASETS:
-            return (
-                "The reverse process in 2D: the samples x_t (blue) move from noise onto the data (grey), one "
-                "frame per recorded sampler step, drawn with the run's own sampler (config.sample)."
-            )
+            return ("The reverse process in 2D: the samples x_t (blue) move from noise onto the data (grey), one "
+                    "frame per recorded sampler step, drawn with the run's own sampler (config.sample).")
     return CAPTIONS[rel]
 
 
 def _metrics_section(run: RunSummary) -> list[str]:
     if not run.evaluations:
-        return [
-            '<p class="muted">No evaluation yet: <code>denoiselab evaluate '
-            f"{esc(run.path)} --ref DATA</code> scores samples against the data, with the floor "
-            "(real data against real data) beside each number.</p>"
-        ]
-    out = [
-        "<p>Each score is read against its floor: the same metric for real data against real data. Newest first.</p>"
-    ]
+        return ["<p class=\"muted\">No evaluation yet: <code>denoiselab evaluate "
+                f"{esc(run.path)} --ref DATA</code> scores samples against the data, with the floor "
+                "(real data against real data) beside each number.</p>"]
+    out = ["<p>Each score is read against its floor: the same metric for real data against real data. "
+           "Newest first.</p>"]
     for rec in reversed(run.evaluations):
         res = rec["evaluate"]
         how = f"{rec.get('sampler')}, {rec.get('steps')} steps" if rec.get("sampler") else "samples file"
-        out.append(
-            f"<h3>{esc(rec.get('time', ''))} against {esc(res.get('ref'))} "
-            f"({esc(res.get('num'))} samples; {esc(how)})</h3>"
-        )
+        out.append(f"<h3>{esc(rec.get('time', ''))} against {esc(res.get('ref'))} "
+                   f"({esc(res.get('num'))} samples; {esc(how)})</h3>")
         feats = res.get("features")
         if feats:
             acc = feats.get("heldout_accuracy")
-            out.append(
-                f"<p>Features: {esc(feats.get('network'))}, {esc(feats.get('dim'))}-d"
-                + (f", held-out accuracy {acc:.4f}" if acc is not None else "")
-                + ".</p>"
-            )
+            out.append(f"<p>Features: {esc(feats.get('network'))}, {esc(feats.get('dim'))}-d"
+                       + (f", held-out accuracy {acc:.4f}" if acc is not None else "") + ".</p>")
         rows = []
         for name, r in res.get("metrics", {}).items():
             se = f" +- {r['se']:.2g}" if "se" in r else ""
             ci = f"{fmt(r['ci'][0], 5)} to {fmt(r['ci'][1], 5)}" if "ci" in r else ""
-            rows.append(
-                [
-                    f"<td>{esc(name)}</td>",
-                    f'<td class="num">{fmt(r.get("value"), 5)}{esc(se)}</td>',
-                    f"<td>{esc(ci)}</td>",
-                    f'<td class="num floor">{fmt(r.get("floor"), 5)}</td>',
-                ]
-            )
+            rows.append([f"<td>{esc(name)}</td>", f'<td class="num">{fmt(r.get("value"), 5)}{esc(se)}</td>',
+                         f"<td>{esc(ci)}</td>", f'<td class="num floor">{fmt(r.get("floor"), 5)}</td>'])
         out.append(table(["metric", "value", "95% interval", "floor (real vs real)"], rows, raw=True))
         for w in res.get("warnings", []):
-            out.append(f'<p class="muted">warning: {esc(w)}</p>')
+            out.append(f"<p class=\"muted\">warning: {esc(w)}</p>")
     return out
 
 
@@ -310,10 +263,8 @@ def _numbers_tables(run: RunSummary) -> list[str]:
         out.append(table(["pixels", "channel", "mean", "std", "KS distance to N(0, 1)"], rows))
     surv = run.pictures.get("schedule_survival")
     if surv:
-        rows = [
-            [name, str(v.get("steps_corr_above_0.5")), f"{v.get('corr_at_T_half', float('nan')):.3f}"]
-            for name, v in surv.items()
-        ]
+        rows = [[name, str(v.get("steps_corr_above_0.5")), f"{v.get('corr_at_T_half', float('nan')):.3f}"]
+                for name, v in surv.items()]
         out.append(table(["schedule", "steps with corr(x_t, x_0) > 0.5", "corr at T/2"], rows))
     return out
 
@@ -321,29 +272,20 @@ def _numbers_tables(run: RunSummary) -> list[str]:
 def list_run_pictures(run_dir: Path) -> list[str]:
     """Every picture in the run directory (and its subfolders), as paths relative to it."""
     run_dir = Path(run_dir)
-    return sorted(
-        p.relative_to(run_dir).as_posix()
-        for p in run_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_MIME and not p.name.startswith(".")
-    )
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_MIME and not p.name.startswith("."))
 
 
 def render_run(run: RunSummary, page_dir: Path) -> str:
     d = run.path
-    facts = [
-        ["preset", run.preset],
-        ["steps", fmt(run.steps)],
-        ["training time", f"{run.train_seconds:.1f} s" if run.train_seconds is not None else ""],
-        ["final training loss", fmt(run.final_loss)],
-        *[[k, v] for k, v in run.key_settings().items()],
-    ]
-    body = [
-        f"<h1>Run <code>{esc(run.name)}</code></h1>",
-        f'<p class="muted">{esc(d.resolve())}. Rebuild this page with <code>denoiselab report {esc(d)}</code>.</p>',
-        table(["", ""], facts),
-        "<details><summary>Config (config.json)</summary><pre>"
-        f"{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>",
-    ]
+    facts = [["preset", run.preset], ["steps", fmt(run.steps)],
+             ["training time", f"{run.train_seconds:.1f} s" if run.train_seconds is not None else ""],
+             ["final training loss", fmt(run.final_loss)], *[[k, v] for k, v in run.key_settings().items()]]
+    body = [f"<h1>Run <code>{esc(run.name)}</code></h1>",
+            f"<p class=\"muted\">{esc(d.resolve())}. Rebuild this page with <code>denoiselab report "
+            f"{esc(d)}</code>.</p>", table(["", ""], facts),
+            "<details><summary>Config (config.json)</summary><pre>"
+            f"{esc(json.dumps(run.config, indent=2, sort_keys=True))}</pre></details>"]
     pictures = list_run_pictures(d)
     shown = set()
     for section in PAGE_SECTIONS:
@@ -356,14 +298,10 @@ def render_run(run: RunSummary, page_dir: Path) -> str:
             previews = [p for p in pictures if p.startswith("previews/")]
             if previews:
                 shown.update(previews)
-                figs = "".join(
-                    figure(d / p, page_dir, f"step {int(''.join(filter(str.isdigit, Path(p).stem)) or 0)}")
-                    for p in previews
-                )
-                part.append(
-                    "<h3>Sample grids over training</h3><p>DDIM, 25 steps, from the same seeds at "
-                    f'every preview, so the same samples mature.</p><div class="previews">{figs}</div>'
-                )
+                figs = "".join(figure(d / p, page_dir, f"step {int(''.join(filter(str.isdigit, Path(p).stem)) or 0)}")
+                               for p in previews)
+                part.append("<h3>Sample grids over training</h3><p>DDIM, 25 steps, from the same seeds at "
+                            f"every preview, so the same samples mature.</p><div class=\"previews\">{figs}</div>")
         if section == "Forward process":
             part += _numbers_tables(run)
         if section == "Evaluation":
