@@ -45,3 +45,13 @@ def test_the_readme_python_block_runs(tmp_path, monkeypatch):
     exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     assert (tmp_path / "samples.png").stat().st_size > 0
     assert (tmp_path / "runs" / "swiss" / "checkpoint.safetensors").exists()
+
+
+def test_the_package_face_is_documented_first():
+    """`help(denoiselab)` shows how to use it, not a list of modules; the licence the metadata names is there."""
+    import denoiselab
+
+    assert "denoiselab.train(" in denoiselab.__doc__ and "denoiselab.load(" in denoiselab.__doc__
+    assert callable(denoiselab.load) and callable(denoiselab.train) and denoiselab.Run.__name__ == "Run"
+    licence = (README.parent / "LICENSE").read_text()
+    assert licence.startswith("MIT License") or "Permission is hereby granted" in licence

@@ -23,15 +23,9 @@ SEEDS = (0, 1, 2)
 
 def _train(preset: str, out: Path, overrides: list[str]) -> tuple[Path, float]:
     cfg = apply_overrides(get_preset(preset), overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / runs.CONFIG).write_text(cfg.to_json())
-    data = runs.build_data(cfg)
     print(f"[demo] training {preset} ({cfg.train.steps} steps) -> {out}", flush=True)
-    t0 = time.perf_counter()
-    runs.make_trainer(cfg, out, data).fit()
-    secs = time.perf_counter() - t0
-    runs.run_pictures(out, data)
-    return out, secs
+    result, _ = runs.fit_run(cfg, out)  # as `denoiselab train`: config.json, checkpoint, pictures, page
+    return out, result["seconds"]
 
 
 def demo_2d(root: Path, quick: bool) -> list[str]:
@@ -111,8 +105,6 @@ def run_demo(root: Path, quick: bool = False) -> Path:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
-
     run_demo(Path(args.out), quick=args.quick)
     return 0
 
