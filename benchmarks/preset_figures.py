@@ -18,6 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 from denoiselab.data.captioned import FULL_TEMPLATES
 from denoiselab.guidance import guided
 from denoiselab.models.text_encoder import prompt_condition
@@ -35,16 +37,18 @@ def mean_sd(values: list[float], fmt: str = ".2f") -> str:
     return f"{statistics.mean(values):{fmt}} +- {sd:{fmt}}"
 
 
-def class_row(run, judge: Judge, w: float, num: int, seed: int) -> dict:
+def class_row(run, judge: Judge, w: float, num: int, seed: int, precision=None) -> dict:
     plan = sampling_plan(run)
+    plan.precision = precision or plan.precision
     labels = class_labels(num, num_classes(run))
     t0 = time.perf_counter()
     x, nfe = generate(guided(run.denoiser, scale=w), num, run.sample_shape, seed=seed, cond=labels, **plan.kwargs())
     return {**judge(x, labels), "seconds": time.perf_counter() - t0, "nfe": nfe, "plan": plan.describe()}
 
 
-def text_row(run, classify, w: float, num: int, seed: int) -> dict:
+def text_row(run, classify, w: float, num: int, seed: int, precision=None) -> dict:
     plan = sampling_plan(run)
+    plan.precision = precision or plan.precision
     texts, want_digit, want_colour = prompts_for(num, FULL_TEMPLATES)
     cond, uncond = prompt_condition(run.net.null_cond, texts, num)
     t0 = time.perf_counter()
@@ -64,9 +68,13 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="*", default=[], help="guidance scales besides the run's own")
     ap.add_argument("--num", type=int, default=None, help="samples per run (default 1000 class, 500 text)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default=None, help="the network's autocast while sampling (default: the run's)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add_write_flag(ap)
     args = ap.parse_args()
     log = lambda s: print(s, flush=True)  # noqa: E731
+    if args.threads:
+        torch.set_num_threads(args.threads)
     loaded = [load_run(r) for r in args.runs]
     own = loaded[0].config.sample.guidance
     scales = [own] + [w for w in args.scales if w != own]
@@ -75,8 +83,8 @@ def main() -> None:
     per: dict[float, list[dict]] = {w: [] for w in scales}
     for run in loaded:
         for w in scales:
-            r = (class_row(run, judge, w, num, args.seed) if args.kind == "class"
-                 else text_row(run, judge.ext.classify, w, num, args.seed))
+            r = (class_row(run, judge, w, num, args.seed, args.precision) if args.kind == "class"
+                 else text_row(run, judge.ext.classify, w, num, args.seed, args.precision))
             per[w].append(r)
             log(f"{run.run_dir} w = {w:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float)))
     plan, nfe = per[own][0]["plan"], per[own][0]["nfe"]
