@@ -40,3 +40,16 @@ def test_tour_notebook_runs(tmp_path, monkeypatch):
     assert (tmp_path / "tour-output" / "mnist" / "report.html").is_file()
     print(f"tour notebook: {seconds:.0f} s")
 
+
+
+def test_tour_is_committed_with_a_full_runs_outputs_under_a_size_limit():
+    """A reader on a web page sees the pictures: the notebook carries the outputs of a run at its
+    own sizes (not the test's small mode), and stays small enough to open quickly."""
+    import json
+
+    assert NOTEBOOK.stat().st_size < 4_000_000, f"{NOTEBOOK} is {NOTEBOOK.stat().st_size} bytes: shrink the figures"
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    outputs = [o for c in cells for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 9, "run the tour and save it with its outputs"
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "small test run" not in text, "the committed outputs must come from the tour's own sizes"
