@@ -19,3 +19,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def train_tiny(tmp_path_factory, folder: str, name: str, preset: str, *args: str):
+    """A run trained by `denoiselab train --preset PRESET ... --quiet ARGS` in a fresh temp folder."""
+    from denoiselab.cli import main
+
+    out = tmp_path_factory.mktemp(folder) / name
+    assert main(["train", "--preset", preset, "--out", str(out), "--quiet", *args]) == 0
+    return out

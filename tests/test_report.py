@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from conftest import train_tiny
 from denoiselab import runs as R
 from denoiselab.cli import main
 from denoiselab.presets import get_preset
@@ -23,9 +24,7 @@ POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "mo
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "digits"
-    assert main(["train", "--preset", "mnist", "--out", str(out), "--quiet", *IMAGE_TINY]) == 0
-    return out
+    return train_tiny(tmp_path_factory, "report", "digits", "mnist", *IMAGE_TINY)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import train_tiny
 from denoiselab.cli import main
 from denoiselab.errors import DenoiselabError
 
@@ -21,17 +22,13 @@ NOT_NPY = "is not a .npy file (no NUMPY header): save the array with np.save"
 @pytest.fixture(scope="module")
 def points_run(tmp_path_factory):
     """A tiny 2D run with its pictures (reverse.gif) and its page."""
-    out = tmp_path_factory.mktemp("fixes") / "swiss"
-    assert main(["train", "--preset", "swiss-roll", "--out", str(out), "--quiet", *POINTS_TINY]) == 0
-    return out
+    return train_tiny(tmp_path_factory, "fixes", "swiss", "swiss-roll", *POINTS_TINY)
 
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """A tiny class-conditional 8x8 digits run (no pictures)."""
-    out = tmp_path_factory.mktemp("fixes") / "digits"
-    assert main(["train", "--preset", "mnist-class", "--out", str(out), "--quiet", *IMAGE_TINY]) == 0
-    return out
+    return train_tiny(tmp_path_factory, "fixes", "digits", "mnist-class", *IMAGE_TINY)
 
 
 def one_error_line(capsys, argv) -> str:
