@@ -98,6 +98,28 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """A few-step student (``denoiselab distill``): consistency distillation from a teacher run
+    (Song et al. 2023, Algorithm 2) or consistency training (Song & Dhariwal 2023). ``method`` ""
+    is an ordinary run."""
+    method: str = ""                  # "" (not a student) | cd (from the teacher's ODE) | ct (no teacher)
+    teacher: str = ""                 # the teacher run's directory, as given to `denoiselab distill`
+    solver: str = "heun"              # cd: the teacher's step between adjacent levels: heun | euler
+    teacher_guidance: float = 1.0     # class-conditional teachers: the CFG scale w whose flow the student learns
+    target_decay: float = 0.0         # mu of the target network's EMA (Song et al. 2023, Alg. 2); 0 = the
+                                      # student under stop-grad (Song & Dhariwal 2023, sec. 3.2)
+    huber_c: float = 0.0              # pseudo-Huber c (Song & Dhariwal 2023, sec. 3.3); 0 = 0.00054 sqrt(dim)
+    levels_start: int = 10            # noise-level curriculum N(k): from levels_start, doubling, to levels_end
+    levels_end: int = 80              # (Song & Dhariwal 2023, eq. 8)
+    sigma_boundary: float = 0.0       # sigma_min of the boundary condition f(x, sigma_min) = x; 0 = the model's
+    sigma_top: float = 0.0            # the highest noise level distilled; 0 = the run's sample.sigma_max
+    sigma_data: float = 0.5           # c_skip / c_out (Song et al. 2023, appendix C)
+    boundary_scale: float = 10.0      # c_skip and c_out see scale * (sigma - sigma_min), as latent consistency
+                                      # models do, so f starts as the teacher's x0_hat away from sigma_min
+    rho: float = 7.0                  # the levels follow Karras et al. 2022, eq. 5
+
+
+@dataclass(frozen=True)
 class RunConfig:
     preset: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
@@ -105,6 +127,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,7 +159,7 @@ class RunConfig:
 
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig,
-                 "sample": SampleConfig}
+                 "sample": SampleConfig, "distill": DistillConfig}
 ALL_SETTINGS = [f"{s}.{f.name}" for s, cls in SECTION_TYPES.items() for f in dataclasses.fields(cls)]
 
 
@@ -244,11 +267,11 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 
 # Every numeric setting's allowed interval, in the usual notation (runs.validate checks it).
 INTERVALS: dict[str, tuple[str, ...]] = {
-    ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num"),
+    ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num", "distill.levels_start", "distill.levels_end"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
-    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max"),
-    "[0, 1)": ("diffusion.p_uncond", "train.ema_decay"),
-    "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr"),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance"),
+    "[0, 1)": ("diffusion.p_uncond", "train.ema_decay", "distill.target_decay"),
+    "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
     "[0, 1]": ("diffusion.t_full",),
 }
 

@@ -272,3 +272,39 @@ class ConditionalMixtureDenoiser(AnalyticMixtureDenoiser):
         picked = comp[torch.arange(x.shape[0]), cond.clamp(min=0)]
         out = torch.where((cond >= 0)[:, None], picked, mix)
         return out.reshape(x.shape).to(x.dtype)
+
+
+class ConsistencyDenoiser(DenoiserWrapper):
+    """A consistency student (Song et al. 2023): f(x_t, t) = c_skip(sigma) x_t / a + c_out(sigma) x0_net,
+    where x0_net is the inner denoiser's (the student network's) clean estimate and sigma = s / a.
+
+    With u = scale (sigma - sigma_min) (Song et al. 2023, appendix C; ``scale`` as in latent
+    consistency models, so c_skip fades within a tenth of sigma_data of the boundary):
+      c_skip = sigma_data^2 / (u^2 + sigma_data^2),   c_out = u / sqrt(u^2 + sigma_data^2),
+    so f(x, sigma_min) = x / a exactly (the boundary condition), and far from it f is the
+    network's own x0_hat. ``c_skip x / a`` is written as sigma_data^2 a x / (k^2 (s - sigma_min a)^2
+    + sigma_data^2 a^2), finite at pure noise (a = 0, a flow's tau = 0).
+    """
+
+    def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0):
+        super().__init__(inner)
+        self.sigma_boundary = float(sigma_min)
+        self.sigma_data = float(sigma_data)
+        self.boundary_scale = float(scale)
+
+    def coefficients(self, t, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_skip / a, c_out), broadcast against ``like``, computed in float64."""
+        a, s = self.inner.scales(t, torch.empty(like.shape[0], dtype=torch.float64))
+        k, sd = self.boundary_scale, self.sigma_data
+        u = k * (s - self.sigma_boundary * a)  # k (sigma - sigma_min) a
+        den = u * u + sd * sd * a * a
+        skip_over_a = sd * sd * a / den
+        out = u / den.sqrt()
+        return P._bcast(skip_over_a, like), P._bcast(out, like)
+
+    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        x0_net, _ = self.inner.unclipped(x, t, cond)
+        skip_over_a, out = self.coefficients(t, x)
+        x0 = skip_over_a * x + out * x0_net
+        a, s = self.inner.scales(t, x)
+        return x0, P.eps_from_x0(x, x0, a, s)
