@@ -20,31 +20,16 @@ def _toy_builder(name: str) -> Callable[..., TensorData]:
     return build
 
 
-def _images(x, y, names, options: dict, known: tuple[str, ...] = ()) -> TensorData:
-    """Common options of every image set: ``range`` ("-1,1" default, or "0,1" as in CS180) and
-    ``flip`` (random horizontal flips at batch time)."""
-    unknown = set(options) - {"range", "flip", *known}
-    if unknown:
-        raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(unknown))}: "
-                              f"image sets take range, flip{''.join(', ' + k for k in known)}")
-    rng = str(options.get("range", "-1,1")).replace(" ", "")
-    if rng == "0,1":
-        x = (x + 1) / 2
-    elif rng != "-1,1":
-        raise DenoiselabError(f"data.range must be -1,1 or 0,1, got {rng!r}")
-    return TensorData(x=x, y=y, kind="images", num_classes=len(names) if y is not None else 0,
-                      class_names=tuple(names) if y is not None else (), hflip=bool(options.get("flip", False)))
-
-
 def _mnist(options: dict, num: int, seed: int) -> TensorData:
+    from .image_files import image_set
     from .images import load_mnist5k
 
     x, y = load_mnist5k()
-    return _images(x, y, tuple(str(i) for i in range(10)), options)
+    return image_set(x, y, tuple(str(i) for i in range(10)), options)
 
 
 def _folder(options: dict, num: int, seed: int) -> TensorData:
-    from .image_files import load_image_folder, report_skipped
+    from .image_files import image_set, load_image_folder, report_skipped
 
     if "path" not in options:
         raise DenoiselabError("data set 'folder' needs a path: --set data.path=DIR")
@@ -53,32 +38,33 @@ def _folder(options: dict, num: int, seed: int) -> TensorData:
                                              int(options.get("channels", 3)), options.get("labels", "parent"),
                                              int(options.get("limit", 0)))
     report_skipped(skipped, options["path"])
-    return _images(x, y, names, options, keys)
+    return image_set(x, y, names, options, keys)
 
 
 def _idx(options: dict, num: int, seed: int) -> TensorData:
-    from .image_files import load_idx
+    from .image_files import image_set, load_idx
 
     if "path" not in options:
         raise DenoiselabError("data set 'idx' needs the folder of the IDX files: --set data.path=DIR")
     x, y, names = load_idx(options["path"], options.get("split", "train"), options.get("classes", "digits"))
-    return _images(x, y, names, options, ("path", "split", "classes"))
+    return image_set(x, y, names, options, ("path", "split", "classes"))
 
 
 def _cifar10(options: dict, num: int, seed: int) -> TensorData:
-    from .image_files import load_cifar10
+    from .image_files import image_set, load_cifar10
 
     if "path" not in options:
         raise DenoiselabError("data set 'cifar10' needs the cifar-10-batches-py folder: --set data.path=DIR")
     x, y, names = load_cifar10(options["path"], options.get("split", "train"))
-    return _images(x, y, names, options, ("path", "split"))
+    return image_set(x, y, names, options, ("path", "split"))
 
 
 def _digits(options: dict, num: int, seed: int) -> TensorData:
+    from .image_files import image_set
     from .images import load_sklearn_digits
 
     x, y = load_sklearn_digits()
-    return _images(x, y, tuple(str(i) for i in range(10)), options)
+    return image_set(x, y, tuple(str(i) for i in range(10)), options)
 
 
 def _mnist_text(options: dict, num: int, seed: int, encode: Optional[Callable] = None) -> TensorData:

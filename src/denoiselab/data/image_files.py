@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DenoiselabError
+from .tensors import TensorData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -26,6 +27,22 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def _to_unit_range(u8: np.ndarray) -> torch.Tensor:
     """uint8 0..255 -> float32 [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(u8)).float().div_(127.5).sub_(1.0)
+
+
+def image_set(x: torch.Tensor, y: Optional[torch.Tensor], names, options: dict, known: tuple[str, ...] = ()) -> TensorData:
+    """An image data set with the options every image set takes: ``range`` ("-1,1" default, or "0,1"
+    as in CS180) and ``flip`` (random horizontal flips at batch time); ``known`` are the set's own."""
+    unknown = set(options) - {"range", "flip", *known}
+    if unknown:
+        raise DenoiselabError(f"unknown data option(s) {', '.join(sorted(unknown))}: "
+                              f"image sets take range, flip{''.join(', ' + k for k in known)}")
+    rng = str(options.get("range", "-1,1")).replace(" ", "")
+    if rng == "0,1":
+        x = (x + 1) / 2
+    elif rng != "-1,1":
+        raise DenoiselabError(f"data.range must be -1,1 or 0,1, got {rng!r}")
+    return TensorData(x=x, y=y, kind="images", num_classes=len(names) if y is not None else 0,
+                      class_names=tuple(names) if y is not None else (), hflip=bool(options.get("flip", False)))
 
 
 # -- Image folders ------------------------------------------------------------------------
