@@ -7,6 +7,7 @@ from torch import nn
 from ..errors import DenoiselabError
 from .classifier import NoiseAwareClassifier
 from .cs180 import CS180UNet
+from .diffusers_nets import DiffusersUNet2D, DiffusersUNet2DCondition
 from .mlp import ResidualMLP, TimeLinearNet
 from .unet import UNet
 
@@ -16,6 +17,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "cs180-unet": CS180UNet,
     "classifier": NoiseAwareClassifier,
+    # diffusers' UNets (the diffusers extra): trained here, imported, exported (runs.diffusers_io)
+    "diffusers-unet2d": DiffusersUNet2D,
+    "diffusers-unet2d-condition": DiffusersUNet2DCondition,
 }
 
 
@@ -28,4 +32,5 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise DenoiselabError(f"bad options for model {name!r}: {e}") from None
 
 
-__all__ = ["MODELS", "CS180UNet", "NoiseAwareClassifier", "ResidualMLP", "TimeLinearNet", "UNet", "build_model"]
+__all__ = ["MODELS", "CS180UNet", "DiffusersUNet2D", "DiffusersUNet2DCondition", "NoiseAwareClassifier", "ResidualMLP",
+           "TimeLinearNet", "UNet", "build_model"]
