@@ -16,6 +16,7 @@ import torch
 
 from . import process as P
 from .device import module_device
+from .errors import DenoiselabError
 from .schedules import NoiseSchedule
 
 PARAMETERIZATIONS = ("eps", "x0", "v")  # of VP models; a FlowDenoiser predicts velocity
@@ -26,6 +27,10 @@ class Denoiser:
 
     ``clip_x0``: if set (e.g. 1.0 for images in [-1, 1]), x0_hat is clamped to [-c, c] and eps_hat
     recomputed from it, as in Ho et al. 2020's sampler; leave None for unbounded data (2D points).
+
+    A network with ``variance_output = "learned_range"`` (IF stage I, improved DDPM) outputs 2C
+    channels: its prediction, then v in [-1, 1] that sets the reverse step's variance (Nichol &
+    Dhariwal 2021, eq. 15). Calling the denoiser reads the first C; :meth:`learned_variance` the rest.
     """
 
     def __init__(self, net: Callable, schedule: NoiseSchedule, parameterization: str = "eps",
@@ -36,6 +41,8 @@ class Denoiser:
         self.schedule = schedule
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
+        self.variance_output = getattr(net, "variance_output", None)
+        self._last = None  # (x, t, cond, output) of the last call of a learned-variance network
 
     def scales(self, t, like):
         return P.scales(self.schedule, t, like)
@@ -61,7 +68,40 @@ class Denoiser:
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.call_net(x, t, cond)
+        out = self.call_net(x, t, cond)
+        if self.variance_output:
+            self._last = (x, t, cond, out)
+        return out
+
+    def learned_variance(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
+        """v in [-1, 1] of a learned-range network at (x_t, t, cond) (Nichol & Dhariwal 2021, eq. 15).
+
+        The sampler asks right after calling the denoiser, so the last output is reused when it was
+        for these inputs, or for [x, x] with cond first (classifier-free guidance's batch: the
+        conditional half's variance, as diffusers' IF pipeline takes it); else the network runs."""
+        if not self.variance_output:
+            raise DenoiselabError("this network predicts no variance: use ddpm's --variance beta_tilde or beta")
+        t = torch.as_tensor(t, dtype=x.dtype)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        c = x.shape[1]
+        if self._last is not None:
+            lx, lt, lcond, out = self._last
+            n = x.shape[0]
+            same = lx.shape[1:] == x.shape[1:] and lx.shape[0] in (n, 2 * n) and torch.equal(lx[:n], x)
+            same = same and torch.equal(lt[:n].to(t), t) and self._same_cond(lcond, cond, n)
+            if same:
+                return out[:n, c:]
+        return self.call_net(x, t, cond)[:, c:]
+
+    @staticmethod
+    def _same_cond(last, cond, n: int) -> bool:
+        """The last call's condition, or the first n rows of it, is ``cond``."""
+        if last is None or cond is None:
+            return last is None and cond is None
+        last, cond = torch.as_tensor(last), torch.as_tensor(cond)
+        if last.ndim == 0 or cond.ndim == 0:
+            return last.ndim == cond.ndim and torch.equal(last, cond)
+        return last.shape[0] >= n and torch.equal(last[:n], cond.to(last.device).expand_as(last[:n]))
 
     def call_net(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """net(x, t, cond) on the network's device, the result on x's: a sampler runs wholly on
@@ -81,6 +121,8 @@ class Denoiser:
 
     def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Turn a raw network output into (x0_hat, eps_hat)."""
+        if self.variance_output:
+            out = out[:, : x.shape[1]]  # the prediction; the variance channels follow it
         a, s = self.scales(t, x)
         if self.parameterization == "eps":
             eps = out

@@ -12,7 +12,7 @@ from ..errors import DenoiselabError
 from ..process import posterior_coefs
 from .common import Callback, Noise, bcast, grid_pairs, randn, report, scales_at, tvec
 
-VARIANCES = ("beta_tilde", "beta")
+VARIANCES = ("beta_tilde", "beta", "learned_range")
 
 
 def _pairs(timesteps: torch.Tensor):
@@ -22,13 +22,17 @@ def _pairs(timesteps: torch.Tensor):
 
 @torch.no_grad()
 def sample_ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
-                callback: Callback = None, variance: str = "beta_tilde") -> torch.Tensor:
+                callback: Callback = None, variance: str | None = None) -> torch.Tensor:
     """Ho et al. 2020, Algorithm 2, with the posterior of eqs. 6-7 between grid points t -> s.
 
     variance "beta_tilde": sigma^2 = (1 - abar_s)/(1 - abar_t) beta_{t|s} (the true posterior);
-    variance "beta": sigma^2 = beta_{t|s} (the upper bound; Ho et al. sec. 3.2 found both similar).
+    variance "beta": sigma^2 = beta_{t|s} (the upper bound; Ho et al. sec. 3.2 found both similar);
+    variance "learned_range": the network's v interpolates the two in the log domain (Nichol &
+    Dhariwal 2021, eq. 15), the default for a network that predicts it (IF stage I).
     No noise is added on the last step.
     """
+    if variance is None:
+        variance = "learned_range" if getattr(denoiser, "variance_output", None) else "beta_tilde"
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     if denoiser.schedule is None:
@@ -40,11 +44,22 @@ def sample_ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
         # Posterior mean, Ho et al. 2020 eq. 7.
         x_next = bcast(c0, x) * x0_hat + bcast(ct, x) * x
         if s >= 0:
-            std = (var if variance == "beta_tilde" else beta_ts).sqrt()
-            x_next = x_next + bcast(std, x) * randn(noise, i + 1, x)
+            if variance == "learned_range":
+                std = _learned_std(denoiser, x, t, cond, var, beta_ts)
+            else:
+                std = bcast((var if variance == "beta_tilde" else beta_ts).sqrt(), x)
+            x_next = x_next + std * randn(noise, i + 1, x)
         report(callback, i, t, x, x0_hat, x_next)
         x = x_next
     return x
+
+
+def _learned_std(denoiser, x: torch.Tensor, t, cond, var: torch.Tensor, beta_ts: torch.Tensor) -> torch.Tensor:
+    """Nichol & Dhariwal 2021, eq. 15: Sigma = exp(f log beta + (1 - f) log beta_tilde), f = (v + 1) / 2.
+    beta_tilde is floored at 1e-20: it is 0 on the step to t = 0, whose log would be -inf."""
+    frac = (denoiser.learned_variance(x, tvec(t, x), cond).to(x.dtype) + 1) / 2
+    log_var = frac * beta_ts.log().item() + (1 - frac) * var.clamp(min=1e-20).log().item()
+    return (0.5 * log_var).exp()
 
 
 @torch.no_grad()
