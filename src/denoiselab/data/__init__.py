@@ -28,11 +28,15 @@ def _mnist(options: dict, num: int, seed: int) -> TensorData:
     return image_set(x, y, tuple(str(i) for i in range(10)), options)
 
 
-def _folder(options: dict, num: int, seed: int) -> TensorData:
+def _folder(options: dict, num: int, seed: int, encode: Optional[Callable] = None) -> TensorData:
     from .image_files import image_set, load_image_folder, report_skipped
 
     if "path" not in options:
         raise DenoiselabError("data set 'folder' needs a path: --set data.path=DIR")
+    if options.get("label_column") or options.get("caption_column"):
+        from .metadata import build_metadata_folder  # labels or captions from metadata.csv / .jsonl
+
+        return build_metadata_folder(options, encode)
     keys = ("path", "image_size", "channels", "labels", "limit")
     x, y, names, skipped = load_image_folder(options["path"], int(options.get("image_size", 64)),
                                              int(options.get("channels", 3)), options.get("labels", "parent"),
@@ -73,8 +77,19 @@ def _mnist_text(options: dict, num: int, seed: int, encode: Optional[Callable] =
     return build_captioned(options, num, seed, encode=encode)
 
 
-# Data sets whose captions need a text encoder (build_dataset hands it in).
-CAPTIONED = ("mnist-text",)
+def _emoji(options: dict, num: int, seed: int, encode: Optional[Callable] = None, text: bool = False) -> TensorData:
+    from .emoji import build_emoji
+
+    return build_emoji(options, num, seed, encode=encode, text=text)
+
+
+def _emoji_text(options: dict, num: int, seed: int, encode: Optional[Callable] = None) -> TensorData:
+    return _emoji(options, num, seed, encode=encode, text=True)
+
+
+# Data sets whose captions need a text encoder (build_dataset hands it in; a folder needs it only
+# with data.caption_column).
+CAPTIONED = ("mnist-text", "emoji-text", "folder")
 
 DATASETS: dict[str, Callable[..., TensorData]] = {
     **{name: _toy_builder(name) for name in TOY_DATASETS},
@@ -84,6 +99,8 @@ DATASETS: dict[str, Callable[..., TensorData]] = {
     "idx": _idx,
     "cifar10": _cifar10,
     "mnist-text": _mnist_text,
+    "emoji": _emoji,
+    "emoji-text": _emoji_text,
 }
 
 

@@ -141,6 +141,11 @@ class CaptionedData(TensorData):
     colour: Optional[torch.Tensor] = None         # (N,) colour index of the fixed colouring in ``x``
     _lookup: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def to(self, device) -> "CaptionedData":
+        # Captions are drawn on the CPU per batch and the trainer moves the batch; a device copy
+        # (TensorData.stored_on) would be a plain TensorData without them.
+        return self
+
     def draw(self, step: int, batch_size: int, seed: int) -> dict:
         """The batch of ``step`` with its bookkeeping: index, digit, colour, caption (all (N,))."""
         index = self.batch_index(step, batch_size, seed)
@@ -201,5 +206,51 @@ def build_captioned(options: dict, num: int, seed: int, cache_dir: Optional[Path
         colour=colour, _lookup={t: i for i, t in enumerate(texts)})
 
 
-__all__ = ["COLOURS", "CaptionedData", "DEMO_PROMPTS", "DIGIT_WORDS", "FULL_TEMPLATES", "NULL_PROMPT", "PALETTE", "all_captions",
-           "build_captioned", "caption", "colourise", "grayscale", "measure_colour"]
+@dataclass
+class TextImageData(TensorData):
+    """Images with one or more captions each (emoji names, a caption column of a metadata folder).
+    ``batch`` returns (x, cond (N, 384)): each image's caption is drawn uniformly from its own,
+    from a generator seeded by (seed, step), so resuming replays it exactly."""
+
+    captions: tuple = ()                          # every distinct caption
+    caption_sets: tuple = ()                      # per image, the indices of its captions
+    embeddings: Optional[torch.Tensor] = None     # (M, 384) caption embeddings
+    null_cond: Optional[torch.Tensor] = None      # (384,) the empty prompt's embedding
+
+    def to(self, device) -> "TextImageData":
+        return self  # as CaptionedData: captions are looked up on the CPU, the trainer moves the batch
+
+    def caption_index(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """(N,) the caption (index into ``captions``) of each image of the batch of ``step``."""
+        index = self.batch_index(step, batch_size, seed)
+        u = torch.rand(batch_size, generator=torch.Generator().manual_seed(seed * 1_000_003 + step + 5_555_555))
+        sets = [self.caption_sets[int(i)] for i in index]
+        return torch.tensor([s[min(int(v * len(s)), len(s) - 1)] for s, v in zip(sets, u.tolist())], dtype=torch.long)
+
+    def batch(self, step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, _ = super().batch(step, batch_size, seed)
+        return x, self.embeddings[self.caption_index(step, batch_size, seed)]
+
+
+def text_images(data: TensorData, captions_per_image: list, encode: Optional[Callable], cache_dir: Optional[Path],
+                what: str) -> TextImageData:
+    """``data`` with captions (a list of strings per image), embedded once by ``encode(texts,
+    cache_dir)`` (``models.text_encoder.encode``, handed in by whoever builds the run)."""
+    if encode is None:
+        raise DenoiselabError(f"the {what} data set needs a text encoder to embed its captions: build it through "
+                              "denoiselab.runs.open_dataset (or pass encode=)")
+    if len(captions_per_image) != len(data):
+        raise DenoiselabError(f"{what}: {len(captions_per_image)} caption lists for {len(data)} images")
+    texts = list(dict.fromkeys(c for caps in captions_per_image for c in caps))
+    if not texts or any(not str(c).strip() for c in texts) or any(not caps for caps in captions_per_image):
+        raise DenoiselabError(f"{what}: every image needs a non-empty caption")
+    lookup = {t: i for i, t in enumerate(texts)}
+    emb = encode(texts + [NULL_PROMPT], cache_dir)
+    return TextImageData(x=data.x, y=data.y, kind=data.kind, num_classes=data.num_classes,
+                         class_names=data.class_names, hflip=data.hflip, captions=tuple(texts),
+                         caption_sets=tuple(tuple(lookup[c] for c in caps) for caps in captions_per_image),
+                         embeddings=emb[:-1], null_cond=emb[-1])
+
+
+__all__ = ["COLOURS", "CaptionedData", "DEMO_PROMPTS", "DIGIT_WORDS", "FULL_TEMPLATES", "NULL_PROMPT", "PALETTE", "TextImageData",
+           "all_captions", "build_captioned", "caption", "colourise", "grayscale", "measure_colour", "text_images"]
