@@ -76,8 +76,9 @@ def output_file(path, suffixes: tuple[str, ...], what: str = "--out") -> Path:
 
 
 def run_dir(path, what: str = "run directory") -> Path:
-    """A directory made by ``denoiselab train`` that holds a checkpoint."""
+    """A directory made by ``denoiselab train`` that holds a checkpoint, or a diffusers folder."""
     from ..runs import CONFIG
+    from ..runs.diffusers_io import is_diffusers_folder
     from ..training.checkpoint import candidates
 
     p = Path(path)
@@ -85,6 +86,8 @@ def run_dir(path, what: str = "run directory") -> Path:
         raise DenoiselabError(f"{what} not found: {p} (train one with `denoiselab train --preset NAME --out {p}`)")
     if not p.is_dir():
         raise DenoiselabError(f"{what} {p} is not a directory: pass the folder `denoiselab train --out` wrote")
+    if is_diffusers_folder(p):
+        return p  # read as a run by runs.load_run, which checks it
     if not (p / CONFIG).is_file():
         raise DenoiselabError(f"{p} has no {CONFIG}: is it a run directory made by `denoiselab train`?")
     if not candidates(p):

@@ -68,10 +68,10 @@ def edit_condition(run, args, num: int, cls=None, prompt=None, flag: str = "--cl
         if kind != "text":
             raise DenoiselabError(f"{run.run_dir} is {'class-conditional: use --class K' if kind else 'an unconditional model'}"
                                   ": drop the prompt")
-        from ..models.text_encoder import prompt_condition
+        from ..runs.conditions import prompt_embeddings
 
-        return prompt_condition(run.net.null_cond, [prompt] if isinstance(prompt, str) else list(prompt), num,
-                                getattr(args, "negative_prompt", None))
+        return prompt_embeddings(run, [prompt] if isinstance(prompt, str) else list(prompt), num,
+                                 getattr(args, "negative_prompt", None))
     return None, None
 
 

@@ -29,7 +29,7 @@ MISSING = "diffusers is not installed: pip install 'denoiselab[diffusers]'"
 VARIANCE_OUTPUTS = ("", "learned_range")
 
 
-def _diffusers():
+def diffusers_module():
     try:
         import diffusers
     except ImportError:
@@ -72,7 +72,7 @@ class DiffusersUNet2D(nn.Module):
             config["num_class_embeds"] = self.num_classes + 1
         self.null_label = self.num_classes if (config.get("num_class_embeds") or 0) > self.num_classes else None
         self.variance_output = variance_output or None
-        self.unet = _diffusers().UNet2DModel.from_config(config)
+        self.unet = diffusers_module().UNet2DModel.from_config(config)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         labels = None
@@ -117,7 +117,7 @@ class DiffusersUNet2DCondition(nn.Module):
         self.cond_dim = int(cond_dim or width)
         self.variance_output = variance_output or None
         self.register_buffer("prompt_table", torch.zeros(len(self.prompts), *embed_shape))
-        self.unet = _diffusers().UNet2DConditionModel.from_config(config)
+        self.unet = diffusers_module().UNet2DConditionModel.from_config(config)
 
     @property
     def null_cond(self) -> torch.Tensor:
@@ -163,4 +163,4 @@ class DiffusersUNet2DCondition(nn.Module):
         return self.unet(x, t, encoder_hidden_states=states).sample
 
 
-__all__ = ["DiffusersUNet2D", "DiffusersUNet2DCondition", "MISSING", "VARIANCE_OUTPUTS", "unet_config"]
+__all__ = ["DiffusersUNet2D", "DiffusersUNet2DCondition", "MISSING", "diffusers_module", "VARIANCE_OUTPUTS", "unet_config"]

@@ -42,11 +42,20 @@ def text_condition(
     """(denoiser, embeddings) for a text run: sample i gets prompt i mod P; classifier-free guidance
     at ``guidance`` (default: the run's ``sample.guidance``) contrasts against the negative prompt,
     or against the empty prompt, the null condition the run was trained with."""
-    from ..models.text_encoder import prompt_condition
-
-    cond, uncond = prompt_condition(run.net.null_cond, prompts, num, negative_prompt)
+    cond, uncond = prompt_embeddings(run, prompts, num, negative_prompt)
     scale = run.config.sample.guidance if guidance is None else guidance
     return guided(run.denoiser, scale=scale, uncond=uncond), cond
+
+
+def prompt_embeddings(run: LoadedRun, prompts, num: int, negative_prompt: Optional[str] = None):
+    """(cond, uncond) of ``prompts`` for a text run: from the network's own prompt dictionary where
+    it carries one (an imported diffusers model, ``models.diffusers_nets``), else the text encoder."""
+    own = getattr(run.net, "prompt_condition", None)
+    if own is not None:
+        return own(prompts, num, negative_prompt)
+    from ..models.text_encoder import prompt_condition
+
+    return prompt_condition(run.net.null_cond, prompts, num, negative_prompt)
 
 
 def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this model") -> torch.Tensor:

@@ -70,6 +70,8 @@ class LoadedRun:
         have none (None: a standard-normal start) if that data set cannot be read here."""
         if self.moments is None and not getattr(self, "_moments_tried", False):
             self._moments_tried = True
+            if "imported" in self.info:
+                return None  # a foreign checkpoint (runs.diffusers_io) comes without its data: start from N(0, I)
             cfg = self.config
             try:
                 data = open_dataset(cfg.data.name, cfg.data.options, min(cfg.data.num, 100_000), cfg.train.seed)
@@ -97,6 +99,10 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
     The weights are read on the CPU and the network moved to ``device`` (default: the CPU), so a
     checkpoint written on any device loads on any other."""
     run_dir = Path(run_dir)
+    from .diffusers_io import is_diffusers_folder
+
+    if is_diffusers_folder(run_dir):
+        return load_diffusers(run_dir, device)
     read_config(run_dir)  # clear error if this is not a run directory
     # The newest whole checkpoint: a corrupt latest one is named on stderr and the previous used.
     ck = load_latest(run_dir, log=log)
@@ -117,6 +123,16 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
 
     return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
                      DataMoments.from_tensors(ck.get("moments") or {}))
+
+
+def load_diffusers(path: Path, device=None) -> LoadedRun:
+    """A diffusers folder read as a run in memory (``runs.diffusers_io``), without writing one;
+    a prompt-conditioned UNet needs ``denoiselab import diffusers PATH --prompts FILE`` first."""
+    from .diffusers_io import read_folder
+
+    imp = read_folder(path)
+    net = place(imp.net, device) if device is not None else imp.net
+    return LoadedRun(imp.config, net, build_denoiser(imp.config, net), 0, Path(path), imp.info)
 
 
 def require_sampler(run: LoadedRun) -> None:
