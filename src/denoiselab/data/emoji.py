@@ -187,6 +187,7 @@ def load_emoji(size: int = 32, split: str = "train", cache_dir: Optional[Path] =
     """(images (N, 3, S, S) in [-1, 1], category labels (N,), the entries) of one split."""
     if split not in SPLITS:
         raise DenoiselabError(f"emoji split must be one of {', '.join(SPLITS)}, got {split!r}")
+    package_folders()  # one line naming the extra, even where this process has read the catalogue before
     entries = catalogue()
     pick = np.ones(len(entries), dtype=bool)
     if split != "all":
@@ -212,6 +213,7 @@ class EmojiData(TensorData):
 
     entries: tuple = ()
     heldout: Optional[TensorData] = None
+    background: float = 1.0   # white, in the [-1, 1] frame and the [0, 1] one alike
 
 
 OPTIONS = ("image_size", "split", "cache")

@@ -54,6 +54,16 @@ class FeatureNetConfig:
     weight_decay: float = 5e-4
     heldout: float = 0.2       # fraction of the data never trained on; accuracy is measured there
     seed: int = 0
+    background: float = -1.0   # the images' background value: what a warp pads with (emoji: white, 1)
+
+
+def config_key(cfg: FeatureNetConfig) -> dict:
+    """The config as it enters a cache key; ``background`` only where it is not the default, so the
+    caches of sets from before it existed stay valid."""
+    d = asdict(cfg)
+    if d["background"] == -1.0:
+        del d["background"]
+    return d
 
 
 class FeatureCNN(nn.Module):
@@ -82,9 +92,9 @@ class FeatureCNN(nn.Module):
         return self.head(self.dropout(self.embed(x)))
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, background: float = -1.0) -> torch.Tensor:
     """Random small affine warps (rotation +-10 deg, scale 0.9-1.1, shift +-10%): digits stay
-    digits, and 4,000 images behave like many more."""
+    digits, and 4,000 images behave like many more. Uncovered pixels get ``background``."""
     n = len(x)
     ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
     scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.1
@@ -92,8 +102,8 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     cos, sin = ang.cos() / scale, ang.sin() / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # Background of [-1, 1] images is -1: pad with it, not with 0 (mid-grey).
-    return F.grid_sample(x + 1, grid, padding_mode="zeros", align_corners=False) - 1
+    # Pad with the background (-1 for digits, 1 for emoji on white), not with 0 (mid-grey).
+    return F.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False) + background
 
 
 def split_indices(n: int, heldout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,9 +120,12 @@ def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 100
 
 
 def train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: FeatureNetConfig = FeatureNetConfig(),
-                      log: Optional[Callable[[str], None]] = None) -> tuple[FeatureCNN, dict]:
+                      log: Optional[Callable[[str], None]] = None,
+                      heldout: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[FeatureCNN, dict]:
     """Train on (1 - heldout) of the data with augmentation, AdamW and a one-cycle schedule;
-    returns the network (eval mode) and its info (held-out accuracy, seconds, sizes)."""
+    returns the network (eval mode) and its info (held-out accuracy, seconds, sizes). A data set
+    with its own held-out split (``heldout`` = (images, labels): emoji, split by base emoji) is
+    trained on whole and measured there."""
     if y is None or num_classes < 2:
         raise DenoiselabError("the domain feature network needs a labelled data set (>= 2 classes): "
                               "use labelled images, or pass --inception-weights PATH")
@@ -120,38 +133,42 @@ def train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: F
         raise DenoiselabError(f"images of {tuple(x.shape[-2:])} are too small for the feature network (>= 8x8)")
     torch.manual_seed(cfg.seed)  # weight init; the data order and augmentations use ``g`` below
     g = torch.Generator().manual_seed(cfg.seed)
-    tr, ho = split_indices(len(x), cfg.heldout, cfg.seed)
+    if heldout is None:
+        tr, ho = split_indices(len(x), cfg.heldout, cfg.seed)
+        (x_tr, y_tr), (x_ho, y_ho) = (x[tr], y[tr]), (x[ho], y[ho])
+    else:
+        (x_tr, y_tr), (x_ho, y_ho) = (x, y), heldout
     net = FeatureCNN(x.shape[1], num_classes, cfg.feature_dim, tuple(cfg.widths))
     t0 = time.perf_counter()
     with single_thread():
-        _fit(net, x, y, tr, ho, cfg, g, log)
+        _fit(net, x_tr, y_tr, x_ho, y_ho, cfg, g, log)
     net.eval()
-    info = {"heldout_accuracy": _accuracy(net, x[ho], y[ho]), "train_accuracy": _accuracy(net, x[tr], y[tr]),
-            "num_train": len(tr), "num_heldout": len(ho), "seconds": time.perf_counter() - t0,
+    info = {"heldout_accuracy": _accuracy(net, x_ho, y_ho), "train_accuracy": _accuracy(net, x_tr, y_tr),
+            "num_train": len(x_tr), "num_heldout": len(x_ho), "seconds": time.perf_counter() - t0,
             "num_classes": num_classes, "in_channels": x.shape[1], "config": asdict(cfg), "version": FEATURENET_VERSION}
     return net, info
 
 
-def _fit(net, x, y, tr, ho, cfg: FeatureNetConfig, g: torch.Generator, log) -> None:
+def _fit(net, x, y, x_ho, y_ho, cfg: FeatureNetConfig, g: torch.Generator, log) -> None:
     # One thread: small convolutions gain little from a second one, and on a shared machine the
     # second thread's spin-waits cost more than it adds (measured: 0.09 s of CPU per step with
     # one thread, 0.50 s with two, on the busy 2-core machine).
-    steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+    steps_per_epoch = max(1, math.ceil(len(x) / cfg.batch_size))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     for epoch in range(cfg.epochs):
         net.train()
-        order = tr[torch.randperm(len(tr), generator=g)]
+        order = torch.randperm(len(x), generator=g)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(net(augment(x[idx], g)), y[idx], label_smoothing=0.1)
+            loss = F.cross_entropy(net(augment(x[idx], g, cfg.background)), y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         if log and ((epoch + 1) % 3 == 0 or epoch == 0):
             log(f"feature network epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.3f}, "
-                f"held-out accuracy {_accuracy(net, x[ho], y[ho]):.4f}")
+                f"held-out accuracy {_accuracy(net, x_ho, y_ho):.4f}")
 
 
 def _cache_path(cache_dir: Path, key: str) -> Path:
@@ -160,14 +177,17 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
 
 def load_or_train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cache_dir: Path,
                               cfg: FeatureNetConfig = FeatureNetConfig(),
-                              log: Optional[Callable[[str], None]] = None) -> tuple[FeatureCNN, dict]:
-    """The cached network for this data set (keyed by data hash and config), trained on a miss."""
+                              log: Optional[Callable[[str], None]] = None,
+                              heldout: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[FeatureCNN, dict]:
+    """The cached network for this data set (keyed by data hash, config and the held-out split
+    when the set brings its own), trained on a miss."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
     from ..io import atomic_write
 
-    key = hashlib.sha256((data_hash(x, y) + json.dumps(asdict(cfg), sort_keys=True)).encode()).hexdigest()
+    held = "" if heldout is None else "heldout-" + data_hash(*heldout)
+    key = hashlib.sha256((data_hash(x, y) + json.dumps(config_key(cfg), sort_keys=True) + held).encode()).hexdigest()
     path = _cache_path(cache_dir, key)
     if path.is_file():
         try:
@@ -185,7 +205,7 @@ def load_or_train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int
                 log(f"feature network cache {path} is unreadable: retraining")
     if log:
         log(f"training the feature network on {len(x)} images (once; cached in {path.parent})")
-    net, info = train_feature_net(x, y, num_classes, cfg, log)
+    net, info = train_feature_net(x, y, num_classes, cfg, log, heldout)
     info["cache_key"] = key
     tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"info": json.dumps(info)}))

@@ -10,6 +10,7 @@ the score. A score is read against it, never against 0.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,15 @@ def _on_device(fn: Callable[[torch.Tensor], torch.Tensor], device) -> Callable[[
 
 def domain_extractor(data: TensorData, cache_dir: Path, cfg: FeatureNetConfig = FeatureNetConfig(),
                      log: Optional[Callable[[str], None]] = None, device=None) -> FeatureExtractor:
-    net, info = load_or_train_feature_net(data.x, data.y, data.num_classes, cache_dir, cfg, log)
+    """The domain network of ``data``. A set that brings its own held-out split (``data.heldout``:
+    emoji, split by base emoji, so no skin-tone variant of a trained emoji is measured) is trained
+    on whole and measured there; one with a background other than black (``data.background``)
+    pads its augmentations with it."""
+    held = getattr(data, "heldout", None)
+    if getattr(data, "background", None) is not None:
+        cfg = dataclasses.replace(cfg, background=float(data.background))
+    net, info = load_or_train_feature_net(data.x, data.y, data.num_classes, cache_dir, cfg, log,
+                                          heldout=None if held is None else (held.x, held.y))
     if device is not None:
         net = net.to(device)
     return FeatureExtractor("featurenet", "featurenet-" + info["cache_key"][:24], _on_device(net.embed, device),
