@@ -63,7 +63,34 @@ def plan_from_args(run, args):
     return plan
 
 
-def draw(run, args, num: int, callback=None):
+class GivenStart:
+    """x_T handed in by the user (``sample --noise FILE.npy``, as diffusers pipelines take
+    ``latents=``), in place of the drawn one, batch after batch; a stochastic sampler's later
+    noise still comes from --seed. Used as ``generate``'s ``start``."""
+
+    def __init__(self, x_T: torch.Tensor):
+        self.x_T, self.next = x_T, 0
+
+    def draw(self, z: torch.Tensor, a: float, s: float) -> torch.Tensor:
+        rows = self.x_T[self.next : self.next + len(z)]
+        self.next += len(z)
+        return rows.to(z.dtype)
+
+
+def read_noise(path, sample_shape: tuple[int, ...]) -> torch.Tensor:
+    """--noise FILE.npy: x_T of shape (N, *sample_shape), read by the one .npy reader."""
+    from ..io import load_npy
+
+    a = load_npy(path, "--noise", ndims=(len(sample_shape) + 1,))
+    if tuple(a.shape[1:]) != tuple(sample_shape):
+        raise DenoiselabError(f"--noise {path} has shape {a.shape}: this run starts from x_T of shape "
+                              f"(N, {', '.join(map(str, sample_shape))})")
+    return torch.from_numpy(a.astype(np.float32))
+
+
+def draw(run, args, num: int, callback=None, start=None):
+    """Sample ``num`` images or points of ``run`` as the flags ask; ``start`` (a ``GivenStart``)
+    replaces the drawn x_T."""
     from ..samplers.api import generate
 
     plan = plan_from_args(run, args)
@@ -74,8 +101,11 @@ def draw(run, args, num: int, callback=None):
     kind, shape = run.kind, run.sample_shape
     denoiser, cond = conditioning(run, args, num)
     batch_size = args.batch_size or sampling_batch_size(kind, module_device(denoiser))
+    kwargs = plan.kwargs()
+    if start is not None:
+        kwargs["start"] = start
     x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback, batch_size=batch_size,
-                      progress=True, **plan.kwargs())
+                      progress=True, **kwargs)
     return x, nfe, kind, plan
 
 
@@ -144,9 +174,10 @@ def add_execution(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--churn", type=float, default=0.0,
                    help="euler/heun: S_churn of Karras et al. 2022 (0 = deterministic)")
-    p.add_argument("--variance", choices=["beta_tilde", "beta"], default=None,
+    p.add_argument("--variance", choices=["beta_tilde", "beta", "learned_range"], default=None,
                    help="ddpm: the variance of each reverse step: beta_tilde (the true posterior's, default) or "
-                        "beta (its upper bound; Ho et al. 2020, sec. 3.2)")
+                        "beta (its upper bound; Ho et al. 2020, sec. 3.2); learned_range (the default of a network "
+                        "that predicts it, such as DeepFloyd IF: Nichol & Dhariwal 2021, eq. 15)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per forward pass (memory and speed only; default 256 images on a CPU, else 4096)")
     p.add_argument("--precision", default=None, choices=AUTOCAST_MODES,

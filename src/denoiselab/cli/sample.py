@@ -10,7 +10,7 @@ import torch
 
 from ..errors import DenoiselabError
 from ..io import log
-from .common import add_sampling, draw, plan_from_args, plural, save_array
+from .common import GivenStart, add_sampling, draw, plan_from_args, plural, read_noise, save_array
 from .plot import image_data
 
 
@@ -18,13 +18,21 @@ def cmd_sample(args) -> int:
     from ..runs import load_run
 
     run = load_run(Path(args.run_dir), device=args.device)
+    num, start = args.num, None
+    if args.noise:
+        start = GivenStart(read_noise(args.noise, run.sample_shape))
+        num = len(start.x_T)
+        if num != args.num and any(a == "--num" or a.startswith("--num=") for a in getattr(args, "argv", [])):
+            raise DenoiselabError(f"--noise {args.noise} holds {num} starting points but --num asks for {args.num}: "
+                                  "drop --num (the file sets the count)")
     t0 = time.perf_counter()
-    x, nfe, kind, plan = draw(run, args, args.num)
+    x, nfe, kind, plan = draw(run, args, num, start=start)
     if not torch.isfinite(x).all():
         raise DenoiselabError("sampling produced NaN or inf: the model may be diverged; retrain with a lower lr")
     save_array(Path(args.out), x, kind)
     ends = f", {plan.ends()}" if plan.ends() else ""
-    log(f"wrote {plural(args.num, 'sample')} to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{plan.start_note()}, "
+    note = f", starting from x_T in {args.noise}" if start is not None else plan.start_note()
+    log(f"wrote {plural(num, 'sample')} to {args.out}: sampler {plan.describe()}, NFE {nfe}{ends}{note}, "
          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -62,6 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True,
                    help=".npy (float32, in the data's frame: normalised 2D points, or [-1, 1] NCHW images) or "
                         ".png (a scatter plot of the points, or a grid of the images)")
+    p.add_argument("--noise", default=None, metavar="FILE.npy",
+                   help="start from this x_T, shape (N, *sample shape), instead of drawing it (as diffusers "
+                        "pipelines' latents=): N sets the number of samples; later noise still comes from --seed")
     add_sampling(p)
     p.set_defaults(fn=cmd_sample)
 

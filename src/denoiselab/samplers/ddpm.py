@@ -64,7 +64,7 @@ def _learned_std(denoiser, x: torch.Tensor, t, cond, var: torch.Tensor, beta_ts:
 
 @torch.no_grad()
 def sample_ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: Noise = None, cond=None,
-                callback: Callback = None, eta: float = 0.0) -> torch.Tensor:
+                callback: Callback = None, eta: float = 0.0, clipped_eps: bool = True) -> torch.Tensor:
     """Song et al. 2021 (DDIM), eq. 12 with sigma_t(eta) of eq. 16.
 
     x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,
@@ -72,10 +72,18 @@ def sample_ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, *, noise: 
     Written for any process x_t = a_t x0 + s_t eps (VP: a^2 = abar; flows: a = tau, s = 1 - tau):
     x_s = a_s x0_hat + sqrt(s_s^2 - sigma^2) eps_hat + sigma z with
     sigma^2 = eta^2 s_s^2 (1 - (sigma_s / sigma_t)^2), which is eq. 16 when a^2 + s^2 = 1.
+
+    ``clipped_eps``: with an x0 clip, eps_hat is the one recomputed from the clipped x0_hat (the
+    pair stays consistent); False keeps the network's own eps_hat beside the clipped x0_hat, as
+    diffusers' DDIMScheduler does by default (``use_clipped_model_output=False``).
     """
     x = x_T
     for i, (t, s) in enumerate(grid_pairs(timesteps)):
-        x0_hat, eps_hat = denoiser(x, tvec(t, x), cond)
+        if clipped_eps:
+            x0_hat, eps_hat = denoiser(x, tvec(t, x), cond)
+        else:
+            x0_hat, eps_hat = denoiser.unclipped(x, tvec(t, x), cond)
+            x0_hat = denoiser.clip_pair(x, tvec(t, x), x0_hat, eps_hat)[0]
         a_t, s_t = scales_at(denoiser, t)
         a_s, s_s = scales_at(denoiser, s)
         ratio = (s_s * a_t) / (a_s * s_t)  # sigma_s / sigma_t; 0 from pure noise (a_t = 0)
