@@ -339,8 +339,10 @@ class ConsistencyDenoiser(DenoiserWrapper):
         a, s = self.inner.scales(t, torch.empty(like.shape[0], dtype=torch.float64))
         k, sd = self.boundary_scale, self.sigma_data
         u = k * (s - self.sigma_boundary * a)  # k (sigma - sigma_min) a
+        # sigma_min and s / a are the same number computed two ways: at the boundary u is rounding.
+        u = torch.where(u.abs() <= 1e-9 * s, torch.zeros_like(u), u)
         den = u * u + sd * sd * a * a
-        skip_over_a = sd * sd * a / den
+        skip_over_a = torch.where(u == 0, 1 / a, sd * sd * a / den)
         out = u / den.sqrt()
         return P._bcast(skip_over_a, like), P._bcast(out, like)
 

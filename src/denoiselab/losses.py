@@ -14,14 +14,17 @@ perturbation), so a resumed run draws what an uninterrupted one would.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .config import DiffusionConfig
+from .config import DiffusionConfig, DistillConfig
 from .errors import DenoiselabError
 from .process import FLOW_TIME_SCALE, flow_interpolant, flow_velocity, q_sample, sample_t, scales, training_target
+from .samplers import ode_step
+from .samplers.grids import karras_sigmas
 from .schedules import NoiseSchedule
 
 
@@ -137,3 +140,86 @@ def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
                                       perturbation=extra)
 
     return objective
+
+
+# -- Consistency students -------------------------------------------------------------------
+
+def pseudo_huber(diff: torch.Tensor, c: float) -> torch.Tensor:
+    """Per-sample pseudo-Huber distance sqrt(||d||^2 + c^2) - c (Song & Dhariwal 2023, sec. 3.3):
+    squared error for small d, linear for large, so outliers pull less than under L2."""
+    return (diff.float().pow(2).flatten(1).sum(1) + c * c).sqrt() - c
+
+
+def curriculum_levels(step: int, total: int, start: int, end: int) -> int:
+    """Noise levels N(k) at training step k of K (Song & Dhariwal 2023, sec. 3.4, eq. 8):
+    N(k) = min(s0 2^floor(k / K'), s1) + 1 with K' = floor(K / (log2 floor(s1 / s0) + 1))."""
+    doublings = int(math.log2(max(end // max(start, 1), 1))) + 1
+    every = max(total // doublings, 1)
+    return min(start * 2 ** (step // every), end) + 1
+
+
+class ConsistencyObjective:
+    """Consistency distillation (Song et al. 2023, Algorithm 2) or, with no teacher, consistency
+    training (Song & Dhariwal 2023), as a trainer objective.
+
+    Each sample draws a pair of adjacent levels sigma_{n+1} > sigma_n of the curriculum's N
+    Karras levels (eq. 5) between the boundary and the top, noises x_{n+1} = a (x0 + sigma_{n+1} eps),
+    and finds x_n by one teacher ODE step (cd) or by the same eps at sigma_n (ct). The loss is
+    d(f_theta(x_{n+1}), f_theta-(x_n)) with the pseudo-Huber d and lambda = 1; theta- is the EMA of
+    the student with decay mu (``target_decay``; 0: the student itself under stop-grad).
+
+    ``student(net)`` wraps a network as the student's :class:`~denoiselab.denoiser.ConsistencyDenoiser`;
+    ``teacher`` is a denoiser (guided when the student learns a guided flow), None for ct.
+    ``begin_step``/``end_step`` and ``state_modules`` are the trainer's hooks: the curriculum
+    follows the step, and the target network is saved in every checkpoint, so a resumed
+    distillation is exact.
+    """
+
+    def __init__(self, d: DistillConfig, total_steps: int, student, teacher, sigma_range: tuple[float, float],
+                 p_uncond: float = 0.0, null: Optional[torch.Tensor] = None, net: Optional[torch.nn.Module] = None):
+        self.d, self.total, self.student, self.teacher = d, int(total_steps), student, teacher
+        self.sigma_min, self.sigma_max = sigma_range
+        self.p_uncond, self.null = p_uncond, null
+        self.step = 0
+        self.target = None
+        if d.target_decay > 0:
+            import copy
+
+            self.target = copy.deepcopy(net).requires_grad_(False)
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
+
+    @torch.no_grad()
+    def end_step(self, net: torch.nn.Module) -> None:
+        if self.target is not None:
+            for pt, p in zip(self.target.parameters(), net.parameters()):
+                pt.lerp_(p.detach(), 1 - self.d.target_decay)
+
+    def state_modules(self) -> dict[str, torch.nn.Module]:
+        return {"target": self.target} if self.target is not None else {}
+
+    def levels(self) -> torch.Tensor:
+        n = curriculum_levels(self.step, self.total, self.d.levels_start, self.d.levels_end)
+        return karras_sigmas(self.sigma_min, self.sigma_max, n, self.d.rho)  # highest first
+
+    def __call__(self, net, x0, cond, generator):
+        sig = self.levels()
+        n = torch.randint(0, len(sig) - 1, (x0.shape[0],), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        cond = drop_labels(cond, self.p_uncond, generator, self.null)
+        hi, lo = sig[n], sig[n + 1]
+        f = self.student(net)
+        t_hi, t_lo = f.t_from_sigma(hi), f.t_from_sigma(lo)
+        a_hi, _ = f.scales(t_hi, x0)
+        x_hi = a_hi * (x0 + hi.to(x0.dtype).to(x0.device).view(-1, *[1] * (x0.ndim - 1)) * eps)
+        with torch.no_grad():
+            if self.teacher is not None:
+                x_lo = ode_step(self.teacher, x_hi, t_hi, t_lo, cond, self.d.solver)
+            else:
+                a_lo, _ = f.scales(t_lo, x0)
+                x_lo = a_lo * (x0 + lo.to(x0.dtype).to(x0.device).view(-1, *[1] * (x0.ndim - 1)) * eps)
+            target = self.student(self.target if self.target is not None else net).unclipped(x_lo, t_lo, cond)[0]
+        pred = f.unclipped(x_hi, t_hi, cond)[0]
+        c = self.d.huber_c or 0.00054 * math.sqrt(x0[0].numel())
+        return pseudo_huber(pred - target.detach(), c).mean()

@@ -7,11 +7,11 @@ import sys
 
 from .. import __version__
 from ..errors import DenoiselabError
-from . import demo, edit, evaluate, interop, plot, presets, report, sample, train
+from . import demo, distill, edit, evaluate, interop, plot, presets, report, sample, train
 from .common import Parser, one_line_warning
 
 # The order of `denoiselab --help`.
-COMMANDS = (train, sample, evaluate, plot, edit, demo, report, presets, interop)
+COMMANDS = (train, distill, sample, evaluate, plot, edit, demo, report, presets, interop)
 
 
 def build_parser() -> Parser:

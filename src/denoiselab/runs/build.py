@@ -11,7 +11,7 @@ import torch
 
 from ..config import DiffusionConfig, RunConfig
 from ..data import TensorData, build_dataset
-from ..denoiser import Denoiser, FlowDenoiser
+from ..denoiser import ConsistencyDenoiser, Denoiser, FlowDenoiser
 from ..errors import DenoiselabError
 from ..losses import make_objective
 from ..models import build_model
@@ -60,10 +60,19 @@ def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     if d.kind in ("denoise", "classifier"):
         return None  # a single-step denoiser or a classifier is not a diffusion model: no sampler can use it
     if d.kind == "flow":
-        return FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None)
+        return student_denoiser(cfg, FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None))
     if d.kind != "vp":
         raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
-    return Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
+    den = Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
+    return student_denoiser(cfg, den)
+
+
+def student_denoiser(cfg: RunConfig, den: Denoiser):
+    """A consistency student's denoiser: ``den`` under the boundary condition (``ConsistencyDenoiser``)."""
+    s = cfg.distill
+    if not s.method:
+        return den
+    return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale)
 
 
 def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
@@ -116,16 +125,20 @@ def data_info(data: TensorData) -> dict:
     return info
 
 
-def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True, device=None, runtime=None):
+def make_trainer(cfg: RunConfig, out: Path, data: TensorData, progress: bool = True, device=None, runtime=None,
+                 net: Optional[torch.nn.Module] = None, objective=None):
     """The trainer of a run on ``device`` (default the CPU), or in the processes of ``runtime``
-    (``training.runtime``: one process, or Accelerate's data-parallel ones)."""
+    (``training.runtime``: one process, or Accelerate's data-parallel ones). A distillation hands
+    in its student ``net`` (the teacher's weights) and ``objective``."""
     from ..training.trainer import Trainer
 
     cfg = resolve_config(cfg, data)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
-        net = build_net(cfg, data)
-    return Trainer(net, build_objective(cfg, data), data, cfg.train, out, cfg.to_dict(), progress=progress,
+    if net is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)  # the initial weights depend on the run's seed alone
+            net = build_net(cfg, data)
+    objective = objective or build_objective(cfg, data)
+    return Trainer(net, objective, data, cfg.train, out, cfg.to_dict(), progress=progress,
                    on_preview=preview_hook(cfg, data, out), extra=data_info(data), device=device, runtime=runtime,
                    moments=moments_to_store(cfg, data))
 
@@ -151,15 +164,19 @@ def fit_data_moments(data: TensorData) -> "DataMoments":
 
 def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
     """Image runs: a sample grid every preview_every steps (2D runs need none), drawn with DDIM
-    (25 steps) from fixed seeds so successive previews show the same samples maturing."""
+    (25 steps; a student with its own sampler) from fixed seeds so successive previews show the
+    same samples maturing."""
     if data.kind != "images" or not cfg.train.preview_every or cfg.diffusion.kind not in ("vp", "flow"):
         return None
     from ..samplers.api import generate
     from ..viz.images import save_grid
 
+    # A consistency student previews with its own few-step sampler.
+    sampler, steps = ("consistency", cfg.sample.steps) if cfg.distill.method else ("ddim", 25)
+
     def on_preview(step: int, net: torch.nn.Module) -> None:
         net.eval()
-        x, _ = generate(build_denoiser(cfg, net), 36, data.sample_shape, sampler="ddim", steps=25, seed=0)
+        x, _ = generate(build_denoiser(cfg, net), 36, data.sample_shape, sampler=sampler, steps=steps, seed=0)
         save_grid(x, Path(out) / "previews" / f"step{step:07d}.png", nrow=6)
 
     return on_preview

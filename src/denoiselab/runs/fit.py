@@ -25,7 +25,12 @@ def fit_run(cfg: RunConfig, out: Path, *, runtime=None, resume: bool = False, pr
     is_main = runtime is None or runtime.is_main
     data = build_data(cfg)
     cfg = resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
-    trainer = make_trainer(cfg, out, data, progress=progress, runtime=runtime)
+    parts = {}
+    if cfg.distill.method:  # a consistency student: the teacher's weights and the distillation objective
+        from .distill import distill_parts
+
+        parts = dict(zip(("net", "objective"), distill_parts(cfg, data, None if runtime is None else runtime.device)))
+    trainer = make_trainer(cfg, out, data, progress=progress, runtime=runtime, **parts)
     if resume:
         say(f"resuming {out} at step {trainer.step}" if trainer.resume() else
             f"{out} holds no checkpoint yet: starting the run")

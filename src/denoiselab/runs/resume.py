@@ -21,7 +21,7 @@ RESUME_FREE = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep
 
 
 # Settings that fix what a checkpoint holds: never changed on resume.
-RESUME_FIXED = ("model.", "data.", "diffusion.", "preset")
+RESUME_FIXED = ("model.", "data.", "diffusion.", "distill.", "preset")
 
 
 def config_diff(a: RunConfig, b: RunConfig) -> dict[str, tuple]:

@@ -15,6 +15,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from ..device import AUTOCAST_MODES
     from ..models import MODELS
     from ..samplers import GRIDS, SAMPLERS, SPACINGS
+    from ..samplers.consistency import SOLVERS
     from ..schedules import SCHEDULES
 
     return {
@@ -30,6 +31,8 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "sample.spacing": tuple(SPACINGS),
         "sample.grid": ("", *GRIDS),
         "sample.precision": AUTOCAST_MODES,
+        "distill.method": ("", "cd", "ct"),
+        "distill.solver": SOLVERS,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..errors import DenoiselabError
 from .common import initial_noise, randn
+from .consistency import ode_step, sample_consistency
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm_solver import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m, sample_dpmpp_3m_sde
 from .grids import GRIDS, time_grid
@@ -26,6 +27,7 @@ SAMPLERS = {
     "dpmpp-3m": sample_dpmpp_3m,
     "dpmpp-2m-sde": sample_dpmpp_2m_sde,
     "dpmpp-3m-sde": sample_dpmpp_3m_sde,
+    "consistency": sample_consistency,
 }
 
 
@@ -50,6 +52,7 @@ DEFAULT_STEPS = {
     "dpmpp-3m": 20,
     "dpmpp-2m-sde": 20,
     "dpmpp-3m-sde": 20,
+    "consistency": 2,
 }
 
 
@@ -58,8 +61,9 @@ def takes_option(sampler: str, option: str) -> bool:
     return option in inspect.signature(get_sampler(sampler)).parameters
 
 
-# Samplers that draw fresh noise at every step whatever their options.
-ALWAYS_STOCHASTIC = ("ddpm",)
+# Samplers that draw fresh noise at every step whatever their options (consistency sampling
+# re-noises between its steps).
+ALWAYS_STOCHASTIC = ("ddpm", "consistency")
 
 
 def is_deterministic(sampler: str, opts: dict) -> bool:
@@ -86,7 +90,7 @@ def default_steps(sampler: str, denoiser) -> int:
 
 
 __all__ = ["ALWAYS_STOCHASTIC", "DEFAULT_STEPS", "GRIDS", "SAMPLERS", "SPACINGS", "ddim_invert", "default_steps", "discrete_timesteps",
-           "get_sampler", "initial_noise", "is_deterministic", "randn",
+           "get_sampler", "initial_noise", "is_deterministic", "ode_step", "randn", "sample_consistency",
            "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m", "sample_dpmpp_3m_sde",
            "sample_euler",
            "sample_euler_ancestral", "sample_heun", "takes_option", "time_grid"]

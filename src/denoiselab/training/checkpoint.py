@@ -125,11 +125,15 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save_checkpoint(path: Path, *, model: torch.nn.Module, config: dict, step: int,
                     ema: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
                     rng_state: torch.Tensor | None = None, rng_states: dict[str, torch.Tensor] | None = None,
-                    extra: dict | None = None, moments: dict[str, torch.Tensor] | None = None) -> None:
+                    extra: dict | None = None, moments: dict[str, torch.Tensor] | None = None,
+                    objective: dict[str, torch.nn.Module] | None = None) -> None:
     """Write one checkpoint file atomically. ``rng_states``: named generator states (the
     trainer's generator, torch's global CPU generator, CUDA's), restored by the trainer.
-    ``moments``: the data's moments for sampling (``samplers.start.DataMoments.tensors``)."""
+    ``moments``: the data's moments for sampling (``samplers.start.DataMoments.tensors``).
+    ``objective``: modules an objective keeps between steps (a distillation's target network)."""
     tensors = {f"model.{k}": _host(v) for k, v in model.state_dict().items()}
+    for name, module in (objective or {}).items():
+        tensors.update({f"objective.{name}.{k}": _host(v) for k, v in module.state_dict().items()})
     if ema is not None:
         tensors.update({f"ema.{k}": _host(v) for k, v in ema.state_dict().items()})
     meta: dict[str, Any] = {"step": step, "extra": extra or {}}
@@ -177,7 +181,7 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Returns {config, step, model, ema, optimizer, rng_state, rng, extra, moments}; clear errors if missing,
+    """Returns {config, step, model, ema, optimizer, rng_state, rng, extra, moments, objective}; clear errors if missing,
     truncated or corrupt (size and SHA-256 checked)."""
     path = Path(path)
     if not path.is_file():
@@ -189,7 +193,7 @@ def load_checkpoint(path: Path) -> dict:
         step = int(meta["step"])
     except (KeyError, ValueError, TypeError) as e:
         raise _corrupt(path, f"bad metadata: {type(e).__name__}") from None
-    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "rng": {}, "moments": {}}
+    split: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "rng": {}, "moments": {}, "objective": {}}
     for k, v in tensors.items():
         head, _, rest = k.partition(".")
         if head in split:
@@ -204,6 +208,7 @@ def load_checkpoint(path: Path) -> dict:
         "rng": split["rng"],
         "extra": meta.get("extra", {}),
         "moments": split["moments"],
+        "objective": split["objective"],  # "NAME.key": the state of the objective's module NAME
         "path": path,
     }
 

@@ -122,7 +122,8 @@ class Trainer:
         def write(path: Path) -> None:
             save_checkpoint(path, model=self.net, ema=self.ema.module if self.ema else None, optimizer=self.opt,
                             config=self.config_dict, step=self.step, rng_state=self.generator.get_state(),
-                            rng_states=self._rng_states(), extra=self.extra, moments=self.moments)
+                            rng_states=self._rng_states(), extra=self.extra, moments=self.moments,
+                            objective=self._objective_modules())
 
         path = self.checkpoint_path
         if self.runtime.is_main:  # the processes hold the same weights: one writes them
@@ -130,6 +131,15 @@ class Trainer:
         self.runtime.wait()
         self.last_saved = (self.step, path)
         return path
+
+    def _objective_modules(self) -> dict[str, torch.nn.Module]:
+        """Modules the objective keeps between steps (``state_modules``: a distillation's target)."""
+        return getattr(self.objective, "state_modules", dict)()
+
+    def _load_objective(self, state: dict[str, torch.Tensor]) -> None:
+        for name, module in self._objective_modules().items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
     def resume(self) -> bool:
         """Continue from the newest whole checkpoint of the run directory (a corrupt one is
@@ -148,6 +158,7 @@ class Trainer:
                         "checkpoint has no EMA weights but the config asks for EMA: resume with --set train.ema_decay=0"
                     )
                 self.ema.module.load_state_dict(ck["ema"])
+            self._load_objective(ck.get("objective") or {})
             if ck["optimizer"] is not None:
                 self.opt.load_state_dict(ck["optimizer"])
                 self._match_layouts()
@@ -320,6 +331,8 @@ class Trainer:
             g["lr"] = lr
         x0, cond = self.data.batch(self.step, cfg.batch_size, cfg.seed)
         parts = self._shares(x0, cond)
+        if hasattr(self.objective, "begin_step"):  # an objective that follows the step (a curriculum)
+            self.objective.begin_step(self.step)
         self.opt.zero_grad(set_to_none=True)
         ld = torch.zeros((), device=self.device)
         for j, (xb, cb) in enumerate(parts):
@@ -339,6 +352,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.opt.step()
+        if hasattr(self.objective, "end_step"):  # e.g. a distillation's target network follows the weights
+            self.objective.end_step(self.net)
         if self.ema is not None:
             self.ema.update(self.net, self.step)
         return ld

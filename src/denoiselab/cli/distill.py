@@ -1,0 +1,50 @@
+"""`denoiselab distill`: a few-step consistency student from a trained run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DenoiselabError
+from .common import add_device
+
+
+def cmd_distill(args) -> int:
+    from .. import runs
+    from ..runs.distill import student_config
+    from .distributed import make_runtime
+
+    out = Path(args.out)
+    if args.resume and (out / runs.CONFIG).is_file():
+        cfg = runs.resolve_train_config(out, None, args.set, True)
+    else:
+        if (out / runs.CONFIG).exists():
+            raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        if Path(args.run).resolve() == out.resolve():
+            raise DenoiselabError("--out is the teacher's own directory: choose another --out for the student")
+        cfg = student_config(Path(args.run), args.method, args.set)
+    if args.dry_run:
+        print(cfg.to_json())
+        return 0
+    runs.fit_run(cfg, out, runtime=make_runtime(args.device), resume=args.resume, progress=not args.quiet,
+                 pictures=not args.no_pictures)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("distill", help="distil a few-step consistency student from a trained run")
+    p.add_argument("run", help="the teacher: a diffusion or flow run directory")
+    p.add_argument("--out", required=True, help="the student's run directory")
+    p.add_argument("--method", default="cd", choices=("cd", "ct"),
+                   help="cd: consistency distillation from the teacher's ODE (Song et al. 2023, default); "
+                        "ct: consistency training without the teacher's ODE (Song & Dhariwal 2023), "
+                        "started from its weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: steps, lr, distill.target_decay, distill.solver, "
+                        "distill.teacher_guidance, sample.steps, ...")
+    p.add_argument("--resume", action="store_true", help="continue the student in --out from its newest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the student's config and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-pictures", action="store_true", help="skip the pictures after distillation")
+    add_device(p)
+    p.set_defaults(fn=cmd_distill)

@@ -1,0 +1,260 @@
+"""Consistency students: the boundary condition, the closed-form flow map on Gaussian data as a
+fixed point of the distillation loss, the teacher's ODE step, the curriculum, and the command."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import train_tiny
+from denoiselab.cli import main
+from denoiselab.config import DistillConfig
+from denoiselab.denoiser import AnalyticGaussianDenoiser, ConsistencyDenoiser, Denoiser, FlowDenoiser
+from denoiselab.losses import ConsistencyObjective, curriculum_levels, pseudo_huber
+from denoiselab.process import scales
+from denoiselab.samplers import ode_step, sample_heun
+from denoiselab.schedules import make_schedule
+
+MU, VAR = 0.7, 0.25  # 1-D Gaussian data N(MU, VAR)
+SCHED = make_schedule("linear", 1000)
+
+
+def exact_flow_map(x, sigma, sigma_min):
+    """The probability-flow ODE of N(MU, VAR) data in the VE frame z = x / a: dz/dsigma = (z - E[x0|z]) / sigma
+    with E[x0|z] = MU + VAR / (VAR + sigma^2) (z - MU), so (z - MU) / sqrt(VAR + sigma^2) is constant along a
+    trajectory, and its end at sigma_min is f(z, sigma) = MU + (z - MU) sqrt(VAR + sigma_min^2) / sqrt(VAR + sigma^2)."""
+    return MU + (x - MU) * ((VAR + sigma_min**2) / (VAR + sigma**2)).sqrt()
+
+
+class ExactStudent(nn.Module):
+    """A network whose student f is the exact flow map raised to a learnable power theta along the
+    trajectory: theta = 1 is the true consistency function."""
+
+    def __init__(self, theta: float, sigma_min: float):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(float(theta), dtype=torch.float64))
+        self.sigma_min = sigma_min
+        self.wrap = None  # the ConsistencyDenoiser around this net, for its coefficients
+
+    def forward(self, x, t, cond=None):
+        a, s = scales(SCHED, t.double(), x)
+        sigma = s / a
+        ratio = ((VAR + self.sigma_min**2) / (VAR + sigma**2)).sqrt()
+        f = MU + (x / a - MU) * ratio**self.theta
+        skip_over_a, out = self.wrap.coefficients(t.double(), x)
+        return torch.where(out > 0, (f - skip_over_a * x) / out.clamp_min(1e-300), torch.zeros_like(x))
+
+
+def student_of(net, sigma_min):
+    den = ConsistencyDenoiser(Denoiser(net, SCHED, "x0"), sigma_min)
+    net.wrap = den
+    return den
+
+
+def test_the_boundary_condition_is_exact_at_sigma_min():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    vp = Denoiser(lambda x, t, c: net.double()(x) * 5, SCHED, "eps")
+    lo = vp.sigma_range[0]
+    student = ConsistencyDenoiser(vp, lo)
+    x0, _ = student(x, torch.zeros(8, dtype=torch.float64))
+    a, _ = scales(SCHED, torch.zeros(8, dtype=torch.float64), x)
+    torch.testing.assert_close(x0, x / a, rtol=1e-15, atol=0)  # a rounding of x / a, no more
+    flow = ConsistencyDenoiser(FlowDenoiser(lambda x, t, c: net.double()(x)), 0.002)
+    tau = flow.t_from_sigma(torch.tensor(0.002, dtype=torch.float64))
+    x0, _ = flow(x, tau.expand(8))
+    torch.testing.assert_close(x0, x / tau, rtol=1e-12, atol=0)
+    # Far from the boundary f is the network's own estimate, and it is finite at pure noise.
+    x0_far, _ = flow(x, torch.zeros(8, dtype=torch.float64))
+    assert torch.isfinite(x0_far).all()
+
+
+def test_ode_step_is_one_heun_step_of_the_sampler():
+    den = AnalyticGaussianDenoiser(SCHED, torch.tensor([MU]), torch.tensor([VAR]))
+    x = torch.randn(16, 1, dtype=torch.float64) * 3
+    steps = []
+    sample_heun(den, x, torch.tensor([700.0, 400.0], dtype=torch.float64), callback=lambda d: steps.append(d))
+    ours = ode_step(den, x, torch.full((16,), 700.0, dtype=torch.float64), torch.full((16,), 400.0, dtype=torch.float64))
+    torch.testing.assert_close(ours, steps[0]["x_next"], rtol=1e-10, atol=1e-12)
+
+
+def test_curriculum_doubles_from_start_to_end():
+    levels = [curriculum_levels(k, 1000, 10, 80) for k in range(1000)]
+    assert levels[0] == 11 and levels[-1] == 81
+    assert levels == sorted(levels) and set(levels) == {11, 21, 41, 81}
+
+
+def test_pseudo_huber_is_quadratic_small_and_linear_large():
+    d = torch.tensor([[1e-4], [100.0]])
+    out = pseudo_huber(d, 0.01)
+    torch.testing.assert_close(out[0], torch.tensor(0.5e-8 / 0.01), rtol=1e-3, atol=0)
+    torch.testing.assert_close(out[1], torch.tensor(100.0 - 0.01), rtol=1e-6, atol=0)
+
+
+def objective_for(net, steps=1, levels=640):
+    sigma_min = Denoiser(None, SCHED).sigma_range[0]
+    teacher = AnalyticGaussianDenoiser(SCHED, torch.tensor([MU]), torch.tensor([VAR]))
+    d = DistillConfig(method="cd", levels_start=levels, levels_end=levels)
+    return ConsistencyObjective(d, steps, lambda n: student_of(n, sigma_min), teacher, (sigma_min, 20.0), net=net)
+
+
+def loss_and_grad(theta):
+    sigma_min = Denoiser(None, SCHED).sigma_range[0]
+    net = ExactStudent(theta, sigma_min)
+    obj = objective_for(net)
+    x0 = MU + math.sqrt(VAR) * torch.randn(4096, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    loss = obj(net, x0, None, torch.Generator().manual_seed(2))
+    loss.backward()
+    return loss.item(), net.theta.grad.item()
+
+
+def test_the_exact_consistency_function_is_a_fixed_point_of_the_loss():
+    loss1, grad1 = loss_and_grad(1.0)
+    loss2, grad2 = loss_and_grad(1.3)
+    # Zero up to the teacher's Heun error over 640 levels.
+    assert loss1 < 1e-3 * loss2 and abs(grad1) < 1e-3 * abs(grad2), (loss1, grad1, loss2, grad2)
+
+
+class SmallNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 1))
+
+    def forward(self, x, t, cond=None):
+        a, s = scales(SCHED, t.double(), x)
+        feats = torch.cat([x / (a * (1 + (s / a) ** 2).sqrt()), (s / a).log(), torch.ones_like(x)], 1)
+        return self.body(feats)
+
+
+def flow_map_error(net, sigma_min):
+    student = ConsistencyDenoiser(Denoiser(net, SCHED, "x0"), sigma_min)
+    errs = []
+    with torch.no_grad():
+        for sigma in (0.2, 1.0, 5.0):
+            t = SCHED.t_from_sigma(torch.tensor(sigma, dtype=torch.float64))
+            a, _ = scales(SCHED, t, torch.zeros(1, 1))
+            z = torch.linspace(-3, 3, 64, dtype=torch.float64)[:, None] * math.sqrt(VAR + sigma**2) + MU
+            f = student(a * z, t.expand(64))[0]
+            exact = exact_flow_map(z, torch.tensor(sigma, dtype=torch.float64), sigma_min)
+            errs.append((f - exact).pow(2).mean())
+    return float(sum(errs) / 3)
+
+
+def test_a_few_distillation_steps_lower_the_loss_towards_the_exact_function():
+    sigma_min = Denoiser(None, SCHED).sigma_range[0]
+    net = ExactStudent(1.3, sigma_min)
+    obj = objective_for(net, levels=80)
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(15):
+        x0 = MU + math.sqrt(VAR) * torch.randn(1024, 1, dtype=torch.float64, generator=g)
+        loss = obj(net, x0, None, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert abs(net.theta.item() - 1) < 0.5 * 0.3 and losses[-1] < 0.5 * losses[0], (net.theta.item(), losses)
+
+
+def test_a_small_student_trained_on_the_analytic_teacher_moves_towards_the_flow_map():
+    torch.manual_seed(0)
+    sigma_min = Denoiser(None, SCHED).sigma_range[0]
+    net = SmallNet().double()
+    obj = objective_for(net, steps=300, levels=40)
+    before = flow_map_error(net, sigma_min)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4)
+    g = torch.Generator().manual_seed(0)
+    for step in range(300):
+        obj.begin_step(step)
+        x0 = MU + math.sqrt(VAR) * torch.randn(256, 1, dtype=torch.float64, generator=g)
+        loss = obj(net, x0, None, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        obj.end_step(net)
+    after = flow_map_error(net, sigma_min)
+    assert after < 0.5 * before, (before, after)
+
+
+# -- the command ----------------------------------------------------------------------------
+
+POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
+               "--set", "batch_size=64", "--set", "log_every=10", "--no-pictures"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return train_tiny(tmp_path_factory, "distill", "teacher", "swiss-roll", *POINTS_TINY)
+
+
+def distill(teacher, out, *args):
+    return main(["distill", str(teacher), "--out", str(out), "--quiet", "--no-pictures", "--set", "log_every=5", *args])
+
+
+def test_a_student_is_a_run_like_any_other(teacher, tmp_path):
+    student = tmp_path / "student"
+    assert distill(teacher, student, "--set", "steps=20") == 0
+    from denoiselab import runs
+
+    run = runs.load_run(student)
+    assert isinstance(run.denoiser, ConsistencyDenoiser) and run.config.distill.teacher == str(teacher)
+    assert run.config.sample.sampler == "consistency"
+    for k in ("1", "2", "4"):
+        assert main(["sample", str(student), "--num", "64", "--steps", k, "--out", str(tmp_path / f"s{k}.npy")]) == 0
+    assert main(["evaluate", str(tmp_path / "s1.npy"), "--ref", "data:swiss-roll", "--num", "64"]) == 0
+    assert main(["report", str(student)]) == 0 and (student / "report.html").is_file()
+
+
+def test_resuming_a_distillation_is_exact(teacher, tmp_path):
+    from denoiselab import runs
+    from denoiselab.runs.distill import distill_parts, student_config
+
+    cfg = student_config(teacher, "cd", ["steps=12", "distill.target_decay=0.9", "train.ckpt_every=0"])
+    data = runs.build_data(cfg)
+
+    def trainer(out):
+        net, obj = distill_parts(cfg, data)
+        return runs.make_trainer(cfg, out, data, progress=False, net=net, objective=obj)
+
+    whole = trainer(tmp_path / "whole")
+    whole.fit()
+    cut = trainer(tmp_path / "cut")
+    cut.fit(until=5)
+    again = trainer(tmp_path / "cut")
+    assert again.resume() and again.step == 5
+    again.fit()
+    for a, b in zip(whole.net.state_dict().values(), again.net.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.objective.target.state_dict().values(), again.objective.target.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def one_error_line(capsys, argv) -> str:
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("denoiselab: error:"), err
+    return err[0]
+
+
+def test_bad_input_gets_one_line_and_nothing_is_written(teacher, tmp_path, tmp_path_factory, capsys):
+    student = tmp_path / "student"
+    assert distill(teacher, student, "--set", "steps=3") == 0
+    capsys.readouterr()
+    line = one_error_line(capsys, ["distill", student, "--out", tmp_path / "s2"])
+    assert "already a student" in line and not (tmp_path / "s2").exists()
+    line = one_error_line(capsys, ["distill", teacher, "--out", tmp_path / "s3", "--set", "steps=0"])
+    assert "train.steps" in line and not (tmp_path / "s3").exists()
+    line = one_error_line(capsys, ["sample", student, "--steps", "0", "--out", tmp_path / "x.npy"])
+    assert "steps" in line and not (tmp_path / "x.npy").exists()
+    denoiser = train_tiny(tmp_path_factory, "distill", "denoiser", "cs180-denoiser", "--set", "steps=2",
+                          "--set", "batch_size=8", "--no-pictures")
+    capsys.readouterr()
+    line = one_error_line(capsys, ["distill", denoiser, "--out", tmp_path / "s4"])
+    assert "single-step denoiser" in line and not (tmp_path / "s4").exists()
+    line = one_error_line(capsys, ["distill", tmp_path / "nothing", "--out", tmp_path / "s5"])
+    assert "not found" in line and not (tmp_path / "s5").exists()
+    assert not Path(tmp_path / "s3").exists()
