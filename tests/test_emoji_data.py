@@ -173,3 +173,10 @@ def test_domain_network_trains_on_the_split_and_measures_the_held_out_side(train
     assert FN.config_key(FN.FeatureNetConfig()) == {k: v for k, v in FN.asdict(FN.FeatureNetConfig()).items()
                                                      if k != "background"}
     assert FN.config_key(cfg)["background"] == 1.0
+
+
+def test_an_emoji_reference_is_read_at_the_samples_size(cache):
+    from denoiselab.cli.evaluate import _image_reference
+
+    assert tuple(_image_reference("emoji", (3, 64, 64)).sample_shape) == (3, 64, 64)
+    assert tuple(_image_reference("emoji", (3, 32, 32)).sample_shape) == (3, 32, 32)

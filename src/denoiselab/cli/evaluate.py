@@ -17,14 +17,14 @@ from .common import add_device, add_sampling, add_start, draw, plan_from_args, p
 
 def _image_reference(ref: str, sample_shape: tuple):
     """--ref for images: a data-set name or an image folder read at the samples' size."""
-    from ..data import DATASETS
+    from ..data import DATASETS, SIZED
     from ..evaluation.report import check_reference
     from ..runs import open_dataset
 
     check_reference("images", ref, tuple(sample_shape))
     # A name that is also a path was refused by checks.resolve_data_ref: names first.
     if ref in DATASETS:
-        data = open_dataset(ref)
+        data = open_dataset(ref, {"image_size": sample_shape[-1]} if ref in SIZED else None)
     elif Path(ref).is_dir():
         data = open_dataset("folder", {"path": ref, "image_size": sample_shape[-1], "channels": sample_shape[0]})
     else:

@@ -90,6 +90,8 @@ def _emoji_text(options: dict, num: int, seed: int, encode: Optional[Callable] =
 # Data sets whose captions need a text encoder (build_dataset hands it in; a folder needs it only
 # with data.caption_column).
 CAPTIONED = ("mnist-text", "emoji-text", "folder")
+# Named image sets built at any size (``options.image_size``): a reference takes the samples' size.
+SIZED = ("emoji", "emoji-text")
 
 DATASETS: dict[str, Callable[..., TensorData]] = {
     **{name: _toy_builder(name) for name in TOY_DATASETS},
@@ -115,4 +117,4 @@ def build_dataset(name: str, options: dict | None = None, num: int = 0, seed: in
     return DATASETS[name](dict(options or {}), num, seed)
 
 
-__all__ = ["DATASETS", "TOY_DATASETS", "GaussianMixture", "TensorData", "build_dataset", "default_mixture", "load_toy"]
+__all__ = ["DATASETS", "SIZED", "TOY_DATASETS", "GaussianMixture", "TensorData", "build_dataset", "default_mixture", "load_toy"]
