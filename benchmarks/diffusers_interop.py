@@ -179,10 +179,6 @@ def dpm_against_scheduler(tmp: Path, num: int = 4, steps: int = 20) -> dict:
 def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 1000) -> dict:
     """Our ddpm against DDPMScheduler.step with the same noise: both draw each step's noise from
     one torch.Generator in the same order (ours: the generator handed in as ``noise``)."""
-    import diffusers
-
-    from denoiselab.samplers import SAMPLERS, time_grid
-
     if variance == "learned_range":
         folder, prompts = if_folder(tmp / "ddpm-if")
         run_dir = tmp / "ddpm-if-run"
@@ -190,20 +186,38 @@ def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 
         assert code == 0, err
         cond = torch.full((num,), PROMPTS.index("a man wearing a hat"))
     else:
-        run_dir, cond = unet_folder(tmp / "ddpm", "DDPMScheduler"), None
+        folder = run_dir = unet_folder(tmp / "ddpm", "DDPMScheduler")
+        cond = None
     run = _load(run_dir)
     x_T = torch.randn((num, 3, 8, 8), generator=torch.Generator().manual_seed(2))
+    ours, theirs = _ddpm_pair(run, folder / "scheduler", cond, x_T, steps)
+    _float64(run)
+    ours64, theirs64 = _ddpm_pair(run, folder / "scheduler", cond, x_T.double(), steps)
+    return {"diff": (ours - theirs).abs().max().item(), "diff64": (ours64 - theirs64).abs().max().item(),
+            "floor": float("nan"), "scale": ours.std().item()}  # float64 draws are other noise: no floor
+
+
+def _ddpm_pair(run, sched_dir: Path, cond, x_T: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ours, DDPMScheduler's) from x_T with the same per-step noise; in float64 the scheduler is
+    handed our float64 betas and alpha_bar (it keeps float32 tables of its own)."""
+    import diffusers
+
+    from denoiselab.samplers import SAMPLERS, time_grid
+
     ts = time_grid(run.denoiser, "leading", steps)
     ours = SAMPLERS["ddpm"](run.denoiser, x_T, ts, noise=torch.Generator().manual_seed(3), cond=cond)
-    sched = diffusers.DDPMScheduler.from_pretrained((folder if cond is not None else run_dir) / "scheduler")
+    sched = diffusers.DDPMScheduler.from_pretrained(sched_dir)
+    if x_T.dtype == torch.float64:
+        s = run.denoiser.schedule
+        sched.betas, sched.alphas, sched.alphas_cumprod = s.betas.clone(), 1 - s.betas, s.alpha_bar.clone()
+        sched.one = torch.tensor(1.0, dtype=torch.float64)
 
     def unet(x, t):  # diffusers' UNet itself, handed the prompt's embeddings as IF's pipeline does
-        states = run.net.embeddings(cond, len(x)) if cond is not None else None
-        return run.net.unet(x, t, encoder_hidden_states=states) if cond is not None else run.net.unet(x, t)
+        if cond is None:
+            return run.net.unet(x, t)
+        return run.net.unet(x, t, encoder_hidden_states=run.net.embeddings(cond, len(x)).to(x.dtype))
 
-    theirs = _step_loop(sched, unet, x_T, steps, noise=torch.Generator().manual_seed(3))
-    return {"diff": (ours - theirs).abs().max().item(), "diff64": float("nan"), "floor": float("nan"),
-            "scale": ours.std().item()}
+    return ours, _step_loop(sched, unet, x_T, steps, noise=torch.Generator().manual_seed(3))
 
 
 # -- an IF-shaped model: guidance and the CS180 part A edits ---------------------------------
@@ -318,8 +332,8 @@ def measure(tmp: Path, ddpm_steps: int = 1000) -> list[list]:
                      _e(r["floor"]), f"{r['scale']:.3g}"])
     for variance in ("fixed_small", "learned_range"):
         r = ddpm_against_scheduler(tmp, variance, steps=ddpm_steps)
-        rows.append([f"ddpm {ddpm_steps} vs DDPMScheduler.step, {variance}", "<= 1e-4", _e(r["diff"]), "n/a", "n/a",
-                     f"{r['scale']:.3g}"])
+        rows.append([f"ddpm {ddpm_steps} vs DDPMScheduler.step, {variance}", "<= 1e-4", _e(r["diff"]),
+                     _e(r["diff64"]), _e(r["floor"]), f"{r['scale']:.3g}"])
     r = dpm_against_scheduler(tmp)
     rows.append(["dpmpp-2m 20 vs DPMSolverMultistepScheduler (trailing)", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
                  _e(r["floor"]), f"{r['scale']:.3g}"])
