@@ -258,3 +258,34 @@ def test_bad_input_gets_one_line_and_nothing_is_written(teacher, tmp_path, tmp_p
     line = one_error_line(capsys, ["distill", tmp_path / "nothing", "--out", tmp_path / "s5"])
     assert "not found" in line and not (tmp_path / "s5").exists()
     assert not Path(tmp_path / "s3").exists()
+
+
+IMAGE_TINY = ["--set", "data.name=digits", "--set", "model.image_size=8", "--set", "model.patch=1",
+              "--set", "model.ch=8", "--set", "model.ch_mult=[1]", "--set", "model.attn_resolutions=[]",
+              "--set", "model.groups=4", "--set", "steps=2", "--set", "batch_size=8", "--set", "log_every=1",
+              "--set", "preview_every=0", "--no-pictures"]
+
+
+def test_a_class_conditional_student_learns_the_guided_flow_and_edits_in_its_own_steps(tmp_path_factory, tmp_path,
+                                                                                        capsys):
+    import numpy as np
+
+    from denoiselab import runs
+
+    teacher = train_tiny(tmp_path_factory, "distill", "digits", "mnist-class", *IMAGE_TINY)
+    student = tmp_path / "student"
+    assert distill(teacher, student, "--set", "steps=3", "--set", "batch_size=8", "--set", "preview_every=0") == 0
+    cfg = runs.load_run(student).config
+    assert cfg.distill.teacher_guidance == runs.load_run(teacher).config.sample.guidance != 1.0
+    assert cfg.sample.guidance == 1.0  # the guidance is in the student's weights
+    out = tmp_path / "x.npy"
+    assert main(["sample", str(student), "--num", "4", "--class", "3", "--steps", "1", "--out", str(out)]) == 0
+    assert np.load(out).shape == (4, 1, 8, 8)
+    capsys.readouterr()
+    assert main(["edit", "sdedit", str(student), "--input", str(out), "--out", str(tmp_path / "sd.npy")]) == 0
+    capsys.readouterr()
+    assert main(["edit", "inpaint", str(student), "--input", str(out), "--mask-box", "0,0,4,8",
+                 "--out", str(tmp_path / "ip.npy")]) == 0
+    said = capsys.readouterr()
+    assert "(2 solver steps" in said.out + said.err  # the student's own sampler and steps, not DDIM's 50
+    assert (tmp_path / "sd_grid.png").is_file() and (tmp_path / "ip_grid.png").is_file()

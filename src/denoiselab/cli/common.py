@@ -124,11 +124,13 @@ OPTIONAL_FLOATS = {
 }
 
 
-def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
-    """Every flag of a command that samples a run (sample, evaluate, animate, edit)."""
+def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None,
+                 default_text: str | None = None) -> None:
+    """Every flag of a command that samples a run (sample, evaluate, animate, edit); ``default_text``
+    says what --sampler and --steps default to where the command decides it."""
     from .guidance import add_sampling_options
 
-    add_solver(p, steps, sampler)
+    add_solver(p, steps, sampler, default_text)
     add_grid(p)
     add_start(p)
     add_execution(p)
@@ -136,16 +138,18 @@ def add_sampling(p: argparse.ArgumentParser, steps: int | None = None, sampler: 
     add_sampling_options(p)
 
 
-def add_solver(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None) -> None:
+def add_solver(p: argparse.ArgumentParser, steps: int | None = None, sampler: str | None = None,
+               default_text: str | None = None) -> None:
     """--sampler, --steps, --seed: which solver, how many steps, which noise."""
     from ..samplers import DEFAULT_STEPS, SAMPLERS
 
-    own = ("the run's own (its preset's measured best, config.sample)" if sampler is None else sampler)
+    own = default_text or ("the run's own (its preset's measured best, config.sample)" if sampler is None else sampler)
     p.add_argument("--sampler", default=sampler, choices=list(SAMPLERS), metavar="NAME",
                    help=f"sampler: {', '.join(SAMPLERS)}; default: {own}")
     named = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
     usual = (f"the run's stored steps for its own sampler; another --sampler takes its usual count (ddpm the "
              f"model's T, {named})" if steps is None else str(steps))
+    usual = default_text or usual
     p.add_argument("--steps", type=int, default=steps, help=f"solver steps (the output reports the NFE); default: {usual}")
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default 0)")
 

@@ -16,6 +16,8 @@ from ..errors import DenoiselabError
 from ..io import log
 from .common import plural
 from .edit_io import (
+    EDIT_SAMPLER,
+    EDIT_STEPS,
     condition_kind,
     edit_condition,
     edit_denoiser,
@@ -36,7 +38,7 @@ def cmd_denoise(args) -> int:
     x0 = read_inputs(run, args.input, args.negate_input)
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.denoise(edit_denoiser(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **sampling_kwargs(args))
+    res = E.denoise(edit_denoiser(run, args, uncond), x0, args.levels, seed=args.seed, cond=cond, **sampling_kwargs(args, run))
     for level, m in res.info["mse"].items():
         log(f"{level}: MSE to the input: blur {m['blur']:.4f}, one step {m['one step']:.4f}, "
              f"iterative {m['iterative']:.4f}")
@@ -53,7 +55,7 @@ def cmd_sdedit(args) -> int:
     x0 = read_inputs(run, args.input, args.negate_input)
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
-    res = E.sdedit(edit_denoiser(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **sampling_kwargs(args))
+    res = E.sdedit(edit_denoiser(run, args, uncond), x0, args.strength, seed=args.seed, cond=cond, **sampling_kwargs(args, run))
     write_result(res, args.out, run, f"sdedit, strengths {', '.join(f'{s:g}' for s in args.strength)} "
                                f"({plural(len(x0), 'image')} each, strength-major; {time.perf_counter() - t0:.1f} s)")
     return 0
@@ -74,7 +76,7 @@ def cmd_inpaint(args) -> int:
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
     res = E.inpaint(edit_denoiser(run, args, uncond), x0, mask, jump_length=args.jump_length, jump_count=args.jump_count,
-                    seed=args.seed, cond=cond, **sampling_kwargs(args))
+                    seed=args.seed, cond=cond, **sampling_kwargs(args, run))
     write_result(res, args.out, run, f"inpaint ({res.info['nfe_steps']} solver steps with resampling; "
                                f"{time.perf_counter() - t0:.1f} s)")
     return 0
@@ -100,7 +102,7 @@ def cmd_anagram(args) -> int:
         log("anagram on an unconditional model: both readings unconditioned (only the view's symmetry is imposed)")
     t0 = time.perf_counter()
     res = E.anagram(edit_denoiser(run, args, u1, default=ANAGRAM_GUIDANCE), args.num, run.sample_shape, c1, c2, args.view,
-                    seed=args.seed, **sampling_kwargs(args))
+                    seed=args.seed, **sampling_kwargs(args, run))
     write_result(res, args.out, run, f"anagram under {args.view} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -115,7 +117,7 @@ def cmd_hybrid(args) -> int:
         raise DenoiselabError("a hybrid needs two conditions: --low-class A --high-class B "
                               "(or --low-prompt and --high-prompt)")
     t0 = time.perf_counter()
-    res = E.hybrid(edit_denoiser(run, args, u), args.num, run.sample_shape, lo, hi, seed=args.seed, **sampling_kwargs(args))
+    res = E.hybrid(edit_denoiser(run, args, u), args.num, run.sample_shape, lo, hi, seed=args.seed, **sampling_kwargs(args, run))
     write_result(res, args.out, run, f"hybrid ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -130,7 +132,7 @@ def cmd_invert(args) -> int:
     res = E.invert(edit_denoiser(run, args, uncond, default=1.0), x0, cond=cond, fixed_point_iters=args.fixed_point_iters,
                    **inversion_kwargs(args))
     write_result(res, args.out, run, f"invert ({time.perf_counter() - t0:.1f} s; decode with "
-                               f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps}`)")
+                               f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps or EDIT_STEPS}`)")
     return 0
 
 
@@ -189,7 +191,8 @@ def _common(p: argparse.ArgumentParser, inputs: bool = True) -> None:
                             ".npy of N images in the data's frame; repeatable")
         p.add_argument("--negate-input", action="store_true",
                        help="swap dark and light in pictures (dark ink on white paper for a model of light digits on black)")
-    add_sampling(p, steps=50, sampler="ddim")
+    add_sampling(p, default_text=f"{EDIT_SAMPLER}, {EDIT_STEPS} steps; a consistency student: its own sampler and "
+                                 "steps")
     _add_once(p, "--guidance", type=float, default=None, metavar="W",
               help="classifier-free guidance scale (default: the preset's; 5 for anagram, "
                    "each of whose views is guided; 1 for invert/reconstruct/interpolate)")

@@ -94,9 +94,18 @@ def edit_denoiser(run, args, uncond=None, default: float | None = None):
     return den
 
 
-def sampling_kwargs(args) -> dict:
+# What an edit samples with when no --sampler is named: DDIM at 50 steps, or a student's own.
+EDIT_SAMPLER, EDIT_STEPS = "ddim", 50
+
+
+def sampling_kwargs(args, run=None) -> dict:
     from .common import grid_opts, sampler_opts
 
+    sampler, steps = args.sampler, args.steps
+    own = run is not None and run.config.distill.method and sampler in (None, run.config.sample.sampler)
+    if own:  # a consistency student edits in its own few steps
+        sampler, steps = run.config.sample.sampler, steps or run.config.sample.steps
+    args.sampler, args.steps = sampler or EDIT_SAMPLER, steps or EDIT_STEPS  # what sampler_opts reads
     return {"sampler": args.sampler, "steps": args.steps, "grid": args.grid or args.spacing,
             "grid_opts": grid_opts(args), **sampler_opts(args)}
 
@@ -104,7 +113,7 @@ def sampling_kwargs(args) -> dict:
 def inversion_kwargs(args) -> dict:
     from .common import grid_opts
 
-    return {"steps": args.steps, "grid": args.grid or args.spacing, "grid_opts": grid_opts(args)}
+    return {"steps": args.steps or EDIT_STEPS, "grid": args.grid or args.spacing, "grid_opts": grid_opts(args)}
 
 
 def flag_prompt(args, name: str = "prompt"):

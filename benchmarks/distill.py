@@ -1,0 +1,163 @@
+"""Few-step consistency students against their teachers (docs/results/distill.md).
+
+For each teacher run, distil a student with `denoiselab distill TEACHER --out STUDENT` (timed as
+the user runs it; or take existing students with --students), then score, with the plan a user
+gets (`denoiselab sample RUN --steps K`):
+- image runs (MNIST): domain FID of 1000 samples (the floor beside it), the teacher at its default
+  (40 steps) and at 10, the student at 1, 2 and 4 steps; each as a ratio of its own teacher's
+  default FID; mean +- sd over the teachers. `--independent` adds two evaluators independent of
+  the project (benchmarks/independent_mnist.py);
+- 2D runs (swiss roll): chamfer of 2048 samples against 2048 fresh points (floor beside it).
+It also times `denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy` as a whole command.
+
+    for s in 0 1 2; do denoiselab train --preset mnist --out runs/mnist-s$s --set seed=$s; done
+    python benchmarks/distill.py --teachers runs/mnist-s0 runs/mnist-s1 runs/mnist-s2 --out runs/students \
+        --write-results distill-mnist
+    python benchmarks/distill.py --teachers runs/swiss-s0 runs/swiss-s1 runs/swiss-s2 --out runs/students \
+        --write-results distill-swiss-roll
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from denoiselab import runs
+from denoiselab.data import load_toy
+from denoiselab.evaluation import chamfer_distance
+from denoiselab.samplers.api import generate
+from results import add_write_flag, markdown_table, write_table
+
+TABLES = {"distill-mnist": "distill", "distill-swiss-roll": "distill"}
+STUDENT_STEPS = (1, 2, 4)
+N_POINTS = 2048
+
+
+def cli(*args: str) -> float:
+    """Run `denoiselab ARGS` as a user would; returns its wall-clock seconds."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "denoiselab.cli", *args], check=True)
+    return time.perf_counter() - t0
+
+
+def loop_seconds(run_dir: Path) -> float:
+    """The training loop's own time: the last logged time of metrics.jsonl."""
+    times = [json.loads(line).get("time") for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return max(t for t in times if t is not None)
+
+
+class Scorer:
+    """Domain FID (images) or chamfer (points) of samples drawn with a run's plan."""
+
+    def __init__(self, kind: str, data_name: str, num: int, independent: bool):
+        self.kind, self.num, self.data_name = kind, num, data_name
+        self.independent = None
+        if kind == "images":
+            from denoiselab.data import build_dataset
+            from denoiselab.evaluation.images import domain_extractor
+            from denoiselab.io import cache_folder
+
+            self.ref, self.cache = build_dataset(data_name), cache_folder()
+            self.extractor = domain_extractor(self.ref, self.cache, log=print)
+            if independent:
+                from independent_mnist import IndependentMnist
+
+                self.independent = IndependentMnist()
+        else:
+            self.ref = load_toy(data_name, N_POINTS, 10_000)
+
+    def __call__(self, run, steps: int | None, seed: int = 0) -> dict:
+        plan = runs.sampling_plan(run, steps=steps)
+        t0 = time.perf_counter()
+        x, nfe = generate(run.denoiser, self.num if self.kind == "images" else N_POINTS, run.sample_shape,
+                          seed=seed, **plan.kwargs())
+        out = {"nfe": nfe, "plan": plan.describe(), "seconds": time.perf_counter() - t0}
+        if self.kind != "images":
+            return {**out, "score": chamfer_distance(x, self.ref), "floor": chamfer_distance(
+                load_toy(self.data_name, N_POINTS, 20_000), self.ref)}
+        from denoiselab.evaluation.images import evaluate_images
+
+        res = evaluate_images(x, self.ref, self.data_name, self.extractor, cache_dir=self.cache, bootstrap=0)["metrics"]
+        out.update(score=res["FID"]["value"], floor=res["FID"]["floor"])
+        if self.independent is not None:
+            out.update(self.independent.scores(x))
+        return out
+
+
+def mean_sd(values: list[float], fmt: str = ".3f") -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):{fmt}} +- {sd:{fmt}}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teachers", nargs="+", type=Path, required=True)
+    ap.add_argument("--students", nargs="+", type=Path, default=None, help="existing students, one per teacher")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/denoiselab-students"), help="where students are distilled")
+    ap.add_argument("--set", action="append", default=[], help="distillation overrides, as for `denoiselab distill`")
+    ap.add_argument("--method", default="cd", choices=("cd", "ct"))
+    ap.add_argument("--num", type=int, default=1000, help="image samples per score")
+    ap.add_argument("--teacher-steps", nargs="+", type=int, default=[0, 10], help="0: the teacher's default")
+    ap.add_argument("--independent", action="store_true", help="MNIST: add the two independent evaluators")
+    add_write_flag(ap, TABLES)
+    args = ap.parse_args()
+    students = args.students or []
+    distill_s = []
+    if not students:
+        for i, teacher in enumerate(args.teachers):
+            out = args.out / f"student{i}"
+            sets = [a for s in args.set for a in ("--set", s)]
+            distill_s.append(cli("distill", str(teacher), "--out", str(out), "--method", args.method, "--quiet",
+                                 "--no-pictures", *sets))
+            students.append(out)
+    distill_loop = [loop_seconds(s) for s in students]
+    first = runs.load_run(args.teachers[0])
+    scorer = Scorer(first.kind, first.config.data.name, args.num, args.independent)
+    rows: dict[str, list[dict]] = {}
+    for teacher_dir, student_dir in zip(args.teachers, students):
+        teacher, student = runs.load_run(teacher_dir), runs.load_run(student_dir)
+        base = None
+        for steps in args.teacher_steps:
+            r = scorer(teacher, steps or None)
+            base = base or r["score"]
+            rows.setdefault(f"teacher, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
+            print(teacher_dir, rows and r["plan"], f"{r['score']:.3f}", flush=True)
+        for steps in STUDENT_STEPS:
+            r = scorer(student, steps)
+            rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
+            print(student_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)
+    command_s = cli("sample", str(students[0]), "--num", "1000", "--steps", "1", "--out",
+                    str(args.out / "one-step.npy")) if scorer.kind == "images" else None
+    metric = "domain FID" if scorer.kind == "images" else "chamfer"
+    header = ["model, sampler", "NFE", f"{metric} (mean +- sd over {len(students)})", "x teacher default", "floor"]
+    if scorer.independent is not None:
+        header += ["PCA FID", "MLP FID"]
+    table = []
+    for name, rs in rows.items():
+        row = [name, rs[0]["nfe"], mean_sd([r["score"] for r in rs]), mean_sd([r["ratio"] for r in rs], ".2f"),
+               f"{rs[0]['floor']:.3f}"]
+        if scorer.independent is not None:
+            row += [mean_sd([r[k] for r in rs]) for k in ("PCA FID", "MLP FID")]
+        table.append(row)
+    text = markdown_table(header, table)
+    timing = [f"distillation loop: {mean_sd(distill_loop, '.0f')} s per student ({torch.get_num_threads()} threads "
+              f"in this process; `train.threads` of the student's config in the distillation)"]
+    if distill_s:
+        timing.append(f"whole `denoiselab distill` command: {mean_sd(distill_s, '.0f')} s")
+    if command_s is not None:
+        timing.append(f"`denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy`, whole command: {command_s:.1f} s")
+    text += "\n\n" + "\n".join(f"- {line}" for line in timing)
+    print("\n" + text)
+    if args.write_results:
+        write_table(TABLES[args.write_results], args.write_results, text)
+
+
+if __name__ == "__main__":
+    main()
