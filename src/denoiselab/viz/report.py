@@ -158,6 +158,11 @@ class RunSummary:
         out["lr"] = f"{train.get('lr', float('nan')):g}"
         if train.get("ema_decay"):
             out["EMA"] = f"{train['ema_decay']:g}"
+        student = c.get("distill", {})
+        if student.get("method"):  # a consistency student names its teacher
+            w = student.get("teacher_guidance", 1.0)
+            out["student of"] = (f"{Path(student.get('teacher', '?')).name} ({student['method']}"
+                                 + (f", w {w:g})" if w != 1.0 else ")"))
         return out
 
 
