@@ -16,7 +16,6 @@ from ..evaluation.report import append_metrics, evaluate_points
 from ..io import read_jsonl
 from ..presets import get_preset
 from ..samplers.api import generate
-from ..viz import plots
 
 SEEDS = (0, 1, 2)
 
@@ -85,6 +84,8 @@ def demo_mnist(root: Path, quick: bool) -> list[str]:
 
 
 def run_demo(root: Path, quick: bool = False) -> Path:
+    from ..viz import plots  # matplotlib: only when pictures are drawn, not for every command's start
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lines = ["# denoiselab demo", ""]
