@@ -32,8 +32,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow), "denoise" (one step) or
-                                      # "classifier" (a noise-aware p(y | x_t) on this VP schedule)
+    kind: str = "vp"                  # "vp" (DDPM family), "flow" (rectified flow), "denoise" (one step),
+                                      # "classifier" (a noise-aware p(y | x_t) on this VP schedule) or
+                                      # "autoencoder" (a KL-regularised first stage, Rombach et al. 2022)
     schedule: str = "linear"
     T: int = 1000
     beta_start: float = 1e-4
@@ -52,6 +53,8 @@ class DiffusionConfig:
     t_full: float = 0.1               # all T steps, so the model stays trained at every t
     input_perturbation: float = 0.0   # vp: gamma of input perturbation (Ning et al. 2023, eq. 9): the net sees
                                       # a x0 + s (eps + gamma xi) and still predicts eps; 0 = off
+    kl_weight: float = 1e-6           # autoencoder: weight of the KL term against the reconstruction (Rombach et al. 2022)
+    perceptual_weight: float = 0.0    # autoencoder: weight of the ST-LPIPS term beside L1 (0 = L1 alone)
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 INTERVALS: dict[str, tuple[str, ...]] = {
     ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num", "distill.levels_start", "distill.levels_end"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
-    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance"),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance"),
     "[0, 1)": ("diffusion.p_uncond", "train.ema_decay", "distill.target_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
     "[0, 1]": ("diffusion.t_full",),

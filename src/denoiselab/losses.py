@@ -122,8 +122,11 @@ def make_objective(d: DiffusionConfig, schedule: Optional[NoiseSchedule] = None,
             return F.cross_entropy(net(q_sample(schedule, x0, t, eps), t.to(x0.device, x0.dtype)).float(), cond)
 
         return classifier_objective
+    if d.kind == "autoencoder":
+        return autoencoder_objective(d)
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise, classifier or "
+                              "autoencoder")
     if d.parameterization not in ("eps", "x0", "v"):
         raise DenoiselabError(f"unknown parameterization {d.parameterization!r}: use eps, x0 or v")
 
@@ -223,3 +226,69 @@ class ConsistencyObjective:
         pred = f.unclipped(x_hi, t_hi, cond)[0]
         c = self.d.huber_c or 0.00054 * math.sqrt(x0[0].numel())
         return pseudo_huber(pred - target.detach(), c).mean()
+
+
+# -- Autoencoders (the first stage of latent diffusion) --------------------------------------
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(N(mean, exp(logvar)) || N(0, I)) = 1/2 sum(mean^2 + exp(logvar) - 1 - logvar)
+    (Kingma & Welling 2014, appendix B), summed over every latent element."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+
+
+def autoencoder_loss(net, x0, eps, kl_weight: float, perceptual=None, perceptual_weight: float = 0.0) -> torch.Tensor:
+    """L1 reconstruction through a posterior draw, plus ``perceptual_weight`` LPIPS, plus
+    ``kl_weight`` KL (Rombach et al. 2022, sec. 3.1; their LPIPSWithDiscriminator without the
+    discriminator and with the log-variance of the likelihood fixed at 0). Latent diffusion sums
+    the reconstruction over pixels and the KL over latent elements; both are divided here by the
+    pixels per image, so the loss reads as a mean L1 and the KL weight keeps its meaning."""
+    x_hat, mean, logvar = net(x0, eps)
+    rec = (x_hat - x0).abs().mean()
+    if perceptual is not None and perceptual_weight > 0:
+        rec = rec + perceptual_weight * perceptual(x_hat.float(), x0.float()).mean()
+    return rec + kl_weight * gaussian_kl(mean.float(), logvar.float()).mean() / x0[0].numel()
+
+
+def autoencoder_objective(d: DiffusionConfig):
+    """objective(net, x0, cond, generator) for ``diffusion.kind = "autoencoder"``: eps for the
+    posterior draw from the run's generator; the ST-LPIPS network (frozen) when it is weighted."""
+    perceptual = None
+    if d.perceptual_weight > 0:
+        from .models.lpips import STLPIPS
+
+        perceptual = STLPIPS()
+
+    def objective(net, x0, cond, generator):
+        nonlocal perceptual
+        if perceptual is not None and perceptual.shift.device != x0.device:
+            perceptual = perceptual.to(x0.device)
+        shape = (x0.shape[0], *latent_shape_of(net, x0))
+        eps = torch.randn(shape, generator=generator).to(x0.device)
+        return autoencoder_loss(net, x0, eps, d.kl_weight, perceptual, d.perceptual_weight)
+
+    return objective
+
+
+def latent_shape_of(net, x0: torch.Tensor) -> tuple[int, int, int]:
+    """The latent shape of ``x0``'s images under ``net`` (unwrapped from a data-parallel wrapper)."""
+    return getattr(net, "module", net).latent_shape(x0.shape[1:])
+
+
+class LatentScaleFit:
+    """An autoencoder objective that, once the last training step is taken, fits the network's
+    ``latent_scale`` (1 / std of the training latents, Rombach et al. 2022, sec. 4.3.2) on up to
+    ``num`` training images, so it is saved with the final weights in the run's checkpoint."""
+
+    def __init__(self, objective, images: torch.Tensor, total_steps: int, num: int = 4096):
+        self.objective, self.images, self.total = objective, images[:num], int(total_steps)
+        self.step = 0
+
+    def __call__(self, net, x0, cond, generator):
+        return self.objective(net, x0, cond, generator)
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
+
+    def end_step(self, net: torch.nn.Module) -> None:
+        if self.step + 1 >= self.total:
+            net.fit_latent_scale(self.images)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import DenoiselabError
+from .autoencoder import KLAutoencoder
 from .classifier import NoiseAwareClassifier
 from .cs180 import CS180UNet
 from .diffusers_nets import DiffusersUNet2D, DiffusersUNet2DCondition
@@ -17,6 +18,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "cs180-unet": CS180UNet,
     "classifier": NoiseAwareClassifier,
+    "autoencoder": KLAutoencoder,  # encode/decode, not net(x, t, cond): the first stage of latent diffusion
     # diffusers' UNets (the diffusers extra): trained here, imported, exported (runs.diffusers_io)
     "diffusers-unet2d": DiffusersUNet2D,
     "diffusers-unet2d-condition": DiffusersUNet2DCondition,
@@ -32,5 +34,5 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise DenoiselabError(f"bad options for model {name!r}: {e}") from None
 
 
-__all__ = ["MODELS", "CS180UNet", "DiffusersUNet2D", "DiffusersUNet2DCondition", "NoiseAwareClassifier", "ResidualMLP",
+__all__ = ["MODELS", "CS180UNet", "DiffusersUNet2D", "DiffusersUNet2DCondition", "KLAutoencoder", "NoiseAwareClassifier", "ResidualMLP",
            "TimeLinearNet", "UNet", "build_model"]

@@ -26,7 +26,7 @@ else:  # Python 3.10: the same parser as a package (tomllib is tomli, adopted in
 
 HERE = Path(__file__).resolve().parent
 # The family files, in the order `denoiselab presets` and the README list them.
-FAMILIES = ("toy2d", "mnist", "cs180", "folders", "flows")
+FAMILIES = ("toy2d", "mnist", "cs180", "folders", "flows", "emoji")
 README_BEGIN, README_END = "<!-- presets:begin -->", "<!-- presets:end -->"
 PRESET_KEYS = ("source", "summary", *SECTIONS)
 

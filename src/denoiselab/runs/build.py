@@ -57,12 +57,13 @@ def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Mod
 
 def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     d = cfg.diffusion
-    if d.kind in ("denoise", "classifier"):
-        return None  # a single-step denoiser or a classifier is not a diffusion model: no sampler can use it
+    if d.kind in ("denoise", "classifier", "autoencoder"):
+        return None  # a single-step denoiser, a classifier or an autoencoder is not a diffusion model: no sampler
     if d.kind == "flow":
         return student_denoiser(cfg, FlowDenoiser(net, time_scale=FLOW_TIME_SCALE, clip_x0=d.clip_x0 or None))
     if d.kind != "vp":
-        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise or classifier")
+        raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise, classifier or "
+                              "autoencoder")
     den = Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
     return student_denoiser(cfg, den)
 
@@ -80,7 +81,12 @@ def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):
     d = cfg.diffusion
     schedule = build_schedule(d) if d.kind in ("vp", "classifier") else None
     # Text data: dropped prompts become the empty prompt.
-    return make_objective(d, schedule, getattr(data, "null_cond", None))
+    objective = make_objective(d, schedule, getattr(data, "null_cond", None))
+    if d.kind == "autoencoder" and data is not None:
+        from ..losses import LatentScaleFit
+
+        return LatentScaleFit(objective, data.x, cfg.train.steps)  # the latent scale, fitted after the last step
+    return objective
 
 
 def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
@@ -99,6 +105,9 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
         have = "no labels" if not data.num_classes else f"{data.num_classes} classes"
         raise DenoiselabError(f"the model has num_classes={k} but the data has {have}: "
                               f"--set model.num_classes={data.num_classes or 'N'} (or -1: the data's count)")
+    if cfg.diffusion.kind == "autoencoder" and (data.kind != "images" or cfg.model.name != "autoencoder"):
+        raise DenoiselabError(f"diffusion kind autoencoder trains model autoencoder on images, not {cfg.model.name} "
+                              f"on {cfg.data.name}: start from `--preset emoji-ae` or `--preset folder-ae`")
     if cfg.diffusion.kind == "classifier" and not data.num_classes:
         raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
     s = cfg.sample

@@ -139,6 +139,9 @@ def require_sampler(run: LoadedRun) -> None:
     if run.denoiser is None and run.config.diffusion.kind == "classifier":
         raise DenoiselabError(f"{run.run_dir} is a noise-aware classifier: it cannot be sampled; use it to guide "
                               f"a run with `denoiselab sample RUN --classifier {run.run_dir} --class K`")
+    if run.denoiser is None and run.config.diffusion.kind == "autoencoder":
+        raise DenoiselabError(f"{run.run_dir} is an autoencoder: it reconstructs images and cannot be sampled; "
+                              f"score it with `denoiselab evaluate {run.run_dir} --ref data:{run.config.data.name}`")
     if run.denoiser is None:
         raise DenoiselabError(f"{run.run_dir} is a single-step denoiser (diffusion kind denoise): it cannot be "
                               "sampled; its pictures are denoiser_sigmas.png in the run directory")

@@ -65,8 +65,11 @@ def run_pictures(out: Path, data: TensorData, device=None) -> list[Path]:
 
     out = Path(out)
     written = [plots.plot_loss(out / "metrics.jsonl", out / "loss.png")]
-    if load_run(out, device=device).config.diffusion.kind == "classifier":
+    kind = load_run(out, device=device).config.diffusion.kind
+    if kind == "classifier":
         return written + classifier_pictures(out, data)
+    if kind == "autoencoder":
+        return written + autoencoder_pictures(out, data, device=device)
     if data.kind == "images":
         return written + image_pictures(out, data, device=device)
     run = load_run(out, device=device)
@@ -190,3 +193,25 @@ def classifier_pictures(out: Path, data) -> list[Path]:
     clf = load_classifier(out)
     n = min(2000, len(data))
     return [_save_numbers(out, {"train_accuracy_by_t": classifier_accuracy_by_t(clf, data.x[:n], data.y[:n])})]
+
+
+def autoencoder_pictures(out: Path, data: TensorData, num: int = 32, device=None) -> list[Path]:
+    """An autoencoder run: reconstructions.png, rows of held-out images (the data set's own held-out
+    split where it has one, else training images) each above its reconstruction; their PSNR and
+    SSIM and the fitted latent scale into ``pictures.json``."""
+    from ..evaluation.reconstruction import psnr, reconstruct, ssim
+    from ..viz import images as V
+
+    run = load_run(out, device=device)
+    held = getattr(data, "heldout", None)
+    src = held if held is not None and len(held) else data
+    pick = torch.randperm(len(src), generator=torch.Generator().manual_seed(0))[:num]
+    x = src.x[pick]
+    x_hat = reconstruct(run.net, x)
+    per_row = 8
+    rows = [t for i in range(0, len(x), per_row) for t in (x[i:i + per_row], x_hat[i:i + per_row])]
+    path = V.save_grid(torch.cat(rows), Path(out) / "reconstructions.png", nrow=per_row)
+    numbers = {"reconstructions": {"images": "held-out" if src is held else "training", "num": len(x),
+                                   "psnr": float(psnr(x, x_hat).mean()), "ssim": float(ssim(x, x_hat).mean()),
+                                   "latent_scale": float(run.net.latent_scale)}}
+    return [path, _save_numbers(out, numbers)]

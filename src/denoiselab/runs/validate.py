@@ -21,6 +21,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {
         "data.name": tuple(DATASETS),
         "model.name": tuple(MODELS),
+        "diffusion.kind": ("vp", "flow", "denoise", "classifier", "autoencoder"),
         "diffusion.schedule": (*SCHEDULES, "custom"),
         "diffusion.parameterization": PARAMETERIZATIONS,
         "diffusion.t_sampling": ("uniform", "lognormal", "range"),
