@@ -99,9 +99,42 @@ def labels_of(args, x, run):
     return None
 
 
-def cmd_evaluate(args) -> int:
-    from ..evaluation.report import append_metrics, evaluate_points, format_results, write_metrics_report
+def is_autoencoder_run(path: Path) -> bool:
+    from ..runs import CONFIG, read_config
 
+    return (path / CONFIG).is_file() and read_config(path).diffusion.kind == "autoencoder"
+
+
+def evaluate_autoencoder(args) -> dict:
+    """An autoencoder run: PSNR, SSIM and reconstruction FID of the reference's held-out images (its
+    own held-out split where it has one, as emoji), up to --num of them."""
+    from ..evaluation.images import domain_extractor
+    from ..evaluation.reconstruction import evaluate_reconstruction
+    from ..io import cache_folder
+    from ..runs import load_run
+
+    run = load_run(Path(args.samples), device=args.device)
+    ref = _image_reference(args.ref, run.sample_shape)
+    held = getattr(ref, "heldout", None)
+    images, split = (held.x, "held-out") if held is not None and len(held) else (ref.x, "reference")
+    from ..evaluation.images import check_images
+
+    check_images(images[:1], ref)
+    cache = Path(args.cache_dir) if args.cache_dir else cache_folder()
+    extractor = domain_extractor(ref, cache, log=log, device=args.device)
+    log(f"reconstructing {min(args.num, len(images))} {split} images of {args.ref} through {args.samples}")
+    return evaluate_reconstruction(run.net, images[:args.num], args.ref, extractor, split=split)
+
+
+def cmd_evaluate(args) -> int:
+    from ..evaluation.report import evaluate_points, format_results
+
+    if Path(args.samples).is_dir() and is_autoencoder_run(Path(args.samples)):
+        from ..evaluation.reconstruction import format_reconstruction
+
+        results = evaluate_autoencoder(args)
+        print(json.dumps(results, indent=2) if args.json else format_reconstruction(results))
+        return record_evaluation(args, results)
     x, run = samples_of(args)
     labels = labels_of(args, x, run)
     if x.ndim == 2:
@@ -115,16 +148,22 @@ def cmd_evaluate(args) -> int:
     for w in results.get("warnings", []):
         log(f"warning: {w}")
     print(json.dumps(results, indent=2) if args.json else format_results(results))
-    if run is not None:
-        src = Path(args.samples)
-        when = time.strftime("%Y-%m-%d %H:%M:%S")
-        record = {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid, "time": when}
-        append_metrics(src, record)
-        log(f"appended to {src / 'metrics.jsonl'}; report {write_metrics_report(src)}")
-        if (src / "report.html").is_file():  # keep the run's page in step with its metrics
-            from ..viz.report import write_run_report
+    return record_evaluation(args, results) if run is not None else 0
 
-            write_run_report(src)
+
+def record_evaluation(args, results: dict) -> int:
+    """Append a run's evaluation to its metrics.jsonl and refresh its evaluation.md and page."""
+    from ..evaluation.report import append_metrics, write_metrics_report
+
+    src = Path(args.samples)
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    record = {"evaluate": results, "sampler": args.sampler, "steps": args.steps, "grid": args.grid, "time": when}
+    append_metrics(src, record)
+    log(f"appended to {src / 'metrics.jsonl'}; report {write_metrics_report(src)}")
+    if (src / "report.html").is_file():  # keep the run's page in step with its metrics
+        from ..viz.report import write_run_report
+
+        write_run_report(src)
     return 0
 
 

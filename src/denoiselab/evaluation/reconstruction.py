@@ -15,7 +15,7 @@ autoencoder, so its floor is 0, not a real-vs-real split.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +79,10 @@ def reconstruct(net, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
 
 
 def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor,
-                           embed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict:
+                           features: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> dict:
     """{"PSNR", "SSIM", "reconstruction FID"} of ``x_hat`` against ``x``: each a value with its
-    standard error over images (the FID without one) and its floor, the perfect score."""
+    standard error over images (the FID without one) and its floor, the perfect score. The FID
+    needs ``features``, those of (x_hat, x)."""
     p, s = psnr(x, x_hat), ssim(x, x_hat)
     if not torch.isfinite(p).all():
         p = p.clamp(max=100.0)  # an exact copy: 100 dB stands for "identical" so the mean stays finite
@@ -89,8 +90,8 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor,
     metrics = {"PSNR": {"value": float(p.mean()), "se": float(p.std() / math.sqrt(n)) if n > 1 else 0.0,
                         "floor": math.inf, "unit": "dB"},
                "SSIM": {"value": float(s.mean()), "se": float(s.std() / math.sqrt(n)) if n > 1 else 0.0, "floor": 1.0}}
-    if embed is not None:
-        metrics["reconstruction FID"] = {"value": frechet_distance_features(embed(x_hat), embed(x)), "floor": 0.0}
+    if features is not None:
+        metrics["reconstruction FID"] = {"value": frechet_distance_features(*features), "floor": 0.0}
     return metrics
 
 
@@ -102,11 +103,11 @@ def evaluate_reconstruction(net, x: torch.Tensor, ref_name: str, extractor=None,
     if x.ndim != 4 or len(x) < 2:
         raise DenoiselabError(f"an autoencoder is scored on at least 2 images (N, C, H, W), got {tuple(x.shape)}")
     x_hat = reconstruct(net, x)
-    embed = None if extractor is None else (lambda z: extract(extractor, z))
+    feats = None if extractor is None else (extract(extractor, x_hat), extract(extractor, x))
     res = {"ref": ref_name, "kind": "reconstruction", "split": split, "num": len(x), "num_ref": len(x),
-           "metrics": reconstruction_metrics(x, x_hat, embed), "warnings": []}
-    if extractor is not None:
-        res["features"] = {"network": extractor.name,
+           "num_floor": len(x), "metrics": reconstruction_metrics(x, x_hat, feats), "warnings": []}
+    if feats is not None:
+        res["features"] = {"network": extractor.name, "dim": int(feats[0].shape[1]),
                            **{k: v for k, v in extractor.info.items() if k in ("heldout_accuracy", "sha256")}}
         if len(x) < 2 * 256:
             res["warnings"].append(f"reconstruction FID on {len(x)} images: its bias is large below a few "

@@ -33,6 +33,8 @@ PICTURES: dict[str, dict[str, str]] = {
                         "(Ho et al. 2020, Algorithm 2; Song et al. 2021, DDIM)."),
         "guided.gif": "Guided sampling, step by step (Ho & Salimans 2022).",
         "denoiser_sigmas.png": "The single-step denoiser at several noise levels sigma.",
+        "reconstructions.png": ("The autoencoder: held-out images (odd rows) above their reconstructions "
+                                "decode(mean of q(z | x)) (even rows)."),
     },
     "Evaluation": {
         "samplers/samplers.png": ("Sample quality against the number of network evaluations (NFE), every "
@@ -215,6 +217,11 @@ def _caption(run: RunSummary, rel: str) -> str:
         if run.config.get("data", {}).get("name") in TOY_DATASETS:
             return "Samples (red) over the data (grey), drawn with the run's own sampler (config.sample)."
         return "Samples of the trained model." + how
+    if rel == "reconstructions.png" and run.pictures.get("reconstructions"):
+        r = run.pictures["reconstructions"]
+        return (f"The autoencoder: {r['images']} images (odd rows) above their reconstructions decode(mean of "
+                f"q(z | x)) (even rows); on these {r['num']}, PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}. "
+                f"Latent scale {r['latent_scale']:.4g} (Rombach et al. 2022, sec. 4.3.2).")
     if rel == "reverse.gif" and (run.num_classes or run.pictures.get("samples", {}).get("prompts")):
         return ("Guided sampling, step by step: x_t and the prediction x0_hat, one class or prompt per column "
                 "(Ho & Salimans 2022; DDIM, Song et al. 2021).")
@@ -250,7 +257,8 @@ def _metrics_section(run: RunSummary) -> list[str]:
             ci = f"{fmt(r['ci'][0], 5)} to {fmt(r['ci'][1], 5)}" if "ci" in r else ""
             rows.append([f"<td>{esc(name)}</td>", f'<td class="num">{fmt(r.get("value"), 5)}{esc(se)}</td>',
                          f"<td>{esc(ci)}</td>", f'<td class="num floor">{fmt(r.get("floor"), 5)}</td>'])
-        out.append(table(["metric", "value", "95% interval", "floor (real vs real)"], rows, raw=True))
+        best = "best (identical images)" if res.get("kind") == "reconstruction" else "floor (real vs real)"
+        out.append(table(["metric", "value", "95% interval", best], rows, raw=True))
         for w in res.get("warnings", []):
             out.append(f"<p class=\"muted\">warning: {esc(w)}</p>")
     return out
