@@ -170,6 +170,7 @@ def test_evaluate_prints_psnr_ssim_and_reconstruction_fid(ae_run, monkeypatch, t
 
 @pytest.mark.parametrize("argv, expect", [
     (["sample", "{run}", "--num", "4", "--out", "{tmp}/x.npy"], "is an autoencoder"),
+    (["evaluate", "{run}", "--ref", "data:mnist", "--cache-dir", "{tmp}"], "(1, 28, 28) images but"),
     (["train", "--preset", "mnist", "--out", "{tmp}/bad", "--set", "diffusion.kind=autoencoder", "--set", "steps=1"],
      "diffusion kind autoencoder trains model autoencoder"),
     (["train", "--preset", "emoji-ae", "--out", "{tmp}/bad2", "--set", "diffusion.kind=autoencodr"], "diffusion.kind"),

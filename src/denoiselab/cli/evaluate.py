@@ -117,9 +117,10 @@ def evaluate_autoencoder(args) -> dict:
     ref = _image_reference(args.ref, run.sample_shape)
     held = getattr(ref, "heldout", None)
     images, split = (held.x, "held-out") if held is not None and len(held) else (ref.x, "reference")
-    from ..evaluation.images import check_images
-
-    check_images(images[:1], ref)
+    if tuple(images.shape[1:]) != tuple(run.sample_shape):
+        raise DenoiselabError(f"{args.ref} holds {tuple(images.shape[1:])} images but {args.samples} encodes "
+                              f"{tuple(run.sample_shape)} ones: evaluate it against the data it was trained on "
+                              f"(--ref data:{run.config.data.name})")
     cache = Path(args.cache_dir) if args.cache_dir else cache_folder()
     extractor = domain_extractor(ref, cache, log=log, device=args.device)
     log(f"reconstructing {min(args.num, len(images))} {split} images of {args.ref} through {args.samples}")
