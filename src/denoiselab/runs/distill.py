@@ -66,7 +66,8 @@ def student_config(teacher_dir: Path, method: str = "cd", sets: Optional[list[st
     if kind is None:
         kind = load_run(teacher_dir).kind
     conditional = bool(teacher.model.options.get("num_classes")) or bool(teacher.model.options.get("cond_dim"))
-    distill = DistillConfig(method=method, teacher=str(teacher_dir),
+    # The teacher's absolute path: a resumed distillation reads it again from wherever it is run.
+    distill = DistillConfig(method=method, teacher=str(Path(teacher_dir).resolve()),
                             teacher_guidance=s.guidance if conditional else 1.0,
                             sigma_boundary=lo, sigma_top=min(s.sigma_max or hi, hi))
     sample = dataclasses.replace(s, sampler="consistency", steps=2, eta=0.0, eta_low=0.0, eta_switch=0.0, grid="",
