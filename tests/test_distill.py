@@ -205,6 +205,11 @@ def test_a_student_is_a_run_like_any_other(teacher, tmp_path):
     assert run.config.sample.sampler == "consistency"
     for k in ("1", "2", "4"):
         assert main(["sample", str(student), "--num", "64", "--steps", k, "--out", str(tmp_path / f"s{k}.npy")]) == 0
+    # The checkpoint round-trips: a second load draws the same samples for the same seed.
+    assert main(["sample", str(student), "--num", "64", "--steps", "1", "--out", str(tmp_path / "again.npy")]) == 0
+    import numpy as np
+
+    assert np.array_equal(np.load(tmp_path / "s1.npy"), np.load(tmp_path / "again.npy"))
     assert main(["evaluate", str(tmp_path / "s1.npy"), "--ref", "data:swiss-roll", "--num", "64"]) == 0
     assert main(["report", str(student)]) == 0 and "student of" in (student / "report.html").read_text()
 
