@@ -109,11 +109,12 @@ class DistillConfig:
     teacher: str = ""                 # the teacher run's directory, as given to `denoiselab distill`
     solver: str = "heun"              # cd: the teacher's step between adjacent levels: heun | euler
     teacher_guidance: float = 1.0     # class-conditional teachers: the CFG scale w whose flow the student learns
-    target_decay: float = 0.0         # mu of the target network's EMA (Song et al. 2023, Alg. 2); 0 = the
-                                      # student under stop-grad (Song & Dhariwal 2023, sec. 3.2)
+    target_decay: float = 0.95        # mu of the target network's EMA (Song et al. 2023, Alg. 2, their CIFAR-10
+                                      # setting); 0 = the student under stop-grad (Song & Dhariwal 2023, sec. 3.2)
     huber_c: float = 0.0              # pseudo-Huber c (Song & Dhariwal 2023, sec. 3.3); 0 = 0.00054 sqrt(dim)
-    levels_start: int = 10            # noise-level curriculum N(k): from levels_start, doubling, to levels_end
-    levels_end: int = 80              # (Song & Dhariwal 2023, eq. 8)
+    levels_start: int = 17            # noise levels N(k) = min(start 2^floor(k / K'), end) + 1 (Song & Dhariwal
+    levels_end: int = 17              # 2023, eq. 8); 17, 17: N = 18 throughout, Song et al. 2023's CD setting,
+                                      # which beat the doubling 10 -> 80 (docs/results/distill.md)
     sigma_boundary: float = 0.0       # sigma_min of the boundary condition f(x, sigma_min) = x; 0 = the model's
     sigma_top: float = 0.0            # the highest noise level distilled; 0 = the run's sample.sigma_max
     sigma_data: float = 0.5           # c_skip / c_out (Song et al. 2023, appendix C)

@@ -32,7 +32,7 @@ METHODS = ("cd", "ct")
 STUDENT_TRAIN = {
     "points": dict(steps=3000, lr=2e-4, warmup=0, lr_schedule="constant", lr_final=0.0, ema_decay=0.999,
                    ckpt_every=0, preview_every=0),
-    "images": dict(steps=1000, lr=1e-4, warmup=0, lr_schedule="constant", lr_final=0.0, ema_decay=0.995,
+    "images": dict(steps=500, lr=1e-4, warmup=0, lr_schedule="constant", lr_final=0.0, ema_decay=0.995,
                    ckpt_every=250, preview_every=250),
 }
 
