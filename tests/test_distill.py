@@ -97,7 +97,7 @@ def test_pseudo_huber_is_quadratic_small_and_linear_large():
 def objective_for(net, steps=1, levels=640):
     sigma_min = Denoiser(None, SCHED).sigma_range[0]
     teacher = AnalyticGaussianDenoiser(SCHED, torch.tensor([MU]), torch.tensor([VAR]))
-    d = DistillConfig(method="cd", levels_start=levels, levels_end=levels)
+    d = DistillConfig(method="cd", levels_start=levels, levels_end=levels, target_decay=0.0)
     return ConsistencyObjective(d, steps, lambda n: student_of(n, sigma_min), teacher, (sigma_min, 20.0), net=net)
 
 
