@@ -292,5 +292,5 @@ def test_a_class_conditional_student_learns_the_guided_flow_and_edits_in_its_own
     assert main(["edit", "inpaint", str(student), "--input", str(out), "--mask-box", "0,0,4,8",
                  "--out", str(tmp_path / "ip.npy")]) == 0
     said = capsys.readouterr()
-    assert "(2 solver steps" in said.out + said.err  # the student's own sampler and steps, not DDIM's 50
+    assert "(4 solver steps" in said.out + said.err  # the student's own sampler and steps, not DDIM's 50
     assert (tmp_path / "sd_grid.png").is_file() and (tmp_path / "ip_grid.png").is_file()

@@ -42,7 +42,8 @@ def get_sampler(name: str) -> Callable:
 # sampler, whose stored steps win): ancestral DDPM runs every trained step (Ho et al. 2020);
 # DDIM, Euler and Euler ancestral the usual 50 (Song et al. 2021); Heun 25, i.e. 49 NFE
 # (Karras et al. 2022 use 18 steps for CIFAR-10); DPM-Solver++ 20 (Lu et al. 2022 report
-# near-converged samples at 15-20 steps).
+# near-converged samples at 15-20 steps); consistency 4, the best of 1, 2 and 4 on the MNIST
+# students (docs/results/distill.md).
 DEFAULT_STEPS = {
     "ddim": 50,
     "euler": 50,
@@ -52,7 +53,7 @@ DEFAULT_STEPS = {
     "dpmpp-3m": 20,
     "dpmpp-2m-sde": 20,
     "dpmpp-3m-sde": 20,
-    "consistency": 2,
+    "consistency": 4,
 }
 
 
