@@ -294,3 +294,21 @@ def test_a_class_conditional_student_learns_the_guided_flow_and_edits_in_its_own
     said = capsys.readouterr()
     assert "(4 solver steps" in said.out + said.err  # the student's own sampler and steps, not DDIM's 50
     assert (tmp_path / "sd_grid.png").is_file() and (tmp_path / "ip_grid.png").is_file()
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_consistency_sampling_with_the_exact_function_draws_the_data(steps):
+    """Song et al. 2023, Algorithm 1 with the exact consistency function of N(MU, VAR) data: one jump
+    from sigma_max, or three with re-noising, lands on the data distribution (up to sigma_min)."""
+    from denoiselab.samplers.api import generate
+
+    sigma_min = Denoiser(None, SCHED).sigma_range[0]
+    net = ExactStudent(1.0, sigma_min)
+    student = student_of(net, sigma_min)
+    n = 4000
+    x, nfe = generate(student, n, (1,), sampler="consistency", steps=steps, seed=0, grid="karras",
+                      grid_opts={"sigma_min": 0.5, "sigma_max": 80.0})
+    x = x.double()
+    assert nfe == steps
+    assert abs(x.mean().item() - MU) < 5 * math.sqrt(VAR / n)
+    assert abs(x.var().item() / VAR - 1) < 0.08

@@ -143,7 +143,9 @@ def test_wrappers_delegate_the_process_but_not_the_network(mixture):
 
 # -- Guided sampling on the analytic mixture --------------------------------------------------
 
-@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+# Consistency sampling needs a consistency model: on a denoiser its last jump returns a posterior
+# mean, whose spread is too small (tests/test_distill.py samples the exact consistency function).
+@pytest.mark.parametrize("sampler", sorted(set(SAMPLERS) - {"consistency"}))
 def test_guided_sampling_at_scale_one_recovers_the_asked_component(mixture, sampler):
     """CFG at w = 1 is the conditional model: every sampler lands in component k with its variance."""
     k, n = 2, 600
