@@ -322,7 +322,7 @@ class ConsistencyDenoiser(DenoiserWrapper):
 
     With u = scale (sigma - sigma_min) (Song et al. 2023, appendix C; ``scale`` as in latent
     consistency models, so c_skip fades within a tenth of sigma_data of the boundary):
-      c_skip = sigma_data^2 / (u^2 + sigma_data^2),   c_out = u / sqrt(u^2 + sigma_data^2),
+      c_skip = sigma_data^2 / (u^2 + sigma_data^2),   c_out = 1 - c_skip,
     so f(x, sigma_min) = x / a exactly (the boundary condition), and far from it f is the
     network's own x0_hat. ``c_skip x / a`` is written as sigma_data^2 a x / (k^2 (s - sigma_min a)^2
     + sigma_data^2 a^2), finite at pure noise (a = 0, a flow's tau = 0).
@@ -343,7 +343,11 @@ class ConsistencyDenoiser(DenoiserWrapper):
         u = torch.where(u.abs() <= 1e-9 * s, torch.zeros_like(u), u)
         den = u * u + sd * sd * a * a
         skip_over_a = torch.where(u == 0, 1 / a, sd * sd * a / den)
-        out = u / den.sqrt()
+        # c_out = 1 - c_skip: f is a convex mix of two estimates of the same clean point, so where the
+        # network's estimate equals x / a (low noise) f does too. EDM's u / sqrt(u^2 + sigma_data^2)
+        # scales a raw network output; on an x0 estimate it made c_skip + c_out up to 1.4 near the
+        # boundary, and 2D students trained into it drifted (docs/results/distill.md).
+        out = 1 - skip_over_a * a
         return P._bcast(skip_over_a, like), P._bcast(out, like)
 
     def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
