@@ -30,6 +30,25 @@ def umask() -> int:
     return mask
 
 
+def atomic_folder(out: Path, write: Callable[[Path], Any]) -> Path:
+    """Call write(tmp_folder) on a fresh folder beside ``out``, then rename it to ``out`` (an empty
+    ``out`` is replaced): a reader sees no folder or a whole one; a failure leaves nothing."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
 def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     """Call write(tmp_path), fsync, then rename over ``path``: readers see the old or the new file.
 

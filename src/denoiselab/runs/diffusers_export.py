@@ -10,12 +10,10 @@ maps them in.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import DenoiselabError
+from ..io import atomic_folder
 from ..models.diffusers_nets import diffusers_module
 from .load import LoadedRun, load_run
 
@@ -55,17 +53,7 @@ def export_diffusers(run_dir, out, run: LoadedRun | None = None) -> Path:
     diffusers = diffusers_module()
     unet = run.net.unet
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(**scheduler_config(run)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return atomic_folder(out, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))
 
 
 __all__ = ["EXPORTABLE", "check_exportable", "export_diffusers", "scheduler_config"]

@@ -26,9 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -37,7 +34,7 @@ import torch
 
 from ..config import DataConfig, DiffusionConfig, ModelConfig, RunConfig, SampleConfig
 from ..errors import DenoiselabError
-from ..io import log
+from ..io import atomic_folder, log
 from ..models.diffusers_nets import unet_config
 from .build import build_denoiser, build_net
 
@@ -294,18 +291,12 @@ def import_diffusers(path, out, prompts=None, allow_pickle: bool = False) -> Pat
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DenoiselabError(f"{out} already exists: choose a new --out folder")
     imp = read_folder(path, prompts, allow_pickle)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         (tmp / "config.json").write_text(imp.config.to_json())
         save_checkpoint(tmp / LATEST, model=imp.net, config=imp.config.to_dict(), step=0, extra=imp.info)
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return atomic_folder(out, write)
 
 
 __all__ = ["Imported", "import_diffusers", "is_diffusers_folder", "read_folder", "read_prompts"]
