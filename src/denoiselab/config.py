@@ -124,6 +124,14 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class LatentConfig:
+    """Latent diffusion (Rombach et al. 2022): the diffusion model learns the latents of an
+    autoencoder run's encoder (posterior means times its latent scale) and its samples are
+    decoded to images. ``autoencoder`` "" is a pixel-space run."""
+    autoencoder: str = ""             # an autoencoder run's directory (`denoiselab train --preset emoji-ae`)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     preset: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
@@ -132,6 +140,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -163,7 +172,7 @@ class RunConfig:
 
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig,
-                 "sample": SampleConfig, "distill": DistillConfig}
+                 "sample": SampleConfig, "distill": DistillConfig, "latent": LatentConfig}
 ALL_SETTINGS = [f"{s}.{f.name}" for s, cls in SECTION_TYPES.items() for f in dataclasses.fields(cls)]
 
 

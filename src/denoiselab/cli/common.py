@@ -106,7 +106,7 @@ def draw(run, args, num: int, callback=None, start=None):
         kwargs["start"] = start
     x, nfe = generate(denoiser, num, shape, seed=args.seed, cond=cond, callback=callback, batch_size=batch_size,
                       progress=True, **kwargs)
-    return x, nfe, kind, plan
+    return run.decode(x), nfe, kind, plan
 
 
 # Float options of `add_sampling` whose default (None) means: the run's stored value, else the sampler's own.

@@ -25,6 +25,7 @@ from .edit_io import (
     inversion_kwargs,
     load_image_run,
     read_inputs,
+    read_keep_mask,
     sampling_kwargs,
     write_result,
 )
@@ -63,16 +64,12 @@ def cmd_sdedit(args) -> int:
 
 def cmd_inpaint(args) -> int:
     from .. import editing as E
-    from ..image_io import mask_box, picture_size, read_mask
 
     run = load_image_run(args)
     if (args.mask is None) == (args.mask_box is None):
         raise DenoiselabError("inpaint needs a mask: --mask FILE (PNG or .npy, 1 = keep) or --mask-box x0,y0,x1,y1")
     x0 = read_inputs(run, args.input, args.negate_input)
-    if args.mask_box is not None:
-        mask = mask_box(args.mask_box, run.sample_shape)
-    else:
-        mask = read_mask(args.mask, run.sample_shape, len(x0), source_size=picture_size(args.input[0]))
+    mask = read_keep_mask(run, args, len(x0))
     cond, uncond = edit_condition(run, args, len(x0), args.cls, flag_prompt(args))
     t0 = time.perf_counter()
     res = E.inpaint(edit_denoiser(run, args, uncond), x0, mask, jump_length=args.jump_length, jump_count=args.jump_count,
@@ -132,7 +129,8 @@ def cmd_invert(args) -> int:
     res = E.invert(edit_denoiser(run, args, uncond, default=1.0), x0, cond=cond, fixed_point_iters=args.fixed_point_iters,
                    **inversion_kwargs(args))
     write_result(res, args.out, run, f"invert ({time.perf_counter() - t0:.1f} s; decode with "
-                               f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps or EDIT_STEPS}`)")
+                               f"`denoiselab edit reconstruct {args.run_dir} --noise {args.out} --steps {args.steps or EDIT_STEPS}`)",
+                 noise=True)
     return 0
 
 

@@ -31,9 +31,28 @@ def run_value_range(run) -> tuple[float, float]:
 
 
 def read_inputs(run, paths, negate: bool = False) -> torch.Tensor:
+    """The input images in the space the run samples in (a latent run's encoded latents)."""
     from ..image_io import read_images
 
-    return read_images(paths, run.sample_shape, run_value_range(run), negate=negate)
+    return run.encode(read_images(paths, run.image_shape, run_value_range(run), negate=negate))
+
+
+def read_keep_mask(run, args, num: int) -> torch.Tensor:
+    """inpaint's keep-mask (--mask or --mask-box) on the run's sampling grid: a latent run's is
+    taken down to its latent cells (``runs.latent.latent_mask``)."""
+    from ..image_io import mask_box, picture_size, read_mask
+
+    if (args.mask is None) == (args.mask_box is None):
+        raise DenoiselabError("inpaint needs a mask: --mask FILE (PNG or .npy, 1 = keep) or --mask-box x0,y0,x1,y1")
+    if args.mask_box is not None:
+        mask = mask_box(args.mask_box, run.image_shape)
+    else:
+        mask = read_mask(args.mask, run.image_shape, num, source_size=picture_size(args.input[0]))
+    if run.codec is not None:
+        from ..runs.latent import latent_mask
+
+        mask = latent_mask(mask, run.codec.factor)
+    return mask
 
 
 def condition_kind(run) -> str:
@@ -146,13 +165,31 @@ def write_overview(rows: dict, value_range, path: Path) -> Path:
     return save_png(np.concatenate([np.asarray(strip), grid], axis=0), path)
 
 
-def write_result(result, out: Path, run, what: str) -> None:
+def decoded(result, run, noise: bool = False):
+    """A latent run's edit with its latents decoded to images: the result (unless it is inverted
+    ``noise``, which stays in the run's space for `edit reconstruct`), the rows and the frames."""
+    if run.codec is None:
+        return result
+    import dataclasses
+
+    shape = tuple(run.sample_shape)
+
+    def dec(x):
+        return run.decode(x) if tuple(x.shape[1:]) == shape else x
+
+    return dataclasses.replace(result, x=result.x if noise else dec(result.x),
+                               rows={k: dec(v) for k, v in result.rows.items()},
+                               shots=[(t, dec(x), dec(x0)) for t, x, x0 in result.shots])
+
+
+def write_result(result, out: Path, run, what: str, noise: bool = False) -> None:
     from ..viz.images import gif_reverse_images, save_grid
     from .common import save_array
 
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise DenoiselabError(f"unknown output type {out.suffix!r} for {out}: use .npy or .png")
+    result = decoded(result, run, noise)
     if not torch.isfinite(result.x).all():
         raise DenoiselabError("the edit produced NaN or inf: the model may be diverged")
     vr = run_value_range(run)

@@ -58,7 +58,7 @@ class Run:
         denoiser, cond = guided_run(self.loaded, num, cls=cls, guidance=guidance, prompts=prompts)
         x, _ = generate(denoiser, num, self.loaded.sample_shape, seed=seed, cond=cond, progress=progress,
                         **plan.kwargs())
-        return x
+        return self.loaded.decode(x)
 
     def save_grid(self, x: torch.Tensor, path: Union[str, Path]) -> Path:
         """A picture of samples: images as a grid, 2D points as a scatter plot over the data."""

@@ -39,7 +39,13 @@ def open_dataset(name: str, options: Optional[dict] = None, num: int = 0, seed: 
 
 
 def build_data(cfg: RunConfig) -> TensorData:
-    return build_dataset(cfg.data.name, cfg.data.options, cfg.data.num, cfg.train.seed, encode=encode_texts)
+    """The data a run trains on: a latent run's are its images' latents (``runs.latent``)."""
+    data = build_dataset(cfg.data.name, cfg.data.options, cfg.data.num, cfg.train.seed, encode=encode_texts)
+    if cfg.latent.autoencoder:
+        from .latent import latent_data
+
+        data = latent_data(cfg, data)
+    return data
 
 
 def build_net(cfg: RunConfig, data: Optional[TensorData] = None) -> torch.nn.Module:
@@ -110,6 +116,8 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
                               f"on {cfg.data.name}: start from `--preset emoji-ae` or `--preset folder-ae`")
     if cfg.diffusion.kind == "classifier" and not data.num_classes:
         raise DenoiselabError(f"a classifier trains on labelled data, but {cfg.data.name} has no labels")
+    if cfg.latent.autoencoder:
+        cfg = resolve_latent(cfg)
     s = cfg.sample
     if cfg.diffusion.kind in ("vp", "flow") and not (s.sigma_min and s.sigma_max):
         # The data's noise range, derived once here and stored with the run (grids.fit_sigma_range);
@@ -122,6 +130,19 @@ def resolve_config(cfg: RunConfig, data: TensorData) -> RunConfig:
     return cfg
 
 
+def resolve_latent(cfg: RunConfig) -> RunConfig:
+    """A latent run stores its autoencoder's absolute path (so it samples from any working
+    directory) and leaves x0 unclipped (latents are not bounded as pixels are)."""
+    if cfg.diffusion.kind not in ("vp", "flow"):
+        raise DenoiselabError(f"latent.autoencoder is for diffusion and flow runs, not kind {cfg.diffusion.kind}: "
+                              "drop it")
+    if cfg.diffusion.clip_x0:
+        raise DenoiselabError("diffusion.clip_x0 clips pixels, and latents are unbounded: --set diffusion.clip_x0=0 "
+                              "for a latent run")
+    path = str(Path(cfg.latent.autoencoder).resolve())
+    return dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, autoencoder=path))
+
+
 def data_info(data: TensorData) -> dict:
     """What sampling needs to know about the data, stored in every checkpoint."""
     info = {"kind": data.kind, "sample_shape": list(data.sample_shape), "num_classes": data.num_classes,
@@ -131,6 +152,9 @@ def data_info(data: TensorData) -> dict:
 
         info["condition"] = "text"
         info["text_encoder"] = ENCODER
+    codec = getattr(data, "codec", None)
+    if codec is not None:  # a latent run: samples are decoded to images of this shape
+        info["image_shape"] = list(codec.image_shape)
     return info
 
 
@@ -183,9 +207,11 @@ def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
     # A consistency student previews with its own few-step sampler.
     sampler, steps = ("consistency", cfg.sample.steps) if cfg.distill.method else ("ddim", 25)
 
+    codec = getattr(data, "codec", None)
+
     def on_preview(step: int, net: torch.nn.Module) -> None:
         net.eval()
         x, _ = generate(build_denoiser(cfg, net), 36, data.sample_shape, sampler=sampler, steps=steps, seed=0)
-        save_grid(x, Path(out) / "previews" / f"step{step:07d}.png", nrow=6)
+        save_grid(x if codec is None else codec.decode(x), Path(out) / "previews" / f"step{step:07d}.png", nrow=6)
 
     return on_preview

@@ -20,6 +20,7 @@ from .build import build_denoiser, build_net, fit_data_moments, open_dataset
 
 if TYPE_CHECKING:
     from ..samplers.start import DataMoments
+    from .latent import LatentCodec
 
 
 CONFIG = "config.json"
@@ -34,6 +35,20 @@ class LoadedRun:
     run_dir: Path
     info: dict
     moments: Optional["DataMoments"] = None  # the data's, stored at training (None: fitted on demand)
+    codec: Optional["LatentCodec"] = None  # a latent run's autoencoder (``runs.latent``); None: pixels
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of what the run makes: its samples' shape, or a latent run's decoded images'."""
+        return self.codec.image_shape if self.codec is not None else self.sample_shape
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples -> what users see: a latent run's latents decoded to images; others unchanged."""
+        return x if self.codec is None else self.codec.decode(x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> the space the run samples in (a latent run's latents; others unchanged)."""
+        return x if self.codec is None else self.codec.encode(x)
 
     @property
     def kind(self) -> str:
@@ -121,8 +136,13 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
     net.eval()
     from ..samplers.start import DataMoments
 
+    codec = None
+    if cfg.latent.autoencoder:
+        from .latent import load_codec
+
+        codec = load_codec(cfg.latent.autoencoder, device)
     return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
-                     DataMoments.from_tensors(ck.get("moments") or {}))
+                     DataMoments.from_tensors(ck.get("moments") or {}), codec)
 
 
 def load_diffusers(path: Path, device=None) -> LoadedRun:

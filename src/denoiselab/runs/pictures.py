@@ -37,7 +37,8 @@ def reverse_frames(run: LoadedRun, *, sampler: Optional[str] = None, steps: Opti
     x, _ = generate(denoiser or run.denoiser, num, run.sample_shape, seed=seed, cond=cond, callback=callback,
                     progress=True, **plan.kwargs())
     shots.append((-1, x, x))
-    return shots
+    # A latent run's frames are decoded, each x_t and x0_hat, so the GIF shows images.
+    return [(t, run.decode(a), run.decode(b)) for t, a, b in shots] if run.codec is not None else shots
 
 
 def reverse_gif(run: LoadedRun, path: Path, *, sampler: Optional[str] = None, steps: Optional[int] = None,
@@ -100,14 +101,16 @@ def image_pictures(out: Path, data: TensorData, num: int = 64, seed: int = 0, de
     pick = data.x[torch.randperm(len(data), generator=g)[:16]]
     numbers: dict = {}
     # The first training batch exactly as the trainer draws it (flips included): what the model learns from.
-    value_range = (0.0, 1.0) if data.x.min() >= 0 else (-1.0, 1.0)
-    written = [V.save_grid(data.batch(0, 64, cfg.train.seed)[0], out / "dataset_summary.png", nrow=8,
+    value_range = (0.0, 1.0) if data.x.min() >= 0 and run.codec is None else (-1.0, 1.0)
+    written = [V.save_grid(run.decode(data.batch(0, 64, cfg.train.seed)[0]), out / "dataset_summary.png", nrow=8,
                            value_range=value_range)]
     if cfg.diffusion.kind == "denoise":
         written.append(_denoiser_pictures(run, pick[:6], out, value_range, numbers))
     else:
         written += _sample_pictures(run, out, num, seed, numbers)
-        if run.denoiser.schedule is not None:  # flows have no beta schedule: no forward-process pictures
+        # Flows have no beta schedule, and a latent run's pixel histograms would be of latents: no
+        # forward-process pictures for either.
+        if run.denoiser.schedule is not None and run.codec is None:
             written += _forward_pictures(run.denoiser.schedule, pick, data.x, out, numbers)
     _save_numbers(out, numbers)
     return written
@@ -142,7 +145,7 @@ def _sample_pictures(run: LoadedRun, out: Path, num: int, seed: int, numbers: di
         den, cond = guided_run(run, len(prompts), prompts=prompts)
         x, nfe = generate(den, len(prompts), run.sample_shape, seed=seed, cond=cond, progress=True,
                           **plan.kwargs())
-        written = [V.save_grid(x, out / "samples.png", nrow=len(DIGIT_WORDS))]
+        written = [V.save_grid(run.decode(x), out / "samples.png", nrow=len(DIGIT_WORDS))]
         numbers["samples"] = plan.record(nfe, len(prompts), guidance=s.guidance,
                                          prompts="a <colour> <digit>: colours by row, digits by column")
         den, cond = guided_run(run, 10, prompts=prompts[:10])
@@ -153,13 +156,13 @@ def _sample_pictures(run: LoadedRun, out: Path, num: int, seed: int, numbers: di
         den, cond = guided_run(run, 4 * k)
         x, nfe = generate(den, 4 * k, run.sample_shape, seed=seed, cond=cond, progress=True,
                           **plan.kwargs())
-        written = [V.save_grid(x, out / "samples.png", nrow=k)]
+        written = [V.save_grid(run.decode(x), out / "samples.png", nrow=k)]
         numbers["samples"] = plan.record(nfe, 4 * k, guidance=s.guidance, classes="one per column")
         den, cond = guided_run(run, 2 * k)
         return written + [reverse_gif(run, out / "reverse.gif", num=2 * k, frames=25, denoiser=den, cond=cond,
                                       nrow=k, plan=plan)]
     x, nfe = generate(run.denoiser, num, run.sample_shape, seed=seed, progress=True, **plan.kwargs())
-    written = [V.save_grid(x, out / "samples.png")]
+    written = [V.save_grid(run.decode(x), out / "samples.png")]
     numbers["samples"] = plan.record(nfe, num)
     return written + [reverse_gif(run, out / "reverse.gif", num=16, frames=25, plan=plan)]
 

@@ -108,7 +108,8 @@ def image_scorer(run, cache_dir: Path, log=None) -> Callable[[torch.Tensor, int]
     from ..evaluation.frechet import frechet_distance_features
     from ..evaluation.images import domain_extractor, extract, reference_features, reference_halves
 
-    data = runs.build_data(run.config)
+    c = run.config
+    data = runs.open_dataset(c.data.name, c.data.options, c.data.num, c.train.seed)  # images, a latent run's too
     ext = domain_extractor(data, cache_dir, log=log)
     ref = reference_features(ext, data, cache_dir, log=log)
     _, half_b = reference_halves(len(ref))
@@ -147,6 +148,7 @@ def run_benchmark(run, *, samplers: Sequence[str] = SWEEP_SAMPLERS, grids: Seque
                         x, nfe = generate(run.denoiser, num, run.sample_shape, sampler=sampler, steps=steps, seed=seed,
                                           grid=grid, grid_opts=opts, batch_size=batch_size, progress=True,
                                           start=start_moments(run, start, sampler, sampler_opts), **sampler_opts)
+                        x = run.decode(x)
                         scores.append(scorer(x, seed) if torch.isfinite(x).all() else float("inf"))
                 except DenoiselabError as e:
                     if log:

@@ -68,7 +68,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
             den, labels = guided_run(run, per, guidance=w, **column)
             x, _ = generate(den, per, run.sample_shape, seed=seed, cond=labels, batch_size=batch_size, progress=True,
                             **plan.kwargs())
-            cells.append(x)
+            cells.append(run.decode(x))
         rows.append(cells)
         if log:
             log(f"guidance {w:g}: {len(columns)} {'prompts' if text else 'classes'} x {per} samples")
@@ -77,7 +77,7 @@ def plot_guidance(run, out: Path, *, scales, classes=None, batch_size: int = 4, 
 
     from ..viz.images import auto_scale, label_table
 
-    scale = auto_scale(run.sample_shape[-1])
+    scale = auto_scale(run.image_shape[-1])
     side = max(1, int(np.ceil(np.sqrt(per))))
     tiles = [[tile_images(x, side, scale=scale) for x in cells] for cells in rows]
     return save_png(label_table(tiles, [f"w = {w:g}" for w in scales], names), out)

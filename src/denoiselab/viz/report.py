@@ -165,6 +165,9 @@ class RunSummary:
             w = student.get("teacher_guidance", 1.0)
             out["student of"] = (f"{Path(student.get('teacher', '?')).name} ({student['method']}"
                                  + (f", w {w:g})" if w != 1.0 else ")"))
+        ae = c.get("latent", {}).get("autoencoder")
+        if ae:  # a latent run names its autoencoder
+            out["latents of"] = Path(ae).name
         return out
 
 
