@@ -54,6 +54,18 @@ IF_SCHEDULER = dict(beta_schedule="squaredcos_cap_v2", variance_type="learned_ra
 PROMPTS = ("", "an oil painting of a snowy mountain village", "a man wearing a hat", "a rocket ship",
            "an oil painting of an old man", "a lithograph of waterfalls", "a photo of a dog")
 EMBED = (5, 32)  # (tokens, width) of each prompt's embedding
+# Stable Diffusion's shape at toy size: an AutoencoderKL with f = 2 (8x8x3 images, 4x4x4 latents) and
+# a cross-attention UNet2DConditionModel on its latents, a DDIM scheduler on the scaled-linear betas.
+SD_VAE = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+              up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16), latent_channels=4,
+              norm_num_groups=4, sample_size=8, scaling_factor=0.5)
+SD_UNET = dict(sample_size=4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+               down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+               norm_num_groups=4, cross_attention_dim=32, attention_head_dim=4)
+# set_alpha_to_one: the last DDIM step lands on clean data, as ours does (SD's own configs say False:
+# a last step to alpha_bar[0], which moved these samples by 1e-3; docs/results/interop.md).
+SD_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                    set_alpha_to_one=True, steps_offset=0)
 
 
 def cli(*argv) -> tuple[int, str]:
@@ -89,6 +101,52 @@ def if_folder(root: Path, seed: int = 0) -> tuple[Path, Path]:
     table = {p: torch.randn(1, *EMBED, generator=g) for p in PROMPTS}
     save_file(table, str(root / "prompts.safetensors"))
     return root, root / "prompts.safetensors"
+
+
+def sd_folder(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """(a Stable-Diffusion-shaped latent folder: vae/, unet/, scheduler/; its prompt dictionary)."""
+    import diffusers
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    diffusers.AutoencoderKL(**SD_VAE).save_pretrained(root / "vae")
+    diffusers.UNet2DConditionModel(**SD_UNET).save_pretrained(root / "unet")
+    diffusers.DDIMScheduler(**SD_SCHEDULER).save_pretrained(root / "scheduler")
+    g = torch.Generator().manual_seed(seed)
+    table = {p: torch.randn(1, 5, SD_UNET["cross_attention_dim"], generator=g) for p in PROMPTS}
+    save_file(table, str(root / "prompts.safetensors"))
+    return root, root / "prompts.safetensors"
+
+
+@torch.no_grad()
+def latent_against_diffusers(tmp: Path, num: int = 2, steps: int = 50) -> dict:
+    """An imported SD-shaped latent model: `denoiselab sample --noise` (ddim on the latents, then the
+    VAE's decoder) against diffusers' own loop from the same latents: DDIMScheduler stepping the
+    UNet under the prompt's embedding, then ``vae.decode(latents / scaling_factor)``."""
+    import diffusers
+
+    folder, prompts = sd_folder(tmp / "sd-src")
+    code, err = cli("import", "diffusers", folder, "--prompts", prompts, "--out", tmp / "sd-run")
+    assert code == 0, err
+    prompt = PROMPTS[3]
+    z_T = torch.randn((num, 4, 4, 4), generator=torch.Generator().manual_seed(2))
+    np.save(tmp / "sd-noise.npy", z_T.numpy())
+    code, err = cli("sample", tmp / "sd-run", "--prompt", prompt, "--guidance", 1, "--sampler", "ddim",
+                    "--steps", steps, "--grid", "leading", "--noise", tmp / "sd-noise.npy", "--out", tmp / "sd.npy")
+    assert code == 0, err
+    ours = torch.from_numpy(np.load(tmp / "sd.npy"))
+    from safetensors.torch import load_file
+
+    emb = load_file(str(prompts))[prompt].expand(num, -1, -1)
+    unet = diffusers.UNet2DConditionModel.from_pretrained(folder / "unet")
+    vae = diffusers.AutoencoderKL.from_pretrained(folder / "vae")
+    sched = diffusers.DDIMScheduler.from_pretrained(folder / "scheduler")
+    sched.set_timesteps(steps)
+    z = z_T
+    for t in sched.timesteps:
+        z = sched.step(unet(z, t, encoder_hidden_states=emb).sample, t, z, eta=0.0).prev_sample
+    theirs = vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+    return {"diff": (ours - theirs).abs().max().item(), "shape": tuple(ours.shape), "scale": ours.std().item()}
 
 
 def _load(folder: Path):
@@ -176,9 +234,14 @@ def dpm_against_scheduler(tmp: Path, num: int = 4, steps: int = 20) -> dict:
 
 # -- ddpm: stochastic, the same noise on both sides ------------------------------------------
 
+# Dynamic thresholding as IF's scheduler sets it (Saharia et al. 2022, sec. 2.3).
+THRESHOLDING = dict(thresholding=True, dynamic_thresholding_ratio=0.995, sample_max_value=1.5)
+
+
 def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 1000) -> dict:
     """Our ddpm against DDPMScheduler.step with the same noise: both draw each step's noise from
-    one torch.Generator in the same order (ours: the generator handed in as ``noise``)."""
+    one torch.Generator in the same order (ours: the generator handed in as ``noise``). ``variance``
+    fixed_small, learned_range, or thresholding (fixed_small under dynamic thresholding)."""
     if variance == "learned_range":
         folder, prompts = if_folder(tmp / "ddpm-if")
         run_dir = tmp / "ddpm-if-run"
@@ -186,7 +249,8 @@ def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 
         assert code == 0, err
         cond = torch.full((num,), PROMPTS.index("a man wearing a hat"))
     else:
-        folder = run_dir = unet_folder(tmp / "ddpm", "DDPMScheduler")
+        extra = THRESHOLDING if variance == "thresholding" else {}
+        folder = run_dir = unet_folder(tmp / f"ddpm-{variance}", "DDPMScheduler", **extra)
         cond = None
     run = _load(run_dir)
     x_T = torch.randn((num, 3, 8, 8), generator=torch.Generator().manual_seed(2))
@@ -330,13 +394,16 @@ def measure(tmp: Path, ddpm_steps: int = 1000) -> list[list]:
         r = ddim_against_pipeline(tmp, clip)
         rows.append([f"ddim 50 vs DDIMPipeline, clip_sample={clip}", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
                      _e(r["floor"]), f"{r['scale']:.3g}"])
-    for variance in ("fixed_small", "learned_range"):
+    for variance in ("fixed_small", "learned_range", "thresholding"):
         r = ddpm_against_scheduler(tmp, variance, steps=ddpm_steps)
         rows.append([f"ddpm {ddpm_steps} vs DDPMScheduler.step, {variance}", "<= 1e-4", _e(r["diff"]),
                      _e(r["diff64"]), _e(r["floor"]), f"{r['scale']:.3g}"])
     r = dpm_against_scheduler(tmp)
     rows.append(["dpmpp-2m 20 vs DPMSolverMultistepScheduler (trailing)", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
                  _e(r["floor"]), f"{r['scale']:.3g}"])
+    r = latent_against_diffusers(tmp)
+    rows.append(["SD-shaped latent model (AutoencoderKL + UNet2DConditionModel): ddim 50 + decode vs diffusers' loop",
+                 "<= 1e-4", _e(r["diff"]), "n/a", "n/a", f"{r['scale']:.3g}"])
     r = cfg_at_one(tmp)
     rows.append(["IF-shaped model: CFG w = 1 vs conditional (one call; samples)", "exactly equal",
                  f"{r['call']:.1e}; {r['samples']:.1e}", "n/a", "n/a", ""])

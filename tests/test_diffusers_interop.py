@@ -2,6 +2,7 @@
 benchmarks/diffusers_interop.py on tiny random models built with diffusers' own classes, and the
 bad inputs that must fail in one line before any work. Nothing is downloaded."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -248,12 +249,101 @@ def test_channels_that_do_not_fit_the_variance_type_are_refused(tmp_path):
     assert "outputs 3 channels" in err and "needs 6" in err
 
 
-def test_a_latent_pipeline_is_refused(tmp_path):
+def test_a_latent_pipeline_with_a_bad_vae_is_refused(tmp_path):
     folder = B.unet_folder(tmp_path / "src")
     (folder / "vae").mkdir()
-    (folder / "vae" / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
+    (folder / "vae" / "config.json").write_text('{"_class_name": "VQModel"}')
     err = refused(tmp_path, "import", "diffusers", folder, "--out", tmp_path / "run", out=tmp_path / "run")
+    assert "AutoencoderKL" in err
+    # A VAE whose latents have other channels than the UNet reads.
+    import diffusers
+
+    (folder / "vae" / "config.json").unlink()
+    diffusers.AutoencoderKL(**{**B.SD_VAE, "latent_channels": 2}).save_pretrained(folder / "vae")
+    err = refused(tmp_path, "import", "diffusers", folder, "--out", tmp_path / "run", out=tmp_path / "run")
+    assert "2-channel latents" in err
+
+
+# -- latent models (Stable Diffusion's shape) ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sd_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sd")
+    folder, prompts = B.sd_folder(tmp / "src")
+    code, err = B.cli("import", "diffusers", folder, "--prompts", prompts, "--out", tmp / "run")
+    assert code == 0, err
+    return tmp / "run"
+
+
+def test_a_latent_model_samples_as_diffusers_loop_does(tmp_path):
+    r = B.latent_against_diffusers(tmp_path, steps=10)
+    assert r["shape"] == (2, 3, 8, 8) and r["diff"] <= 1e-4
+
+
+def test_an_imported_latent_run_keeps_its_vae_and_moves_whole(sd_run, tmp_path):
+    import shutil
+
+    from denoiselab.runs import load_run
+
+    assert (sd_run / "vae" / "config.json").is_file()
+    moved = tmp_path / "moved"
+    shutil.copytree(sd_run, moved)  # the VAE is named relative to the run
+    run = load_run(moved)
+    assert run.sample_shape == (4, 4, 4) and run.image_shape == (3, 8, 8)
+    assert run.codec.run_dir == moved / "vae" and run.codec.scale == B.SD_VAE["scaling_factor"]
+
+
+def test_edits_and_guidance_on_an_imported_latent_model(sd_run, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "in.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(img)
+    prompt = B.PROMPTS[2]
+    for argv in (["edit", "sdedit", sd_run, "--input", img, "--prompt", prompt, "--strength", 0.6],
+                 ["edit", "inpaint", sd_run, "--input", img, "--prompt", prompt, "--mask-box", "2,2,6,6",
+                  "--jump-count", 1],
+                 ["edit", "anagram", sd_run, "--prompt", prompt, "--view-prompt", B.PROMPTS[3], "--num", 1],
+                 ["sample", sd_run, "--prompt", prompt, "--guidance", 4, "--num", 2]):
+        out = tmp_path / f"{argv[1]}.npy"
+        code, err = B.cli(*argv, "--steps", 3, "--out", out)
+        assert code == 0, err
+        assert np.load(out).shape[1:] == (3, 8, 8)
+
+
+def test_a_latent_run_does_not_export_to_a_pixel_pipeline(sd_run, tmp_path):
+    err = refused(tmp_path, "export", "diffusers", sd_run, "--out", tmp_path / "exp", out=tmp_path / "exp")
     assert "latent" in err
+
+
+def test_a_shifted_vae_is_refused(tmp_path):
+    import diffusers
+
+    folder, prompts = B.sd_folder(tmp_path / "src")
+    diffusers.AutoencoderKL(**{**B.SD_VAE, "shift_factor": 0.1}).save_pretrained(folder / "vae")
+    assert json.loads((folder / "vae" / "config.json").read_text())["shift_factor"] == 0.1
+    err = refused(tmp_path, "import", "diffusers", folder, "--prompts", prompts, "--out", tmp_path / "run",
+                  out=tmp_path / "run")
+    assert "shift_factor" in err
+
+
+# -- dynamic thresholding (Saharia et al. 2022) ---------------------------------------------------
+
+def test_dynamic_thresholding_matches_ddpm_scheduler(tmp_path):
+    r = B.ddpm_against_scheduler(tmp_path, "thresholding", num=2, steps=50)
+    assert r["diff"] <= 1e-4 and r["diff64"] <= 1e-9
+
+
+def test_dynamic_thresholding_closed_form():
+    from denoiselab.denoiser import Denoiser
+    from denoiselab.schedules import make_schedule
+
+    den = Denoiser(lambda x, t, c=None: x, make_schedule("linear", 10), "x0", clip_x0=1.5, threshold=0.5)
+    x0 = torch.tensor([[[[0.2, -0.4, 3.0, -5.0]]], [[[0.1, 0.2, -0.3, 0.4]]]], dtype=torch.float64)
+    got, _ = den.clip_pair(torch.zeros_like(x0), torch.tensor([3, 3]), x0, torch.zeros_like(x0))
+    # Sample 1: the median of |x0| is 1.7, held to 1.5: clamp to [-1.5, 1.5], then / 1.5.
+    assert torch.allclose(got[0], x0[0].clamp(-1.5, 1.5) / 1.5)
+    # Sample 2: every |x0| < 1, so s = 1: x0 is unchanged (the static clip at 1).
+    assert torch.equal(got[1], x0[1])
 
 
 def test_a_run_without_a_diffusers_twin_is_refused_by_export(tmp_path, if_run):

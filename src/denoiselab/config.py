@@ -42,6 +42,9 @@ class DiffusionConfig:
     betas: tuple = ()                 # for schedule "custom"
     parameterization: str = "eps"     # eps | x0 | v (vp); the flow net predicts velocity
     clip_x0: float = 0.0              # 0 = no clipping (2D); 1.0 for images in [-1, 1]
+    dynamic_threshold: float = 0.0    # vp: p of dynamic thresholding (Saharia et al. 2022, sec. 2.3): x0_hat
+                                      # clamped to the p-quantile s of |x0_hat| held in [1, clip_x0], then / s;
+                                      # 0 = a static clip at clip_x0
     p_uncond: float = 0.0             # conditional models: label dropout for classifier-free guidance
     sigma: float = 0.0                # kind "denoise": the noise level of a single-step denoiser
     min_snr: float = 0.0              # vp: min-SNR-gamma loss weighting, this gamma (Hang et al. 2023); 0 = L_simple
@@ -283,7 +286,7 @@ INTERVALS: dict[str, tuple[str, ...]] = {
     ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num", "distill.levels_start", "distill.levels_end"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
     ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance"),
-    "[0, 1)": ("diffusion.p_uncond", "train.ema_decay", "distill.target_decay"),
+    "[0, 1)": ("diffusion.p_uncond", "diffusion.dynamic_threshold", "train.ema_decay", "distill.target_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
     "[0, 1]": ("diffusion.t_full",),
 }

@@ -27,6 +27,10 @@ class Denoiser:
 
     ``clip_x0``: if set (e.g. 1.0 for images in [-1, 1]), x0_hat is clamped to [-c, c] and eps_hat
     recomputed from it, as in Ho et al. 2020's sampler; leave None for unbounded data (2D points).
+    ``threshold`` p > 0: dynamic thresholding instead (Saharia et al. 2022, sec. 2.3): per sample,
+    s = the p-quantile of |x0_hat|, held in [1, clip_x0]; x0_hat is clamped to [-s, s] and divided
+    by s (diffusers' ``thresholding`` with ``dynamic_thresholding_ratio`` p and ``sample_max_value``
+    clip_x0).
 
     A network with ``variance_output = "learned_range"`` (IF stage I, improved DDPM) outputs 2C
     channels: its prediction, then v in [-1, 1] that sets the reverse step's variance (Nichol &
@@ -34,13 +38,14 @@ class Denoiser:
     """
 
     def __init__(self, net: Callable, schedule: NoiseSchedule, parameterization: str = "eps",
-                 clip_x0: Optional[float] = None):
+                 clip_x0: Optional[float] = None, threshold: float = 0.0):
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         self.net = net
         self.schedule = schedule
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
+        self.threshold = float(threshold or 0.0)
         self.variance_output = getattr(net, "variance_output", None)
         self._last = None  # (x, t, cond, output) of the last call of a learned-variance network
 
@@ -136,11 +141,18 @@ class Denoiser:
         return self.clip_pair(x, t, x0, eps) if clip else (x0, eps)
 
     def clip_pair(self, x: torch.Tensor, t, x0: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clamp x0_hat to [-clip_x0, clip_x0] and recompute eps_hat from it (no-op without clip_x0)."""
+        """Clamp x0_hat to [-clip_x0, clip_x0] (or threshold it dynamically) and recompute eps_hat
+        from it (no-op without clip_x0)."""
         if self.clip_x0 is None:
             return x0, eps
         a, s = self.scales(t, x)
-        x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        if getattr(self, "threshold", 0.0):
+            q = torch.quantile(x0.reshape(len(x0), -1).abs().to(torch.float64 if x0.dtype == torch.float64
+                                                                 else torch.float32), self.threshold, dim=1)
+            q = q.clamp(1.0, max(self.clip_x0, 1.0)).to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+            x0 = torch.maximum(torch.minimum(x0, q), -q) / q
+        else:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
         return x0, P.eps_from_x0(x, x0, a, s)
 
 

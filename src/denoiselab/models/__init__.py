@@ -8,7 +8,7 @@ from ..errors import DenoiselabError
 from .autoencoder import KLAutoencoder
 from .classifier import NoiseAwareClassifier
 from .cs180 import CS180UNet
-from .diffusers_nets import DiffusersUNet2D, DiffusersUNet2DCondition
+from .diffusers_nets import DiffusersAutoencoderKL, DiffusersUNet2D, DiffusersUNet2DCondition
 from .mlp import ResidualMLP, TimeLinearNet
 from .unet import UNet
 
@@ -22,6 +22,7 @@ MODELS: dict[str, type[nn.Module]] = {
     # diffusers' UNets (the diffusers extra): trained here, imported, exported (runs.diffusers_io)
     "diffusers-unet2d": DiffusersUNet2D,
     "diffusers-unet2d-condition": DiffusersUNet2DCondition,
+    "diffusers-autoencoder-kl": DiffusersAutoencoderKL,  # an imported latent model's first stage
 }
 
 
@@ -34,5 +35,5 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise DenoiselabError(f"bad options for model {name!r}: {e}") from None
 
 
-__all__ = ["MODELS", "CS180UNet", "DiffusersUNet2D", "DiffusersUNet2DCondition", "KLAutoencoder", "NoiseAwareClassifier", "ResidualMLP",
+__all__ = ["MODELS", "CS180UNet", "DiffusersAutoencoderKL", "DiffusersUNet2D", "DiffusersUNet2DCondition", "KLAutoencoder", "NoiseAwareClassifier", "ResidualMLP",
            "TimeLinearNet", "UNet", "build_model"]

@@ -163,4 +163,35 @@ class DiffusersUNet2DCondition(nn.Module):
         return self.unet(x, t, encoder_hidden_states=states).sample
 
 
-__all__ = ["DiffusersUNet2D", "DiffusersUNet2DCondition", "MISSING", "diffusers_module", "VARIANCE_OUTPUTS", "unet_config"]
+class DiffusersAutoencoderKL(nn.Module):
+    """diffusers' ``AutoencoderKL`` (Stable Diffusion's first stage) with the interface of
+    ``models.autoencoder.KLAutoencoder``: ``encode(x) -> (mean, logvar)``, ``decode(z)``,
+    ``latent_shape``, ``factor`` and ``latent_scale`` (the config's ``scaling_factor``, which
+    Rombach et al. 2022 fit as 1 / std of the training latents: 0.18215 for SD 1.x). A
+    ``shift_factor`` (SD3, Flux: z = (mean - shift) * scale) has no counterpart and is refused."""
+
+    def __init__(self, **config):
+        super().__init__()
+        config = unet_config(config)
+        if config.get("shift_factor"):
+            raise DenoiselabError(f"this AutoencoderKL shifts its latents (shift_factor {config['shift_factor']}), "
+                                  "which latent runs do not: import a VAE without shift_factor (SD 1.x/2.x shape)")
+        self.vae = diffusers_module().AutoencoderKL.from_config(config)
+        self.factor = 2 ** (len(config.get("block_out_channels", (64,))) - 1)
+        self.in_channels = int(config.get("in_channels", 3))
+        self.z_channels = int(config.get("latent_channels", 4))
+        self.register_buffer("latent_scale", torch.tensor(float(config.get("scaling_factor", 0.18215))))
+
+    def latent_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
+        _, h, w = image_shape
+        return self.z_channels, h // self.factor, w // self.factor
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.vae.encode(x).latent_dist
+        return dist.mean, dist.logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z).sample
+
+
+__all__ = ["DiffusersAutoencoderKL", "DiffusersUNet2D", "DiffusersUNet2DCondition", "MISSING", "diffusers_module", "VARIANCE_OUTPUTS", "unet_config"]

@@ -70,7 +70,11 @@ def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
     if d.kind != "vp":
         raise DenoiselabError(f"diffusion kind {d.kind!r} is not available: use vp, flow, denoise, classifier or "
                               "autoencoder")
-    den = Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None)
+    if d.dynamic_threshold and not d.clip_x0:
+        raise DenoiselabError("diffusion.dynamic_threshold needs diffusion.clip_x0, the largest threshold "
+                              "(diffusers' sample_max_value; 1 for images in [-1, 1])")
+    den = Denoiser(net, build_schedule(d), d.parameterization, clip_x0=d.clip_x0 or None,
+                   threshold=d.dynamic_threshold)
     return student_denoiser(cfg, den)
 
 

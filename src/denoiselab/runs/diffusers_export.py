@@ -37,6 +37,9 @@ def check_exportable(run: LoadedRun) -> None:
     if run.config.diffusion.kind != "vp":
         raise DenoiselabError(f"{run.run_dir} is a {run.config.diffusion.kind} run: only VP (DDPM-family) runs "
                               "export to a DDPMPipeline")
+    if run.config.latent.autoencoder:
+        raise DenoiselabError(f"{run.run_dir} is a latent run: a DDPMPipeline samples pixels, so only pixel runs "
+                              "export")
     if name not in EXPORTABLE:
         raise DenoiselabError(f"{run.run_dir}'s network {name!r} has no diffusers twin: only runs of model "
                               f"{', '.join(EXPORTABLE)} export (train one with --set model.name=diffusers-unet2d)")

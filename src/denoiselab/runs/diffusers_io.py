@@ -12,7 +12,7 @@ The scheduler's settings map as follows (diffusers -> ours):
 | ``num_train_timesteps``, ``beta_schedule`` linear / scaled_linear / squaredcos_cap_v2 / sigmoid, ``trained_betas`` | ``diffusion.T``, ``schedule`` linear / quadratic / cosine / sigmoid, custom ``betas`` |
 | ``prediction_type`` epsilon / sample / v_prediction | ``parameterization`` eps / x0 / v |
 | ``clip_sample``, ``clip_sample_range`` | ``clip_x0`` |
-| ``thresholding`` (dynamic, Saharia et al. 2022) | ``clip_x0`` = 1 (a static clip: the nearest we have) |
+| ``thresholding``, ``dynamic_thresholding_ratio``, ``sample_max_value`` (Saharia et al. 2022) | ``dynamic_threshold``, ``clip_x0`` |
 | ``variance_type`` learned_range | the network's ``variance_output``; ``ddpm`` uses it |
 | ``timestep_spacing`` leading / trailing / linspace | ``sample.grid`` of the same name |
 
@@ -37,6 +37,9 @@ from ..errors import DenoiselabError
 from ..io import atomic_folder, log
 from ..models.diffusers_nets import unet_config
 from .build import build_denoiser, build_net
+from .latent import LatentCodec, codec_digest
+
+VAE_DIR = "vae"  # an imported latent run keeps its autoencoder run here, named relative to the run
 
 UNETS = {"UNet2DModel": "diffusers-unet2d", "UNet2DConditionModel": "diffusers-unet2d-condition"}
 # Schedulers whose config holds the training schedule, and the sampler a run takes by default.
@@ -60,6 +63,8 @@ class Imported:
     config: RunConfig
     net: torch.nn.Module
     info: dict
+    autoencoder: Optional[tuple[RunConfig, torch.nn.Module]] = None  # a latent model's VAE, as a run's parts
+    codec: Optional["LatentCodec"] = None  # ... and as the codec sampling decodes with
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -84,15 +89,17 @@ def is_diffusers_folder(path) -> bool:
         return False
 
 
-def locate(path) -> tuple[Path, Path]:
-    """(the UNet's folder, the scheduler's config file) of a diffusers folder."""
+def locate(path) -> tuple[Path, Path, Optional[Path]]:
+    """(the UNet's folder, the scheduler's config file, the VAE's folder or None) of a diffusers folder."""
     p = Path(path)
     if not p.is_dir():
         raise DenoiselabError(f"diffusers folder not found: {p} (pass the folder save_pretrained wrote)")
     index = read_json(p / "model_index.json", "pipeline index") if (p / "model_index.json").is_file() else {}
+    vae = None
     if "vae" in index or (p / "vae" / "config.json").is_file():
-        raise DenoiselabError(f"{p} is a latent model (it has a vae): latent runs are not supported yet; import a "
-                              "pixel UNet2DModel or UNet2DConditionModel folder")
+        vae = p / "vae"
+        if not (vae / "config.json").is_file():
+            raise DenoiselabError(f"{p} names a vae but has no vae/config.json: is the folder complete?")
     unet = p / "unet" if (p / "unet" / "config.json").is_file() else p
     if not (unet / "config.json").is_file():
         raise DenoiselabError(f"{p} has no model config (unet/config.json or config.json): pass a diffusers folder "
@@ -100,7 +107,7 @@ def locate(path) -> tuple[Path, Path]:
     for sched in (p / "scheduler" / "scheduler_config.json", p / "scheduler_config.json",
                   unet / "scheduler_config.json"):
         if sched.is_file():
-            return unet, sched
+            return unet, sched, vae
     raise DenoiselabError(f"{p} has no scheduler config (scheduler/scheduler_config.json): the noise schedule "
                           "is needed; save the pipeline's scheduler beside the UNet")
 
@@ -169,17 +176,21 @@ def schedule_settings(sched: dict, where: Path) -> tuple[DiffusionConfig, Sample
         raise DenoiselabError(f"variance_type {var!r} in {where} is not supported: use one of "
                               f"{', '.join(VARIANCE_TYPES)}")
     clip = float(sched.get("clip_sample_range", 1.0)) if sched.get("clip_sample", sampler_of(cls) in ("ddpm", "ddim")) else 0.0
-    if sched.get("thresholding"):
-        log(f"warning: {where} uses dynamic thresholding (Saharia et al. 2022); the imported run clips x0 "
-            "to [-1, 1] instead")
-        clip = 1.0
-    diffusion = DiffusionConfig(kind="vp", parameterization=PREDICTIONS[pred], clip_x0=clip, **kw)
+    threshold = 0.0
+    if sched.get("thresholding"):  # dynamic thresholding (Saharia et al. 2022) in place of the static clip
+        threshold = float(sched.get("dynamic_thresholding_ratio", 0.995))
+        clip = float(sched.get("sample_max_value", 1.0))
+    diffusion = DiffusionConfig(kind="vp", parameterization=PREDICTIONS[pred], clip_x0=clip,
+                                dynamic_threshold=threshold, **kw)
     sampler, steps = SCHEDULERS[cls]
     spacing = sched.get("timestep_spacing", "leading")
     grid = spacing if sampler in ("ddpm", "ddim") and spacing in ("leading", "trailing", "linspace") else ""
     if grid == "leading" and sched.get("steps_offset", 0):
         log(f"warning: {where} shifts its leading timesteps by steps_offset {sched['steps_offset']}; "
             "the imported run's leading grid has no offset")
+    if cls == "DDIMScheduler" and sched.get("set_alpha_to_one") is False:
+        log(f"warning: {where} ends DDIM on alpha_bar[0] (set_alpha_to_one false); the imported run's last step "
+            "lands on clean data (alpha_bar = 1)")
     sample = SampleConfig(sampler=sampler, steps=steps or T, grid=grid, guidance=1.0)
     return diffusion, sample, VARIANCE_TYPES[var]
 
@@ -237,24 +248,22 @@ def model_options(unet_cfg: dict, variance: str, prompts: Optional[dict], unet_d
 
 def read_folder(path, prompts=None, allow_pickle: bool = False) -> Imported:
     """Read and check a diffusers folder (and a prompt dictionary) into the parts of a run."""
-    unet_dir, sched_path = locate(path)
+    unet_dir, sched_path, vae_dir = locate(path)
     unet_cfg = read_json(unet_dir / "config.json", "model config")
     if unet_cfg.get("_class_name") not in UNETS:
         raise DenoiselabError(f"{unet_dir} holds a {unet_cfg.get('_class_name')!r}: import a UNet2DModel or a "
-                              "UNet2DConditionModel (latent models, with an AutoencoderKL, are not supported yet)")
+                              "UNet2DConditionModel")
     diffusion, sample, variance = schedule_settings(read_json(sched_path, "scheduler config"), sched_path)
     table = read_prompts(prompts, allow_pickle) if prompts is not None else None
     options = model_options(unet_cfg, variance, table, unet_dir)
-    files = weight_files(unet_dir)
-    weights = {}
-    for f in files:  # every file is checked before any is read
-        if f.suffix != SAFE and not allow_pickle:
-            load_tensors(f, False, "weight file")
-    for f in files:
-        weights.update(load_tensors(f, allow_pickle, "weight file"))
+    weights = read_weights(unet_dir, allow_pickle)
     size = unet_cfg.get("sample_size", 64)
     h, w = (size, size) if isinstance(size, int) else size
     shape = [int(unet_cfg.get("in_channels", 3)), int(h), int(w)]
+    vae = read_vae(vae_dir, shape, allow_pickle) if vae_dir is not None else None
+    if vae is not None and diffusion.clip_x0:
+        log(f"warning: {sched_path} clips samples, but this is a latent model: its latents are left unclipped")
+        diffusion = dataclasses.replace(diffusion, clip_x0=0.0)
     lo, hi = sigma_ends(diffusion, shape)
     cfg = RunConfig(preset=f"diffusers:{Path(path).resolve().name}",
                     data=DataConfig(name="imported", num=1, options={"source": str(Path(path).resolve())}),
@@ -269,7 +278,51 @@ def read_folder(path, prompts=None, allow_pickle: bool = False) -> Imported:
                                             "unet": unet_cfg["_class_name"], "scheduler": sched_path.parent.name}}
     if table is not None:
         info["condition"] = "prompts"
-    return Imported(cfg, net, info)
+    if vae is None:
+        return Imported(cfg, net, info)
+    ae_cfg, ae_net = vae
+    image_shape = (ae_net.in_channels, shape[1] * ae_net.factor, shape[2] * ae_net.factor)
+    info["image_shape"] = list(image_shape)
+    cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, autoencoder=VAE_DIR))
+    return Imported(cfg, net, info, vae, LatentCodec(ae_net, vae_dir, image_shape, codec_digest(ae_net)))
+
+
+def read_weights(folder: Path, allow_pickle: bool) -> dict:
+    files = weight_files(folder)
+    for f in files:  # every file is checked before any is read
+        if f.suffix != SAFE and not allow_pickle:
+            load_tensors(f, False, "weight file")
+    weights = {}
+    for f in files:
+        weights.update(load_tensors(f, allow_pickle, "weight file"))
+    return weights
+
+
+def read_vae(vae_dir: Path, unet_shape: list[int], allow_pickle: bool) -> tuple[RunConfig, torch.nn.Module]:
+    """A latent model's ``AutoencoderKL`` as an autoencoder run's (config, network), checked
+    against the UNet it feeds."""
+    from ..models import build_model
+
+    vae_cfg = read_json(vae_dir / "config.json", "VAE config")
+    if vae_cfg.get("_class_name") != "AutoencoderKL":
+        raise DenoiselabError(f"{vae_dir} holds a {vae_cfg.get('_class_name')!r}: latent models import with an "
+                              "AutoencoderKL")
+    options = unet_config(vae_cfg)
+    net = build_model("diffusers-autoencoder-kl", **options)
+    if net.z_channels != unet_shape[0]:
+        raise DenoiselabError(f"the VAE in {vae_dir} makes {net.z_channels}-channel latents but the UNet reads "
+                              f"{unet_shape[0]} channels: the two folders do not belong together")
+    try:
+        net.vae.load_state_dict(read_weights(vae_dir, allow_pickle))
+    except RuntimeError as e:
+        raise DenoiselabError(f"the weights in {vae_dir} do not fit its config.json: {str(e).splitlines()[0]}") from None
+    net.eval()
+    size = int(vae_cfg.get("sample_size", unet_shape[1] * net.factor))
+    cfg = RunConfig(preset=f"diffusers:{vae_dir.resolve().parent.name}/vae",
+                    data=DataConfig(name="imported", num=1, options={"source": str(vae_dir.resolve())}),
+                    model=ModelConfig(name="diffusers-autoencoder-kl", options={**options, "sample_size": size}),
+                    diffusion=DiffusionConfig(kind="autoencoder"))
+    return cfg, net
 
 
 def load_weights(net: torch.nn.Module, weights: dict, table: Optional[dict], where: Path) -> None:
@@ -295,6 +348,12 @@ def import_diffusers(path, out, prompts=None, allow_pickle: bool = False) -> Pat
     def write(tmp: Path) -> None:
         (tmp / "config.json").write_text(imp.config.to_json())
         save_checkpoint(tmp / LATEST, model=imp.net, config=imp.config.to_dict(), step=0, extra=imp.info)
+        if imp.autoencoder is not None:  # a latent model: its VAE as an autoencoder run inside the run
+            ae_cfg, ae_net = imp.autoencoder
+            (tmp / VAE_DIR).mkdir()
+            (tmp / VAE_DIR / "config.json").write_text(ae_cfg.to_json())
+            save_checkpoint(tmp / VAE_DIR / LATEST, model=ae_net, config=ae_cfg.to_dict(), step=0,
+                            extra={"kind": "images", "imported": imp.info["imported"]})
 
     return atomic_folder(out, write)
 

@@ -96,11 +96,15 @@ def load_codec(path, device=None) -> LatentCodec:
     if device is not None:
         net = place(net, device)
     opts = cfg.model.options
-    size = int(opts.get("image_size", 32))
+    size = int(opts.get("image_size", opts.get("sample_size", 32)))
     image_shape = (int(opts.get("in_channels", 3)), size, size)
-    digest = hashlib.sha256(b"".join(t.detach().cpu().contiguous().numpy().tobytes()
-                                     for _, t in sorted(net.state_dict().items()))).hexdigest()[:16]
-    return LatentCodec(net, path, image_shape, digest)
+    return LatentCodec(net, path, image_shape, codec_digest(net))
+
+
+def codec_digest(net: torch.nn.Module) -> str:
+    """A short hash of an autoencoder's weights: cached latents are keyed by it."""
+    return hashlib.sha256(b"".join(t.detach().cpu().contiguous().numpy().tobytes()
+                                   for _, t in sorted(net.state_dict().items()))).hexdigest()[:16]
 
 
 def check_fits(codec: LatentCodec, data: TensorData, name: str) -> None:
@@ -153,4 +157,4 @@ def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
     return -F.max_pool2d(-m.amin(1, keepdim=True), factor)
 
 
-__all__ = ["LatentCodec", "check_fits", "latent_data", "latent_mask", "load_codec"]
+__all__ = ["LatentCodec", "check_fits", "codec_digest", "latent_data", "latent_mask", "load_codec"]

@@ -140,7 +140,9 @@ def load_run(run_dir: Path, use_ema: bool = True, device=None) -> LoadedRun:
     if cfg.latent.autoencoder:
         from .latent import load_codec
 
-        codec = load_codec(cfg.latent.autoencoder, device)
+        ae = Path(cfg.latent.autoencoder)
+        # An imported latent model names its VAE relative to the run (runs.diffusers_io.VAE_DIR).
+        codec = load_codec(ae if ae.is_absolute() else run_dir / ae, device)
     return LoadedRun(cfg, net, build_denoiser(cfg, net), ck["step"], run_dir, ck["extra"],
                      DataMoments.from_tensors(ck.get("moments") or {}), codec)
 
@@ -152,7 +154,10 @@ def load_diffusers(path: Path, device=None) -> LoadedRun:
 
     imp = read_folder(path)
     net = place(imp.net, device) if device is not None else imp.net
-    return LoadedRun(imp.config, net, build_denoiser(imp.config, net), 0, Path(path), imp.info)
+    codec = imp.codec
+    if codec is not None and device is not None:
+        codec.net = place(codec.net, device)
+    return LoadedRun(imp.config, net, build_denoiser(imp.config, net), 0, Path(path), imp.info, codec=codec)
 
 
 def require_sampler(run: LoadedRun) -> None:
