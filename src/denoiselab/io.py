@@ -108,6 +108,26 @@ def cache_folder() -> Path:
     return Path(base) / "denoiselab"
 
 
+def read_cache(path: Path, shape: Optional[tuple] = None, dtype=None):
+    """A cached array (``.npy`` the project wrote itself), or None when it is missing, unreadable,
+    or not of ``shape`` (None entries match any size) and ``dtype``: the caller then computes it
+    again and overwrites the file. Never unpickles."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if shape is not None and (arr.ndim != len(shape) or any(w is not None and w != n for w, n in zip(shape, arr.shape))):
+        return None
+    if dtype is not None and arr.dtype != dtype:
+        return None
+    return arr
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a ``.jsonl`` file (``metrics.jsonl``), skipping blank and unreadable lines
     (a line cut short by a killed process)."""

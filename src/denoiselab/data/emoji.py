@@ -159,20 +159,16 @@ def cache_path(cache_dir: Path, size: int, entries: tuple[EmojiEntry, ...]) -> P
 def emoji_pixels(size: int = 32, cache_dir: Optional[Path] = None,
                  log: Optional[Callable[[str], None]] = None) -> np.ndarray:
     """Every catalogue image as (N, 3, size, size) uint8, from the cache or decoded (and cached) on a miss."""
-    from ..io import atomic_save_npy, cache_folder
+    from ..io import atomic_save_npy, cache_folder, read_cache
 
     if not 8 <= int(size) <= SOURCE_SIZE:
         raise DenoiselabError(f"emoji image_size must be between 8 and {SOURCE_SIZE} (the PNGs are 72x72), got {size}")
     size = int(size)
     entries = catalogue()
     path = cache_path(Path(cache_dir) if cache_dir is not None else cache_folder(), size, entries)
-    if path.is_file():
-        try:
-            arr = np.load(path, allow_pickle=False)
-            if arr.shape == (len(entries), 3, size, size) and arr.dtype == np.uint8:
-                return arr
-        except (OSError, ValueError):
-            pass  # unreadable cache: decode again and overwrite it
+    arr = read_cache(path, (len(entries), 3, size, size), np.uint8)
+    if arr is not None:
+        return arr
     t0 = time.perf_counter()
     png, _ = package_folders()
     arr = np.stack([decode(png / f"{e.file}.png", size) for e in entries])

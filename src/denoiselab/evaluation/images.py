@@ -21,6 +21,7 @@ import torch
 
 from ..data import TensorData
 from ..errors import DenoiselabError
+from ..io import read_cache
 from .feature_metrics import evaluate_features
 from .featurenet import FeatureNetConfig, data_hash, load_or_train_feature_net
 
@@ -100,13 +101,9 @@ def reference_features(extractor: FeatureExtractor, ref: TensorData, cache_dir: 
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"reffeat-{data_hash(ref.x, ref.y)[:24]}-{extractor.ident}.npy"
-        if path.is_file():
-            try:
-                f = torch.from_numpy(np.load(path, allow_pickle=False))
-                if len(f) == len(ref.x):
-                    return f
-            except (OSError, ValueError):
-                pass
+        cached = read_cache(path)
+        if cached is not None and cached.ndim == 2 and len(cached) == len(ref.x):
+            return torch.from_numpy(cached)
     if log:
         log(f"extracting {extractor.name} features of {len(ref.x)} reference images")
     f = extract(extractor, ref.x)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import DenoiselabError
-from ..io import cache_folder
+from ..io import cache_folder, read_cache
 
 ENCODER = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -84,13 +84,9 @@ def encode(prompts: Sequence[str], cache_dir: Optional[Path] = None, batch_size:
     found: dict[str, np.ndarray] = {}
     for p in dict.fromkeys(prompts):
         f = _cache_file(cache_dir, p)
-        if f.is_file():
-            try:
-                v = np.load(f)
-                if v.shape == (EMBED_DIM,) and np.isfinite(v).all():
-                    found[p] = v
-            except (OSError, ValueError):
-                pass  # unreadable cache entry: recompute and overwrite it
+        v = read_cache(f, (EMBED_DIM,))
+        if v is not None and np.isfinite(v).all():  # else recompute and overwrite it
+            found[p] = v
     missing = [p for p in dict.fromkeys(prompts) if p not in found]
     if missing:
         # One thread: the encoder is small, and a second thread only spins on a shared 2-core machine.

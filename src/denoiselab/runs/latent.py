@@ -121,24 +121,17 @@ def check_fits(codec: LatentCodec, data: TensorData, name: str) -> None:
 def latent_data(cfg: RunConfig, data: TensorData, cache: Optional[Path] = None) -> TensorData:
     """``data`` with its images replaced by their latents, encoded once and cached; the codec rides
     along as ``.codec`` (previews decode with it)."""
-    from ..io import atomic_save_npy, cache_folder
+    from ..io import atomic_save_npy, cache_folder, read_cache
 
     codec = load_codec(cfg.latent.autoencoder)
     check_fits(codec, data, cfg.data.name)
     key = json.dumps([LATENT_CACHE_VERSION, codec.digest, cfg.data.name, cfg.data.options, cfg.data.num,
                       cfg.train.seed, list(data.x.shape), float(data.x[:64].sum())], sort_keys=True, default=str)
     path = Path(cache or cache_folder()) / "latents" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
-    z = None
-    if path.is_file():
-        try:
-            import numpy as np
-
-            z = torch.from_numpy(np.load(path, allow_pickle=False))
-            if tuple(z.shape) != (len(data.x), *codec.latent_shape):
-                z = None
-        except (OSError, ValueError):
-            z = None  # an unreadable cache: encode again and overwrite it
-    if z is None:
+    z = read_cache(path, (len(data.x), *codec.latent_shape))
+    if z is not None:
+        z = torch.from_numpy(z)
+    else:
         t0 = time.perf_counter()
         z = codec.encode(data.x)
         path.parent.mkdir(parents=True, exist_ok=True)
