@@ -138,3 +138,14 @@ def test_bad_latent_runs_get_one_line(latent_run, ae_run, tmp_path, capsys, extr
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_a_latent_run_distils_to_a_few_step_student(latent_run, tmp_path):
+    student = tmp_path / "student"
+    assert main(["distill", str(latent_run), "--out", str(student), "--quiet", "--no-pictures",
+                 "--set", "train.steps=3", "--set", "train.batch_size=8"]) == 0
+    run = load_run(student)
+    assert run.config.distill.method == "cd" and run.codec is not None
+    assert main(["sample", str(student), "--num", "3", "--steps", "1", "--class", "4",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (3, 3, 32, 32)
