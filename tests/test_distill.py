@@ -12,6 +12,7 @@ from conftest import train_tiny
 from denoiselab.cli import main
 from denoiselab.config import DistillConfig
 from denoiselab.denoiser import AnalyticGaussianDenoiser, ConsistencyDenoiser, Denoiser, FlowDenoiser
+from denoiselab.errors import DenoiselabError
 from denoiselab.losses import ConsistencyObjective, curriculum_levels, pseudo_huber
 from denoiselab.process import scales
 from denoiselab.samplers import ode_step, sample_heun
@@ -53,23 +54,38 @@ def student_of(net, sigma_min):
     return den
 
 
-def test_the_boundary_condition_is_exact_at_sigma_min():
+@pytest.mark.parametrize("c_out", ["lcm", "complement"])
+def test_the_boundary_condition_is_exact_at_sigma_min(c_out):
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
     torch.manual_seed(0)
     x = torch.randn(8, 4, dtype=torch.float64)
     vp = Denoiser(lambda x, t, c: net.double()(x) * 5, SCHED, "eps")
     lo = vp.sigma_range[0]
-    student = ConsistencyDenoiser(vp, lo)
+    student = ConsistencyDenoiser(vp, lo, c_out=c_out)
     x0, _ = student(x, torch.zeros(8, dtype=torch.float64))
     a, _ = scales(SCHED, torch.zeros(8, dtype=torch.float64), x)
     torch.testing.assert_close(x0, x / a, rtol=1e-15, atol=0)  # a rounding of x / a, no more
-    flow = ConsistencyDenoiser(FlowDenoiser(lambda x, t, c: net.double()(x)), 0.002)
+    flow = ConsistencyDenoiser(FlowDenoiser(lambda x, t, c: net.double()(x)), 0.002, c_out=c_out)
     tau = flow.t_from_sigma(torch.tensor(0.002, dtype=torch.float64))
     x0, _ = flow(x, tau.expand(8))
     torch.testing.assert_close(x0, x / tau, rtol=1e-12, atol=0)
     # Far from the boundary f is the network's own estimate, and it is finite at pure noise.
     x0_far, _ = flow(x, torch.zeros(8, dtype=torch.float64))
     assert torch.isfinite(x0_far).all()
+
+
+def test_the_two_c_outs_agree_away_from_the_boundary():
+    vp = Denoiser(lambda x, t, c: x, SCHED, "x0")
+    lcm, comp = (ConsistencyDenoiser(vp, 0.01, c_out=c) for c in ("lcm", "complement"))
+    like = torch.zeros(3, 1, dtype=torch.float64)
+    for sigma, close in ((0.02, False), (5.0, True)):
+        t = SCHED.t_from_sigma(torch.tensor(sigma, dtype=torch.float64)).expand(3)
+        (skip_l, out_l), (skip_c, out_c) = lcm.coefficients(t, like), comp.coefficients(t, like)
+        a, _ = scales(SCHED, t, like)
+        assert torch.equal(skip_l, skip_c) and torch.allclose(skip_c * a + out_c, torch.ones_like(out_c))
+        assert torch.allclose(out_l, out_c, rtol=1e-3) == close
+    with pytest.raises(DenoiselabError, match="c_out"):
+        ConsistencyDenoiser(vp, 0.01, c_out="edm")
 
 
 def test_ode_step_is_one_heun_step_of_the_sampler():

@@ -123,6 +123,8 @@ class DistillConfig:
     sigma_data: float = 0.5           # c_skip / c_out (Song et al. 2023, appendix C)
     boundary_scale: float = 10.0      # c_skip and c_out see scale * (sigma - sigma_min), as latent consistency
                                       # models do, so f starts as the teacher's x0_hat away from sigma_min
+    c_out: str = "complement"         # complement: 1 - c_skip | lcm: u / sqrt(u^2 + sigma_data^2) (Luo et al.
+                                      # 2023) (denoiser.ConsistencyDenoiser); `distill` picks per data kind
     rho: float = 7.0                  # the levels follow Karras et al. 2022, eq. 5
 
 

@@ -20,6 +20,7 @@ from .errors import DenoiselabError
 from .schedules import NoiseSchedule
 
 PARAMETERIZATIONS = ("eps", "x0", "v")  # of VP models; a FlowDenoiser predicts velocity
+C_OUTS = ("lcm", "complement")  # a consistency student's c_out (ConsistencyDenoiser)
 
 
 class Denoiser:
@@ -334,17 +335,24 @@ class ConsistencyDenoiser(DenoiserWrapper):
 
     With u = scale (sigma - sigma_min) (Song et al. 2023, appendix C; ``scale`` as in latent
     consistency models, so c_skip fades within a tenth of sigma_data of the boundary):
-      c_skip = sigma_data^2 / (u^2 + sigma_data^2),   c_out = 1 - c_skip,
+      c_skip = sigma_data^2 / (u^2 + sigma_data^2),
+      c_out = u / sqrt(u^2 + sigma_data^2)   (``c_out="lcm"``: latent consistency models, Luo et al.
+                                              2023, on the network's x0 estimate), or
+      c_out = 1 - c_skip                     (``c_out="complement"``: a convex mix of x / a and x0_net),
     so f(x, sigma_min) = x / a exactly (the boundary condition), and far from it f is the
-    network's own x0_hat. ``c_skip x / a`` is written as sigma_data^2 a x / (k^2 (s - sigma_min a)^2
+    network's own x0_hat. The two differ only near the boundary (where "lcm" makes c_skip + c_out
+    up to 1.4); which trains the better student depends on the data (docs/results/distill.md). ``c_skip x / a`` is written as sigma_data^2 a x / (k^2 (s - sigma_min a)^2
     + sigma_data^2 a^2), finite at pure noise (a = 0, a flow's tau = 0).
     """
 
-    def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0):
+    def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0, c_out: str = "lcm"):
         super().__init__(inner)
+        if c_out not in C_OUTS:
+            raise DenoiselabError(f"unknown c_out {c_out!r}: choose one of {', '.join(C_OUTS)}")
         self.sigma_boundary = float(sigma_min)
         self.sigma_data = float(sigma_data)
         self.boundary_scale = float(scale)
+        self.c_out = c_out
 
     def coefficients(self, t, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(c_skip / a, c_out), broadcast against ``like``, computed in float64."""
@@ -355,11 +363,9 @@ class ConsistencyDenoiser(DenoiserWrapper):
         u = torch.where(u.abs() <= 1e-9 * s, torch.zeros_like(u), u)
         den = u * u + sd * sd * a * a
         skip_over_a = torch.where(u == 0, 1 / a, sd * sd * a / den)
-        # c_out = 1 - c_skip: f is a convex mix of two estimates of the same clean point, so where the
-        # network's estimate equals x / a (low noise) f does too. EDM's u / sqrt(u^2 + sigma_data^2)
-        # scales a raw network output; on an x0 estimate it made c_skip + c_out up to 1.4 near the
-        # boundary, and 2D students trained into it drifted (docs/results/distill.md).
-        out = 1 - skip_over_a * a
+        # "lcm" trained MNIST students 5x better at one step; "complement" kept 2D students from
+        # drifting, where "lcm" let them (docs/results/distill.md).
+        out = u / den.sqrt() if self.c_out == "lcm" else 1 - skip_over_a * a
         return P._bcast(skip_over_a, like), P._bcast(out, like)
 
     def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,7 +83,7 @@ def student_denoiser(cfg: RunConfig, den: Denoiser):
     s = cfg.distill
     if not s.method:
         return den
-    return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale)
+    return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale, s.c_out)
 
 
 def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):

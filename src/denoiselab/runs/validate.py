@@ -15,6 +15,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from ..device import AUTOCAST_MODES
     from ..models import MODELS
     from ..samplers import GRIDS, SAMPLERS, SPACINGS
+    from ..denoiser import C_OUTS
     from ..samplers.consistency import SOLVERS
     from ..schedules import SCHEDULES
 
@@ -34,6 +35,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "sample.precision": AUTOCAST_MODES,
         "distill.method": ("", "cd", "ct"),
         "distill.solver": SOLVERS,
+        "distill.c_out": C_OUTS,
     }
 
 

@@ -18,7 +18,7 @@ import math
 import torch
 
 from ..errors import DenoiselabError
-from .common import Callback, Noise, grid_pairs, randn, report, scales_at, tvec
+from .common import Callback, Noise, grid_pairs, randn, report, scales_at, sigma_of, tvec
 
 SOLVERS = ("heun", "euler")
 
@@ -31,7 +31,15 @@ def sample_consistency(denoiser, x: torch.Tensor, timesteps, *, noise: Noise = N
     One step is one evaluation. ``sigma_min`` is the denoiser's boundary (``sigma_boundary``; 0
     for a model that is not a consistency student, which then takes ancestral x0 jumps)."""
     sigma_min = float(getattr(denoiser, "sigma_boundary", 0.0))
-    for i, (t, t_next) in enumerate(grid_pairs(timesteps)):
+    # f is defined on [sigma_min, sigma_max] (Algorithm 1's levels lie above epsilon): a grid level
+    # below the boundary is taken at the boundary, where f(x, sigma_min) = x / a exactly.
+    t_floor = float(denoiser.t_from_sigma(torch.tensor(sigma_min, dtype=torch.float64))) if sigma_min > 0 else None
+    pairs = grid_pairs(timesteps)
+    if t_floor is not None:
+        pairs = [(t if sigma_of(*scales_at(denoiser, t)) >= sigma_min else t_floor,
+                  t_next if t_next is None or sigma_of(*scales_at(denoiser, t_next)) >= sigma_min else t_floor)
+                 for t, t_next in pairs]
+    for i, (t, t_next) in enumerate(pairs):
         x0_hat, _ = denoiser(x, tvec(t, x), cond)
         if t_next is None:
             x_next = x0_hat
