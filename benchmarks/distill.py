@@ -35,7 +35,7 @@ from denoiselab.evaluation import chamfer_distance
 from denoiselab.samplers.api import generate
 from results import add_write_flag, markdown_table, write_table
 
-TABLES = {"distill-mnist": "distill", "distill-swiss-roll": "distill"}
+TABLES = {"distill-mnist": "distill", "distill-mnist-complement": "distill", "distill-swiss-roll": "distill"}
 STUDENT_STEPS = (1, 2, 4)
 N_POINTS = 2048
 
