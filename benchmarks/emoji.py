@@ -38,8 +38,9 @@ DL = [sys.executable, "-m", "denoiselab.cli"]
 def mean_sd(values: list[float], fmt: str = ".2f") -> str:
     if not values:
         return "n/a"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):{fmt}} +- {sd:{fmt}}"
+    if len(values) == 1:  # one training: no spread to show
+        return f"{values[0]:{fmt}}"
+    return f"{statistics.mean(values):{fmt}} +- {statistics.stdev(values):{fmt}}"
 
 
 def score(run: Path, num: int) -> dict:
