@@ -11,11 +11,10 @@ from ..errors import DenoiselabError
 
 def _choices() -> dict[str, tuple[str, ...]]:
     from ..data import DATASETS
-    from ..denoiser import PARAMETERIZATIONS
+    from ..denoiser import C_OUTS, PARAMETERIZATIONS
     from ..device import AUTOCAST_MODES
     from ..models import MODELS
     from ..samplers import GRIDS, SAMPLERS, SPACINGS
-    from ..denoiser import C_OUTS
     from ..samplers.consistency import SOLVERS
     from ..schedules import SCHEDULES
 
