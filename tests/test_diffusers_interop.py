@@ -26,14 +26,19 @@ def _quiet_diffusers():
     diffusers.utils.logging.set_verbosity_error()
 
 
-@pytest.fixture(scope="module")
-def if_run(tmp_path_factory):
-    """An imported IF-shaped model (UNet2DConditionModel, prompt dictionary, learned-range variance)."""
-    tmp = tmp_path_factory.mktemp("if")
-    folder, prompts = B.if_folder(tmp / "src")
+def imported(tmp_path_factory, name: str, make_folder) -> Path:
+    """`denoiselab import diffusers` of the folder and prompt dictionary ``make_folder`` writes."""
+    tmp = tmp_path_factory.mktemp(name)
+    folder, prompts = make_folder(tmp / "src")
     code, err = B.cli("import", "diffusers", folder, "--prompts", prompts, "--out", tmp / "run")
     assert code == 0, err
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def if_run(tmp_path_factory):
+    """An imported IF-shaped model (UNet2DConditionModel, prompt dictionary, learned-range variance)."""
+    return imported(tmp_path_factory, "if", B.if_folder)
 
 
 def refused(tmp_path, *argv, out=None):
@@ -268,11 +273,8 @@ def test_a_latent_pipeline_with_a_bad_vae_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def sd_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sd")
-    folder, prompts = B.sd_folder(tmp / "src")
-    code, err = B.cli("import", "diffusers", folder, "--prompts", prompts, "--out", tmp / "run")
-    assert code == 0, err
-    return tmp / "run"
+    """An imported SD-shaped latent model (AutoencoderKL in vae/, UNet2DConditionModel, prompts)."""
+    return imported(tmp_path_factory, "sd", B.sd_folder)
 
 
 def test_a_latent_model_samples_as_diffusers_loop_does(tmp_path):
