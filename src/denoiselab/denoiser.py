@@ -38,6 +38,8 @@ class Denoiser:
     Dhariwal 2021, eq. 15). Calling the denoiser reads the first C; :meth:`learned_variance` the rest.
     """
 
+    threshold = 0.0  # no dynamic thresholding unless asked (a FlowDenoiser never is)
+
     def __init__(self, net: Callable, schedule: NoiseSchedule, parameterization: str = "eps",
                  clip_x0: Optional[float] = None, threshold: float = 0.0):
         if parameterization not in PARAMETERIZATIONS:
@@ -147,9 +149,9 @@ class Denoiser:
         if self.clip_x0 is None:
             return x0, eps
         a, s = self.scales(t, x)
-        if getattr(self, "threshold", 0.0):
-            q = torch.quantile(x0.reshape(len(x0), -1).abs().to(torch.float64 if x0.dtype == torch.float64
-                                                                 else torch.float32), self.threshold, dim=1)
+        if self.threshold:
+            flat = x0.reshape(len(x0), -1).abs()
+            q = torch.quantile(flat if flat.dtype == torch.float64 else flat.float(), self.threshold, dim=1)
             q = q.clamp(1.0, max(self.clip_x0, 1.0)).to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
             x0 = torch.maximum(torch.minimum(x0, q), -q) / q
         else:
@@ -345,7 +347,8 @@ class ConsistencyDenoiser(DenoiserWrapper):
     + sigma_data^2 a^2), finite at pure noise (a = 0, a flow's tau = 0).
     """
 
-    def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0, c_out: str = "lcm"):
+    def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0,
+                 c_out: str = "complement"):
         super().__init__(inner)
         if c_out not in C_OUTS:
             raise DenoiselabError(f"unknown c_out {c_out!r}: choose one of {', '.join(C_OUTS)}")
