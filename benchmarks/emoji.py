@@ -9,10 +9,16 @@ and latent against pixel training throughput.
 - ``--text R0 ...``: emoji-text runs: for each category prompt ("a food emoji") and object prompt
   ("red apple", the name of an emoji of that category), samples at the run's guidance, the share
   the domain classifier puts in the named category; and the README's grid of 10 prompts x 8.
+- ``--diffusers-beside R0 R1 R2``: beside each `emoji32` training, diffusers' ``UNet2DModel``
+  (the ``bench`` extra) of about the same parameter count, trained with the same recipe (data,
+  objective, optimizer, schedule shape, EMA, sampler) for the same CPU time: its step count is
+  the emoji32 training's loop time times its own measured step rate. Both are scored as above,
+  and the table gives the ratio of their FIDs (the issue's target: ours at most half).
 - ``--throughput``: images per second of a training step of `emoji64` (pixels, 64x64x3) and
   `emoji64-latent` (16x16x4 latents) at equal batch, and what encoding the data set once costs.
 
     python benchmarks/emoji.py --runs runs/e32-0 runs/e32-1 runs/e32-2 --write-results emoji32
+    python benchmarks/emoji.py --diffusers-beside runs/e32-0 --out runs/peers --write-results emoji32-diffusers
     python benchmarks/emoji.py --throughput --write-results emoji-latent-throughput
 """
 
@@ -136,6 +142,81 @@ def step_rate(preset: str, batch: int, steps: int, sets: list[str]) -> float:
     return batch * steps / (time.perf_counter() - t0)
 
 
+# diffusers' UNet2DModel as its train_unconditional.py builds it, scaled to emoji32's 1.58M
+# parameters (1.61M): three levels, one block each, attention at the 8x8 level as emoji32 has.
+DIFFUSERS_UNET = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=[32, 64, 88],
+                      layers_per_block=1, norm_num_groups=8,
+                      down_block_types=["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+                      up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"])
+
+
+def peer_config(run: Path, steps: int):
+    """The emoji32 training's config with diffusers' UNet2DModel as its network and ``steps`` steps."""
+    import dataclasses
+
+    from denoiselab.config import ModelConfig
+    from denoiselab.runs.load import read_config
+
+    cfg = read_config(run)
+    train = dataclasses.replace(cfg.train, steps=steps, ckpt_every=0, preview_every=0)
+    return dataclasses.replace(cfg, preset=f"{cfg.preset}-diffusers-unet2d", train=train,
+                               model=ModelConfig(name="diffusers-unet2d", options=dict(DIFFUSERS_UNET)))
+
+
+def peer_rate(cfg, probe: int = 6) -> float:
+    """Seconds per training step of ``cfg``'s network, measured on random data of its shape."""
+    from denoiselab.runs.build import build_net, build_objective
+
+    net, obj = build_net(cfg), build_objective(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.rand(cfg.train.batch_size, 3, 32, 32) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    for i in range(probe + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        loss = obj(net, x, None, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / probe
+
+
+def diffusers_table(runs: list[Path], out: Path, num: int) -> str:
+    """Each emoji32 training beside diffusers' UNet2DModel trained for the same loop time."""
+    from denoiselab.runs import fit_run
+    from denoiselab.runs.build import build_net
+    from denoiselab.runs.load import read_config
+
+    ours, peers, steps, params = [], [], [], {}
+    for k, run in enumerate(runs):
+        ours.append(score(run, num))
+        budget = ours[-1]["train_s"]
+        per_step = peer_rate(peer_config(run, 1))
+        n = max(int(budget / per_step), 1)
+        cfg = peer_config(run, n)
+        params = {"ours": sum(p.numel() for p in build_net(read_config(run)).parameters()),
+                  "peer": sum(p.numel() for p in build_net(cfg).parameters())}
+        dest = out / f"peer{k}"
+        print(f"{run}: loop {budget:.0f} s; UNet2DModel {per_step:.2f} s/step -> {n} steps into {dest}", flush=True)
+        if not (dest / "checkpoint.safetensors").is_file():
+            fit_run(cfg, dest, progress=True, pictures=False)
+        peers.append(score(dest, num))
+        steps.append(n)
+        print(f"{run}: {ours[-1]}\n{dest}: {peers[-1]}", flush=True)
+    our_steps = json.loads((runs[0] / "config.json").read_text())["train"]["steps"]
+    ratio = [o["fid"] / p["fid"] for o, p in zip(ours, peers)]
+    head = ["network", "parameters", "steps", "training loop (s)", f"domain FID, {num} samples", "FID floor",
+            "ours / diffusers", f"`sample --num {num}` (s)"]
+    rows = [["`emoji32` (ours: UNet on 2x2 patches)", f"{params['ours'] / 1e6:.2f}M", our_steps,
+             mean_sd([s["train_s"] for s in ours], ".0f"), mean_sd([s["fid"] for s in ours]),
+             mean_sd([s["floor"] for s in ours]), mean_sd(ratio), mean_sd([s["sample_s"] for s in ours], ".1f")],
+            ["diffusers `UNet2DModel`, same recipe and time", f"{params['peer'] / 1e6:.2f}M",
+             mean_sd([float(n) for n in steps], ".0f"), mean_sd([s["train_s"] for s in peers], ".0f"),
+             mean_sd([s["fid"] for s in peers]), mean_sd([s["floor"] for s in peers]), "1",
+             mean_sd([s["sample_s"] for s in peers], ".1f")]]
+    return markdown_table(head, rows)
+
+
 def throughput_table(batch: int, steps: int) -> str:
     from denoiselab.data import build_dataset
     from denoiselab.models import build_model
@@ -163,6 +244,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", type=Path, help="trainings of one preset")
     ap.add_argument("--text", nargs="+", type=Path, help="emoji-text trainings")
+    ap.add_argument("--diffusers-beside", nargs="+", type=Path, help="emoji32 trainings to set diffusers' "
+                    "UNet2DModel beside, each for the same training time")
+    ap.add_argument("--out", type=Path, default=Path("runs/emoji-peers"), help="--diffusers-beside: where the "
+                    "UNet2DModel runs go (a finished one is scored again, not retrained)")
     ap.add_argument("--throughput", action="store_true")
     ap.add_argument("--num", type=int, default=1000, help="samples per score")
     ap.add_argument("--per-prompt", type=int, default=50)
@@ -170,19 +255,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
-    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-class", "emoji-latent", "emoji-text",
+    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-diffusers", "emoji32-class", "emoji-latent", "emoji-text",
                                              "emoji-latent-throughput")})
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.throughput:
         table = throughput_table(args.batch, args.steps)
+    elif args.diffusers_beside:
+        table = diffusers_table(args.diffusers_beside, args.out, args.num)
     elif args.text:
         table = text_table(args.text, args.per_prompt, args.grid)
     elif args.runs:
         table = runs_table(args.runs, args.num)
     else:
-        ap.error("give --runs, --text or --throughput")
+        ap.error("give --runs, --diffusers-beside, --text or --throughput")
     print(table)
     if args.write_results:
         write_table("emoji", args.write_results, table)
