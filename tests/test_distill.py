@@ -328,3 +328,77 @@ def test_consistency_sampling_with_the_exact_function_draws_the_data(steps):
     assert nfe == steps
     assert abs(x.mean().item() - MU) < 5 * math.sqrt(VAR / n)
     assert abs(x.var().item() / VAR - 1) < 0.08
+
+
+def test_guidance_at_one_scale_per_sample_is_each_sample_at_its_own_scale():
+    """The teacher of a w-conditioned student guides each sample at its own w: per-sample scales
+    give, row by row, what one scale for the whole batch gives (closed-form mixture denoiser)."""
+    from denoiselab.denoiser import ConditionalMixtureDenoiser
+    from denoiselab.guidance import guided
+
+    den = ConditionalMixtureDenoiser(SCHED, torch.tensor([[-1.0, 0.5], [1.0, -0.5]]), torch.tensor([0.05, 0.05]),
+                                     torch.tensor([0.5, 0.5]))
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    t, cond = torch.full((4,), 500.0), torch.tensor([0, 1, 1, 0])
+    w = torch.tensor([1.0, 2.5, 4.0, 0.0])
+    x0, eps = guided(den, scale=w)(x, t, cond)
+    for i, wi in enumerate(w.tolist()):
+        x0_i, eps_i = guided(den, scale=wi)(x, t, cond)
+        assert torch.allclose(x0[i], x0_i[i], atol=1e-6) and torch.allclose(eps[i], eps_i[i], atol=1e-6)
+    assert not torch.allclose(x0[1], guided(den, scale=1.0)(x, t, cond)[0][1])  # w = 2.5 does guide
+
+
+def test_a_student_that_takes_w_starts_as_its_teacher_at_every_w():
+    """The guidance embedding starts at zero: before distillation a w-conditioned network is its
+    teacher's conditional network at every w, and the embedding's gradient is not zero."""
+    from denoiselab.models import build_model
+
+    teacher = build_model("unet", in_channels=1, image_size=8, ch=8, ch_mult=[1], attn_resolutions=[], groups=4,
+                          num_classes=3)
+    student = build_model("unet", in_channels=1, image_size=8, ch=8, ch_mult=[1], attn_resolutions=[], groups=4,
+                          num_classes=3, guidance_embed=True)
+    with torch.no_grad():  # a trained teacher: no layer left at its zero start
+        for p in teacher.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("guidance_emb.") for k in missing)
+    x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([10.0, 500.0, 900.0]), torch.tensor([0, 1, 2])
+    want = teacher(x, t, y)
+    for w in (1.0, 3.0, torch.tensor([0.0, 2.0, 7.5])):
+        assert torch.allclose(student(x, t, y, w=torch.as_tensor(w)), want, atol=1e-6)
+    student(x, t, y, w=torch.tensor([1.0, 2.0, 3.0])).pow(2).sum().backward()
+    assert student.guidance_emb.mlp[2].weight.grad.abs().sum() > 0
+
+
+def test_a_class_conditional_student_can_take_the_guidance_scale_as_an_input(tmp_path_factory, tmp_path, capsys):
+    import numpy as np
+
+    from denoiselab import runs
+
+    teacher = train_tiny(tmp_path_factory, "distill", "digits", "mnist-class", *IMAGE_TINY)
+    student = tmp_path / "student"
+    assert distill(teacher, student, "--guidance-range", "1", "5", "--set", "steps=4", "--set", "batch_size=8",
+                   "--set", "preview_every=0", "--set", "lr=1e-2") == 0
+    run = runs.load_run(student)
+    cfg = run.config
+    assert (cfg.distill.guidance_min, cfg.distill.guidance_max) == (1.0, 5.0)
+    assert cfg.model.options["guidance_embed"] is True and run.denoiser.guidance_input
+    assert cfg.sample.guidance == runs.load_run(teacher).config.sample.guidance  # sampled at the teacher's w
+    outs = {}
+    for w in ("1", "4"):
+        outs[w] = tmp_path / f"w{w}.npy"
+        assert main(["sample", str(student), "--num", "4", "--class", "3", "--steps", "1", "--guidance", w,
+                     "--out", str(outs[w])]) == 0
+    # One network evaluation per step at any w, and w changes what it draws.
+    assert not np.array_equal(np.load(outs["1"]), np.load(outs["4"]))
+    capsys.readouterr()
+    line = one_error_line(capsys, ["distill", teacher, "--out", tmp_path / "ct", "--method", "ct",
+                                   "--guidance-range", "1", "5"])
+    assert "--method cd" in line and not (tmp_path / "ct").exists()
+    line = one_error_line(capsys, ["distill", teacher, "--out", tmp_path / "empty", "--guidance-range", "5", "1"])
+    assert "empty" in line and not (tmp_path / "empty").exists()
+
+
+def test_an_unconditional_teacher_has_no_guidance_range(teacher, tmp_path, capsys):
+    line = one_error_line(capsys, ["distill", teacher, "--out", tmp_path / "s", "--guidance-range", "1", "3"])
+    assert "unconditional" in line and not (tmp_path / "s").exists()

@@ -112,6 +112,8 @@ class DistillConfig:
     teacher: str = ""                 # the teacher run's directory, as given to `denoiselab distill`
     solver: str = "heun"              # cd: the teacher's step between adjacent levels: heun | euler
     teacher_guidance: float = 1.0     # class-conditional teachers: the CFG scale w whose flow the student learns
+    guidance_min: float = 0.0         # guidance_max > 0: the student takes w as an input and learns every flow
+    guidance_max: float = 0.0         # with w in [guidance_min, guidance_max] (Meng et al. 2023, sec. 3.1)
     target_decay: float = 0.95        # mu of the target network's EMA (Song et al. 2023, Alg. 2, their CIFAR-10
                                       # setting); 0 = the student under stop-grad (Song & Dhariwal 2023, sec. 3.2)
     huber_c: float = 0.0              # pseudo-Huber c (Song & Dhariwal 2023, sec. 3.3); 0 = 0.00054 sqrt(dim)
@@ -287,7 +289,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 INTERVALS: dict[str, tuple[str, ...]] = {
     ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num", "distill.levels_start", "distill.levels_end"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
-    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance"),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance", "distill.guidance_min", "distill.guidance_max"),
     "[0, 1)": ("diffusion.p_uncond", "diffusion.dynamic_threshold", "train.ema_decay", "distill.target_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
     "[0, 1]": ("diffusion.t_full",),

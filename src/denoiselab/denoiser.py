@@ -10,6 +10,7 @@ an optional conditioning (class labels), ``x0_hat``/``eps_hat`` the predictions.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Optional
 
 import torch
@@ -71,12 +72,13 @@ class Denoiser:
         """(t at the noise end, t of clean data): grids run from the first towards the second."""
         return float(self.schedule.T - 1), -1.0
 
-    def raw(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        """The network's output on (x_t, t)."""
+    def raw(self, x: torch.Tensor, t: torch.Tensor, cond=None, w=None) -> torch.Tensor:
+        """The network's output on (x_t, t); ``w``: the guidance scale of a network that takes it
+        as an input (a w-conditioned student), one per sample or one for all."""
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        out = self.call_net(x, t, cond)
+        out = self.call_net(x, t, cond, w)
         if self.variance_output:
             self._last = (x, t, cond, out)
         return out
@@ -111,21 +113,25 @@ class Denoiser:
             return last.ndim == cond.ndim and torch.equal(last, cond)
         return last.shape[0] >= n and torch.equal(last[:n], cond.to(last.device).expand_as(last[:n]))
 
-    def call_net(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def call_net(self, x: torch.Tensor, t: torch.Tensor, cond=None, w=None) -> torch.Tensor:
         """net(x, t, cond) on the network's device, the result on x's: a sampler runs wholly on
         the network's device (``generate`` puts x_T there), and an edit that starts from CPU
-        images still works, paying one copy each way per call."""
+        images still works, paying one copy each way per call. ``w`` goes to the network only
+        when given (only a w-conditioned network takes it)."""
         dev = module_device(self.net, default=x.device)
-        out = self.net(x.to(dev), t.to(dev), cond.to(dev) if torch.is_tensor(cond) else cond)
-        return out.to(x.device)
+        c = cond.to(dev) if torch.is_tensor(cond) else cond
+        if w is None:
+            return self.net(x.to(dev), t.to(dev), c).to(x.device)
+        return self.net(x.to(dev), t.to(dev), c, w=torch.as_tensor(w).to(dev)).to(x.device)
 
     def __call__(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.raw(x, t, cond)
         return self.from_output(x, t, out)
 
-    def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def unclipped(self, x: torch.Tensor, t, cond=None, w=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0_hat, eps_hat) before the x0 clip: guidance wrappers combine these, then clip once."""
-        return self.from_output(x, t, self.raw(x, t, cond), clip=False)
+        out = self.raw(x, t, cond) if w is None else self.raw(x, t, cond, w)
+        return self.from_output(x, t, out, clip=False)
 
     def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Turn a raw network output into (x0_hat, eps_hat)."""
@@ -226,11 +232,11 @@ class FlowDenoiser(Denoiser):
         tau = torch.as_tensor(t, dtype=torch.float64)
         return P._bcast(tau, like), P._bcast(1 - tau, like)
 
-    def raw(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, t, cond=None, w=None) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.call_net(x, t * self.time_scale, cond)
+        return self.call_net(x, t * self.time_scale, cond, w)
 
     def from_output(self, x: torch.Tensor, t, out: torch.Tensor, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         tau, s = self.scales(t, x)
@@ -348,7 +354,7 @@ class ConsistencyDenoiser(DenoiserWrapper):
     """
 
     def __init__(self, inner, sigma_min: float, sigma_data: float = 0.5, scale: float = 10.0,
-                 c_out: str = "complement"):
+                 c_out: str = "complement", guidance: Optional[float] = None):
         super().__init__(inner)
         if c_out not in C_OUTS:
             raise DenoiselabError(f"unknown c_out {c_out!r}: choose one of {', '.join(C_OUTS)}")
@@ -356,6 +362,18 @@ class ConsistencyDenoiser(DenoiserWrapper):
         self.sigma_data = float(sigma_data)
         self.boundary_scale = float(scale)
         self.c_out = c_out
+        # A w-conditioned student: the guidance scale is the network's input, not two
+        # evaluations combined (``guidance.guided`` sets it through ``at_guidance``).
+        self.guidance_input = guidance is not None
+        self.w = guidance
+
+    def at_guidance(self, w) -> "ConsistencyDenoiser":
+        """This w-conditioned student at guidance scale ``w`` (a number, or one per sample)."""
+        if not self.guidance_input:
+            raise DenoiselabError("this student does not take the guidance scale as an input")
+        out = copy.copy(self)
+        out.w = w
+        return out
 
     def coefficients(self, t, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(c_skip / a, c_out), broadcast against ``like``, computed in float64."""
@@ -372,7 +390,11 @@ class ConsistencyDenoiser(DenoiserWrapper):
         return P._bcast(skip_over_a, like), P._bcast(out, like)
 
     def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        x0_net, _ = self.inner.unclipped(x, t, cond)
+        if self.guidance_input:
+            w = torch.as_tensor(self.w, dtype=x.dtype, device=x.device)
+            x0_net, _ = self.inner.unclipped(x, t, cond, w=w.expand(x.shape[0]) if w.ndim == 0 else w)
+        else:
+            x0_net, _ = self.inner.unclipped(x, t, cond)
         skip_over_a, out = self.coefficients(t, x)
         x0 = skip_over_a * x + out * x0_net
         a, s = self.inner.scales(t, x)

@@ -51,9 +51,10 @@ class ClassifierFreeGuidance(DenoiserWrapper):
     no division by a (a = 0 at the noise end of a flow).
     """
 
-    def __init__(self, denoiser, scale: float, uncond: Optional[torch.Tensor] = None):
+    def __init__(self, denoiser, scale, uncond: Optional[torch.Tensor] = None):
         super().__init__(denoiser)
-        self.scale = float(scale)
+        # A number, or one scale per sample (the teacher of a w-conditioned student).
+        self.scale = scale if torch.is_tensor(scale) and scale.ndim > 0 else float(scale)
         self.uncond = uncond
 
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
@@ -68,15 +69,15 @@ class ClassifierFreeGuidance(DenoiserWrapper):
         if cond.ndim == 0:
             cond = cond.expand(x.shape[0])
         # w = 1 and w = 0 need only one half: the same numbers at half the cost.
-        if self.scale == 1.0:
+        if not torch.is_tensor(self.scale) and self.scale == 1.0:
             return self.inner.unclipped(x, t, cond)
-        if self.scale == 0.0:
+        if not torch.is_tensor(self.scale) and self.scale == 0.0:
             return self.inner.unclipped(x, t, self.null_condition(cond))
         n = x.shape[0]
         # One batched forward of both halves (the CFG cost target: <= 2.2x an unguided step).
         x0_2, eps_2 = self.inner.unclipped(torch.cat([x, x]), _pair_time(t, n),
                                            torch.cat([cond, self.null_condition(cond)]))
-        w = self.scale
+        w = P._bcast(self.scale, x) if torch.is_tensor(self.scale) else self.scale
         x0_c, x0_u = x0_2[:n], x0_2[n:]
         eps_c, eps_u = eps_2[:n], eps_2[n:]
         # Ho & Salimans 2022, eq. 6.
@@ -121,12 +122,15 @@ class ClassifierGuidance(DenoiserWrapper):
         return P.x0_from_eps(x, eps, a, s), eps
 
 
-def guided(denoiser, *, scale: float = 1.0, uncond: Optional[torch.Tensor] = None,
+def guided(denoiser, *, scale=1.0, uncond: Optional[torch.Tensor] = None,
            classifier: Optional[Callable] = None, classifier_scale: float = 0.0):
     """The denoiser with classifier-free guidance at ``scale`` (1 = the plain conditional model,
     no wrapper) and, with a ``classifier``, classifier guidance at ``classifier_scale`` on top."""
     out = denoiser
-    if float(scale) != 1.0:
+    per_sample = torch.is_tensor(scale) and scale.ndim > 0  # one scale per sample
+    if getattr(denoiser, "guidance_input", False):  # a w-conditioned student: w is its input
+        out = denoiser.at_guidance(scale if per_sample else float(scale))
+    elif per_sample or float(scale) != 1.0:
         out = ClassifierFreeGuidance(out, scale, uncond)
     if classifier is not None and float(classifier_scale) != 0.0:
         out = ClassifierGuidance(out, classifier, classifier_scale)

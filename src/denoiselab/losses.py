@@ -172,15 +172,24 @@ class ConsistencyObjective:
     the student with decay mu (``target_decay``; 0: the student itself under stop-grad).
 
     ``student(net)`` wraps a network as the student's :class:`~denoiselab.denoiser.ConsistencyDenoiser`;
-    ``teacher`` is a denoiser (guided when the student learns a guided flow), None for ct.
+    ``teacher`` is a denoiser (guided when the student learns a guided flow), None for ct. With a
+    guidance range (``d.guidance_max`` > 0) the student takes w as an input: each sample draws w
+    uniformly from [guidance_min, guidance_max], the teacher's ODE step is guided at it
+    (``teacher_at(w)``: the teacher guided at one scale per sample) and the student and its target
+    see it (a w-conditioned student, Meng et al. 2023, sec. 3.1).
     ``begin_step``/``end_step`` and ``state_modules`` are the trainer's hooks: the curriculum
     follows the step, and the target network is saved in every checkpoint, so a resumed
     distillation is exact.
     """
 
     def __init__(self, d: DistillConfig, total_steps: int, student, teacher, sigma_range: tuple[float, float],
-                 p_uncond: float = 0.0, null: Optional[torch.Tensor] = None, net: Optional[torch.nn.Module] = None):
+                 p_uncond: float = 0.0, null: Optional[torch.Tensor] = None, net: Optional[torch.nn.Module] = None,
+                 teacher_at=None):
         self.d, self.total, self.student, self.teacher = d, int(total_steps), student, teacher
+        self.guidance_range = (d.guidance_min, d.guidance_max) if d.guidance_max > 0 else None
+        if self.guidance_range is not None and teacher_at is None:
+            raise DenoiselabError("a guidance range needs the teacher guided per sample (teacher_at)")
+        self.teacher_at = teacher_at
         self.sigma_min, self.sigma_max = sigma_range
         self.p_uncond, self.null = p_uncond, null
         self.step = 0
@@ -212,17 +221,28 @@ class ConsistencyObjective:
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         cond = drop_labels(cond, self.p_uncond, generator, self.null)
         hi, lo = sig[n], sig[n + 1]
-        f = self.student(net)
+        w, teacher = None, self.teacher
+        if self.guidance_range is not None:
+            w_min, w_max = self.guidance_range
+            w = (w_min + (w_max - w_min) * torch.rand(x0.shape[0], generator=generator, dtype=torch.float64))
+            w = w.to(x0.dtype).to(x0.device)
+            teacher = self.teacher_at(w)
+
+        def student(network):
+            f = self.student(network)
+            return f.at_guidance(w) if self.guidance_range is not None else f
+
+        f = student(net)
         t_hi, t_lo = f.t_from_sigma(hi), f.t_from_sigma(lo)
         a_hi, _ = f.scales(t_hi, x0)
         x_hi = a_hi * (x0 + hi.to(x0.dtype).to(x0.device).view(-1, *[1] * (x0.ndim - 1)) * eps)
         with torch.no_grad():
             if self.teacher is not None:
-                x_lo = ode_step(self.teacher, x_hi, t_hi, t_lo, cond, self.d.solver)
+                x_lo = ode_step(teacher, x_hi, t_hi, t_lo, cond, self.d.solver)
             else:
                 a_lo, _ = f.scales(t_lo, x0)
                 x_lo = a_lo * (x0 + lo.to(x0.dtype).to(x0.device).view(-1, *[1] * (x0.ndim - 1)) * eps)
-            target = self.student(self.target if self.target is not None else net).unclipped(x_lo, t_lo, cond)[0]
+            target = student(self.target if self.target is not None else net).unclipped(x_lo, t_lo, cond)[0]
         pred = f.unclipped(x_hi, t_hi, cond)[0]
         c = self.d.huber_c or 0.00054 * math.sqrt(x0[0].numel())
         return pseudo_huber(pred - target.detach(), c).mean()

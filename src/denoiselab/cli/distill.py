@@ -22,7 +22,11 @@ def cmd_distill(args) -> int:
             raise DenoiselabError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         if Path(args.run).resolve() == out.resolve():
             raise DenoiselabError("--out is the teacher's own directory: choose another --out for the student")
-        cfg = student_config(Path(args.run), args.method, args.set)
+        sets = list(args.set)
+        if args.guidance_range:
+            lo, hi = args.guidance_range
+            sets += [f"distill.guidance_min={lo}", f"distill.guidance_max={hi}"]
+        cfg = student_config(Path(args.run), args.method, sets)
     if args.dry_run:
         print(cfg.to_json())
         return 0
@@ -42,6 +46,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: steps, lr, distill.target_decay, distill.solver, "
                         "distill.teacher_guidance, sample.steps, ...")
+    p.add_argument("--guidance-range", nargs=2, type=float, metavar=("W_MIN", "W_MAX"),
+                   help="a conditional teacher: the student takes the guidance scale as an input and learns "
+                        "every w in the range, sampled with --guidance W (default: one w, the teacher's "
+                        "sample.guidance or --set distill.teacher_guidance=W)")
     p.add_argument("--resume", action="store_true", help="continue the student in --out from its newest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the student's config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

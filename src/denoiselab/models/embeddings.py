@@ -35,3 +35,28 @@ class TimeEmbedding(nn.Module):
         if t.ndim == 0:
             t = t[None]
         return self.mlp(sinusoidal_embedding(t, self.freq_dim))
+
+
+class GuidanceEmbedding(nn.Module):
+    """An embedding of the guidance scale w, added to a network's time embedding: a student that
+    takes w as an input learns every guided flow of its teacher at once (Meng et al. 2023, sec. 3.1:
+    "w-conditioned" students; Luo et al. 2023, latent consistency models, eq. 9).
+
+    Sinusoidal features of 100 w (scales 1 to 10 then span the range the time features were made
+    for), then Linear, SiLU, Linear. The last layer starts at zero, so a student built from its
+    teacher's weights starts as the teacher's conditional model at every w. ``w`` None is w = 1.
+    """
+
+    SCALE = 100.0
+
+    def __init__(self, dim_out: int, freq_dim: int):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim_out), nn.SiLU(), nn.Linear(dim_out, dim_out))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, w, n: int, like: torch.Tensor) -> torch.Tensor:
+        w = torch.ones(n, device=like.device) if w is None else torch.as_tensor(w, device=like.device)
+        w = w.expand(n) if w.ndim == 0 else w
+        return self.mlp(sinusoidal_embedding(w.to(like.dtype) * self.SCALE, self.freq_dim).to(like.dtype))

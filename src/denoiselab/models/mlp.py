@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .embeddings import TimeEmbedding, sinusoidal_embedding
+from .embeddings import GuidanceEmbedding, TimeEmbedding, sinusoidal_embedding
 
 
 class TimeLinear(nn.Module):
@@ -47,7 +47,7 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, dim: int = 2, width: int = 256, depth: int = 3, freq_dim: int = 64,
                  num_classes: int = 0, input_freqs: int = 0, fourier_t_gate: float = 0.0,
-                 linear_skip: bool = False):
+                 linear_skip: bool = False, guidance_embed: bool = False):
         super().__init__()
         self.input_freqs = input_freqs
         self.fourier_t_gate = fourier_t_gate
@@ -56,6 +56,7 @@ class ResidualMLP(nn.Module):
         self.freq_dim = freq_dim
         self.temb = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.class_emb = nn.Embedding(num_classes + 1, width) if num_classes else None
+        self.guidance_emb = GuidanceEmbedding(width, freq_dim) if guidance_embed else None
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
             for _ in range(depth)
@@ -73,7 +74,7 @@ class ResidualMLP(nn.Module):
             nn.init.zeros_(self.skip_scale.weight)
             nn.init.zeros_(self.skip_scale.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, w=None) -> torch.Tensor:
         x_in = x
         if self.input_freqs:
             # Fourier features of the input (Tancik et al. 2020) let the net resolve thin 2D
@@ -94,6 +95,8 @@ class ResidualMLP(nn.Module):
         emb = self.temb(sinusoidal_embedding(t, self.freq_dim))
         if self.class_emb is not None and cond is not None:
             emb = emb + self.class_emb(cond)
+        if self.guidance_emb is not None:
+            emb = emb + self.guidance_emb(w, x.shape[0], emb)
         for block in self.blocks:
             h = h + block(h + emb)
         out = self.out(self.norm(h))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DenoiselabError
-from .embeddings import sinusoidal_embedding
+from .embeddings import GuidanceEmbedding, sinusoidal_embedding
 
 
 def group_count(channels: int, max_groups: int) -> int:
@@ -122,7 +122,7 @@ class UNet(nn.Module):
                  attn_resolutions: Sequence[int] = (), image_size: int = 32, dropout: float = 0.0,
                  heads: int = 4, groups: int = 32, mid_attn: bool = True, num_classes: int = 0,
                  patch: int = 1, channels_last: bool = False, cond_dim: int = 0, cond_norm: bool = False,
-                 value_channel: bool = False):
+                 value_channel: bool = False, guidance_embed: bool = False):
         super().__init__()
         out_channels = out_channels or in_channels
         levels = len(ch_mult)
@@ -138,6 +138,9 @@ class UNet(nn.Module):
         self.use_channels_last = channels_last
         emb_dim = 4 * ch
         self._build_embeddings(emb_dim, num_classes, cond_dim, cond_norm)
+        # A student that takes the guidance scale as an input (``denoiselab distill`` with a
+        # guidance range): w joins the time embedding.
+        self.guidance_emb = GuidanceEmbedding(emb_dim, ch) if guidance_embed else None
         attn_resolutions = set(int(r) for r in attn_resolutions)
 
         # value_channel: the HSV value V = max(R, G, B) (Smith 1978) joins the input channels. A
@@ -225,10 +228,12 @@ class UNet(nn.Module):
         self.cond_mean.copy_(mean.to(self.cond_mean.dtype))
         self.cond_scale.copy_((1 / rms).to(self.cond_scale.dtype))
 
-    def embed(self, t: torch.Tensor, cond: Optional[torch.Tensor], n: int) -> torch.Tensor:
+    def embed(self, t: torch.Tensor, cond: Optional[torch.Tensor], n: int, w=None) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(n)
         emb = self.time_mlp(sinusoidal_embedding(t, self.ch))
+        if self.guidance_emb is not None:
+            emb = emb + self.guidance_emb(w, n, emb)
         if self.class_emb is not None:
             if cond is None:
                 cond = torch.full((n,), self.null_class, dtype=torch.long, device=emb.device)
@@ -248,11 +253,11 @@ class UNet(nn.Module):
         # Every block's embedding projection starts with SiLU (ADM emb_layers); apply it once here.
         return F.silu(emb)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Optional[torch.Tensor] = None, w=None) -> torch.Tensor:
         side = self.patch * 2 ** (self.levels - 1)
         if x.ndim != 4 or x.shape[-1] % side or x.shape[-2] % side:
             raise DenoiselabError(f"UNet input of shape {tuple(x.shape)}: expected (N, C, H, W) with H, W divisible by {side}")
-        emb = self.embed(t, cond, x.shape[0])
+        emb = self.embed(t, cond, x.shape[0], w)
         if self.value_channel:
             x = torch.cat([x, x.amax(1, keepdim=True)], dim=1)
         if self.patch > 1:

@@ -83,7 +83,8 @@ def student_denoiser(cfg: RunConfig, den: Denoiser):
     s = cfg.distill
     if not s.method:
         return den
-    return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale, s.c_out)
+    return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale, s.c_out,
+                               guidance=cfg.sample.guidance if s.guidance_max > 0 else None)
 
 
 def build_objective(cfg: RunConfig, data: Optional[TensorData] = None):

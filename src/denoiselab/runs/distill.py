@@ -77,8 +77,27 @@ def student_config(teacher_dir: Path, method: str = "cd", sets: Optional[list[st
     sample = dataclasses.replace(s, sampler="consistency", steps=4, eta=0.0, eta_low=0.0, eta_switch=0.0, grid="",
                                  guidance=1.0)
     train = dataclasses.replace(teacher.train, **STUDENT_TRAIN["images" if kind == "images" else "points"])
-    cfg = dataclasses.replace(teacher, train=train, sample=sample, distill=distill)
-    return validate_config(apply_overrides(cfg, sets or []))
+    cfg = apply_overrides(dataclasses.replace(teacher, train=train, sample=sample, distill=distill), sets or [])
+    return validate_config(guidance_input(cfg, conditional, teacher_dir))
+
+
+def guidance_input(cfg: RunConfig, conditional: bool, where) -> RunConfig:
+    """A student asked for a guidance range (distill.guidance_max > 0) takes w as an input: its
+    network gets a guidance embedding, and it samples at the teacher's scale, held in the range."""
+    d = cfg.distill
+    if d.guidance_max <= 0:
+        return cfg
+    if not conditional:
+        raise DenoiselabError(f"{where} is an unconditional model: a guidance range needs a class- or "
+                              "text-conditional teacher")
+    if d.method != "cd":
+        raise DenoiselabError("a guidance range needs the teacher's guided ODE: use --method cd")
+    if not 0 <= d.guidance_min <= d.guidance_max:
+        raise DenoiselabError(f"guidance range [{d.guidance_min:g}, {d.guidance_max:g}] is empty: give "
+                              "0 <= w_min <= w_max")
+    w = min(max(d.teacher_guidance, d.guidance_min), d.guidance_max)
+    model = dataclasses.replace(cfg.model, options={**cfg.model.options, "guidance_embed": True})
+    return dataclasses.replace(cfg, model=model, sample=dataclasses.replace(cfg.sample, guidance=w))
 
 
 def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.nn.Module, ConsistencyObjective]:
@@ -92,17 +111,22 @@ def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.
     teacher = load_run(teacher_dir, device=device)
     check_teacher(teacher.config, teacher_dir)
     net = build_net(cfg, data)
-    try:
-        net.load_state_dict(teacher.net.state_dict())
-    except RuntimeError as e:
-        raise DenoiselabError(f"the teacher's weights do not fit the student's network: {str(e).splitlines()[0]}") \
-            from None
+    # A w-conditioned student's guidance embedding is its own (it starts at zero); every other
+    # weight is the teacher's.
+    missing, unexpected = net.load_state_dict(teacher.net.state_dict(), strict=False)
+    missing = [k for k in missing if not k.startswith("guidance_emb.")]
+    if missing or unexpected:
+        raise DenoiselabError(f"the teacher's weights do not fit the student's network: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     teacher.net.requires_grad_(False)
     null = getattr(data, "null_cond", None)
-    teacher_den = None
+    teacher_den = teacher_at = None
     if d.method == "cd":
         teacher_den = guided(teacher.denoiser, scale=d.teacher_guidance, uncond=null)
+
+        def teacher_at(w):  # a w-conditioned student's teacher: one scale per sample
+            return guided(teacher.denoiser, scale=w, uncond=null)
     sigma_range = (d.sigma_boundary or teacher.denoiser.sigma_range[0], d.sigma_top or cfg.sample.sigma_max)
     objective = ConsistencyObjective(d, cfg.train.steps, lambda n: build_denoiser(cfg, n), teacher_den, sigma_range,
-                                     p_uncond=cfg.diffusion.p_uncond, null=null, net=net)
+                                     p_uncond=cfg.diffusion.p_uncond, null=null, net=net, teacher_at=teacher_at)
     return net, objective
