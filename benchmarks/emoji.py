@@ -191,12 +191,16 @@ def diffusers_table(runs: list[Path], out: Path, num: int) -> str:
     for k, run in enumerate(runs):
         ours.append(score(run, num))
         budget = ours[-1]["train_s"]
-        per_step = peer_rate(peer_config(run, 1))
-        n = max(int(budget / per_step), 1)
-        cfg = peer_config(run, n)
+        dest = out / f"peer{k}"
+        if (dest / "checkpoint.safetensors").is_file():  # trained already (e.g. beside ours, on the other core)
+            cfg = read_config(dest)
+            n, per_step = cfg.train.steps, float("nan")
+        else:
+            per_step = peer_rate(peer_config(run, 1))
+            n = max(int(budget / per_step), 1)
+            cfg = peer_config(run, n)
         params = {"ours": sum(p.numel() for p in build_net(read_config(run)).parameters()),
                   "peer": sum(p.numel() for p in build_net(cfg).parameters())}
-        dest = out / f"peer{k}"
         print(f"{run}: loop {budget:.0f} s; UNet2DModel {per_step:.2f} s/step -> {n} steps into {dest}", flush=True)
         if not (dest / "checkpoint.safetensors").is_file():
             fit_run(cfg, dest, progress=True, pictures=False)
