@@ -390,11 +390,8 @@ class ConsistencyDenoiser(DenoiserWrapper):
         return P._bcast(skip_over_a, like), P._bcast(out, like)
 
     def unclipped(self, x: torch.Tensor, t, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.guidance_input:
-            w = torch.as_tensor(self.w, dtype=x.dtype, device=x.device)
-            x0_net, _ = self.inner.unclipped(x, t, cond, w=w.expand(x.shape[0]) if w.ndim == 0 else w)
-        else:
-            x0_net, _ = self.inner.unclipped(x, t, cond)
+        w = torch.as_tensor(self.w, dtype=x.dtype, device=x.device).expand(x.shape[0]) if self.guidance_input else None
+        x0_net, _ = self.inner.unclipped(x, t, cond) if w is None else self.inner.unclipped(x, t, cond, w=w)
         skip_over_a, out = self.coefficients(t, x)
         x0 = skip_over_a * x + out * x0_net
         a, s = self.inner.scales(t, x)
