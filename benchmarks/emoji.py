@@ -118,19 +118,14 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
                             mean_sd([100 * a for a in obj_acc], ".1f")]])
 
 
-def step_rate(preset: str, batch: int, steps: int, sets: list[str]) -> float:
-    """Images per second of the preset's training step (forward, backward, optimizer) on random data."""
-    from denoiselab.config import apply_overrides
-    from denoiselab.presets import get_preset
+def seconds_per_step(cfg, batch: int, shape: tuple[int, ...], steps: int) -> float:
+    """Seconds per training step (forward, backward, AdamW) of ``cfg``'s network and objective on
+    random data of ``shape``, after two warm-up steps."""
     from denoiselab.runs.build import build_net, build_objective
 
-    cfg = apply_overrides(get_preset(preset), sets)
-    net = build_net(cfg)
-    obj = build_objective(cfg)
+    net, obj = build_net(cfg), build_objective(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    opts = cfg.model.options
-    shape = (int(opts["in_channels"]), int(opts["image_size"]), int(opts["image_size"]))
-    x = torch.randn(batch, *shape)
+    x = torch.rand(batch, *shape) * 2 - 1
     g = torch.Generator().manual_seed(0)
     for i in range(steps + 2):
         if i == 2:
@@ -139,7 +134,18 @@ def step_rate(preset: str, batch: int, steps: int, sets: list[str]) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return batch * steps / (time.perf_counter() - t0)
+    return (time.perf_counter() - t0) / steps
+
+
+def step_rate(preset: str, batch: int, steps: int, sets: list[str]) -> float:
+    """Images per second of the preset's training step on random data."""
+    from denoiselab.config import apply_overrides
+    from denoiselab.presets import get_preset
+
+    cfg = apply_overrides(get_preset(preset), sets)
+    opts = cfg.model.options
+    shape = (int(opts["in_channels"]), int(opts["image_size"]), int(opts["image_size"]))
+    return batch / seconds_per_step(cfg, batch, shape, steps)
 
 
 # diffusers' UNet2DModel as its train_unconditional.py builds it, scaled to emoji32's 1.58M
@@ -164,21 +170,8 @@ def peer_config(run: Path, steps: int):
 
 
 def peer_rate(cfg, probe: int = 6) -> float:
-    """Seconds per training step of ``cfg``'s network, measured on random data of its shape."""
-    from denoiselab.runs.build import build_net, build_objective
-
-    net, obj = build_net(cfg), build_objective(cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x = torch.rand(cfg.train.batch_size, 3, 32, 32) * 2 - 1
-    g = torch.Generator().manual_seed(0)
-    for i in range(probe + 2):
-        if i == 2:
-            t0 = time.perf_counter()
-        loss = obj(net, x, None, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - t0) / probe
+    """Seconds per training step of an emoji32-shaped config (32x32x3) at its batch size."""
+    return seconds_per_step(cfg, cfg.train.batch_size, (3, 32, 32), probe)
 
 
 def diffusers_table(runs: list[Path], out: Path, num: int) -> str:
