@@ -117,7 +117,11 @@ def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.
     net = build_net(cfg, data)
     # A w-conditioned student's guidance embedding is its own (it starts at zero); every other
     # weight is the teacher's.
-    missing, unexpected = net.load_state_dict(teacher.net.state_dict(), strict=False)
+    try:  # strict=False still refuses a shape that does not fit
+        missing, unexpected = net.load_state_dict(teacher.net.state_dict(), strict=False)
+    except RuntimeError as e:
+        raise DenoiselabError(f"the teacher's weights do not fit the student's network: {str(e).splitlines()[0]}") \
+            from None
     missing = [k for k in missing if not k.startswith("guidance_emb.")]
     if missing or unexpected:
         raise DenoiselabError(f"the teacher's weights do not fit the student's network: "
