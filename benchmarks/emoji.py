@@ -83,7 +83,7 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
     from denoiselab.data.emoji import CATEGORIES, CATEGORY_PROMPTS, load_emoji
     from denoiselab.evaluation.images import domain_extractor
     from denoiselab.io import cache_folder
-    from denoiselab.runs import load
+    from denoiselab import load
     from denoiselab.viz.images import save_grid
 
     data = build_dataset("emoji", {"image_size": 32})
@@ -93,8 +93,8 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
     objects = {}
     for e in entries:
         objects.setdefault(e.category, e.name)
-    prompts = [(CATEGORY_PROMPTS[c], i) for i, c in enumerate(CATEGORIES)]
-    prompts += [(objects[c], i) for i, c in enumerate(CATEGORIES) if c in objects]
+    prompts = [(CATEGORY_PROMPTS[i], i) for i in range(len(CATEGORIES))]  # entry.category is an index
+    prompts += [(objects[i], i) for i in range(len(CATEGORIES)) if i in objects]
     cat_acc, obj_acc = [], []
     for k, path in enumerate(runs):
         run = load(path)
