@@ -79,11 +79,11 @@ def runs_table(runs: list[Path], num: int) -> str:
 
 
 def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
+    from denoiselab import load
     from denoiselab.data import build_dataset
     from denoiselab.data.emoji import CATEGORIES, CATEGORY_PROMPTS, load_emoji
     from denoiselab.evaluation.images import domain_extractor
     from denoiselab.io import cache_folder
-    from denoiselab import load
     from denoiselab.viz.images import save_grid
 
     data = build_dataset("emoji", {"image_size": 32})

@@ -219,6 +219,10 @@ def test_a_student_is_a_run_like_any_other(teacher, tmp_path):
     run = runs.load_run(student)
     assert isinstance(run.denoiser, ConsistencyDenoiser) and run.config.distill.teacher == str(teacher)
     assert run.config.sample.sampler == "consistency"
+    # Its first step maps x_T to a clean sample, so it starts from the data's moments, as ODE
+    # solvers do; `--start gaussian` still gives N(0, I).
+    assert runs.sampling_plan(run).start_moments() is not None
+    assert runs.sampling_plan(run, start="gaussian").start_moments() is None
     for k in ("1", "2", "4"):
         assert main(["sample", str(student), "--num", "64", "--steps", k, "--out", str(tmp_path / f"s{k}.npy")]) == 0
     # The checkpoint round-trips: a second load draws the same samples for the same seed.

@@ -133,6 +133,14 @@ def test_deterministic_samplers_are_named_by_their_noise_options():
     assert not is_deterministic("ddpm", {})
 
 
+def test_consistency_sampling_carries_its_start_though_it_renoises():
+    from denoiselab.samplers import carries_start
+
+    assert not is_deterministic("consistency", {}) and carries_start("consistency", {})
+    assert carries_start("ddim", {}) and carries_start("dpmpp-2m-sde", {"eta": 0.0})
+    assert not carries_start("ddpm", {}) and not carries_start("dpmpp-2m-sde", {})
+
+
 def test_the_moment_start_is_a_fixed_map_of_each_samples_own_noise():
     """Sample i still depends on (seed, i) alone: batching and offsets never change it."""
     den = AnalyticGaussianDenoiser(make_schedule("linear", 1000), MU, VAR)

@@ -125,15 +125,16 @@ def _check_start(start: str) -> str:
 
 def start_moments(run: LoadedRun, start: str, sampler: str, opts: dict) -> Optional["DataMoments"]:
     """The moments ``sampler`` with ``opts`` starts from on ``run``, or None for x_T ~ N(0, I):
-    ``moments`` always, ``gaussian`` never, ``auto`` for deterministic samplers only, which carry
-    a mismatched start to their samples where stochastic ones forget it (docs/results/samplers.md,
-    "MNIST: where sampling starts"). Diffusion and flow runs have moments; a run trained before
+    ``moments`` always, ``gaussian`` never, ``auto`` for samplers that carry a mismatched start to
+    their samples (``samplers.carries_start``: ODE solvers and consistency sampling) where other
+    stochastic ones forget it (docs/results/samplers.md, "MNIST: where sampling starts";
+    docs/results/distill.md). Diffusion and flow runs have moments; a run trained before
     they were stored fits them from its data set on first use."""
-    from ..samplers import is_deterministic
+    from ..samplers import carries_start
 
     if _check_start(start) == "gaussian" or run.config.diffusion.kind not in ("vp", "flow"):
         return None
-    if start == "auto" and not is_deterministic(sampler, opts):
+    if start == "auto" and not carries_start(sampler, opts):
         return None
     moments = run.data_moments()
     if moments is None and start == "moments":
