@@ -8,6 +8,8 @@ gets (`denoiselab sample RUN --steps K`):
   default FID; mean +- sd over the teachers. `--independent` adds two evaluators independent of
   the project (benchmarks/independent_mnist.py);
 - 2D runs (swiss roll): chamfer of 2048 samples against 2048 fresh points (floor beside it).
+`--fixed-point` adds the exact consistency function each student is distilled towards (its
+teacher's ODE over the student's levels), what a perfect student would score in one step.
 It also times `denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy` as a whole command.
 
     for s in 0 1 2; do denoiselab train --preset mnist --out runs/mnist-s$s --set seed=$s; done
@@ -76,9 +78,14 @@ class Scorer:
     def __call__(self, run, steps: int | None, seed: int = 0) -> dict:
         plan = runs.sampling_plan(run, steps=steps)
         t0 = time.perf_counter()
-        x, nfe = generate(run.denoiser, self.num if self.kind == "images" else N_POINTS, run.sample_shape,
-                          seed=seed, **plan.kwargs())
-        out = {"nfe": nfe, "plan": plan.describe(), "seconds": time.perf_counter() - t0}
+        x, nfe = generate(run.denoiser, self.size, run.sample_shape, seed=seed, **plan.kwargs())
+        return self.score(x, {"nfe": nfe, "plan": plan.describe(), "seconds": time.perf_counter() - t0})
+
+    @property
+    def size(self) -> int:
+        return self.num if self.kind == "images" else N_POINTS
+
+    def score(self, x: torch.Tensor, out: dict) -> dict:
         if self.kind != "images":
             return {**out, "score": chamfer_distance(x, self.ref), "floor": chamfer_distance(
                 load_toy(self.data_name, N_POINTS, 20_000), self.ref)}
@@ -89,6 +96,32 @@ class Scorer:
         if self.independent is not None:
             out.update(self.independent.scores(x))
         return out
+
+
+@torch.no_grad()
+def fixed_point(teacher, student, scorer: Scorer, seed: int = 0) -> dict:
+    """The exact consistency function of ``student``, scored: its teacher's ODE (Heun, the
+    distillation's own step) between the student's N distillation levels, from its top level down
+    to the boundary, ended by f(x, sigma_min) = x / a; started as the student samples (its plan's
+    start). A perfect student's one-step samples; the quality no distillation on these levels can
+    pass in one step."""
+    from denoiselab.rng import SampleNoise
+    from denoiselab.samplers import ode_step
+    from denoiselab.samplers.api import start_point
+    from denoiselab.samplers.grids import karras_sigmas
+
+    d, f = student.config.distill, student.denoiser
+    sig = karras_sigmas(f.sigma_boundary, d.sigma_top or student.config.sample.sigma_max, d.levels_end + 1, d.rho)
+    ts = [f.t_from_sigma(s.view(1)).float() for s in sig]
+    start = runs.sampling_plan(student, steps=1).kwargs().get("start")
+    n = scorer.size
+    x = start_point(f, SampleNoise(seed, n, 0), n, student.sample_shape, start, float(ts[0]))
+    for lo, hi in zip(ts[1:], ts[:-1]):
+        x = ode_step(teacher.denoiser, x, hi.expand(n), lo.expand(n), None, d.solver)
+    a, _ = f.scales(ts[-1].expand(n), x)
+    return scorer.score(x / a, {"nfe": 2 * (len(sig) - 1) if d.solver == "heun" else len(sig) - 1,
+                                "plan": f"teacher's {d.solver} over the student's {len(sig)} levels to "
+                                        f"sigma_min {f.sigma_boundary:.3g}, ended by x / a"})
 
 
 def mean_sd(values: list[float], fmt: str = ".3f") -> str:
@@ -106,6 +139,8 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=1000, help="image samples per score")
     ap.add_argument("--teacher-steps", nargs="+", type=int, default=[0, 10], help="0: the teacher's default")
     ap.add_argument("--independent", action="store_true", help="MNIST: add the two independent evaluators")
+    ap.add_argument("--fixed-point", action="store_true", help="unconditional teachers: add the row of each student's exact consistency "
+                    "function (what a perfect student would score in one step)")
     add_write_flag(ap, TABLES)
     args = ap.parse_args()
     students = args.students or []
@@ -129,6 +164,10 @@ def main() -> None:
             base = base or r["score"]
             rows.setdefault(f"teacher, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
             print(teacher_dir, rows and r["plan"], f"{r['score']:.3f}", flush=True)
+        if args.fixed_point:
+            r = fixed_point(teacher, student, scorer)
+            rows.setdefault(f"exact consistency function, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
+            print(student_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)
         for steps in STUDENT_STEPS:
             r = scorer(student, steps)
             rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})

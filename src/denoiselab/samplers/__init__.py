@@ -67,8 +67,8 @@ def takes_option(sampler: str, option: str) -> bool:
 ALWAYS_STOCHASTIC = ("ddpm", "consistency")
 # Stochastic samplers whose first step still maps x_T to a clean sample deterministically
 # (consistency sampling: x0 = f(x_T)), so a mismatched start is carried into every sample as an
-# ODE solver carries it; they start from the data's moments too. Measured on three MNIST
-# students: one-step FID 13.4 from N(0, I) against 6.4 from the moments (docs/results/distill.md).
+# ODE solver carries it; they start from the data's moments too (docs/results/distill.md, "Where
+# sampling starts").
 FIRST_STEP_DETERMINISTIC = ("consistency",)
 
 
