@@ -78,7 +78,7 @@ def runs_table(runs: list[Path], num: int) -> str:
           mean_sd([100 * a for a in acc], ".1f") if acc else "n/a", mean_sd([s["sample_s"] for s in rows], ".1f")]])
 
 
-def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
+def text_table(runs: list[Path], per_prompt: int, grid: Path | None, guidances: list[float | None]) -> str:
     from denoiselab import load
     from denoiselab.data import build_dataset
     from denoiselab.data.emoji import CATEGORIES, CATEGORY_PROMPTS, load_emoji
@@ -95,27 +95,29 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None) -> str:
         objects.setdefault(e.category, e.name)
     prompts = [(CATEGORY_PROMPTS[i], i) for i in range(len(CATEGORIES))]  # entry.category is an index
     prompts += [(objects[i], i) for i in range(len(CATEGORIES)) if i in objects]
-    cat_acc, obj_acc = [], []
-    for k, path in enumerate(runs):
-        run = load(path)
-        right = {"category": [], "object": []}
-        for n, (text, want) in enumerate(prompts):
-            x = run.sample(per_prompt, seed=n, prompt=text)
-            got = classify(x).argmax(1)
-            right["category" if n < len(CATEGORIES) else "object"].append(float((got == want).double().mean()))
-            print(f"{path} {text!r}: {right['category' if n < len(CATEGORIES) else 'object'][-1]:.2f}", flush=True)
-        cat_acc.append(statistics.mean(right["category"]))
-        obj_acc.append(statistics.mean(right["object"]))
-        if grid is not None and k == 0:
-            show = [p for p, _ in prompts[:5]] + [p for p, _ in prompts[len(CATEGORIES):len(CATEGORIES) + 5]]
-            rows = [run.sample(8, seed=100 + i, prompt=p) for i, p in enumerate(show)]
-            save_grid(torch.cat(rows), grid, nrow=8)
-            print(f"wrote {grid}: rows {show}")
-    return markdown_table(["preset", "trainings", "prompts", f"in the named category (%), {per_prompt} each"],
-                          [["`emoji-text`", len(runs), "a category (\"a food emoji\"), 9",
-                            mean_sd([100 * a for a in cat_acc], ".1f")],
-                           ["`emoji-text`", len(runs), "an object (\"red apple\"), 9",
-                            mean_sd([100 * a for a in obj_acc], ".1f")]])
+    rows = []
+    for w in guidances:  # None: the run's own guidance, as a user gets it
+        cat_acc, obj_acc = [], []
+        for k, path in enumerate(runs):
+            run = load(path)
+            right = {"category": [], "object": []}
+            for n, (text, want) in enumerate(prompts):
+                kind = "category" if n < len(CATEGORIES) else "object"
+                x = run.sample(per_prompt, seed=n, prompt=text, guidance=w)
+                right[kind].append(float((classify(x).argmax(1) == want).double().mean()))
+                print(f"{path} guidance {w} {text!r}: {right[kind][-1]:.2f}", flush=True)
+            cat_acc.append(statistics.mean(right["category"]))
+            obj_acc.append(statistics.mean(right["object"]))
+            if grid is not None and k == 0 and w is None:
+                show = [p for p, _ in prompts[:5]] + [p for p, _ in prompts[len(CATEGORIES):len(CATEGORIES) + 5]]
+                grid_rows = [run.sample(8, seed=100 + i, prompt=p) for i, p in enumerate(show)]
+                save_grid(torch.cat(grid_rows), grid, nrow=8)
+                print(f"wrote {grid}: rows {show}")
+        shown = "the run's own" if w is None else f"{w:g}"
+        rows += [["`emoji-text`", len(runs), shown, "a category (\"a food emoji\"), 9", mean_sd([100 * a for a in cat_acc], ".1f")],
+                 ["`emoji-text`", len(runs), shown, "an object (\"red apple\"), 9", mean_sd([100 * a for a in obj_acc], ".1f")]]
+    return markdown_table(["preset", "trainings", "guidance", "prompts", f"in the named category (%), {per_prompt} each"],
+                          rows)
 
 
 def seconds_per_step(cfg, batch: int, shape: tuple[int, ...], steps: int) -> float:
@@ -248,6 +250,8 @@ def main() -> None:
     ap.add_argument("--throughput", action="store_true")
     ap.add_argument("--num", type=int, default=1000, help="samples per score")
     ap.add_argument("--per-prompt", type=int, default=50)
+    ap.add_argument("--guidance", nargs="+", type=float, default=None, help="--text: a row pair for each "
+                    "guidance scale (default: the runs' own)")
     ap.add_argument("--grid", type=Path, default=None, help="--text: write the 10 x 8 prompt grid here")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
@@ -262,7 +266,7 @@ def main() -> None:
     elif args.diffusers_beside:
         table = diffusers_table(args.diffusers_beside, args.out, args.num)
     elif args.text:
-        table = text_table(args.text, args.per_prompt, args.grid)
+        table = text_table(args.text, args.per_prompt, args.grid, args.guidance or [None])
     elif args.runs:
         table = runs_table(args.runs, args.num)
     else:
