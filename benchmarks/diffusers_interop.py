@@ -15,8 +15,9 @@ Rows (the targets of the interop issue):
 
 A deterministic sampler on a random network amplifies float32 rounding step after step, so each
 deterministic row also gives the float64 difference (both sides in float64, diffusers handed our
-float64 alpha_bar table: the algorithms' own difference) and the float32 floor (our float32
-sample against our float64 one: what rounding alone moves).
+float64 alpha_bar table: the algorithms' own difference) and each side's float32 error: its
+float32 sample against the float64 one (ours in float64; for ``ddpm`` on the float32 run's own
+noise draws), what rounding alone moves on that side.
 
     python benchmarks/diffusers_interop.py [--write-results]
 
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from denoiselab.rng import SampleNoise
 from results import add_write_flag, markdown_row, markdown_table, write_table
 
 # Tiny, but every kind of block the real models have: resnets, attention, a down and an up level.
@@ -195,7 +197,8 @@ def ddim_against_pipeline(tmp: Path, clip: bool, num: int = 4, steps: int = 50) 
     sched.alphas_cumprod, sched.final_alpha_cumprod = run.denoiser.schedule.alpha_bar.clone(), torch.tensor(1.0).double()
     theirs64 = _step_loop(sched, run.net.unet, x_T.double(), steps, eta=0.0)
     return {"diff": diff, "diff64": (ours64 - theirs64).abs().max().item(),
-            "floor": (ours.clamp(-1, 1).double() - ours64.clamp(-1, 1)).abs().max().item(), "scale": ours.std().item()}
+            "floor": (ours.clamp(-1, 1).double() - ours64.clamp(-1, 1)).abs().max().item(),
+            "theirs_floor": (theirs.double() - ours64.clamp(-1, 1)).abs().max().item(), "scale": ours.std().item()}
 
 
 @torch.no_grad()
@@ -229,7 +232,8 @@ def dpm_against_scheduler(tmp: Path, num: int = 4, steps: int = 20) -> dict:
 
     theirs64 = diffusers_sample(run, x_T.double(), [int(t) for t in ts], order=2)
     return {"diff": (ours - theirs).abs().max().item(), "diff64": (ours64 - theirs64).abs().max().item(),
-            "floor": (ours.double() - ours64).abs().max().item(), "scale": ours.std().item()}
+            "floor": (ours.double() - ours64).abs().max().item(), "theirs_floor": (theirs.double() - ours64).abs().max().item(),
+            "scale": ours.std().item()}
 
 
 # -- ddpm: stochastic, the same noise on both sides ------------------------------------------
@@ -242,6 +246,7 @@ def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 
     """Our ddpm against DDPMScheduler.step with the same noise: both draw each step's noise from
     one torch.Generator in the same order (ours: the generator handed in as ``noise``). ``variance``
     fixed_small, learned_range, or thresholding (fixed_small under dynamic thresholding)."""
+    from denoiselab.samplers import SAMPLERS, time_grid
     if variance == "learned_range":
         folder, prompts = if_folder(tmp / "ddpm-if")
         run_dir = tmp / "ddpm-if-run"
@@ -257,8 +262,24 @@ def ddpm_against_scheduler(tmp: Path, variance: str, num: int = 4, steps: int = 
     ours, theirs = _ddpm_pair(run, folder / "scheduler", cond, x_T, steps)
     _float64(run)
     ours64, theirs64 = _ddpm_pair(run, folder / "scheduler", cond, x_T.double(), steps)
+    # The float64 reference for the floors: our sampler in float64 on the float32 run's own noise draws.
+    ref = SAMPLERS["ddpm"](run.denoiser, x_T.double(), time_grid(run.denoiser, "leading", steps),
+                           noise=Float32Draws(3, num), cond=cond)
     return {"diff": (ours - theirs).abs().max().item(), "diff64": (ours64 - theirs64).abs().max().item(),
-            "floor": float("nan"), "scale": ours.std().item()}  # float64 draws are other noise: no floor
+            "floor": (ours.double() - ref).abs().max().item(), "theirs_floor": (theirs.double() - ref).abs().max().item(),
+            "scale": ours.std().item()}
+
+
+class Float32Draws(SampleNoise):
+    """A torch.Generator's float32 draws in the order the samplers ask for them, cast to the
+    asked dtype: a float64 run on exactly the noise a float32 run gets."""
+
+    def __init__(self, seed: int, num: int):
+        super().__init__(seed, num)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def randn(self, stream: int, sample_shape: tuple[int, ...], dtype=torch.float32) -> torch.Tensor:
+        return torch.randn((self.num, *sample_shape), generator=self.generator).to(dtype)
 
 
 def _ddpm_pair(run, sched_dir: Path, cond, x_T: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,33 +414,34 @@ def measure(tmp: Path, ddpm_steps: int = 1000) -> list[list]:
     for clip in (False, True):
         r = ddim_against_pipeline(tmp, clip)
         rows.append([f"ddim 50 vs DDIMPipeline, clip_sample={clip}", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
-                     _e(r["floor"]), f"{r['scale']:.3g}"])
+                     _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
     for variance in ("fixed_small", "learned_range", "thresholding"):
         r = ddpm_against_scheduler(tmp, variance, steps=ddpm_steps)
         rows.append([f"ddpm {ddpm_steps} vs DDPMScheduler.step, {variance}", "<= 1e-4", _e(r["diff"]),
-                     _e(r["diff64"]), _e(r["floor"]), f"{r['scale']:.3g}"])
+                     _e(r["diff64"]), _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
     r = dpm_against_scheduler(tmp)
     rows.append(["dpmpp-2m 20 vs DPMSolverMultistepScheduler (trailing)", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
-                 _e(r["floor"]), f"{r['scale']:.3g}"])
+                 _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
     r = latent_against_diffusers(tmp)
     rows.append(["SD-shaped latent model (AutoencoderKL + UNet2DConditionModel): ddim 50 + decode vs diffusers' loop",
-                 "<= 1e-4", _e(r["diff"]), "n/a", "n/a", f"{r['scale']:.3g}"])
+                 "<= 1e-4", _e(r["diff"]), "n/a", "n/a", "n/a", f"{r['scale']:.3g}"])
     r = cfg_at_one(tmp)
     rows.append(["IF-shaped model: CFG w = 1 vs conditional (one call; samples)", "exactly equal",
-                 f"{r['call']:.1e}; {r['samples']:.1e}", "n/a", "n/a", ""])
+                 f"{r['call']:.1e}; {r['samples']:.1e}", "n/a", "n/a", "n/a", ""])
     parts = part_a(tmp)
     ok = sum(code == 0 for code, _, _ in parts.values())
-    rows.append(["IF-shaped model: CS180 part A commands", "all run", f"{ok} of {len(parts)} exit 0", "n/a", "n/a", ""])
+    rows.append(["IF-shaped model: CS180 part A commands", "all run", f"{ok} of {len(parts)} exit 0", "n/a", "n/a", "n/a", ""])
     r = export_roundtrip(tmp)
     rows.append(["exported run: DDPMPipeline.from_pretrained offline, UNet output", "<= 1e-6",
-                 f"{r['diff']:.1e} (schedule equal: {r['schedule']})", "n/a", "n/a", ""])
+                 f"{r['diff']:.1e} (schedule equal: {r['schedule']})", "n/a", "n/a", "n/a", ""])
     r = pickle_refused(tmp)
     rows.append(["pickled weights without --allow-pickle", "refused, 1 line, exit 2, nothing written",
-                 f"exit {r['code']}, {r['lines']} line, written: {r['written']}", "n/a", "n/a", ""])
+                 f"exit {r['code']}, {r['lines']} line, written: {r['written']}", "n/a", "n/a", "n/a", ""])
     return rows
 
 
-HEADER = ["what", "target", "float32 max abs diff", "float64 max abs diff", "float32 floor", "sample std"]
+HEADER = ["what", "target", "float32 max abs diff", "float64 max abs diff", "ours: float32 vs float64",
+          "diffusers: float32 vs float64", "sample std"]
 
 
 def main() -> None:
