@@ -13,7 +13,8 @@ Rows (the targets of the interop issue):
 - an exported run loaded by ``DDPMPipeline.from_pretrained``: its UNet's output against ours;
 - a pickled weight file without ``--allow-pickle``: refused in one line, exit 2, nothing written.
 
-A deterministic sampler on a random network amplifies float32 rounding step after step, so each
+A deterministic sampler on a random network amplifies float32 rounding step after step (the rows
+"UNet trained N steps" run the same samplers on the UNet after ``train_toy``), so each
 deterministic row also gives the float64 difference (both sides in float64, diffusers handed our
 float64 alpha_bar table: the algorithms' own difference) and each side's float32 error: its
 float32 sample against the float64 one (ours in float64; for ``ddpm`` on the float32 run's own
@@ -80,15 +81,47 @@ def cli(*argv) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def unet_folder(root: Path, scheduler: str = "DDPMScheduler", seed: int = 0, safe: bool = True, **sched) -> Path:
-    """A DDPMPipeline-shaped folder (model_index.json, unet/, scheduler/) of a random UNet2DModel."""
+def unet_folder(root: Path, scheduler: str = "DDPMScheduler", seed: int = 0, safe: bool = True, trained: int = 0,
+                **sched) -> Path:
+    """A DDPMPipeline-shaped folder (model_index.json, unet/, scheduler/) of a random UNet2DModel,
+    or of one trained for ``trained`` steps on toy images (``train_toy``)."""
     import diffusers
 
     torch.manual_seed(seed)
     unet = diffusers.UNet2DModel(**UNET)
+    if trained:
+        train_toy(unet, diffusers.DDPMScheduler(), trained)
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=getattr(diffusers, scheduler)(**sched))
     pipe.save_pretrained(root, safe_serialization=safe)
     return root
+
+
+def toy_images(num: int, generator: torch.Generator) -> torch.Tensor:
+    """8x8 RGB images in [-1, 1]: a flat background with a square of another colour on it."""
+    x = (torch.rand((num, 3, 1, 1), generator=generator) * 2 - 1).expand(num, 3, 8, 8).clone()
+    colour = torch.rand((num, 3), generator=generator) * 2 - 1
+    corner = torch.randint(0, 5, (num, 2), generator=generator)
+    for i in range(num):
+        r, c = corner[i].tolist()
+        x[i, :, r:r + 4, c:c + 4] = colour[i, :, None, None]
+    return x
+
+
+def train_toy(unet, scheduler, steps: int, batch: int = 32) -> None:
+    """The objective of diffusers' train_unconditional.py (eps MSE at uniform t, noised by the
+    scheduler's add_noise), Adam 1e-3, on toy images: a model that has seen data, as imported
+    models have, where a random one is chaotic."""
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(unet.parameters(), lr=1e-3)
+    for _ in range(steps):
+        x0 = toy_images(batch, g)
+        eps = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
+        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(x0, eps, t), t).sample, eps)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    unet.eval()
 
 
 def if_folder(root: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -163,7 +196,7 @@ def _float64(run) -> None:
 
 # -- deterministic samplers: ddim, dpmpp-2m --------------------------------------------------
 
-def ddim_against_pipeline(tmp: Path, clip: bool, num: int = 4, steps: int = 50) -> dict:
+def ddim_against_pipeline(tmp: Path, clip: bool, num: int = 4, steps: int = 50, trained: int = 0) -> dict:
     """Our ddim against DDIMPipeline from the same noise. Without clip_sample it runs through
     ``denoiselab sample --noise``; with it, DDIMScheduler keeps the network's eps beside the clipped
     x0 (``use_clipped_model_output=False``), which ddim's ``clipped_eps=False`` matches."""
@@ -172,7 +205,7 @@ def ddim_against_pipeline(tmp: Path, clip: bool, num: int = 4, steps: int = 50) 
     from denoiselab.samplers import time_grid
     from denoiselab.samplers.ddpm import sample_ddim
 
-    folder = unet_folder(tmp / f"ddim-{clip}", "DDIMScheduler", clip_sample=clip)
+    folder = unet_folder(tmp / f"ddim-{clip}-{trained}", "DDIMScheduler", trained=trained, clip_sample=clip)
     pipe = diffusers.DDIMPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     g = torch.Generator().manual_seed(0)
@@ -210,14 +243,14 @@ def _step_loop(sched, unet, x: torch.Tensor, steps: int, noise=None, **kw) -> to
     return x
 
 
-def dpm_against_scheduler(tmp: Path, num: int = 4, steps: int = 20) -> dict:
+def dpm_against_scheduler(tmp: Path, num: int = 4, steps: int = 20, trained: int = 0) -> dict:
     """Our dpmpp-2m against DPMSolverMultistepScheduler (dpmsolver++, order 2, trailing spacing,
     final sigma 0) on the same grid: our trailing grid is diffusers' trailing spacing."""
     import diffusers
 
     from denoiselab.samplers import SAMPLERS, time_grid
 
-    folder = unet_folder(tmp / "dpm", "DPMSolverMultistepScheduler", timestep_spacing="trailing",
+    folder = unet_folder(tmp / f"dpm-{trained}", "DPMSolverMultistepScheduler", trained=trained, timestep_spacing="trailing",
                          final_sigmas_type="zero", lower_order_final=True, algorithm_type="dpmsolver++")
     run = _load(folder)
     x_T = torch.randn((num, 3, 8, 8), generator=torch.Generator().manual_seed(1))
@@ -409,19 +442,28 @@ def _e(v: float) -> str:
     return "n/a" if v != v else f"{v:.1e}"
 
 
+# Steps of train_toy for the rows on a trained UNet: enough to leave the random network's chaos.
+TRAINED = 600
+
+
+def _trained(steps: int) -> str:
+    return f", UNet trained {steps} steps" if steps else ""
+
+
 def measure(tmp: Path, ddpm_steps: int = 1000) -> list[list]:
     rows = []
-    for clip in (False, True):
-        r = ddim_against_pipeline(tmp, clip)
-        rows.append([f"ddim 50 vs DDIMPipeline, clip_sample={clip}", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
-                     _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
+    for clip, trained in ((False, 0), (True, 0), (True, TRAINED)):
+        r = ddim_against_pipeline(tmp, clip, trained=trained)
+        rows.append([f"ddim 50 vs DDIMPipeline, clip_sample={clip}{_trained(trained)}", "<= 1e-4", _e(r["diff"]),
+                     _e(r["diff64"]), _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
     for variance in ("fixed_small", "learned_range", "thresholding"):
         r = ddpm_against_scheduler(tmp, variance, steps=ddpm_steps)
         rows.append([f"ddpm {ddpm_steps} vs DDPMScheduler.step, {variance}", "<= 1e-4", _e(r["diff"]),
                      _e(r["diff64"]), _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
-    r = dpm_against_scheduler(tmp)
-    rows.append(["dpmpp-2m 20 vs DPMSolverMultistepScheduler (trailing)", "<= 1e-4", _e(r["diff"]), _e(r["diff64"]),
-                 _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
+    for trained in (0, TRAINED):
+        r = dpm_against_scheduler(tmp, trained=trained)
+        rows.append([f"dpmpp-2m 20 vs DPMSolverMultistepScheduler (trailing){_trained(trained)}", "<= 1e-4",
+                     _e(r["diff"]), _e(r["diff64"]), _e(r["floor"]), _e(r["theirs_floor"]), f"{r['scale']:.3g}"])
     r = latent_against_diffusers(tmp)
     rows.append(["SD-shaped latent model (AutoencoderKL + UNet2DConditionModel): ddim 50 + decode vs diffusers' loop",
                  "<= 1e-4", _e(r["diff"]), "n/a", "n/a", "n/a", f"{r['scale']:.3g}"])

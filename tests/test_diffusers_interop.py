@@ -68,6 +68,18 @@ def test_ddim_keeps_diffusers_unclipped_eps_on_request(tmp_path):
     assert r["diff"] <= max(1e-4, 2 * r["floor"])
 
 
+def test_on_a_trained_unet_float32_samplers_meet_the_target(tmp_path):
+    # Trained a little, the UNet no longer amplifies rounding: the float32 rows meet 1e-4 outright.
+    assert B.ddim_against_pipeline(tmp_path, clip=True, num=2, trained=100)["diff"] <= 1e-4
+    assert B.dpm_against_scheduler(tmp_path, num=2, steps=10, trained=300)["diff"] <= 1e-4
+
+
+def test_ddpm_float32_error_is_under_diffusers_own(tmp_path):
+    # Against the float64 answer on the same noise draws, ours is the closer of the two.
+    r = B.ddpm_against_scheduler(tmp_path, "learned_range", num=2, steps=50)
+    assert r["floor"] <= r["theirs_floor"] and r["floor"] <= 1e-5
+
+
 @pytest.mark.parametrize("variance", ["fixed_small", "learned_range"])
 def test_ddpm_matches_ddpm_scheduler_with_the_same_noise(tmp_path, variance):
     assert B.ddpm_against_scheduler(tmp_path, variance, num=2, steps=50)["diff"] <= 1e-4
