@@ -9,6 +9,8 @@ and latent against pixel training throughput.
 - ``--text R0 ...``: emoji-text runs: for each category prompt ("a food emoji") and object prompt
   ("red apple", the name of an emoji of that category), samples at the run's guidance, the share
   the domain classifier puts in the named category; and the README's grid of 10 prompts x 8.
+- ``--runs R0 ... --by-steps K [K ...]``: the same two scores at K steps of the runs' own sampler
+  (``--steps K``): what fewer steps buy in sampling time and cost in FID.
 - ``--diffusers-beside R0 R1 R2``: beside each `emoji32` training, diffusers' ``UNet2DModel``
   (the ``bench`` extra) of about the same parameter count, trained with the same recipe (data,
   objective, optimizer, schedule shape, EMA, sampler) for the same CPU time: its step count is
@@ -18,6 +20,7 @@ and latent against pixel training throughput.
   `emoji64-latent` (16x16x4 latents) at equal batch, and what encoding the data set once costs.
 
     python benchmarks/emoji.py --runs runs/e32-0 runs/e32-1 runs/e32-2 --write-results emoji32
+    python benchmarks/emoji.py --runs runs/e32-0 --by-steps 20 25 40 --write-results emoji32-steps
     python benchmarks/emoji.py --diffusers-beside runs/e32-0 --out runs/peers --write-results emoji32-diffusers
     python benchmarks/emoji.py --throughput --write-results emoji-latent-throughput
 """
@@ -49,14 +52,15 @@ def mean_sd(values: list[float], fmt: str = ".2f") -> str:
     return f"{statistics.mean(values):{fmt}} +- {statistics.stdev(values):{fmt}}"
 
 
-def score(run: Path, num: int) -> dict:
-    """`denoiselab evaluate` as a user runs it, and `denoiselab sample` timed as a whole command."""
-    out = subprocess.run([*DL, "evaluate", str(run), "--ref", "data:emoji", "--num", str(num), "--json"],
+def score(run: Path, num: int, flags: tuple[str, ...] = ()) -> dict:
+    """`denoiselab evaluate` as a user runs it, and `denoiselab sample` timed as a whole command,
+    both with ``flags`` (none: the run's own sampler and steps)."""
+    out = subprocess.run([*DL, "evaluate", str(run), "--ref", "data:emoji", "--num", str(num), "--json", *flags],
                          capture_output=True, text=True, check=True)
     res = json.loads(out.stdout)["metrics"]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([*DL, "sample", str(run), "--num", str(num), "--out", str(Path(tmp) / "x.npy")],
+        subprocess.run([*DL, "sample", str(run), "--num", str(num), "--out", str(Path(tmp) / "x.npy"), *flags],
                        capture_output=True, check=True)
         seconds = time.perf_counter() - t0
     acc = res.get("class accuracy", {})
@@ -76,6 +80,20 @@ def runs_table(runs: list[Path], num: int) -> str:
         [[f"`{cfg['preset']}`", len(rows), mean_sd([s["train_s"] for s in rows], ".0f"),
           mean_sd([s["fid"] for s in rows]), mean_sd([s["floor"] for s in rows]),
           mean_sd([100 * a for a in acc], ".1f") if acc else "n/a", mean_sd([s["sample_s"] for s in rows], ".1f")]])
+
+
+def steps_table(runs: list[Path], steps: list[int], num: int) -> str:
+    """Domain FID and the timed `sample --num` of each run at each step count of its own sampler:
+    what fewer steps buy in time and cost in quality."""
+    rows = []
+    for k in steps:
+        scores = [score(r, num, ("--steps", str(k))) for r in runs]
+        print(f"{k} steps: {scores}", flush=True)
+        sampler = json.loads((runs[0] / "config.json").read_text())["sample"]["sampler"]
+        rows.append([sampler, k, len(runs), mean_sd([s["fid"] for s in scores]), mean_sd([s["floor"] for s in scores]),
+                     mean_sd([s["sample_s"] for s in scores], ".1f")])
+    return markdown_table(["sampler", "steps", "trainings", f"domain FID, {num} samples", "FID floor",
+                           f"`sample --num {num} --steps K` (s)"], rows)
 
 
 def text_table(runs: list[Path], per_prompt: int, grid: Path | None, guidances: list[float | None]) -> str:
@@ -243,6 +261,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", type=Path, help="trainings of one preset")
     ap.add_argument("--text", nargs="+", type=Path, help="emoji-text trainings")
+    ap.add_argument("--by-steps", nargs="+", type=int, default=None, metavar="K",
+                    help="--runs: score and time each run at these step counts of its own sampler")
     ap.add_argument("--diffusers-beside", nargs="+", type=Path, help="emoji32 trainings to set diffusers' "
                     "UNet2DModel beside, each for the same training time")
     ap.add_argument("--out", type=Path, default=Path("runs/emoji-peers"), help="--diffusers-beside: where the "
@@ -256,7 +276,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
-    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-diffusers", "emoji32-class", "emoji-latent", "emoji-text",
+    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-steps", "emoji32-diffusers", "emoji32-class", "emoji-latent", "emoji-text",
                                              "emoji-latent-throughput")})
     args = ap.parse_args()
     if args.threads:
@@ -267,6 +287,8 @@ def main() -> None:
         table = diffusers_table(args.diffusers_beside, args.out, args.num)
     elif args.text:
         table = text_table(args.text, args.per_prompt, args.grid, args.guidance or [None])
+    elif args.runs and args.by_steps:
+        table = steps_table(args.runs, args.by_steps, args.num)
     elif args.runs:
         table = runs_table(args.runs, args.num)
     else:
