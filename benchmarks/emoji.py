@@ -64,7 +64,7 @@ def score(run: Path, num: int, flags: tuple[str, ...] = ()) -> dict:
                        capture_output=True, check=True)
         seconds = time.perf_counter() - t0
     acc = res.get("class accuracy", {})
-    return {"fid": res["FID"]["value"], "floor": res["FID"]["floor"], "acc": acc.get("value"),
+    return {"fid": res["FID"]["value"], "floor": res["FID"]["floor"], "acc": acc.get("value"), "acc_mean": acc.get("balanced"),
             "acc_floor": acc.get("floor"), "sample_s": seconds, "train_s": loop_seconds(run)}
 
 
@@ -74,12 +74,14 @@ def runs_table(runs: list[Path], num: int) -> str:
         print(f"{r}: {s}", flush=True)
     cfg = json.loads((runs[0] / "config.json").read_text())
     acc = [s["acc"] for s in rows if s["acc"] is not None]
+    acc_mean = [s["acc_mean"] for s in rows if s.get("acc_mean") is not None]
     return markdown_table(
         ["preset", "trainings", "training loop (s)", f"domain FID, {num} samples", "FID floor",
-         "asked category (%)", f"`sample --num {num}` (s)"],
+         "asked category (%)", "asked category, mean over categories (%)", f"`sample --num {num}` (s)"],
         [[f"`{cfg['preset']}`", len(rows), mean_sd([s["train_s"] for s in rows], ".0f"),
           mean_sd([s["fid"] for s in rows]), mean_sd([s["floor"] for s in rows]),
-          mean_sd([100 * a for a in acc], ".1f") if acc else "n/a", mean_sd([s["sample_s"] for s in rows], ".1f")]])
+          mean_sd([100 * a for a in acc], ".1f") if acc else "n/a",
+          mean_sd([100 * a for a in acc_mean], ".1f") if acc_mean else "n/a", mean_sd([s["sample_s"] for s in rows], ".1f")]])
 
 
 def steps_table(runs: list[Path], steps: list[int], num: int) -> str:

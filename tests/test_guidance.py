@@ -497,8 +497,29 @@ def test_evaluate_a_class_run_scores_the_asked_classes(runs, tmp_path, capsys, m
     argv = ["evaluate", str(runs / "class"), "--ref", "digits", "--num", "20", "--steps", "2", "--guidance", "2",
             "--cache-dir", str(tmp_path / "c"), "--bootstrap", "0", "--json"]
     assert main(argv) == 0
-    res = json.loads(capsys.readouterr().out)
-    assert sorted(int(k) for k in res["metrics"]["class accuracy"]["per_class"]) == list(range(10))
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    acc = res["metrics"]["class accuracy"]
+    assert sorted(int(k) for k in acc["per_class"]) == list(range(10))
+    assert acc["balanced"] == pytest.approx(sum(acc["per_class"].values()) / 10)
+    # sklearn's digits hold 174 to 183 images a class: the samples are drawn in those proportions.
+    assert "drawing the 10 classes in the proportions of digits" in out.err
+
+
+def test_class_labels_follow_the_weights_in_every_prefix():
+    from denoiselab.errors import DenoiselabError
+    from denoiselab.runs import class_labels
+
+    counts = [134, 1883, 122, 108, 174, 68, 210, 178, 215]  # the emoji categories of the training split
+    labels = class_labels(sum(counts), 9, weights=counts)
+    assert torch.bincount(labels, minlength=9).tolist() == counts  # one whole cycle: the counts exactly
+    seen = torch.nn.functional.one_hot(labels, 9).cumsum(0).double()
+    share = torch.arange(1, len(labels) + 1).double()[:, None] * torch.tensor(counts).double() / sum(counts)
+    assert (seen - share).abs().max() < 1  # every prefix within one sample of the proportions
+    assert class_labels(7, 3, weights=[4, 4, 4]).tolist() == [0, 1, 2, 0, 1, 2, 0]  # equal: the usual cycle
+    assert class_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    with pytest.raises(DenoiselabError, match="give 3 counts"):
+        class_labels(4, 3, weights=[1, 2])
 
 
 @pytest.mark.parametrize("preset,sampler", [("cs180-class", "ddpm"), ("cs180-flow-class", "euler"),

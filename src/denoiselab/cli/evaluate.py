@@ -68,6 +68,7 @@ def samples_of(args):
         from ..runs import load_run
 
         run = load_run(src, device=args.device)
+        args.class_weights = reference_class_counts(args, run)
         plan = plan_from_args(run, args)
         log(f"sampling {args.num} {run.kind} from {src} ({plan.describe()}{plan.start_note()})")
         x, _, _, _ = draw(run, args, args.num)
@@ -80,8 +81,9 @@ def samples_of(args):
 
 
 def labels_of(args, x, run):
-    """The class each sample was asked for: --labels, --class, or every class in turn for a
-    class-conditional (or classifier-guided) run's images; None when there is none."""
+    """The class each sample was asked for: --labels, --class, or, for a class-conditional (or
+    classifier-guided) run's images, every class in turn in the reference's proportions
+    (``reference_class_counts``); None when there is none."""
     if args.labels:
         labels = read_labels(args.labels)
         if len(labels) != len(x):
@@ -95,8 +97,28 @@ def labels_of(args, x, run):
         from ..runs import class_labels, load_classifier, num_classes
 
         k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
-        return class_labels(len(x), k).numpy() if k else None
+        return class_labels(len(x), k, weights=getattr(args, "class_weights", None)).numpy() if k else None
     return None
+
+
+def reference_class_counts(args, run) -> list[int] | None:
+    """How many images of each class the reference holds, when the run draws every class in turn
+    (no --class) and the reference is labelled with the run's classes: FID compares the samples
+    with the reference, so they are drawn in its proportions (equal counts give the usual cycle)."""
+    from ..runs import load_classifier, num_classes
+
+    if args.cls is not None or args.labels or run.kind != "images":
+        return None
+    k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
+    if not k:
+        return None
+    ref = _image_reference(args.ref, tuple(run.sample_shape))
+    if ref.y is None or ref.num_classes != k:
+        return None
+    counts = torch.bincount(ref.y.long(), minlength=k).tolist()
+    if len(set(counts)) > 1:
+        log(f"drawing the {k} classes in the proportions of {args.ref} ({', '.join(map(str, counts))} images)")
+    return counts
 
 
 def is_autoencoder_run(path: Path) -> bool:

@@ -39,7 +39,8 @@ def conditioning(run, args, num: int):
     return guided_run(run, num, cls=getattr(args, "cls", None), guidance=getattr(args, "guidance", None),
                       classifier=getattr(args, "classifier", None),
                       classifier_scale=getattr(args, "classifier_scale", None), prompts=getattr(args, "prompt", None),
-                      negative_prompt=getattr(args, "negative_prompt", None))
+                      negative_prompt=getattr(args, "negative_prompt", None),
+                      class_weights=getattr(args, "class_weights", None))
 
 
 def add_plot_options(p: argparse.ArgumentParser) -> None:

@@ -122,14 +122,17 @@ def reference_halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def conditional_accuracy(classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, labels,
                          batch: int = 500) -> dict:
-    """Fraction of class-conditional samples that the classifier assigns to the asked class."""
+    """Fraction of class-conditional samples that the classifier assigns to the asked class
+    (``value``), per class, and the mean over classes (``balanced``: each class counts once, however
+    many samples asked for it)."""
     labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).long().reshape(-1)
     if len(labels) != len(x):
         raise DenoiselabError(f"{len(labels)} labels for {len(x)} samples: give one intended class per sample")
     pred = torch.cat([classify(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
     hit = pred == labels
     per_class = {int(c): float(hit[labels == c].double().mean()) for c in labels.unique()}
-    return {"value": float(hit.double().mean()), "per_class": per_class}
+    return {"value": float(hit.double().mean()), "balanced": float(np.mean(list(per_class.values()))),
+            "per_class": per_class}
 
 
 def evaluate_images(x: torch.Tensor, ref: TensorData, ref_name: str, extractor: FeatureExtractor, *,

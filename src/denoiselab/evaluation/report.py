@@ -103,6 +103,8 @@ def format_results(results: dict) -> str:
             text += f" +- {r['se']:.2g}"
         if "ci" in r:
             text += f"  [95% CI {r['ci'][0]:.6g}, {r['ci'][1]:.6g}]"
+        if "balanced" in r:
+            text += f"  (mean over classes {r['balanced']:.4g})"
         floor = (f"floor {r['floor']:.6g}: real vs real" if np.isfinite(r["floor"]) else
                  "no floor: a reference file cannot be drawn twice")
         lines.append(f"{text:60s} ({floor})")

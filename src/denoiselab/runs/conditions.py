@@ -12,7 +12,7 @@ A classifier run's ``sample.guidance`` is its default classifier-guidance scale.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -58,10 +58,28 @@ def prompt_embeddings(run: LoadedRun, prompts, num: int, negative_prompt: Option
     return prompt_condition(run.net.null_cond, prompts, num, negative_prompt)
 
 
-def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this model") -> torch.Tensor:
-    """``cls`` for every sample, or 0, 1, ..., k-1, 0, 1, ... (equal numbers of each class) when None."""
+def class_labels(num: int, k: int, cls: Optional[int] = None, where: str = "this model",
+                 weights: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """``cls`` for every sample; when None, 0, 1, ..., k-1, 0, 1, ... (equal numbers of each class),
+    or with ``weights`` (a count per class, e.g. the data's) classes in those proportions.
+
+    The proportional order is smooth weighted round-robin: each class gains its weight at every
+    sample and the class furthest ahead is drawn and set back by the total, so every prefix of the
+    labels is as near the proportions as whole counts allow, and equal weights give the cyclic
+    order. Sample i's class depends only on i."""
     if cls is None:
-        return torch.arange(num) % k
+        if weights is None or len(set(int(w) for w in weights)) <= 1:
+            return torch.arange(num) % k
+        w = torch.as_tensor([int(v) for v in weights], dtype=torch.long)
+        if len(w) != k or bool((w < 0).any()) or int(w.sum()) == 0:
+            raise DenoiselabError(f"class weights {w.tolist()} for {where}: give {k} counts >= 0, not all 0")
+        current, total, out = torch.zeros(k, dtype=torch.long), int(w.sum()), torch.empty(num, dtype=torch.long)
+        for i in range(num):
+            current += w
+            c = int(current.argmax())  # the first of equals: cyclic when the weights are equal
+            current[c] -= total
+            out[i] = c
+        return out
     if not 0 <= int(cls) < k:
         raise DenoiselabError(f"class {cls} is out of range: {where} has {k} classes (0-{k - 1})")
     return torch.full((num,), int(cls), dtype=torch.long)
@@ -94,11 +112,13 @@ def check_classifier(run: LoadedRun, clf: LoadedRun) -> None:
 
 def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance: Optional[float] = None,
                classifier: Union[None, str, Path, LoadedRun] = None, classifier_scale: Optional[float] = None,
-               prompts=None, negative_prompt: Optional[str] = None) -> tuple[object, Optional[torch.Tensor]]:
+               prompts=None, negative_prompt: Optional[str] = None,
+               class_weights: Optional[Sequence[int]] = None) -> tuple[object, Optional[torch.Tensor]]:
     """(denoiser, labels) for drawing ``num`` samples of ``run``.
 
     Class-conditional runs: classifier-free guidance at ``guidance`` (default: the run's
-    ``sample.guidance``) towards ``cls`` (default: every class in turn). Any VP run with a
+    ``sample.guidance``) towards ``cls`` (default: every class in turn, or in the proportions of
+    ``class_weights``, see :func:`class_labels`). Any VP run with a
     ``classifier`` run: classifier guidance at ``classifier_scale`` (default: the classifier's
     ``sample.guidance``). Unconditional runs without a classifier take no class and no scale.
     Text runs: ``prompts`` (see :func:`text_condition`); without prompts, their null condition.
@@ -116,8 +136,8 @@ def guided_run(run: LoadedRun, num: int, *, cls: Optional[int] = None, guidance:
             f"{run.run_dir} is an unconditional model: drop --prompt (a text model is trained with --preset mnist-text)"
         )
     if classifier is None:
-        return class_guided(run, num, k, cls, guidance, classifier_scale)
-    return classifier_guided(run, num, k, cls, guidance, classifier, classifier_scale)
+        return class_guided(run, num, k, cls, guidance, classifier_scale, class_weights)
+    return classifier_guided(run, num, k, cls, guidance, classifier, classifier_scale, class_weights)
 
 
 def text_guided(
@@ -135,7 +155,8 @@ def text_guided(
 
 
 def class_guided(
-    run: LoadedRun, num: int, k: int, cls: Optional[int], guidance: Optional[float], classifier_scale: Optional[float]
+    run: LoadedRun, num: int, k: int, cls: Optional[int], guidance: Optional[float], classifier_scale: Optional[float],
+    class_weights: Optional[Sequence[int]] = None,
 ) -> tuple[object, Optional[torch.Tensor]]:
     """guided_run without a classifier: classifier-free guidance of a class-conditional run, or an
     unconditional run as it is."""
@@ -151,14 +172,15 @@ def class_guided(
             raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional "
                                   "run (for classifier guidance use --classifier CLF_RUN --classifier-scale S)")
         return run.denoiser, None
-    labels = class_labels(num, k, cls, f"{run.run_dir}")
+    labels = class_labels(num, k, cls, f"{run.run_dir}", class_weights)
     scale = run.config.sample.guidance if guidance is None else guidance
     return guided(run.denoiser, scale=scale), labels
 
 
 def classifier_guided(run: LoadedRun, num: int, k: int, cls: Optional[int], guidance: Optional[float],
                       classifier: Union[str, Path, LoadedRun],
-                      classifier_scale: Optional[float]) -> tuple[object, Optional[torch.Tensor]]:
+                      classifier_scale: Optional[float],
+                      class_weights: Optional[Sequence[int]] = None) -> tuple[object, Optional[torch.Tensor]]:
     """guided_run with a classifier run: classifier guidance (and CFG too on a class-conditional run)."""
     clf = (
         classifier if isinstance(classifier, LoadedRun) else load_classifier(classifier, device=module_device(run.net))
@@ -170,7 +192,7 @@ def classifier_guided(run: LoadedRun, num: int, k: int, cls: Optional[int], guid
     if guidance is not None and not k:
         raise DenoiselabError(f"{run.run_dir} is an unconditional model: --guidance needs a class-conditional run; "
                               "the classifier's strength is --classifier-scale")
-    labels = class_labels(num, kc, cls, f"classifier {clf.run_dir}")
+    labels = class_labels(num, kc, cls, f"classifier {clf.run_dir}", class_weights)
     scale = (run.config.sample.guidance if guidance is None else guidance) if k else 1.0
     cscale = clf.config.sample.guidance if classifier_scale is None else classifier_scale
     return guided(run.denoiser, scale=scale, classifier=clf.net, classifier_scale=cscale), labels
