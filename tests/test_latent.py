@@ -149,3 +149,19 @@ def test_a_latent_run_distils_to_a_few_step_student(latent_run, tmp_path):
     assert main(["sample", str(student), "--num", "3", "--steps", "1", "--class", "4",
                  "--out", str(tmp_path / "x.npy")]) == 0
     assert np.load(tmp_path / "x.npy").shape == (3, 3, 32, 32)
+
+
+def test_evaluate_a_class_latent_run_draws_the_reference_proportions(latent_run, tmp_path, capsys, monkeypatch):
+    """A class-conditional latent run is scored on its decoded images, its categories drawn in the
+    proportions of the emoji training split (61% People & Body), not in equal numbers."""
+    import denoiselab.evaluation.images as images_mod
+    from denoiselab.evaluation.featurenet import FeatureNetConfig
+
+    tiny = FeatureNetConfig(feature_dim=16, widths=(8, 8, 16), epochs=1, batch_size=256)
+    monkeypatch.setattr(images_mod.domain_extractor, "__defaults__", (tiny, None, None))
+    assert main(["evaluate", str(latent_run), "--ref", "data:emoji", "--num", "18", "--cache-dir", str(tmp_path),
+                 "--bootstrap", "0", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "drawing the 9 classes in the proportions of emoji (134, 1883" in out.err
+    acc = json.loads(out.out)["metrics"]["class accuracy"]
+    assert "1" in acc["per_class"] and 0 <= acc["balanced"] <= 1

@@ -112,7 +112,7 @@ def reference_class_counts(args, run) -> list[int] | None:
     k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
     if not k:
         return None
-    ref = _image_reference(args.ref, tuple(run.sample_shape))
+    ref = _image_reference(args.ref, tuple(run.image_shape))  # a latent run is scored on its decoded images
     if ref.y is None or ref.num_classes != k:
         return None
     counts = torch.bincount(ref.y.long(), minlength=k).tolist()
