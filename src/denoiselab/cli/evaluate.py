@@ -94,22 +94,27 @@ def labels_of(args, x, run):
     if args.cls is not None:
         return np.full(len(x), args.cls)
     if run is not None and x.ndim == 4:
-        from ..runs import class_labels, load_classifier, num_classes
+        from ..runs import class_labels
 
-        k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
+        k = asked_classes(args, run)
         return class_labels(len(x), k, weights=getattr(args, "class_weights", None)).numpy() if k else None
     return None
+
+
+def asked_classes(args, run) -> int:
+    """How many classes the samples are asked for: the guiding classifier's, else the run's (0: none)."""
+    from ..runs import load_classifier, num_classes
+
+    return num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
 
 
 def reference_class_counts(args, run) -> list[int] | None:
     """How many images of each class the reference holds, when the run draws every class in turn
     (no --class) and the reference is labelled with the run's classes: FID compares the samples
     with the reference, so they are drawn in its proportions (equal counts give the usual cycle)."""
-    from ..runs import load_classifier, num_classes
-
     if args.cls is not None or args.labels or run.kind != "images":
         return None
-    k = num_classes(load_classifier(args.classifier)) if getattr(args, "classifier", None) else num_classes(run)
+    k = asked_classes(args, run)
     if not k:
         return None
     ref = _image_reference(args.ref, tuple(run.image_shape))  # a latent run is scored on its decoded images
