@@ -4,7 +4,8 @@ how many images each split and category holds, and the domain feature network th
 
 Usage: python benchmarks/emoji_data.py [--sizes 32 64] [--cache-dir DIR] [--write-results]
 (``--write-results``: the tables into docs/results/emoji.md, sections ``emoji-cache``,
-``emoji-split`` and ``emoji-domain``.)
+``emoji-split``, ``emoji-domain`` and ``emoji-reader``, the share of each category's real emoji
+the domain network reads as that category.)
 
 The cache timings build into a fresh temporary folder, so the first load decodes every PNG; the
 domain network is trained in (or read from) the cache folder ``denoiselab evaluate --ref
@@ -88,6 +89,29 @@ def domain_rows(cache: Path, num: int) -> list[list]:
              f"{unseen['FID']['value']:.3f}"]]
 
 
+def reader_rows(cache: Path) -> list[list]:
+    """Per category, the share of real emoji the domain network reads as their own category: on
+    the training split (what a generator that redrew the training emoji would score on the
+    asked-category targets) and on the held-out one (emoji of bases it never saw)."""
+    ref = build_dataset("emoji")
+    ex = domain_extractor(ref, cache, log=log)
+    rows, sides = [], []
+    for data in (ref, ref.heldout):
+        with torch.no_grad():
+            read = torch.cat([ex.classify(data.x[i:i + 500]).argmax(1) for i in range(0, len(data.x), 500)])
+        sides.append((data.y, read == data.y))
+    for k, name in enumerate(E.CATEGORIES):
+        row = [name]
+        for y, right in sides:
+            row += [int((y == k).sum()), f"{100 * float(right[y == k].double().mean()):.1f}"]
+        rows.append(row)
+    mean = [f"{sum(float(r[i]) for r in rows) / len(rows):.1f}" for i in (2, 4)]
+    overall = [f"{100 * float(right.double().mean()):.1f}" for _, right in sides]
+    rows.append(["mean over categories", "", mean[0], "", mean[1]])
+    rows.append(["all images", len(sides[0][0]), overall[0], len(sides[1][0]), overall[1]])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sizes to time the cache at")
@@ -104,6 +128,8 @@ def main() -> None:
     if not args.skip_domain:
         cache = Path(args.cache_dir) if args.cache_dir else cache_folder()
         tables["emoji-domain"] = markdown_table(["what", "measured"], domain_rows(cache, args.num))
+        tables["emoji-reader"] = markdown_table(["category", "training images", "read as it (%)", "held-out images",
+                                                 "read as it, held out (%)"], reader_rows(cache))
     for name, table in tables.items():
         print(f"\n{name}\n{table}")
         if args.write_results:

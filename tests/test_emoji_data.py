@@ -169,10 +169,29 @@ def test_domain_network_trains_on_the_split_and_measures_the_held_out_side(train
     monkeypatch.setattr(EI, "load_or_train_feature_net", fake)
     EI.domain_extractor(train, tmp_path)
     assert seen["x"] is train.x and seen["heldout"][0] is held.x and seen["cfg"].background == 1.0
+    # ... and its own recipe: longer, with class weights (its classes differ in size 28-fold).
+    for name, value in E.READER.items():
+        assert getattr(seen["cfg"], name) == value != getattr(FN.FeatureNetConfig(), name)
     # The cache key tells the split apart; a default config keeps the key it had before.
     assert FN.config_key(FN.FeatureNetConfig()) == {k: v for k, v in FN.asdict(FN.FeatureNetConfig()).items()
-                                                     if k != "background"}
+                                                     if k not in ("background", "class_weight_power")}
     assert FN.config_key(cfg)["background"] == 1.0
+    assert FN.config_key(seen["cfg"])["class_weight_power"] == E.READER["class_weight_power"]
+
+
+def test_class_weights_interpolate_between_images_and_classes():
+    y = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
+    # power 0: every image weighs 1; power 1: every class weighs the same in total.
+    assert torch.allclose(FN.class_weights(y, 3, 0.0), torch.ones(3))
+    w1 = FN.class_weights(y, 3, 1.0)
+    totals = w1 * torch.tensor([6.0, 3.0, 1.0])
+    assert torch.allclose(totals, totals.mean().expand(3))
+    # Always: mean weight 1 over the images, so the loss keeps its scale; a class with no images: 0.
+    for power in (0.5, 1.0):
+        w = FN.class_weights(y, 4, power)
+        assert float(w[y].mean()) == pytest.approx(1.0) and w[3] == 0
+    w05 = FN.class_weights(y, 3, 0.5)  # (N / N_c) ** 0.5, up to scale
+    assert torch.allclose(w05 / w05[0], torch.tensor([1.0, 2 ** 0.5, 6 ** 0.5]))
 
 
 def test_an_emoji_reference_is_read_at_the_samples_size(cache):

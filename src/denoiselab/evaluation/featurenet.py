@@ -55,14 +55,19 @@ class FeatureNetConfig:
     heldout: float = 0.2       # fraction of the data never trained on; accuracy is measured there
     seed: int = 0
     background: float = -1.0   # the images' background value: what a warp pads with (emoji: white, 1)
+    # Class weights in the loss, (N / N_c) ** power (0: none). A data set whose classes differ
+    # in size by tens of times (emoji: 1,883 people against 68 activities) sets it, or the
+    # network never learns to read its small classes.
+    class_weight_power: float = 0.0
 
 
 def config_key(cfg: FeatureNetConfig) -> dict:
-    """The config as it enters a cache key; ``background`` only where it is not the default, so the
-    caches of sets from before it existed stay valid."""
+    """The config as it enters a cache key; ``background`` and ``class_weight_power`` only where
+    they are not the default, so the caches of sets from before they existed stay valid."""
     d = asdict(cfg)
-    if d["background"] == -1.0:
-        del d["background"]
+    for name, default in (("background", -1.0), ("class_weight_power", 0.0)):
+        if d[name] == default:
+            del d[name]
     return d
 
 
@@ -149,6 +154,16 @@ def train_feature_net(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: F
     return net, info
 
 
+def class_weights(y: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
+    """Loss weight of each class, proportional to (N / N_c) ** ``power`` and scaled so that the
+    mean weight over the training images is 1 (the loss keeps its scale): power 0 weighs every
+    image alike, 1 makes every class weigh the same in total, 1/2 lies between. A class with no
+    images gets weight 0."""
+    counts = torch.bincount(y, minlength=num_classes).to(torch.float64)
+    w = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)) ** power, torch.zeros_like(counts))
+    return (w * counts.sum() / (w * counts).sum()).to(torch.float32)
+
+
 def _fit(net, x, y, x_ho, y_ho, cfg: FeatureNetConfig, g: torch.Generator, log) -> None:
     # One thread: small convolutions gain little from a second one, and on a shared machine the
     # second thread's spin-waits cost more than it adds (measured: 0.09 s of CPU per step with
@@ -156,12 +171,13 @@ def _fit(net, x, y, x_ho, y_ho, cfg: FeatureNetConfig, g: torch.Generator, log) 
     steps_per_epoch = max(1, math.ceil(len(x) / cfg.batch_size))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    weight = class_weights(y, int(net.head.out_features), cfg.class_weight_power) if cfg.class_weight_power else None
     for epoch in range(cfg.epochs):
         net.train()
         order = torch.randperm(len(x), generator=g)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(net(augment(x[idx], g, cfg.background)), y[idx], label_smoothing=0.1)
+            loss = F.cross_entropy(net(augment(x[idx], g, cfg.background)), y[idx], weight=weight, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
