@@ -52,17 +52,25 @@ def mean_sd(values: list[float], fmt: str = ".2f") -> str:
     return f"{statistics.mean(values):{fmt}} +- {statistics.stdev(values):{fmt}}"
 
 
+def conditional(run: Path) -> bool:
+    return float(json.loads((run / "config.json").read_text())["diffusion"].get("p_uncond", 0.0)) > 0
+
+
 def score(run: Path, num: int, flags: tuple[str, ...] = ()) -> dict:
-    """`denoiselab evaluate` as a user runs it, and `denoiselab sample` timed as a whole command,
-    both with ``flags`` (none: the run's own sampler and steps)."""
-    out = subprocess.run([*DL, "evaluate", str(run), "--ref", "data:emoji", "--num", str(num), "--json", *flags],
-                         capture_output=True, text=True, check=True)
-    res = json.loads(out.stdout)["metrics"]
+    """`denoiselab sample` timed as a whole command and `denoiselab evaluate` as a user runs it,
+    both with ``flags`` (none: the run's own sampler and steps). An unconditional run's evaluation
+    reads the timed command's samples: `evaluate RUN` would draw the same ones (same seed), so
+    they are drawn once; a conditional one's draws its classes as the reference holds them."""
     with tempfile.TemporaryDirectory() as tmp:
+        samples = Path(tmp) / "x.npy"
         t0 = time.perf_counter()
-        subprocess.run([*DL, "sample", str(run), "--num", str(num), "--out", str(Path(tmp) / "x.npy"), *flags],
+        subprocess.run([*DL, "sample", str(run), "--num", str(num), "--out", str(samples), *flags],
                        capture_output=True, check=True)
         seconds = time.perf_counter() - t0
+        what = [str(run), "--num", str(num), *flags] if conditional(run) else [str(samples)]
+        out = subprocess.run([*DL, "evaluate", *what, "--ref", "data:emoji", "--json"],
+                             capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout)["metrics"]
     acc = res.get("class accuracy", {})
     return {"fid": res["FID"]["value"], "floor": res["FID"]["floor"], "acc": acc.get("value"), "acc_mean": acc.get("balanced"),
             "acc_floor": acc.get("floor"), "sample_s": seconds, "train_s": loop_seconds(run)}
