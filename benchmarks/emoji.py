@@ -114,8 +114,13 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None, guidances: 
     from denoiselab.io import cache_folder
     from denoiselab.viz.images import save_grid
 
+    from independent_emoji import IndependentEmojiReader
+
     data = build_dataset("emoji", {"image_size": 32})
     classify = domain_extractor(data, cache_folder()).classify
+    second = IndependentEmojiReader()  # a reader that shares nothing with the project's
+    print(f"independent reader: real base emoji it fit, mean over categories "
+          f"{100 * statistics.mean(second.fit_per_category):.1f}%; held-out {100 * statistics.mean(second.per_category):.1f}%")
     _, _, entries = load_emoji(32, "train")
     # An object prompt per category: the name of its first base emoji in the training split.
     objects = {}
@@ -125,27 +130,34 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None, guidances: 
     prompts += [(objects[i], i) for i in range(len(CATEGORIES)) if i in objects]
     rows = []
     for w in guidances:  # None: the run's own guidance, as a user gets it
-        cat_acc, obj_acc = [], []
+        cat_acc, obj_acc, cat_ind, obj_ind = [], [], [], []
         for k, path in enumerate(runs):
             run = load(path)
             right = {"category": [], "object": []}
+            also = {"category": [], "object": []}
             for n, (text, want) in enumerate(prompts):
                 kind = "category" if n < len(CATEGORIES) else "object"
                 x = run.sample(per_prompt, seed=n, prompt=text, guidance=w)
                 right[kind].append(float((classify(x).argmax(1) == want).double().mean()))
-                print(f"{path} guidance {w} {text!r}: {right[kind][-1]:.2f}", flush=True)
+                also[kind].append(float((second.read(x.numpy()) == want).mean()))
+                print(f"{path} guidance {w} {text!r}: {right[kind][-1]:.2f} (independent {also[kind][-1]:.2f})",
+                      flush=True)
             cat_acc.append(statistics.mean(right["category"]))
             obj_acc.append(statistics.mean(right["object"]))
+            cat_ind.append(statistics.mean(also["category"]))
+            obj_ind.append(statistics.mean(also["object"]))
             if grid is not None and k == 0 and w is None:
                 show = [p for p, _ in prompts[:5]] + [p for p, _ in prompts[len(CATEGORIES):len(CATEGORIES) + 5]]
                 grid_rows = [run.sample(8, seed=100 + i, prompt=p) for i, p in enumerate(show)]
                 save_grid(torch.cat(grid_rows), grid, nrow=8)
                 print(f"wrote {grid}: rows {show}")
         shown = "the run's own" if w is None else f"{w:g}"
-        rows += [["`emoji-text`", len(runs), shown, "a category (\"a food emoji\"), 9", mean_sd([100 * a for a in cat_acc], ".1f")],
-                 ["`emoji-text`", len(runs), shown, "an object (\"red apple\"), 9", mean_sd([100 * a for a in obj_acc], ".1f")]]
-    return markdown_table(["preset", "trainings", "guidance", "prompts", f"in the named category (%), {per_prompt} each"],
-                          rows)
+        rows += [["`emoji-text`", len(runs), shown, "a category (\"a food emoji\"), 9", mean_sd([100 * a for a in cat_acc], ".1f"),
+                  mean_sd([100 * a for a in cat_ind], ".1f")],
+                 ["`emoji-text`", len(runs), shown, "an object (\"red apple\"), 9", mean_sd([100 * a for a in obj_acc], ".1f"),
+                  mean_sd([100 * a for a in obj_ind], ".1f")]]
+    return markdown_table(["preset", "trainings", "guidance", "prompts", f"in the named category (%), {per_prompt} each",
+                           "the same, independent reader (%)"], rows)
 
 
 def seconds_per_step(cfg, batch: int, shape: tuple[int, ...], steps: int) -> float:
