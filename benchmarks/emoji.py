@@ -113,7 +113,6 @@ def text_table(runs: list[Path], per_prompt: int, grid: Path | None, guidances: 
     from denoiselab.evaluation.images import domain_extractor
     from denoiselab.io import cache_folder
     from denoiselab.viz.images import save_grid
-
     from independent_emoji import IndependentEmojiReader
 
     data = build_dataset("emoji", {"image_size": 32})
