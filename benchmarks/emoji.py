@@ -73,7 +73,7 @@ def score(run: Path, num: int, flags: tuple[str, ...] = ()) -> dict:
     res = json.loads(out.stdout)["metrics"]
     acc = res.get("class accuracy", {})
     return {"fid": res["FID"]["value"], "floor": res["FID"]["floor"], "acc": acc.get("value"), "acc_mean": acc.get("balanced"),
-            "acc_floor": acc.get("floor"), "sample_s": seconds, "train_s": loop_seconds(run)}
+            "acc_floor": acc.get("floor"), "per_class": acc.get("per_class"), "sample_s": seconds, "train_s": loop_seconds(run)}
 
 
 def runs_table(runs: list[Path], num: int) -> str:
