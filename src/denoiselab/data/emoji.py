@@ -209,15 +209,14 @@ class EmojiData(TensorData):
 
     entries: tuple = ()
     heldout: Optional[TensorData] = None
-    background: float = 1.0   # white, in the [-1, 1] frame and the [0, 1] one alike
     reader: dict = field(default_factory=lambda: dict(READER))  # the domain network's recipe
 
 
-# The domain network's recipe for emoji (FeatureNetConfig fields). MNIST's, 20 epochs with every
-# image weighed alike, underfits emoji's small categories (the largest is 28 times the smallest)
-# until it cannot read some of them even on the images it trained on; this one reads every
-# category (docs/results/emoji.md, the domain table).
-READER = {"epochs": 60, "class_weight_power": 0.5}
+# The domain network's recipe for emoji (FeatureNetConfig fields). Its warps pad with white (1,
+# in the [-1, 1] frame). MNIST's epochs, every image weighed alike, underfit emoji's small
+# categories until the network could not read some of them even on the images it trained on;
+# longer training with class weights reads every category (docs/results/emoji.md).
+READER = {"background": 1.0, "epochs": 60, "class_weight_power": 0.5}
 
 
 OPTIONS = ("image_size", "split", "cache")

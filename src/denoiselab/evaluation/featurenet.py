@@ -56,8 +56,7 @@ class FeatureNetConfig:
     seed: int = 0
     background: float = -1.0   # the images' background value: what a warp pads with (emoji: white, 1)
     # Class weights in the loss, (N / N_c) ** power (0: none). A data set whose classes differ
-    # in size by tens of times (emoji: 1,883 people against 68 activities) sets it, or the
-    # network never learns to read its small classes.
+    # in size many times over sets it, or the network never learns to read its small classes.
     class_weight_power: float = 0.0
 
 

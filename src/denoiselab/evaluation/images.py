@@ -49,12 +49,10 @@ def domain_extractor(data: TensorData, cache_dir: Path, cfg: FeatureNetConfig = 
                      log: Optional[Callable[[str], None]] = None, device=None) -> FeatureExtractor:
     """The domain network of ``data``. A set that brings its own held-out split (``data.heldout``:
     emoji, split by base emoji, so no skin-tone variant of a trained emoji is measured) is trained
-    on whole and measured there; one with a background other than black (``data.background``)
-    pads its augmentations with it; one that needs another recipe names it (``data.reader``, a
-    dict of FeatureNetConfig fields: emoji's trains longer, with class weights)."""
+    on whole and measured there; one that needs another recipe names it (``data.reader``, a dict
+    of FeatureNetConfig fields: emoji's pads its warps with white and trains longer, with class
+    weights)."""
     held = getattr(data, "heldout", None)
-    if getattr(data, "background", None) is not None:
-        cfg = dataclasses.replace(cfg, background=float(data.background))
     cfg = dataclasses.replace(cfg, **dict(getattr(data, "reader", None) or {}))
     net, info = load_or_train_feature_net(data.x, data.y, data.num_classes, cache_dir, cfg, log,
                                           heldout=None if held is None else (held.x, held.y))
