@@ -35,6 +35,7 @@ from denoiselab import runs
 from denoiselab.data import load_toy
 from denoiselab.evaluation import chamfer_distance
 from denoiselab.samplers.api import generate
+from denoiselab.samplers.grids import default_grid
 from results import add_write_flag, markdown_table, write_table
 
 TABLES = {"distill-mnist": "distill", "distill-mnist-complement": "distill", "distill-swiss-roll": "distill"}
@@ -75,11 +76,15 @@ class Scorer:
         else:
             self.ref = load_toy(data_name, N_POINTS, 10_000)
 
-    def __call__(self, run, steps: int | None, seed: int = 0) -> dict:
-        plan = runs.sampling_plan(run, steps=steps)
+    def __call__(self, run, steps: int | None, seed: int = 0, grid: str | None = None) -> dict:
+        plan = runs.sampling_plan(run, steps=steps, grid=grid)
         t0 = time.perf_counter()
         x, nfe = generate(run.denoiser, self.size, run.sample_shape, seed=seed, **plan.kwargs())
-        return self.score(x, {"nfe": nfe, "plan": plan.describe(), "seconds": time.perf_counter() - t0})
+        # A student's measured levels are its own: rows gather them under one name
+        where = (f"{plan.sampler}, {plan.steps} steps at its measured levels" if plan.grid == "levels" else
+                 plan.describe())
+        return self.score(x, {"nfe": nfe, "plan": where, "seconds": time.perf_counter() - t0,
+                              "levels": plan.grid_opts.get("sigmas")})
 
     @property
     def size(self) -> int:
@@ -156,6 +161,7 @@ def main() -> None:
     first = runs.load_run(args.teachers[0])
     scorer = Scorer(first.kind, first.config.data.name, args.num, args.independent)
     rows: dict[str, list[dict]] = {}
+    levels: dict[int, list[list[float]]] = {}
     for teacher_dir, student_dir in zip(args.teachers, students):
         teacher, student = runs.load_run(teacher_dir), runs.load_run(student_dir)
         base = None
@@ -168,10 +174,17 @@ def main() -> None:
             r = fixed_point(teacher, student, scorer)
             rows.setdefault(f"exact consistency function, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
             print(student_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)
+        measured = runs.measured_levels(student_dir)[0]
         for steps in STUDENT_STEPS:
-            r = scorer(student, steps)
-            rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
-            print(student_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)
+            # on the default grid, and, where the student stored them, at its measured levels
+            grids = [default_grid("consistency", student.denoiser)] + ([""] if steps in measured else [])
+            for grid in grids:
+                r = scorer(student, steps, grid=grid or None)
+                rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
+                print(student_dir, r["plan"], r["levels"] or "", f"{r['score']:.3f} ({r['score'] / base:.2f}x)",
+                      flush=True)
+                if r["levels"]:
+                    levels.setdefault(steps, []).append(r["levels"])
     command_s = cli("sample", str(students[0]), "--num", "1000", "--steps", "1", "--out",
                     str(args.out / "one-step.npy")) if scorer.kind == "images" else None
     metric = "domain FID" if scorer.kind == "images" else "chamfer"
@@ -190,6 +203,13 @@ def main() -> None:
               f"in this process; `train.threads` of the student's config in the distillation)"]
     if distill_s:
         timing.append(f"whole `denoiselab distill` command: {mean_sd(distill_s, '.0f')} s")
+    for steps, sets in sorted(levels.items()):
+        timing.append(f"measured levels at {steps} steps, one set per student: " +
+                      "; ".join(", ".join(f"{x:.3g}" for x in ls) for ls in sets))
+    searched = [json.loads((Path(s) / runs.LEVELS).read_text()).get("seconds") for s in students
+                if (Path(s) / runs.LEVELS).is_file()]
+    if searched and None not in searched:
+        timing.append(f"the levels search in `denoiselab distill`: {mean_sd(searched, '.0f')} s per student")
     if command_s is not None:
         timing.append(f"`denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy`, whole command: {command_s:.1f} s")
     text += "\n\n" + "\n".join(f"- {line}" for line in timing)

@@ -12,6 +12,17 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _small_level_search(monkeypatch):
+    """Every 2D student `denoiselab distill` makes searches its sampling levels; in the suite that
+    search is shrunk (test_distill.py checks the full-size one's parts on their own)."""
+    import denoiselab.runs.distill as d
+
+    monkeypatch.setattr(d, "LEVEL_CANDIDATES", 4)
+    monkeypatch.setattr(d, "MAX_LEVEL_STEPS", 3)
+    monkeypatch.setattr(d, "SEARCH_POINTS", 256)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module of thousands of tiny tensor ops: a thread pool only adds overhead."""

@@ -406,3 +406,72 @@ def test_a_class_conditional_student_can_take_the_guidance_scale_as_an_input(tmp
 def test_an_unconditional_teacher_has_no_guidance_range(teacher, tmp_path, capsys):
     line = one_error_line(capsys, ["distill", teacher, "--out", tmp_path / "s", "--guidance-range", "1", "3"])
     assert "unconditional" in line and not (tmp_path / "s").exists()
+
+
+def test_the_level_search_finds_the_best_levels_of_a_known_score():
+    from denoiselab.runs.distill import level_candidates, search_levels
+
+    cands = level_candidates(0.01, 10.0, 16)
+    assert len(cands) == 16 and all(0.01 < c < 10.0 for c in cands) and cands == sorted(cands)
+    targets = (0.3, 0.05)
+    calls = []
+
+    def score(levels):  # each target is served by its nearest level below the top, in log sigma
+        calls.append(levels)
+        assert levels == sorted(levels, reverse=True) and levels[0] == 10.0
+        below = levels[1:]
+        return sum(min((math.log(x / t) ** 2 for x in below), default=25.0) for t in targets)
+
+    found = search_levels(score, 10.0, cands, max_steps=3)
+    searched = list(calls)
+    nearest = [min(cands, key=lambda c: abs(math.log(c / t))) for t in targets]
+    assert found[1][0] == [10.0]
+    assert found[2][0] == [10.0, min(cands, key=lambda c: score([10.0, c]))]  # one level serves both: the best single
+    assert found[3][0] == [10.0, *nearest]
+    assert found[3][1] <= found[2][1] <= found[1][1]
+    assert len(searched) == len({tuple(c) for c in searched}) <= 1 + (2 + 3) * len(cands)
+
+
+def test_the_levels_grid_places_given_levels_and_refuses_bad_ones():
+    from denoiselab.samplers.grids import time_grid
+
+    den = Denoiser(nn.Identity(), SCHED, "eps")
+    ts = time_grid(den, "levels", 3, sigmas=[5.0, 0.5, 0.05])
+    a, s = den.scales(ts, torch.empty(3, dtype=torch.float64))
+    assert torch.allclose(s / a, torch.tensor([5.0, 0.5, 0.05], dtype=torch.float64), rtol=1e-6)
+    for sigmas, steps, what in (([5.0, 0.5], 3, "2 noise levels for 3 steps"), ([0.5, 5.0], 2, "decreasing"),
+                                ([5.0, -1.0], 2, "positive"), (None, 2, "needs its noise levels")):
+        with pytest.raises(DenoiselabError, match=what):
+            time_grid(den, "levels", steps, sigmas=sigmas)
+
+
+def test_a_2d_student_samples_at_its_measured_levels(teacher, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from denoiselab import runs
+
+    student = tmp_path / "student"
+    assert distill(teacher, student, "--set", "steps=10") == 0
+    record = json.loads((student / runs.LEVELS).read_text())
+    assert record["metric"] == "chamfer" and set(record["scores"]) == {"1", "2", "3"}
+    for k, v in record["scores"].items():  # a stored level set beats the default grid on the search's score
+        assert v <= record["default_grid_scores"][k]
+        assert (k in record["levels"]) == (v < record["default_grid_scores"][k])
+    run = runs.load_run(student)
+    assert runs.sampling_plan(run).steps == record["steps"]
+    for k, sigmas in record["levels"].items():
+        plan = runs.sampling_plan(run, steps=int(k))
+        assert plan.grid == "levels" and plan.grid_opts["sigmas"] == sigmas and "at noise levels" in plan.describe()
+        # --sigmas on the command line gives the same draws
+        out = [tmp_path / f"{k}{w}.npy" for w in "ab"]
+        assert main(["sample", str(student), "--num", "32", "--steps", k, "--out", str(out[0])]) == 0
+        assert main(["sample", str(student), "--num", "32", "--sigmas", *map(str, sigmas), "--out", str(out[1])]) == 0
+        assert np.array_equal(np.load(out[0]), np.load(out[1]))
+    # A named grid is that grid, not the stored levels.
+    assert runs.sampling_plan(run, steps=2, grid="logsnr-trailing").grid == "logsnr-trailing"
+    capsys.readouterr()
+    line = one_error_line(capsys, ["sample", student, "--num", "8", "--sigmas", "0.1", "1.0", "--out",
+                                   tmp_path / "bad.npy"])
+    assert "decreasing" in line and not (tmp_path / "bad.npy").exists()

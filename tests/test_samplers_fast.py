@@ -299,7 +299,8 @@ def test_respaced_schedule_keeps_alpha_bar_at_the_kept_steps():
 def test_grids_are_monotone_and_hit_their_ends(mixture):
     lo, hi = mixture.sigma_range
     for name in GRIDS:
-        ts = time_grid(mixture, name, 10)
+        opts = {"sigmas": karras_sigmas(lo, hi, 10).tolist()} if name == "levels" else {}  # it takes given levels
+        ts = time_grid(mixture, name, 10, **opts)
         assert len(ts) == 10
         assert (ts[1:] < ts[:-1]).all(), name  # VP: noise first means t decreasing
         assert ts.min() >= 0 and ts.max() <= 999

@@ -45,8 +45,18 @@ def sampler_opts(args) -> dict:
 
 
 def grid_opts(args) -> dict:
-    """--sigma-min/--sigma-max/--rho; a grid that takes none of them says so (grids.time_grid)."""
-    return {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
+    """--sigma-min/--sigma-max/--rho, or --levels; a grid that takes none of them says so (grids.time_grid)."""
+    opts = {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
+    if getattr(args, "sigmas", None):
+        opts["sigmas"] = list(args.sigmas)
+    return opts
+
+
+def levels_args(args) -> None:
+    """--sigmas names the levels grid and, unless --steps is given, the step count (one per level)."""
+    if getattr(args, "sigmas", None):
+        args.grid = args.grid or "levels"
+        args.steps = args.steps or len(args.sigmas)
 
 
 def plan_from_args(run, args):
@@ -54,6 +64,7 @@ def plan_from_args(run, args):
     resolved sampler, steps and grid are written back into args for the log and the metrics."""
     from ..runs import sampling_plan
 
+    levels_args(args)
     plan = sampling_plan(run, sampler=args.sampler, steps=args.steps or None, grid=args.grid or args.spacing,
                          grid_opts=grid_opts(args), start=getattr(args, "start", None))
     args.sampler, args.steps, args.grid = plan.sampler, plan.steps, plan.grid
@@ -160,10 +171,14 @@ def add_grid(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--grid", default=None, choices=list(GRIDS), metavar="GRID",
                    help="time grid: uniform, quadratic, karras (rho 7), logsnr, logsnr-trailing (logsnr whose last "
-                        "step strides to clean data), or a DDPM spacing (leading, trailing, linspace); default: the "
+                        "step strides to clean data), levels (given by --sigmas), or a DDPM spacing (leading, trailing, "
+                        "linspace); default: a consistency student's measured levels for the step count, else the "
                         "run's stored grid for its own sampler, else leading for ddpm/ddim, logsnr-trailing for the "
                         "other solvers, quadratic for flows")
     p.add_argument("--spacing", default=None, choices=SPACINGS, help="older name of --grid for the DDPM spacings")
+    p.add_argument("--sigmas", nargs="+", type=float, default=None, metavar="SIGMA",
+                   help="sample at these noise levels, highest first, one per step (the levels grid; a consistency "
+                        "student's default: its measured best levels for the step count, where it has them)")
     for flag, text in OPTIONAL_FLOATS.items():
         p.add_argument(flag, type=float, default=None, help=text)
     p.add_argument("--eta-switch", type=float, default=None, metavar="SIGMA",

@@ -32,7 +32,23 @@ def cmd_distill(args) -> int:
         return 0
     runs.fit_run(cfg, out, runtime=make_runtime(args.device), resume=args.resume, progress=not args.quiet,
                  pictures=not args.no_pictures)
+    measure_student_levels(out)
     return 0
+
+
+def measure_student_levels(out: Path) -> None:
+    """A 2D student's sampling levels, measured and stored with it (``runs.distill.measure_levels``)."""
+    from .. import runs
+    from ..io import log
+    from ..runs.distill import measure_levels
+
+    run = runs.load_run(out)
+    if run.kind != "points":
+        return
+    log("measuring the student's sampling levels (chamfer against a fresh draw of its data set)")
+    record = measure_levels(run, log=log)
+    log(f"{runs.LEVELS}: {record['steps']} steps by default; chamfer by steps: "
+        + ", ".join(f"{k}: {v:.3g}" for k, v in record["scores"].items()))
 
 
 def add_parser(sub) -> None:

@@ -118,8 +118,9 @@ EDIT_SAMPLER, EDIT_STEPS = "ddim", 50
 
 
 def sampling_kwargs(args, run=None) -> dict:
-    from .common import grid_opts, sampler_opts
+    from .common import grid_opts, levels_args, sampler_opts
 
+    levels_args(args)
     sampler, steps = args.sampler, args.steps
     own = run is not None and run.config.distill.method and sampler in (None, run.config.sample.sampler)
     if own:  # a consistency student edits in its own few steps
@@ -130,8 +131,9 @@ def sampling_kwargs(args, run=None) -> dict:
 
 
 def inversion_kwargs(args) -> dict:
-    from .common import grid_opts
+    from .common import grid_opts, levels_args
 
+    levels_args(args)
     return {"steps": args.steps or EDIT_STEPS, "grid": args.grid or args.spacing, "grid_opts": grid_opts(args)}
 
 

@@ -29,11 +29,11 @@ from .conditions import (
 from .fit import fit_run
 from .load import CONFIG, LoadedRun, load_run, read_config, require_sampler
 from .pictures import classifier_pictures, image_pictures, reverse_frames, reverse_gif, run_pictures
-from .plan import START_MODES, SamplingPlan, eta_text, sampling_plan, start_moments
+from .plan import LEVELS, START_MODES, SamplingPlan, eta_text, measured_levels, sampling_plan, start_moments
 from .resume import RESUME_FIXED, RESUME_FREE, config_diff, resolve_train_config
 from .validate import validate_config
 
-__all__ = ["CONFIG", "FLOW_TIME_SCALE", "RESUME_FIXED", "RESUME_FREE", "START_MODES", "LoadedRun", "SamplingPlan",
+__all__ = ["CONFIG", "LEVELS", "FLOW_TIME_SCALE", "RESUME_FIXED", "RESUME_FREE", "START_MODES", "LoadedRun", "SamplingPlan", "measured_levels",
            "build_data", "build_denoiser", "build_net", "build_objective", "build_schedule", "check_classifier",
            "class_labels", "classifier_accuracy_by_t", "classifier_pictures", "config_diff", "data_info", "eta_text",
            "fit_data_moments", "fit_run", "guided_run", "image_pictures", "is_text", "load_classifier", "load_run",

@@ -138,3 +138,113 @@ def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.
     objective = ConsistencyObjective(d, cfg.train.steps, lambda n: build_denoiser(cfg, n), teacher_den, sigma_range,
                                      p_uncond=cfg.diffusion.p_uncond, null=null, net=net, teacher_at=teacher_at)
     return net, objective
+
+
+# -- The student's sampling levels, measured --------------------------------------------------
+
+LEVEL_CANDIDATES = 16   # log-spaced noise levels between the boundary and the top that the search tries
+MAX_LEVEL_STEPS = 4     # step counts searched: 2 .. this
+SEARCH_SEED = 1         # the search's samples; benchmarks score seed 0 against their own reference draw
+SEARCH_POINTS = 2048    # samples per score, and points in the reference draw
+
+
+def level_candidates(lo: float, hi: float, n: Optional[int] = None) -> list[float]:
+    """n (default ``LEVEL_CANDIDATES``) noise levels spaced evenly in log sigma strictly between lo and hi."""
+    import math
+
+    n = n or LEVEL_CANDIDATES
+    return [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * (i + 1) / (n + 1)) for i in range(n)]
+
+
+def search_levels(score, top: float, candidates: list[float], max_steps: Optional[int] = None,
+                  log=None) -> dict[int, tuple[list[float], float]]:
+    """{steps: (levels highest first, score)} for 1 .. max_steps, lower score better: ``top`` alone
+    at one step; each further step adds the candidate level that scores best with the levels of
+    one step fewer, then every level below the top is moved, one at a time, to the candidate that
+    scores best there (one pass of coordinate descent). Greedy: a step count costs at most
+    steps x len(candidates) scores, each level set scored once."""
+    seen: dict[tuple, float] = {}
+    plain = score
+
+    def score(levels):
+        key = tuple(levels)
+        if key not in seen:
+            seen[key] = plain(levels)
+        return seen[key]
+
+    best = {1: ([top], score([top]))}
+    for k in range(2, (max_steps or MAX_LEVEL_STEPS) + 1):
+        prev = best[k - 1][0]
+        trials = [sorted(prev + [c], reverse=True) for c in candidates if c not in prev]
+        scored = [(score(t), t) for t in trials]
+        value, levels = min(scored, key=lambda p: p[0])
+        for i in range(1, k):
+            above = levels[i - 1]
+            below = levels[i + 1] if i + 1 < k else 0.0
+            for c in candidates:
+                if below < c < above and c != levels[i]:
+                    trial = levels[:i] + [c] + levels[i + 1:]
+                    v = score(trial)
+                    if v < value:
+                        value, levels = v, trial
+        best[k] = (levels, value)
+        if log:
+            log(f"{k} steps: levels {', '.join(f'{x:.3g}' for x in levels)}, score {value:.4g}")
+    return best
+
+
+def points_score(run, num: Optional[int] = None):
+    """Chamfer distance (``evaluation.chamfer_distance``) of ``num`` samples drawn at given levels
+    against a fresh draw of the run's 2D data set (neither the training draw nor the benchmarks')."""
+    from ..data import load_toy
+    from ..evaluation import chamfer_distance
+    from ..samplers.api import generate
+    from .plan import sampling_plan
+
+    num = num or SEARCH_POINTS
+    ref = load_toy(run.config.data.name, num, seed=4242)
+    start = sampling_plan(run, steps=1).start_moments()
+
+    def score(levels: list[float], grid: str = "levels", grid_opts: Optional[dict] = None) -> float:
+        """At ``levels``, or, with another ``grid``, that grid's len(levels) steps."""
+        x, _ = generate(run.denoiser, num, run.sample_shape, sampler="consistency", steps=len(levels), seed=SEARCH_SEED,
+                        grid=grid, grid_opts={"sigmas": levels} if grid == "levels" else grid_opts, start=start)
+        return chamfer_distance(x, ref)
+
+    return score
+
+
+def measure_levels(run, log=None) -> Optional[dict]:
+    """Search a 2D student's sampling levels (``search_levels`` with ``points_score``) and store
+    them with it (``runs.plan.LEVELS``): for each step count the levels that beat the student's
+    default grid, and the best step count. None (nothing written) for image students, whose search
+    would need an image metric in the loop."""
+    import json
+    import time
+
+    from ..io import atomic_write
+    from .plan import LEVELS, sampling_plan
+
+    if run.kind != "points" or not run.config.distill.method:
+        return None
+    path = Path(run.run_dir) / LEVELS
+    if path.exists():
+        path.unlink()  # the search compares against the default grid, not against older levels
+    t0 = time.perf_counter()
+    score = points_score(run)
+    top = float(sampling_plan(run, steps=1).grid_opts["sigma_max"])
+    lo = max(run.config.distill.sigma_boundary, 1e-3 * top)
+    found = search_levels(score, top, level_candidates(lo, top), log=log)
+    default = {}
+    for k in found:
+        plan = sampling_plan(run, steps=k)
+        default[k] = score([top] * k, plan.grid, plan.grid_opts)
+    levels = {k: v[0] for k, v in found.items() if k > 1 and v[1] < default[k]}
+    scores = {k: min(found[k][1], default[k]) for k in found}
+    best = min(scores, key=scores.get)
+    record = {"metric": "chamfer", "seed": SEARCH_SEED, "steps": best,
+              "levels": {str(k): v for k, v in levels.items()},
+              "scores": {str(k): scores[k] for k in scores}, "default_grid_scores": {str(k): default[k] for k in default},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    return record

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import DenoiselabError
@@ -12,6 +14,25 @@ from .load import LoadedRun, require_sampler
 
 if TYPE_CHECKING:
     from ..samplers.start import DataMoments
+
+# A student's measured best noise levels per step count (``runs.distill.measure_levels``), beside
+# its checkpoints: sampling settings a run may change after training, as --set sample. can.
+LEVELS = "levels.json"
+
+
+def measured_levels(run_dir) -> tuple[dict[int, list[float]], Optional[int]]:
+    """({steps: [sigma, ...] highest first}, the best step count) stored with a run; ({}, None) if
+    it has none."""
+    path = Path(run_dir) / LEVELS
+    if not path.is_file():
+        return {}, None
+    try:
+        d = json.loads(path.read_text())
+        levels = {int(k): [float(x) for x in v] for k, v in d["levels"].items()}
+        best = int(d["steps"]) if d.get("steps") else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DenoiselabError(f"{path} is not a levels file: delete it to sample on the default grid") from None
+    return levels, best
 
 
 def eta_text(record: dict) -> str:
@@ -51,7 +72,11 @@ class SamplingPlan:
     def describe(self) -> str:
         eta = eta_text(self.eta_record())
         bf = f", network in {self.precision}" if self.precision != "none" else ""
-        return f"{self.sampler}{eta}, {self.steps} steps on the {self.grid} grid{bf}"
+        if self.grid == "levels":
+            where = "at noise levels " + ", ".join(f"{x:.3g}" for x in self.grid_opts.get("sigmas", ()))
+        else:
+            where = f"on the {self.grid} grid"
+        return f"{self.sampler}{eta}, {self.steps} steps {where}{bf}"
 
     def start_note(self) -> str:
         """", starting from the data's moments" when it does ("" for N(0, I)), for the logs."""
@@ -76,9 +101,11 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     """The one place that decides how a run is sampled when a command leaves something out.
 
     - sampler: the run's stored one (``config.sample.sampler``, the measured best of its preset);
-    - steps: the stored steps if the sampler is the stored one, else the sampler's default
+    - steps: the stored steps if the sampler is the stored one (a student's measured best step
+      count where it has one, ``measured_levels``), else the sampler's default
       (``samplers.default_steps``);
-    - grid: the stored grid for the stored sampler, else the sampler's default
+    - grid: a student's measured levels for these steps (``measured_levels``), else the stored grid
+      for the stored sampler, else the sampler's default
       (``grids.default_grid``); a karras or logsnr grid spans the data's noise range
       (``LoadedRun.data_sigma_range``, clamped into the model's) unless given ends;
     - eta: the stored one for the stored sampler, if set, and likewise eta_low below eta_switch;
@@ -94,9 +121,13 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     own = sampler is None or sampler == s.sampler
     sampler = sampler or s.sampler
     get_sampler(sampler)  # an unknown name: one line listing the samplers
-    steps = steps or (s.steps if own else default_steps(sampler, run.denoiser))
+    searched = own and not grid and not grid_opts and run.config.distill.method and run.run_dir is not None
+    measured, best = measured_levels(run.run_dir) if searched else ({}, None)
+    steps = steps or (best or s.steps if own else default_steps(sampler, run.denoiser))
     grid = grid or (s.grid if own and s.grid else default_grid(sampler, run.denoiser))
     grid_opts = dict(grid_opts or {})
+    if int(steps) in measured:
+        grid, grid_opts = "levels", {"sigmas": measured[int(steps)]}
     if grid in SIGMA_GRIDS and not ("sigma_min" in grid_opts and "sigma_max" in grid_opts):
         lo, hi = clamp_sigma_range(run.denoiser, *run.data_sigma_range())
         if grid_opts.get("sigma_max", hi) <= lo:  # a user's sigma_max below the fitted sigma_min

@@ -30,7 +30,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "train.autocast": AUTOCAST_MODES,
         "sample.sampler": tuple(SAMPLERS),
         "sample.spacing": tuple(SPACINGS),
-        "sample.grid": ("", *GRIDS),
+        "sample.grid": ("", *(g for g in GRIDS if g != "levels")),  # a levels grid needs its levels: --sigmas
         "sample.precision": AUTOCAST_MODES,
         "distill.method": ("", "cd", "ct"),
         "distill.solver": SOLVERS,

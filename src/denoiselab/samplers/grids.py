@@ -111,6 +111,20 @@ def logsnr_trailing_grid(denoiser, steps: int, sigma_min: float | None = None,
     return denoiser.t_from_sigma(logsnr_sigmas(lo, hi, steps + 1)[:-1]).to(F64)
 
 
+def levels_grid(denoiser, steps: int, sigmas=None) -> torch.Tensor:
+    """Given noise levels, highest first, one per step (``--sigmas``, or a student's measured best,
+    ``runs.distill.LEVELS``): the times at which they sit on this model's process."""
+    if not sigmas:
+        raise DenoiselabError("the levels grid needs its noise levels: give --sigmas SIGMA [SIGMA ...], highest first")
+    sig = torch.as_tensor([float(x) for x in sigmas], dtype=F64)
+    if len(sig) != steps:
+        raise DenoiselabError(f"{len(sig)} noise levels for {steps} steps: give one level per step")
+    if (sig <= 0).any() or (sig[1:] >= sig[:-1]).any():
+        raise DenoiselabError(f"noise levels {', '.join(f'{x:g}' for x in sig.tolist())} must be positive and "
+                              "decreasing, highest first")
+    return denoiser.t_from_sigma(sig).to(F64)
+
+
 def _discrete(name: str) -> Callable[..., torch.Tensor]:
     def grid(denoiser, steps: int) -> torch.Tensor:
         if denoiser.schedule is None:
@@ -128,6 +142,7 @@ GRIDS: dict[str, Callable[..., torch.Tensor]] = {
     "karras": karras_grid,
     "logsnr": logsnr_grid,
     "logsnr-trailing": logsnr_trailing_grid,
+    "levels": levels_grid,
     **{name: _discrete(name) for name in SPACINGS},
 }
 CONTINUOUS = ("uniform", "quadratic", "karras", "logsnr", "logsnr-trailing")
@@ -215,4 +230,4 @@ def time_grid(denoiser, name: str, steps: int, **opts) -> torch.Tensor:
         return GRIDS[name](denoiser, steps, **opts)
     except TypeError:
         raise DenoiselabError(f"grid {name!r} takes no options {sorted(opts)}: sigma_min and sigma_max shape the "
-                              "karras and logsnr grids, rho the karras grid") from None
+                              "karras and logsnr grids, rho the karras grid, --sigmas the levels grid") from None
