@@ -146,6 +146,7 @@ LEVEL_CANDIDATES = 16   # log-spaced noise levels between the boundary and the t
 MAX_LEVEL_STEPS = 4     # step counts searched: 2 .. this
 SEARCH_SEED = 1         # the search's samples; benchmarks score seed 0 against their own reference draw
 SEARCH_POINTS = 2048    # samples per score, and points in the reference draw
+SEARCH_IMAGES = 500     # samples per score of an image student
 
 
 def level_candidates(lo: float, hi: float, n: Optional[int] = None) -> list[float]:
@@ -214,24 +215,55 @@ def points_score(run, num: Optional[int] = None):
     return score
 
 
-def measure_levels(run, log=None) -> Optional[dict]:
-    """Search a 2D student's sampling levels (``search_levels`` with ``points_score``) and store
-    them with it (``runs.plan.LEVELS``): for each step count the levels that beat the student's
-    default grid, and the best step count. None (nothing written) for image students, whose search
-    would need an image metric in the loop."""
+def image_score(run, num: Optional[int] = None, log=None):
+    """Domain FID (``evaluation.images.domain_extractor``) of ``num`` (default 500) samples drawn
+    at given levels against the half of the data set the domain network was trained on; the
+    benchmarks score against the other half."""
+    from ..data import build_dataset
+    from ..evaluation.frechet import frechet_distance_features
+    from ..evaluation.images import domain_extractor, extract, reference_features, reference_halves
+    from ..io import cache_folder
+    from ..samplers.api import generate
+    from .plan import sampling_plan
+
+    num = num or SEARCH_IMAGES
+    data = build_dataset(run.config.data.name, run.config.data.options)
+    cache = cache_folder()
+    extractor = domain_extractor(data, cache, log=log)
+    feats = reference_features(extractor, data, cache, log)
+    ref = feats[reference_halves(len(feats))[0]]
+    start = sampling_plan(run, steps=1).start_moments()
+
+    def score(levels: list[float], grid: str = "levels", grid_opts: Optional[dict] = None) -> float:
+        x, _ = generate(run.denoiser, num, run.sample_shape, sampler="consistency", steps=len(levels), seed=SEARCH_SEED,
+                        grid=grid, grid_opts={"sigmas": levels} if grid == "levels" else grid_opts, start=start)
+        return frechet_distance_features(extract(extractor, x), ref)
+
+    return score
+
+
+def measure_levels(run, log=None, images: bool = False) -> Optional[dict]:
+    """Search a student's sampling levels (``search_levels``) and store them with it
+    (``runs.plan.LEVELS``): for each step count the levels that beat the student's default grid,
+    and the best step count. 2D students are scored by ``points_score``; unconditional pixel image
+    students, with ``images``, by ``image_score``. None (nothing written) for any other run."""
     import json
     import time
 
     from ..io import atomic_write
     from .plan import LEVELS, sampling_plan
 
-    if run.kind != "points" or not run.config.distill.method:
+    if not run.config.distill.method:
+        return None
+    unconditional_pixels = (run.kind == "images" and not run.config.latent.autoencoder and not
+                            run.config.model.options.get("num_classes") and not run.config.model.options.get("cond_dim"))
+    if run.kind != "points" and not (images and unconditional_pixels):
         return None
     path = Path(run.run_dir) / LEVELS
     if path.exists():
         path.unlink()  # the search compares against the default grid, not against older levels
     t0 = time.perf_counter()
-    score = points_score(run)
+    score = points_score(run) if run.kind == "points" else image_score(run, log=log)
     top = float(sampling_plan(run, steps=1).grid_opts["sigma_max"])
     lo = max(run.config.distill.sigma_boundary, 1e-3 * top)
     found = search_levels(score, top, level_candidates(lo, top), log=log)
@@ -242,7 +274,7 @@ def measure_levels(run, log=None) -> Optional[dict]:
     levels = {k: v[0] for k, v in found.items() if k > 1 and v[1] < default[k]}
     scores = {k: min(found[k][1], default[k]) for k in found}
     best = min(scores, key=scores.get)
-    record = {"metric": "chamfer", "seed": SEARCH_SEED, "steps": best,
+    record = {"metric": "chamfer" if run.kind == "points" else "domain FID", "seed": SEARCH_SEED, "steps": best,
               "levels": {str(k): v for k, v in levels.items()},
               "scores": {str(k): scores[k] for k in scores}, "default_grid_scores": {str(k): default[k] for k in default},
               "seconds": round(time.perf_counter() - t0, 1)}
