@@ -475,3 +475,35 @@ def test_a_2d_student_samples_at_its_measured_levels(teacher, tmp_path, capsys):
     line = one_error_line(capsys, ["sample", student, "--num", "8", "--sigmas", "0.1", "1.0", "--out",
                                    tmp_path / "bad.npy"])
     assert "decreasing" in line and not (tmp_path / "bad.npy").exists()
+
+
+def test_an_image_student_measures_its_levels_when_asked(tmp_path_factory, tmp_path, monkeypatch, capsys):
+    import json
+
+    import denoiselab.runs.distill as d
+    from denoiselab import runs
+
+    def fake_image_score(run, num=None, log=None):  # stands in for domain FID: more steps, levels near 0.5
+        def score(levels, grid="levels", grid_opts=None):
+            return 10 / len(levels) + sum(math.log(x / 0.5) ** 2 for x in levels[1:]) if grid == "levels" else 100.0
+        return score
+
+    monkeypatch.setattr(d, "image_score", fake_image_score)
+    teacher = train_tiny(tmp_path_factory, "distill", "plain-digits", "mnist", *IMAGE_TINY)
+    tiny = ["--set", "steps=2", "--set", "batch_size=8", "--set", "preview_every=0"]
+    student = tmp_path / "student"
+    assert distill(teacher, student, *tiny) == 0
+    assert not (student / runs.LEVELS).exists()  # image students keep their grid unless asked
+    assert distill(teacher, student, "--resume", "--levels", "yes") == 0
+    record = json.loads((student / runs.LEVELS).read_text())
+    assert record["metric"] == "domain FID" and record["steps"] == 3
+    cands = d.level_candidates(max(runs.load_run(student).config.distill.sigma_boundary, 1e-3 * 10),
+                               record["levels"]["2"][0], d.IMAGE_LEVEL_CANDIDATES)
+    assert record["levels"]["2"][1] == min(cands, key=lambda c: abs(math.log(c / 0.5)))
+    assert runs.sampling_plan(runs.load_run(student)).grid == "levels"
+    # A class-conditional student is not searched (the score draws unconditional samples).
+    conditional = train_tiny(tmp_path_factory, "distill", "digits", "mnist-class", *IMAGE_TINY)
+    other = tmp_path / "conditional"
+    capsys.readouterr()
+    assert distill(conditional, other, *tiny, "--levels", "yes") == 0
+    assert not (other / runs.LEVELS).exists() and "no levels measured" in capsys.readouterr().err

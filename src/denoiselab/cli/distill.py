@@ -32,22 +32,27 @@ def cmd_distill(args) -> int:
         return 0
     runs.fit_run(cfg, out, runtime=make_runtime(args.device), resume=args.resume, progress=not args.quiet,
                  pictures=not args.no_pictures)
-    measure_student_levels(out)
+    if args.levels != "no":
+        measure_student_levels(out, images=args.levels == "yes")
     return 0
 
 
-def measure_student_levels(out: Path) -> None:
-    """A 2D student's sampling levels, measured and stored with it (``runs.distill.measure_levels``)."""
+def measure_student_levels(out: Path, images: bool = False) -> None:
+    """A student's sampling levels, measured and stored with it (``runs.distill.measure_levels``):
+    a 2D student's always, an unconditional image student's with ``images``."""
     from .. import runs
     from ..io import log
     from ..runs.distill import measure_levels
 
     run = runs.load_run(out)
-    if run.kind != "points":
+    if run.kind != "points" and not images:
         return
-    log("measuring the student's sampling levels (chamfer against a fresh draw of its data set)")
-    record = measure_levels(run, log=log)
-    log(f"{runs.LEVELS}: {record['steps']} steps by default; chamfer by steps: "
+    log("measuring the student's sampling levels")
+    record = measure_levels(run, log=log, images=images)
+    if record is None:
+        log("no levels measured: the search scores 2D and unconditional pixel-image students only")
+        return
+    log(f"{runs.LEVELS}: {record['steps']} steps by default; {record['metric']} by steps: "
         + ", ".join(f"{k}: {v:.3g}" for k, v in record["scores"].items()))
 
 
@@ -66,6 +71,10 @@ def add_parser(sub) -> None:
                    help="a conditional teacher: the student takes the guidance scale as an input and learns "
                         "every w in the range, sampled with --guidance W (default: one w, the teacher's "
                         "sample.guidance or --set distill.teacher_guidance=W)")
+    p.add_argument("--levels", choices=("auto", "yes", "no"), default="auto",
+                   help="after distilling, measure the student's sampling levels and store them as its default "
+                        "(levels.json): auto (default) for 2D students; yes also for unconditional pixel-image "
+                        "students (domain FID of 500 samples per level set, some minutes); no: keep the grid")
     p.add_argument("--resume", action="store_true", help="continue the student in --out from its newest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the student's config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -143,6 +143,7 @@ def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.
 # -- The student's sampling levels, measured --------------------------------------------------
 
 LEVEL_CANDIDATES = 16   # log-spaced noise levels between the boundary and the top that the search tries
+IMAGE_LEVEL_CANDIDATES = 8  # fewer for image students, each of whose scores samples and reads 500 images
 MAX_LEVEL_STEPS = 4     # step counts searched: 2 .. this
 SEARCH_SEED = 1         # the search's samples; benchmarks score seed 0 against their own reference draw
 SEARCH_POINTS = 2048    # samples per score, and points in the reference draw
@@ -266,7 +267,8 @@ def measure_levels(run, log=None, images: bool = False) -> Optional[dict]:
     score = points_score(run) if run.kind == "points" else image_score(run, log=log)
     top = float(sampling_plan(run, steps=1).grid_opts["sigma_max"])
     lo = max(run.config.distill.sigma_boundary, 1e-3 * top)
-    found = search_levels(score, top, level_candidates(lo, top), log=log)
+    n = LEVEL_CANDIDATES if run.kind == "points" else IMAGE_LEVEL_CANDIDATES
+    found = search_levels(score, top, level_candidates(lo, top, n), log=log)
     default = {}
     for k in found:
         plan = sampling_plan(run, steps=k)
