@@ -218,8 +218,9 @@ def points_score(run, num: Optional[int] = None):
 
 def image_score(run, num: Optional[int] = None, log=None):
     """Domain FID (``evaluation.images.domain_extractor``) of ``num`` (default 500) samples drawn
-    at given levels against the half of the data set the domain network was trained on; the
-    benchmarks score against the other half."""
+    at given levels against the first of the evaluator's two reference halves
+    (``evaluation.images.reference_halves``), which it uses only for its floor: FID itself, in
+    ``evaluate`` and the benchmarks, is measured against the second."""
     from ..data import build_dataset
     from ..evaluation.frechet import frechet_distance_features
     from ..evaluation.images import domain_extractor, extract, reference_features, reference_halves
