@@ -507,3 +507,15 @@ def test_an_image_student_measures_its_levels_when_asked(tmp_path_factory, tmp_p
     capsys.readouterr()
     assert distill(conditional, other, *tiny, "--levels", "yes") == 0
     assert not (other / runs.LEVELS).exists() and "no levels measured" in capsys.readouterr().err
+
+
+def test_a_flow_student_keeps_its_grid(tmp_path_factory, tmp_path, capsys):
+    from denoiselab import runs
+
+    teacher = train_tiny(tmp_path_factory, "distill", "flow-teacher", "swiss-roll-flow", *POINTS_TINY)
+    student = tmp_path / "student"
+    capsys.readouterr()
+    assert distill(teacher, student, "--set", "steps=5") == 0
+    # its grid starts from pure noise, which no noise level names: nothing to search, nothing stored
+    assert "does not start at a noise level" in capsys.readouterr().err
+    assert not (student / runs.LEVELS).exists()

@@ -50,7 +50,8 @@ def measure_student_levels(out: Path, images: bool = False) -> None:
     log("measuring the student's sampling levels")
     record = measure_levels(run, log=log, images=images)
     if record is None:
-        log("no levels measured: the search scores 2D and unconditional pixel-image students only")
+        if images and run.kind == "images":
+            log("no levels measured: the search scores 2D and unconditional pixel-image students only")
         return
     log(f"{runs.LEVELS}: {record['steps']} steps by default; {record['metric']} by steps: "
         + ", ".join(f"{k}: {v:.3g}" for k, v in record["scores"].items()))

@@ -262,17 +262,25 @@ def measure_levels(run, log=None, images: bool = False) -> Optional[dict]:
     if run.kind != "points" and not (images and unconditional_pixels):
         return None
     path = Path(run.run_dir) / LEVELS
-    if path.exists():
-        path.unlink()  # the search compares against the default grid, not against older levels
+    # The search compares against the student's grid, not against levels it stored before (kept
+    # until the new ones replace them).
+    from ..samplers.grids import default_grid
+
+    grid = run.config.sample.grid or default_grid(run.config.sample.sampler, run.denoiser)
+    first = sampling_plan(run, steps=1, grid=grid).grid_opts
+    if "sigma_max" not in first:  # a grid not placed by sigma (a flow's, from pure noise): no level to start at
+        if log:
+            log(f"no levels measured: the student's {grid} grid does not start at a noise level")
+        return None
     t0 = time.perf_counter()
     score = points_score(run) if run.kind == "points" else image_score(run, log=log)
-    top = float(sampling_plan(run, steps=1).grid_opts["sigma_max"])
+    top = float(first["sigma_max"])
     lo = max(run.config.distill.sigma_boundary, 1e-3 * top)
     n = LEVEL_CANDIDATES if run.kind == "points" else IMAGE_LEVEL_CANDIDATES
     found = search_levels(score, top, level_candidates(lo, top, n), log=log)
     default = {}
     for k in found:
-        plan = sampling_plan(run, steps=k)
+        plan = sampling_plan(run, steps=k, grid=grid)
         default[k] = score([top] * k, plan.grid, plan.grid_opts)
     levels = {k: v[0] for k, v in found.items() if k > 1 and v[1] < default[k]}
     scores = {k: min(found[k][1], default[k]) for k in found}
