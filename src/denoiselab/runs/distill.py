@@ -195,38 +195,44 @@ def search_levels(score, top: float, candidates: list[float], max_steps: Optiona
     return best
 
 
-def points_score(run, num: Optional[int] = None):
-    """Chamfer distance (``evaluation.chamfer_distance``) of ``num`` samples drawn at given levels
-    against a fresh draw of the run's 2D data set (neither the training draw nor the benchmarks')."""
-    from ..data import load_toy
-    from ..evaluation import chamfer_distance
+def _draw_at(run, num: int):
+    """draw(levels, grid="levels", grid_opts=None): ``num`` consistency samples of ``run`` (seed
+    ``SEARCH_SEED``) at ``levels``, or, with another ``grid``, on that grid's len(levels) steps."""
     from ..samplers.api import generate
     from .plan import sampling_plan
 
-    num = num or SEARCH_POINTS
-    ref = load_toy(run.config.data.name, num, seed=4242)
     start = sampling_plan(run, steps=1).start_moments()
 
-    def score(levels: list[float], grid: str = "levels", grid_opts: Optional[dict] = None) -> float:
-        """At ``levels``, or, with another ``grid``, that grid's len(levels) steps."""
+    def draw(levels: list[float], grid: str = "levels", grid_opts: Optional[dict] = None) -> torch.Tensor:
         x, _ = generate(run.denoiser, num, run.sample_shape, sampler="consistency", steps=len(levels), seed=SEARCH_SEED,
                         grid=grid, grid_opts={"sigmas": levels} if grid == "levels" else grid_opts, start=start)
-        return chamfer_distance(x, ref)
+        return x
 
-    return score
+    return draw
+
+
+def points_score(run, num: Optional[int] = None):
+    """Chamfer distance (``evaluation.chamfer_distance``) of ``num`` samples drawn at given levels
+    (``_draw_at``) against a fresh draw of the run's 2D data set (neither the training draw nor the
+    benchmarks')."""
+    from ..data import load_toy
+    from ..evaluation import chamfer_distance
+
+    num = num or SEARCH_POINTS
+    ref = load_toy(run.config.data.name, num, seed=4242)
+    draw = _draw_at(run, num)
+    return lambda levels, grid="levels", grid_opts=None: chamfer_distance(draw(levels, grid, grid_opts), ref)
 
 
 def image_score(run, num: Optional[int] = None, log=None):
     """Domain FID (``evaluation.images.domain_extractor``) of ``num`` (default 500) samples drawn
-    at given levels against the first of the evaluator's two reference halves
+    at given levels (``_draw_at``) against the first of the evaluator's two reference halves
     (``evaluation.images.reference_halves``), which it uses only for its floor: FID itself, in
     ``evaluate`` and the benchmarks, is measured against the second."""
     from ..data import build_dataset
     from ..evaluation.frechet import frechet_distance_features
     from ..evaluation.images import domain_extractor, extract, reference_features, reference_halves
     from ..io import cache_folder
-    from ..samplers.api import generate
-    from .plan import sampling_plan
 
     num = num or SEARCH_IMAGES
     data = build_dataset(run.config.data.name, run.config.data.options)
@@ -234,14 +240,9 @@ def image_score(run, num: Optional[int] = None, log=None):
     extractor = domain_extractor(data, cache, log=log)
     feats = reference_features(extractor, data, cache, log)
     ref = feats[reference_halves(len(feats))[0]]
-    start = sampling_plan(run, steps=1).start_moments()
-
-    def score(levels: list[float], grid: str = "levels", grid_opts: Optional[dict] = None) -> float:
-        x, _ = generate(run.denoiser, num, run.sample_shape, sampler="consistency", steps=len(levels), seed=SEARCH_SEED,
-                        grid=grid, grid_opts={"sigmas": levels} if grid == "levels" else grid_opts, start=start)
-        return frechet_distance_features(extract(extractor, x), ref)
-
-    return score
+    draw = _draw_at(run, num)
+    return lambda levels, grid="levels", grid_opts=None: frechet_distance_features(
+        extract(extractor, draw(levels, grid, grid_opts)), ref)
 
 
 def measure_levels(run, log=None, images: bool = False) -> Optional[dict]:
