@@ -81,7 +81,8 @@ class Scorer:
         t0 = time.perf_counter()
         x, nfe = generate(run.denoiser, self.size, run.sample_shape, seed=seed, **plan.kwargs())
         # A student's measured levels are its own: rows gather them under one name
-        where = (f"{plan.sampler}, {plan.steps} steps at its measured levels" if plan.grid == "levels" else
+        bf = f", network in {plan.precision}" if plan.precision != "none" else ""
+        where = (f"{plan.sampler}, {plan.steps} steps at its measured levels{bf}" if plan.grid == "levels" else
                  plan.describe())
         return self.score(x, {"nfe": nfe, "plan": where, "seconds": time.perf_counter() - t0,
                               "levels": plan.grid_opts.get("sigmas")})
