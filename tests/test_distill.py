@@ -440,7 +440,8 @@ def test_the_levels_grid_places_given_levels_and_refuses_bad_ones():
     a, s = den.scales(ts, torch.empty(3, dtype=torch.float64))
     assert torch.allclose(s / a, torch.tensor([5.0, 0.5, 0.05], dtype=torch.float64), rtol=1e-6)
     for sigmas, steps, what in (([5.0, 0.5], 3, "2 noise levels for 3 steps"), ([0.5, 5.0], 2, "decreasing"),
-                                ([5.0, -1.0], 2, "positive"), (None, 2, "needs its noise levels")):
+                                ([5.0, -1.0], 2, "positive"), (None, 2, "needs its noise levels"),
+                                ([1e4, 0.5], 2, "leave the model's range")):
         with pytest.raises(DenoiselabError, match=what):
             time_grid(den, "levels", steps, sigmas=sigmas)
 

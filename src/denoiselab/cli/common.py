@@ -45,7 +45,7 @@ def sampler_opts(args) -> dict:
 
 
 def grid_opts(args) -> dict:
-    """--sigma-min/--sigma-max/--rho, or --levels; a grid that takes none of them says so (grids.time_grid)."""
+    """--sigma-min/--sigma-max/--rho, or --sigmas; a grid that takes none of them says so (grids.time_grid)."""
     opts = {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "rho") if getattr(args, k, None) is not None}
     if getattr(args, "sigmas", None):
         opts["sigmas"] = list(args.sigmas)

@@ -15,8 +15,8 @@ from .load import LoadedRun, require_sampler
 if TYPE_CHECKING:
     from ..samplers.start import DataMoments
 
-# A student's measured best noise levels per step count (``runs.distill.measure_levels``), beside
-# its checkpoints: sampling settings a run may change after training, as --set sample. can.
+# A student's measured best noise levels per step count (``runs.distill.measure_levels``), in a
+# file beside its checkpoints: measured after training, so no checkpoint is rewritten for them.
 LEVELS = "levels.json"
 
 
@@ -123,7 +123,7 @@ def sampling_plan(run: LoadedRun, *, sampler: Optional[str] = None, steps: Optio
     get_sampler(sampler)  # an unknown name: one line listing the samplers
     searched = own and not grid and not grid_opts and run.config.distill.method and run.run_dir is not None
     measured, best = measured_levels(run.run_dir) if searched else ({}, None)
-    steps = steps or (best or s.steps if own else default_steps(sampler, run.denoiser))
+    steps = steps or ((best or s.steps) if own else default_steps(sampler, run.denoiser))
     grid = grid or (s.grid if own and s.grid else default_grid(sampler, run.denoiser))
     grid_opts = dict(grid_opts or {})
     if int(steps) in measured:

@@ -113,7 +113,7 @@ def logsnr_trailing_grid(denoiser, steps: int, sigma_min: float | None = None,
 
 def levels_grid(denoiser, steps: int, sigmas=None) -> torch.Tensor:
     """Given noise levels, highest first, one per step (``--sigmas``, or a student's measured best,
-    ``runs.distill.LEVELS``): the times at which they sit on this model's process."""
+    ``runs.plan.LEVELS``): the times at which they sit on this model's process, which must span them."""
     if not sigmas:
         raise DenoiselabError("the levels grid needs its noise levels: give --sigmas SIGMA [SIGMA ...], highest first")
     sig = torch.as_tensor([float(x) for x in sigmas], dtype=F64)
@@ -122,6 +122,10 @@ def levels_grid(denoiser, steps: int, sigmas=None) -> torch.Tensor:
     if (sig <= 0).any() or (sig[1:] >= sig[:-1]).any():
         raise DenoiselabError(f"noise levels {', '.join(f'{x:g}' for x in sig.tolist())} must be positive and "
                               "decreasing, highest first")
+    lo, hi = denoiser.sigma_range
+    if sig[0] > hi * (1 + 1e-6) or sig[-1] < lo * (1 - 1e-6):
+        raise DenoiselabError(f"noise levels {sig[0].item():g} to {sig[-1].item():g} leave the model's range "
+                              f"{lo:.3g} to {hi:.3g}: give levels inside it")
     return denoiser.t_from_sigma(sig).to(F64)
 
 
