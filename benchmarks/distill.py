@@ -178,7 +178,8 @@ def main() -> None:
         measured = runs.measured_levels(student_dir)[0]
         for steps in STUDENT_STEPS:
             # on the default grid, and, where the student stored them, at its measured levels
-            grids = [default_grid("consistency", student.denoiser)] + ([""] if steps in measured else [])
+            own = student.config.sample.grid or default_grid(student.config.sample.sampler, student.denoiser)
+            grids = [own] + ([""] if steps in measured else [])
             for grid in grids:
                 r = scorer(student, steps, grid=grid or None)
                 rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
