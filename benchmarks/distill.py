@@ -1,4 +1,4 @@
-"""Few-step consistency students against their teachers (docs/results/distill.md).
+"""Few-step students against their teachers (docs/results/distill.md).
 
 For each teacher run, distil a student with `denoiselab distill TEACHER --out STUDENT` (timed as
 the user runs it; or take existing students with --students), then score, with the plan a user
@@ -11,12 +11,16 @@ gets (`denoiselab sample RUN --steps K`):
 `--fixed-point` adds the exact consistency function each student is distilled towards (its
 teacher's ODE over the student's levels), what a perfect student would score in one step.
 It also times `denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy` as a whole command.
+`--method reflow` (flow teachers) adds the teacher's own Euler at the student's step counts: what
+the straightening buys.
 
     for s in 0 1 2; do denoiselab train --preset mnist --out runs/mnist-s$s --set seed=$s; done
     python benchmarks/distill.py --teachers runs/mnist-s0 runs/mnist-s1 runs/mnist-s2 --out runs/students \
         --write-results distill-mnist
     python benchmarks/distill.py --teachers runs/swiss-s0 runs/swiss-s1 runs/swiss-s2 --out runs/students \
         --write-results distill-swiss-roll
+    python benchmarks/distill.py --teachers runs/flow-s0 runs/flow-s1 runs/flow-s2 --out runs/reflow \
+        --method reflow --write-results distill-swiss-roll-reflow
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from denoiselab.samplers.api import generate
 from denoiselab.samplers.grids import default_grid
 from results import add_write_flag, markdown_table, write_table
 
-TABLES = {"distill-mnist": "distill", "distill-mnist-complement": "distill", "distill-swiss-roll": "distill"}
+TABLES = {"distill-mnist": "distill", "distill-mnist-complement": "distill", "distill-swiss-roll": "distill",
+          "distill-swiss-roll-flow": "distill", "distill-swiss-roll-reflow": "distill",
+          "distill-swiss-roll-reflow-cd": "distill"}
 STUDENT_STEPS = (1, 2, 4)
 N_POINTS = 2048
 
@@ -76,8 +82,9 @@ class Scorer:
         else:
             self.ref = load_toy(data_name, N_POINTS, 10_000)
 
-    def __call__(self, run, steps: int | None, seed: int = 0, grid: str | None = None) -> dict:
-        plan = runs.sampling_plan(run, steps=steps, grid=grid)
+    def __call__(self, run, steps: int | None, seed: int = 0, grid: str | None = None,
+                 sampler: str | None = None) -> dict:
+        plan = runs.sampling_plan(run, sampler=sampler, steps=steps, grid=grid)
         t0 = time.perf_counter()
         x, nfe = generate(run.denoiser, self.size, run.sample_shape, seed=seed, **plan.kwargs())
         # A student's measured levels are its own: rows gather them under one name
@@ -141,7 +148,7 @@ def main() -> None:
     ap.add_argument("--students", nargs="+", type=Path, default=None, help="existing students, one per teacher")
     ap.add_argument("--out", type=Path, default=Path("/tmp/denoiselab-students"), help="where students are distilled")
     ap.add_argument("--set", action="append", default=[], help="distillation overrides, as for `denoiselab distill`")
-    ap.add_argument("--method", default="cd", choices=("cd", "ct"))
+    ap.add_argument("--method", default="cd", choices=("cd", "ct", "reflow"))
     ap.add_argument("--num", type=int, default=1000, help="image samples per score")
     ap.add_argument("--teacher-steps", nargs="+", type=int, default=[0, 10], help="0: the teacher's default")
     ap.add_argument("--independent", action="store_true", help="MNIST: add the two independent evaluators")
@@ -171,7 +178,12 @@ def main() -> None:
             base = base or r["score"]
             rows.setdefault(f"teacher, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
             print(teacher_dir, rows and r["plan"], f"{r['score']:.3f}", flush=True)
-        if args.fixed_point:
+        if student.config.distill.method == "reflow":  # the curved teacher in the student's own steps
+            for steps in STUDENT_STEPS:
+                r = scorer(teacher, steps, sampler=student.config.sample.sampler)
+                rows.setdefault(f"teacher, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
+                print(teacher_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)
+        if args.fixed_point and student.config.distill.method != "reflow":
             r = fixed_point(teacher, student, scorer)
             rows.setdefault(f"exact consistency function, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
             print(student_dir, r["plan"], f"{r['score']:.3f} ({r['score'] / base:.2f}x)", flush=True)

@@ -106,9 +106,10 @@ class SampleConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """A few-step student (``denoiselab distill``): consistency distillation from a teacher run
-    (Song et al. 2023, Algorithm 2) or consistency training (Song & Dhariwal 2023). ``method`` ""
-    is an ordinary run."""
-    method: str = ""                  # "" (not a student) | cd (from the teacher's ODE) | ct (no teacher)
+    (Song et al. 2023, Algorithm 2), consistency training (Song & Dhariwal 2023) or, from a flow
+    run, reflow (Liu et al. 2023). ``method`` "" is an ordinary run."""
+    method: str = ""                  # "" (not a student) | cd (from the teacher's ODE) | ct (no teacher) |
+                                      # reflow (a flow retrained on its teacher's noise -> sample pairs)
     teacher: str = ""                 # the teacher run's directory, as given to `denoiselab distill`
     solver: str = "heun"              # cd: the teacher's step between adjacent levels: heun | euler
     teacher_guidance: float = 1.0     # class-conditional teachers: the CFG scale w whose flow the student learns
@@ -128,6 +129,8 @@ class DistillConfig:
     c_out: str = "complement"         # complement: 1 - c_skip | lcm: u / sqrt(u^2 + sigma_data^2) (Luo et al.
                                       # 2023) (denoiser.ConsistencyDenoiser); `distill` picks per data kind
     rho: float = 7.0                  # the levels follow Karras et al. 2022, eq. 5
+    pairs: int = 0                    # reflow: noise -> sample pairs drawn from the teacher; 0 = per data kind
+    pair_steps: int = 0               # reflow: the teacher's ODE steps (``solver``) per pair; 0 = its sample.steps
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,7 @@ def _override(sec: Any, name: str, text: str, key: str) -> Any:
 INTERVALS: dict[str, tuple[str, ...]] = {
     ">= 1": ("data.num", "diffusion.T", "train.steps", "train.batch_size", "train.log_every", "train.keep_checkpoints", "train.grad_accum", "sample.steps", "sample.num", "distill.levels_start", "distill.levels_end"),
     "(0, 1)": ("diffusion.beta_start", "diffusion.beta_end"),
-    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance", "distill.guidance_min", "distill.guidance_max"),
+    ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance", "distill.guidance_min", "distill.guidance_max", "distill.pairs", "distill.pair_steps"),
     "[0, 1)": ("diffusion.p_uncond", "diffusion.dynamic_threshold", "train.ema_decay", "distill.target_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
     "[0, 1]": ("diffusion.t_full",),

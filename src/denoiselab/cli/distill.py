@@ -1,4 +1,5 @@
-"""`denoiselab distill`: a few-step consistency student from a trained run.
+"""`denoiselab distill`: a few-step student from a trained run (consistency distillation or
+training; reflow for a flow).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def cmd_distill(args) -> int:
         return 0
     runs.fit_run(cfg, out, runtime=make_runtime(args.device), resume=args.resume, progress=not args.quiet,
                  pictures=not args.no_pictures)
-    if args.levels != "no":
+    if args.levels != "no" and cfg.distill.method != "reflow":  # a reflow student's Euler grid starts from noise
         measure_student_levels(out, images=args.levels == "yes")
     return 0
 
@@ -58,13 +59,14 @@ def measure_student_levels(out: Path, images: bool = False) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("distill", help="distil a few-step consistency student from a trained run")
+    p = sub.add_parser("distill", help="distil a few-step student from a trained run (consistency, or reflow for a flow)")
     p.add_argument("run", help="the teacher: a diffusion or flow run directory")
     p.add_argument("--out", required=True, help="the student's run directory")
-    p.add_argument("--method", default="cd", choices=("cd", "ct"),
+    p.add_argument("--method", default="cd", choices=("cd", "ct", "reflow"),
                    help="cd: consistency distillation from the teacher's ODE (Song et al. 2023, default); "
                         "ct: consistency training without the teacher's ODE (Song & Dhariwal 2023), "
-                        "started from its weights")
+                        "started from its weights; reflow: a flow teacher retrained on the noise -> sample "
+                        "pairs of its own ODE, sampled with Euler (Liu et al. 2023)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: steps, lr, distill.target_decay, distill.solver, "
                         "distill.teacher_guidance, sample.steps, ...")

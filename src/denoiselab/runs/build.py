@@ -79,9 +79,10 @@ def build_denoiser(cfg: RunConfig, net: torch.nn.Module) -> Optional[Denoiser]:
 
 
 def student_denoiser(cfg: RunConfig, den: Denoiser):
-    """A consistency student's denoiser: ``den`` under the boundary condition (``ConsistencyDenoiser``)."""
+    """A consistency student's denoiser: ``den`` under the boundary condition (``ConsistencyDenoiser``).
+    A reflow student is a flow like its teacher: ``den`` itself."""
     s = cfg.distill
-    if not s.method:
+    if not s.method or s.method == "reflow":
         return den
     return ConsistencyDenoiser(den, s.sigma_boundary or den.sigma_range[0], s.sigma_data, s.boundary_scale, s.c_out,
                                guidance=cfg.sample.guidance if s.guidance_max > 0 else None)
@@ -209,8 +210,8 @@ def preview_hook(cfg: RunConfig, data: TensorData, out: Path):
     from ..samplers.api import generate
     from ..viz.images import save_grid
 
-    # A consistency student previews with its own few-step sampler.
-    sampler, steps = ("consistency", cfg.sample.steps) if cfg.distill.method else ("ddim", 25)
+    # A student previews with its own few-step sampler.
+    sampler, steps = (cfg.sample.sampler, cfg.sample.steps) if cfg.distill.method else ("ddim", 25)
 
     codec = getattr(data, "codec", None)
 

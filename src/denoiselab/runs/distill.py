@@ -1,10 +1,11 @@
-"""Few-step students: the config and the parts of a consistency distillation (``denoiselab distill``).
+"""Few-step students: the config and the parts of a distillation (``denoiselab distill``).
 
-A student is a run like any other: its config is its teacher's with a ``distill`` section, the
-sampler ``consistency`` and the distillation's own training settings; it starts from the
-teacher's (EMA) weights, and its denoiser is the teacher's process under the boundary condition
-(``runs.build.student_denoiser``). Sampling, evaluation, editing and the report take it as they
-take any run.
+A student is a run like any other: its config is its teacher's with a ``distill`` section, its
+few-step sampler and the distillation's own training settings; it starts from the teacher's (EMA)
+weights. A consistency student's denoiser is the teacher's process under the boundary condition
+(``runs.build.student_denoiser``); a reflow student is a flow, retrained on pairs its teacher drew
+(``reflow_pairs``) and sampled with Euler. Sampling, evaluation, editing and the report take it
+as they take any run.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from ..config import DistillConfig, RunConfig, apply_overrides
 from ..data import TensorData
 from ..errors import DenoiselabError
 from ..guidance import guided
-from ..losses import ConsistencyObjective
+from ..losses import ConsistencyObjective, ReflowObjective
 from .build import build_denoiser, build_net
 from .load import load_run, read_config
 from .validate import validate_config
 
-METHODS = ("cd", "ct")
+METHODS = ("cd", "ct", "reflow")
 
 # The student's training, beside the teacher's, from the teacher's weights, with an EMA for
 # sampling; --set changes any of it. Images: a constant learning rate a tenth of a typical
@@ -40,7 +41,8 @@ STUDENT_TRAIN = {
 
 
 def check_teacher(cfg: RunConfig, where) -> None:
-    """A teacher is a diffusion or flow run that is not itself a student."""
+    """A teacher is a diffusion or flow run that is not itself a consistency student (a reflow
+    student is a flow, and may be distilled again: Liu et al. 2023's reflow, then distillation)."""
     kind = cfg.diffusion.kind
     if kind == "classifier":
         raise DenoiselabError(f"{where} is a noise-aware classifier: distil a diffusion or flow run")
@@ -48,7 +50,7 @@ def check_teacher(cfg: RunConfig, where) -> None:
         raise DenoiselabError(f"{where} is a single-step denoiser: distil a diffusion or flow run")
     if kind not in ("vp", "flow"):
         raise DenoiselabError(f"{where} is a {kind!r} run: distil a diffusion or flow run")
-    if cfg.distill.method:
+    if cfg.distill.method and cfg.distill.method != "reflow":
         raise DenoiselabError(f"{where} is already a student (distilled from {cfg.distill.teacher}): "
                               "distil its teacher instead")
 
@@ -58,10 +60,12 @@ def student_config(teacher_dir: Path, method: str = "cd", sets: Optional[list[st
     """The config of a student of the run in ``teacher_dir``, before ``--set`` and after it.
     ``kind`` is the teacher's data kind ("points" or "images"; read from its checkpoint if None)."""
     if method not in METHODS:
-        raise DenoiselabError(f"unknown distillation method {method!r}: choose cd (from the teacher's ODE) "
-                              "or ct (consistency training, no teacher)")
+        raise DenoiselabError(f"unknown distillation method {method!r}: choose cd (from the teacher's ODE), "
+                              "ct (consistency training, no teacher) or reflow (a flow teacher's pairs)")
     teacher = read_config(teacher_dir)
     check_teacher(teacher, teacher_dir)
+    if method == "reflow":
+        return reflow_config(teacher, teacher_dir, sets, kind)
     den = build_denoiser(teacher, None)
     lo, hi = den.sigma_range
     s = teacher.sample
@@ -85,6 +89,62 @@ def student_config(teacher_dir: Path, method: str = "cd", sets: Optional[list[st
     return validate_config(guidance_input(cfg, conditional, teacher_dir))
 
 
+# Reflow: pairs per data kind, and the student's training and sampling. The teacher's own
+# recipe at the student's lower rate, from its weights (Liu et al. 2023 start 2-rectified flows
+# from the 1-rectified one).
+PAIRS = "reflow_pairs.pt"
+REFLOW_PAIRS = {"points": 65536, "images": 10000}
+REFLOW_STEPS = 1
+
+
+def reflow_config(teacher: RunConfig, teacher_dir: Path, sets: Optional[list[str]], kind: Optional[str]) -> RunConfig:
+    """A reflow student's config: a flow like its teacher, sampled with Euler in few steps."""
+    if teacher.diffusion.kind != "flow":
+        raise DenoiselabError(f"{teacher_dir} is a {teacher.diffusion.kind!r} run: reflow retrains a flow "
+                              "(diffusion.kind=flow); distil a diffusion run with --method cd")
+    if teacher.model.options.get("num_classes") or teacher.model.options.get("cond_dim"):
+        raise DenoiselabError(f"{teacher_dir} is a conditional flow: reflow takes unconditional flows; "
+                              "use --method cd for a conditional teacher")
+    if kind is None:
+        kind = load_run(teacher_dir).kind
+    distill = DistillConfig(method="reflow", teacher=str(Path(teacher_dir).resolve()))
+    sample = dataclasses.replace(teacher.sample, sampler="euler", steps=REFLOW_STEPS, eta=0.0, eta_low=0.0,
+                                 eta_switch=0.0, grid="", guidance=1.0)
+    train = dataclasses.replace(teacher.train, **STUDENT_TRAIN["images" if kind == "images" else "points"])
+    cfg = apply_overrides(dataclasses.replace(teacher, train=train, sample=sample, distill=distill), sets or [])
+    return validate_config(cfg)
+
+
+def reflow_pairs(cfg: RunConfig, teacher, out: Optional[Path] = None, log=None,
+                 progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noise z, the teacher's sample x1 = ODE(z)): ``distill.pairs`` of them (0: ``REFLOW_PAIRS``
+    by data kind), each solved by ``distill.solver`` in ``distill.pair_steps`` steps (0: the
+    teacher's sample.steps) on its default grid from z ~ N(0, I), seeded by train.seed (Liu et al.
+    2023, Algorithm 1). Kept in ``out / PAIRS`` once drawn."""
+    from ..io import atomic_write
+    from ..rng import SampleNoise
+    from ..samplers.api import generate, start_point
+
+    path = Path(out) / PAIRS if out is not None else None
+    if path is not None and path.is_file():
+        pairs = torch.load(path, map_location="cpu", weights_only=True)
+        return pairs["noise"], pairs["samples"]
+    d = cfg.distill
+    n = d.pairs or REFLOW_PAIRS[teacher.kind]
+    steps = d.pair_steps or teacher.config.sample.steps
+    shape = teacher.sample_shape
+    if log:
+        log(f"drawing {n} reflow pairs from the teacher: {d.solver}, {steps} steps")
+    seed = cfg.train.seed
+    samples, _ = generate(teacher.denoiser, n, shape, sampler=d.solver, steps=steps, seed=seed,
+                          batch_size=4096 if teacher.kind == "points" else 250, progress=progress)
+    noise = start_point(teacher.denoiser, SampleNoise(seed, n, 0), n, shape, None, 0.0)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: torch.save({"noise": noise, "samples": samples}, tmp))
+    return noise, samples
+
+
 def guidance_input(cfg: RunConfig, conditional: bool, where) -> RunConfig:
     """A student asked for a guidance range (distill.guidance_max > 0) takes w as an input: its
     network gets a guidance embedding, and it samples at the teacher's scale, held in the range."""
@@ -104,8 +164,10 @@ def guidance_input(cfg: RunConfig, conditional: bool, where) -> RunConfig:
     return dataclasses.replace(cfg, model=model, sample=dataclasses.replace(cfg.sample, guidance=w))
 
 
-def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.nn.Module, ConsistencyObjective]:
-    """(the student network, at the teacher's weights; the distillation objective)."""
+def distill_parts(cfg: RunConfig, data: TensorData, device=None, out: Optional[Path] = None,
+                  log=None, progress: bool = False) -> tuple[torch.nn.Module, object]:
+    """(the student network, at the teacher's weights; the distillation objective). A reflow
+    student's pairs are drawn once and kept in ``out`` (``PAIRS``), so a resumed one trains on the same."""
     d = cfg.distill
     if cfg.train.steps < 1:
         raise DenoiselabError("a distillation needs at least one step: --set steps=1000")
@@ -127,6 +189,9 @@ def distill_parts(cfg: RunConfig, data: TensorData, device=None) -> tuple[torch.
         raise DenoiselabError(f"the teacher's weights do not fit the student's network: "
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     teacher.net.requires_grad_(False)
+    if d.method == "reflow":
+        noise, samples = reflow_pairs(cfg, teacher, out, log=log, progress=progress)
+        return net, ReflowObjective(noise, samples, teacher.denoiser.time_scale)
     null = getattr(data, "null_cond", None)
     teacher_den = teacher_at = None
     if d.method == "cd":

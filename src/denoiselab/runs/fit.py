@@ -26,10 +26,12 @@ def fit_run(cfg: RunConfig, out: Path, *, runtime=None, resume: bool = False, pr
     data = build_data(cfg)
     cfg = resolve_config(cfg, data)  # e.g. num_classes -1 -> the data's class count
     parts = {}
-    if cfg.distill.method:  # a consistency student: the teacher's weights and the distillation objective
+    if cfg.distill.method:  # a student: the teacher's weights and the distillation objective
         from .distill import distill_parts
 
-        parts = dict(zip(("net", "objective"), distill_parts(cfg, data, None if runtime is None else runtime.device)))
+        parts = dict(zip(("net", "objective"), distill_parts(cfg, data, None if runtime is None else runtime.device,
+                                                             out=out, log=say if is_main else None,
+                                                             progress=is_main and progress)))
     trainer = make_trainer(cfg, out, data, progress=progress, runtime=runtime, **parts)
     if resume:
         say(f"resuming {out} at step {trainer.step}" if trainer.resume() else

@@ -32,7 +32,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
         "sample.spacing": tuple(SPACINGS),
         "sample.grid": ("", *(g for g in GRIDS if g != "levels")),  # a levels grid needs its levels: --sigmas
         "sample.precision": AUTOCAST_MODES,
-        "distill.method": ("", "cd", "ct"),
+        "distill.method": ("", "cd", "ct", "reflow"),
         "distill.solver": SOLVERS,
         "distill.c_out": C_OUTS,
     }
