@@ -22,6 +22,8 @@ class DataConfig:
     name: str = "swiss-roll"          # a 2D set (see data.TOY_DATASETS) or an image set
     num: int = 1_000_000              # size of the training pool for 2D sets
     options: dict = field(default_factory=dict)  # data-set specific (path, image_size, ...)
+    balance: float = 0.0              # labelled data: draw each image with probability ~ N_c^-balance (N_c its
+                                      # class's size): 0 = as the data are, 1 = every class equally often
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ INTERVALS: dict[str, tuple[str, ...]] = {
     ">= 0": ("diffusion.clip_x0", "diffusion.sigma", "diffusion.min_snr", "diffusion.input_perturbation", "diffusion.kl_weight", "diffusion.perceptual_weight", "train.weight_decay", "train.warmup", "train.lr_final", "train.grad_clip", "train.seed", "train.ckpt_every", "train.preview_every", "train.threads", "sample.eta", "sample.eta_low", "sample.eta_switch", "sample.sigma_min", "sample.sigma_max", "distill.huber_c", "distill.sigma_boundary", "distill.sigma_top", "distill.teacher_guidance", "distill.guidance_min", "distill.guidance_max", "distill.pairs", "distill.pair_steps"),
     "[0, 1)": ("diffusion.p_uncond", "diffusion.dynamic_threshold", "train.ema_decay", "distill.target_decay"),
     "> 0": ("diffusion.p_std", "diffusion.t_sigma_min", "diffusion.t_sigma_max", "train.lr", "distill.sigma_data", "distill.boundary_scale", "distill.rho"),
-    "[0, 1]": ("diffusion.t_full",),
+    "[0, 1]": ("diffusion.t_full", "data.balance"),
 }
 
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import DenoiselabError
+
 
 @dataclass
 class TensorData:
@@ -16,6 +18,7 @@ class TensorData:
     num_classes: int = 0
     class_names: tuple = ()
     hflip: bool = False                   # images: mirror each drawn sample with probability 1/2
+    balance: float = 0.0                  # labelled data: batches drawn with probability ~ N_c^-balance
     _perm: tuple = field(default=(None, None, None), repr=False, compare=False)
     _u8: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)  # x as bytes (see ``to``)
 
@@ -37,7 +40,8 @@ class TensorData:
             x = self.x.to(device)
         out = TensorData(x=x if x is not None else torch.empty((0, *self.sample_shape), device=device),
                          y=self.y.to(device) if self.y is not None else None, kind=self.kind,
-                         num_classes=self.num_classes, class_names=self.class_names, hflip=self.hflip, _u8=u8)
+                         num_classes=self.num_classes, class_names=self.class_names, hflip=self.hflip,
+                         balance=self.balance, _u8=u8)
         return out
 
     @property
@@ -66,7 +70,13 @@ class TensorData:
         return x, (self.y[index] if self.y is not None else None)
 
     def batch_index(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
-        """Indices of the batch of ``step``: consecutive slices of per-epoch permutations."""
+        """Indices of the batch of ``step``: consecutive slices of per-epoch permutations; with
+        ``balance`` > 0, drawn with replacement, image i with probability proportional to
+        N_{y_i}^-balance (``class_balance_weights``), from a generator seeded by (seed, step)."""
+        if self.balance > 0:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step + 3_333_333)
+            return torch.multinomial(class_balance_weights(self.y, self.balance), batch_size, replacement=True,
+                                     generator=g)
         n = len(self)
         start = step * batch_size
         idx: list[torch.Tensor] = []
@@ -83,6 +93,19 @@ class TensorData:
             g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             self._perm = (epoch, seed, torch.randperm(len(self), generator=g))
         return self._perm[2]
+
+
+def class_balance_weights(y: Optional[torch.Tensor], power: float) -> torch.Tensor:
+    """Per-image sampling weights N_{y_i}^-power (N_c: the count of class c), so class c is drawn
+    with probability proportional to N_c^(1 - power): power 1 draws every class equally often,
+    0.5 in proportion to the square root of its size (re-sampling by class frequency, as in
+    Mahajan et al. 2018, sec. 3.1)."""
+    if y is None:
+        raise DenoiselabError("data.balance draws classes evenly, and this data set has no labels: "
+                              "choose labelled data or leave data.balance at 0")
+    y = y.cpu()
+    counts = torch.bincount(y, minlength=int(y.max()) + 1).double()
+    return counts[y].pow(-float(power))
 
 
 def decode_uint8(u8: torch.Tensor) -> torch.Tensor:

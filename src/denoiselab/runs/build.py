@@ -45,6 +45,11 @@ def build_data(cfg: RunConfig) -> TensorData:
         from .latent import latent_data
 
         data = latent_data(cfg, data)
+    if cfg.data.balance > 0:
+        from ..data.tensors import class_balance_weights
+
+        class_balance_weights(data.y, cfg.data.balance)  # unlabelled data: one line before any work
+        data.balance = cfg.data.balance
     return data
 
 
