@@ -86,7 +86,8 @@ def runs_table(runs: list[Path], num: int) -> str:
     return markdown_table(
         ["preset", "trainings", "training loop (s)", f"domain FID, {num} samples", "FID floor",
          "asked category (%)", "asked category, mean over categories (%)", f"`sample --num {num}` (s)"],
-        [[f"`{cfg['preset']}`", len(rows), mean_sd([s["train_s"] for s in rows], ".0f"),
+        [[f"`{cfg['preset']}`" + (f", `data.balance={cfg['data']['balance']:g}`" if cfg["data"].get("balance") else ""),
+          len(rows), mean_sd([s["train_s"] for s in rows], ".0f"),
           mean_sd([s["fid"] for s in rows]), mean_sd([s["floor"] for s in rows]),
           mean_sd([100 * a for a in acc], ".1f") if acc else "n/a",
           mean_sd([100 * a for a in acc_mean], ".1f") if acc_mean else "n/a", mean_sd([s["sample_s"] for s in rows], ".1f")]])
@@ -297,7 +298,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
-    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-steps", "emoji32-diffusers", "emoji32-class", "emoji-latent", "emoji-text",
+    add_write_flag(ap, {t: "emoji" for t in ("emoji32", "emoji32-steps", "emoji32-diffusers", "emoji32-class", "emoji32-class-balanced",
+                                             "emoji-latent", "emoji-text",
                                              "emoji-latent-throughput")})
     args = ap.parse_args()
     if args.threads:

@@ -510,13 +510,15 @@ def test_an_image_student_measures_its_levels_when_asked(tmp_path_factory, tmp_p
     assert not (other / runs.LEVELS).exists() and "no levels measured" in capsys.readouterr().err
 
 
-def test_a_flow_student_keeps_its_grid(tmp_path_factory, tmp_path, capsys):
+def test_a_flow_teachers_student_starts_from_a_level_it_learnt_and_measures_its_levels(tmp_path_factory, tmp_path):
     from denoiselab import runs
 
     teacher = train_tiny(tmp_path_factory, "distill", "flow-teacher", "swiss-roll-flow", *POINTS_TINY)
     student = tmp_path / "student"
-    capsys.readouterr()
     assert distill(teacher, student, "--set", "steps=5") == 0
-    # its grid starts from pure noise, which no noise level names: nothing to search, nothing stored
-    assert "does not start at a noise level" in capsys.readouterr().err
-    assert not (student / runs.LEVELS).exists()
+    run = runs.load_run(student)
+    # not the flow's tau grid, which starts at pure noise (sigma = inf): its top distilled level
+    plan = runs.sampling_plan(run, steps=1)
+    assert plan.grid == "logsnr-trailing"
+    assert 0 < plan.grid_opts["sigma_max"] <= run.config.distill.sigma_top * (1 + 1e-9)
+    assert (student / runs.LEVELS).is_file()

@@ -219,6 +219,11 @@ DEFAULT_FLOW_GRID = "quadratic"
 
 
 def default_grid(sampler: str, denoiser) -> str:
+    # A consistency student jumps from a noise level it was distilled at, whatever its teacher's
+    # process: a flow's tau grid would start it at pure noise (sigma = inf), which it never saw
+    # (docs/results/distill.md, "Flow teachers").
+    if sampler == "consistency":
+        return DEFAULT_CONTINUOUS_GRID
     if denoiser.schedule is None:
         return DEFAULT_FLOW_GRID
     return DEFAULT_GRIDS.get(sampler, DEFAULT_CONTINUOUS_GRID)
