@@ -104,13 +104,14 @@ def test_a_reflow_student_is_a_flow_trained_on_its_teachers_pairs(flow_teacher, 
     import numpy as np
 
     from denoiselab import runs
-    from denoiselab.runs.distill import PAIRS, REFLOW_STEPS
+    from denoiselab.runs.distill import PAIRS, REFLOW_GRID, REFLOW_STEPS
 
     student = tmp_path / "student"
     assert reflow(flow_teacher, student, "--set", "steps=20") == 0
     run, teacher = runs.load_run(student), runs.load_run(flow_teacher)
     assert isinstance(run.denoiser, FlowDenoiser) and not isinstance(run.denoiser, ConsistencyDenoiser)
-    assert (run.config.sample.sampler, run.config.sample.steps) == ("euler", REFLOW_STEPS)
+    assert (run.config.sample.sampler, run.config.sample.steps, run.config.sample.grid) == (
+        "euler", REFLOW_STEPS, REFLOW_GRID)
     assert run.config.distill.teacher == str(flow_teacher)
     # The pairs: x_T ~ N(0, I) from the student's seed, and the teacher's own ODE sample from it.
     pairs = torch.load(student / PAIRS, weights_only=True)
