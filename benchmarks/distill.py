@@ -12,7 +12,7 @@ gets (`denoiselab sample RUN --steps K`):
 teacher's ODE over the student's levels), what a perfect student would score in one step.
 It also times `denoiselab sample STUDENT --num 1000 --steps 1 --out x.npy` as a whole command.
 `--method reflow` (flow teachers) adds the teacher's own Euler at the student's step counts: what
-the straightening buys.
+the straightening buys; the students are scored on both grids in tau, quadratic and uniform.
 
     for s in 0 1 2; do denoiselab train --preset mnist --out runs/mnist-s$s --set seed=$s; done
     python benchmarks/distill.py --teachers runs/mnist-s0 runs/mnist-s1 runs/mnist-s2 --out runs/students \
@@ -192,6 +192,8 @@ def main() -> None:
             # on the default grid, and, where the student stored them, at its measured levels
             own = student.config.sample.grid or default_grid(student.config.sample.sampler, student.denoiser)
             grids = [own] + ([""] if steps in measured else [])
+            if student.config.distill.method == "reflow":  # the flow's two grids in tau: the evidence for its default
+                grids = ["quadratic", "uniform"]
             for grid in grids:
                 r = scorer(student, steps, grid=grid or None)
                 rows.setdefault(f"student, {r['plan']}", []).append({**r, "ratio": r["score"] / base})
