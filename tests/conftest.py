@@ -32,6 +32,21 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+# A 2D run small enough to train in a second: the students' teachers.
+POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
+               "--set", "batch_size=64", "--set", "log_every=10", "--no-pictures"]
+
+
+def one_error_line(capsys, argv) -> str:
+    """Run the CLI on ``argv``, which must fail with exit 2 and exactly one error line; returns it."""
+    from denoiselab.cli import main
+
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("denoiselab: error:"), err
+    return err[0]
+
+
 def train_tiny(tmp_path_factory, folder: str, name: str, preset: str, *args: str):
     """A run trained by `denoiselab train --preset PRESET ... --quiet ARGS` in a fresh temp folder."""
     from denoiselab.cli import main

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import train_tiny
+from conftest import POINTS_TINY, one_error_line, train_tiny
 from denoiselab.cli import main
 from denoiselab.config import DistillConfig
 from denoiselab.denoiser import AnalyticGaussianDenoiser, ConsistencyDenoiser, Denoiser, FlowDenoiser
@@ -198,9 +198,6 @@ def test_a_small_student_trained_on_the_analytic_teacher_moves_towards_the_flow_
 
 # -- the command ----------------------------------------------------------------------------
 
-POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
-               "--set", "batch_size=64", "--set", "log_every=10", "--no-pictures"]
-
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
@@ -256,13 +253,6 @@ def test_resuming_a_distillation_is_exact(teacher, tmp_path):
         assert torch.equal(a, b)
     for a, b in zip(whole.objective.target.state_dict().values(), again.objective.target.state_dict().values()):
         assert torch.equal(a, b)
-
-
-def one_error_line(capsys, argv) -> str:
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("denoiselab: error:"), err
-    return err[0]
 
 
 def test_bad_input_gets_one_line_and_nothing_is_written(teacher, tmp_path, tmp_path_factory, capsys):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import train_tiny
+from conftest import POINTS_TINY, one_error_line, train_tiny
 from denoiselab.cli import main
 from denoiselab.denoiser import ConsistencyDenoiser, FlowDenoiser
 from denoiselab.losses import ReflowObjective
@@ -86,9 +86,6 @@ def test_a_curved_flow_needs_its_steps_where_the_straight_one_does_not():
 
 # -- the command ----------------------------------------------------------------------------
 
-POINTS_TINY = ["--set", "data.num=4096", "--set", "model.width=32", "--set", "model.depth=2", "--set", "steps=30",
-               "--set", "batch_size=64", "--set", "log_every=10", "--no-pictures"]
-
 
 @pytest.fixture(scope="module")
 def flow_teacher(tmp_path_factory):
@@ -150,13 +147,6 @@ def test_resuming_a_reflow_is_exact_and_keeps_its_pairs(flow_teacher, tmp_path):
     again.fit()
     for a, b in zip(whole.net.state_dict().values(), again.net.state_dict().values()):
         assert torch.equal(a, b)
-
-
-def one_error_line(capsys, argv) -> str:
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("denoiselab: error:"), err
-    return err[0]
 
 
 def test_reflow_of_a_diffusion_run_gets_one_line_and_nothing_is_written(tmp_path_factory, tmp_path, capsys):
