@@ -121,8 +121,8 @@ def test_a_reflow_student_is_a_flow_trained_on_its_teachers_pairs(flow_teacher, 
     assert np.load(tmp_path / "s1.npy").shape == (64, 2)
     assert main(["evaluate", str(tmp_path / "s1.npy"), "--ref", "data:swiss-roll", "--num", "64"]) == 0
     assert main(["report", str(student)]) == 0 and "student of" in (student / "report.html").read_text()
-    # A reflow student is a flow, so it can be distilled again (reflow, then distillation).
-    assert main(["distill", str(student), "--out", str(tmp_path / "cd"), "--dry-run"]) == 0
+    # A reflow student is a flow, so it can be reflowed again (a 3-rectified flow).
+    assert main(["distill", str(student), "--out", str(tmp_path / "again"), "--method", "reflow", "--dry-run"]) == 0
 
 
 def test_resuming_a_reflow_is_exact_and_keeps_its_pairs(flow_teacher, tmp_path):
@@ -154,3 +154,12 @@ def test_reflow_of_a_diffusion_run_gets_one_line_and_nothing_is_written(tmp_path
     capsys.readouterr()
     line = one_error_line(capsys, ["distill", vp, "--out", tmp_path / "s", "--method", "reflow"])
     assert "reflow retrains a flow" in line and "--method cd" in line and not (tmp_path / "s").exists()
+
+
+def test_consistency_distillation_of_a_reflow_student_gets_one_line(flow_teacher, tmp_path, capsys):
+    student = tmp_path / "student"
+    assert reflow(flow_teacher, student, "--set", "steps=3") == 0
+    capsys.readouterr()
+    for method in ("cd", "ct"):
+        line = one_error_line(capsys, ["distill", student, "--out", tmp_path / method, "--method", method])
+        assert "reflow student" in line and not (tmp_path / method).exists()

@@ -42,7 +42,7 @@ STUDENT_TRAIN = {
 
 def check_teacher(cfg: RunConfig, where) -> None:
     """A teacher is a diffusion or flow run that is not itself a consistency student (a reflow
-    student is a flow, and may be distilled again: Liu et al. 2023's reflow, then distillation)."""
+    student is a flow, and may be reflowed again: ``student_config`` refuses it other methods)."""
     kind = cfg.diffusion.kind
     if kind == "classifier":
         raise DenoiselabError(f"{where} is a noise-aware classifier: distil a diffusion or flow run")
@@ -64,6 +64,11 @@ def student_config(teacher_dir: Path, method: str = "cd", sets: Optional[list[st
                               "ct (consistency training, no teacher) or reflow (a flow teacher's pairs)")
     teacher = read_config(teacher_dir)
     check_teacher(teacher, teacher_dir)
+    if teacher.distill.method == "reflow" and method != "reflow":
+        # Consistency distillation noises training data with independent noise, and a reflowed flow
+        # is trained only on its own coupling's points: its ODE step there is off (docs/results/distill.md).
+        raise DenoiselabError(f"{teacher_dir} is a reflow student: --method {method} would noise data off its "
+                              "pairs' paths; reflow it again (--method reflow) or distil its teacher")
     if method == "reflow":
         return reflow_config(teacher, teacher_dir, sets, kind)
     den = build_denoiser(teacher, None)
