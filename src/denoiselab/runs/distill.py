@@ -134,13 +134,14 @@ def reflow_pairs(cfg: RunConfig, teacher, out: Optional[Path] = None, log=None,
     from ..samplers.api import generate, start_point
 
     path = Path(out) / PAIRS if out is not None else None
-    if path is not None and path.is_file():
-        pairs = torch.load(path, map_location="cpu", weights_only=True)
-        return pairs["noise"], pairs["samples"]
     d = cfg.distill
     n = d.pairs or REFLOW_PAIRS[teacher.kind]
     steps = d.pair_steps or teacher.config.sample.steps
     shape = teacher.sample_shape
+    if path is not None and path.is_file():
+        pairs = torch.load(path, map_location="cpu", weights_only=True)
+        if tuple(pairs["noise"].shape) == (n, *shape):  # pairs of other settings are drawn again
+            return pairs["noise"], pairs["samples"]
     if log:
         log(f"drawing {n} reflow pairs from the teacher: {d.solver}, {steps} steps")
     seed = cfg.train.seed
